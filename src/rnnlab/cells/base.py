@@ -1,0 +1,222 @@
+"""The public recurrent layer: configuration, parameters, checks, and the batch-first API.
+
+Shape legend: B batch, T time, D input features, H hidden units, L layers.
+The maths lives in the cell modules and the time loop in :mod:`rnnlab.recurrent`; this
+module turns user arrays into the loop's time-major layout and back, and checks them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _checks, recurrent
+from .. import init as _init
+
+
+class StackCache(NamedTuple):
+    """Returned by ``forward`` for ``backward``: one :class:`~rnnlab.recurrent.LayerCache` a layer."""
+
+    layers: list
+    lengths: np.ndarray | None  # (B,) or None when every sequence is T steps long
+
+
+class RecurrentLayer:
+    """Base of :class:`~rnnlab.Elman`, :class:`~rnnlab.LSTM` and :class:`~rnnlab.GRU`.
+
+    Parameters
+    ----------
+    input_size : int
+        D, features per time step.
+    hidden_size : int
+        H, units per layer.
+    num_layers : int
+        L, layers stacked so that layer k+1 reads layer k's outputs.
+    seed : int, numpy.random.Generator or None
+        Source of the initial weights; None draws fresh entropy.
+    dtype : float32 (default) or float64
+    init : {"uniform", "orthogonal", "identity"}
+        Initial weights; see :func:`rnnlab.init.recurrent_params`.
+
+    Attributes
+    ----------
+    params : dict[str, ndarray]
+        ``l{k}.W_x`` (D or H, G*H), ``l{k}.W_h`` (H, G*H), ``l{k}.b`` (G*H,) for layer k
+        (and ``l{k}.b_h`` for the GRU); G the number of gates.
+    """
+
+    cell_name: str = ""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        seed=None,
+        dtype=np.float32,
+        init: str = "uniform",
+    ):
+        self.input_size = _checks.positive_int(input_size, "input_size")
+        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
+        self.num_layers = _checks.positive_int(num_layers, "num_layers")
+        self.dtype = _checks.float_dtype(dtype)
+        self.init = _checks.choice(init, "init", self._init_schemes())
+        self.cell = self._make_cell()
+        rng = _init.rng_from(seed)
+        self.params: dict[str, np.ndarray] = {}
+        for k in range(self.num_layers):
+            d = self.input_size if k == 0 else self.hidden_size
+            p = _init.recurrent_params(
+                rng, d, self.hidden_size, self.cell.n_gates,
+                scheme=self.init, recurrent_bias=self.cell.recurrent_bias,
+            )
+            self._adjust_init(p)
+            for name, v in p.items():
+                self.params[f"l{k}.{name}"] = v.astype(self.dtype)
+
+    # hooks for the cell modules ---------------------------------------------------------
+    def _make_cell(self):
+        raise NotImplementedError
+
+    def _init_schemes(self):
+        return ("uniform", "orthogonal")
+
+    def _adjust_init(self, p: dict) -> None:
+        """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias)."""
+
+    def _cell_config(self) -> dict:
+        return {}
+
+    # configuration ----------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild this layer (with :func:`rnnlab.layer_from_config`)."""
+        return {
+            "cell": self.cell_name,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "dtype": self.dtype.name,
+            "init": self.init,
+            **self._cell_config(),
+        }
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "cell")
+        return f"{type(self).__name__}({opts})"
+
+    @property
+    def n_state(self) -> int:
+        return self.cell.n_state
+
+    # state conversion --------------------------------------------------------------------
+    def initial_state(self, batch_size: int):
+        """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM."""
+        B = _checks.positive_int(batch_size, "batch_size")
+        z = [np.zeros((self.num_layers, B, self.hidden_size), self.dtype) for _ in range(self.n_state)]
+        return z[0] if self.n_state == 1 else tuple(z)
+
+    def _state_in(self, state, batch: int, name: str = "state") -> list:
+        """Public state (or None for zeros) -> list over layers of tuples of (B, H)."""
+        L, H = self.num_layers, self.hidden_size
+        if state is None:
+            parts = [np.zeros((L, batch, H), self.dtype) for _ in range(self.n_state)]
+        else:
+            if self.n_state == 1:
+                parts = (state,)
+            else:
+                if not isinstance(state, (tuple, list)) or len(state) != self.n_state:
+                    raise ValueError(
+                        f"{name} of an LSTM must be a tuple (h, c) of two ({L}, {batch}, {H}) "
+                        f"arrays, got {type(state).__name__}"
+                    )
+                parts = state
+            labels = ("h", "c")
+            parts = [
+                _checks.array(s, f"{name} {labels[i]}" if self.n_state > 1 else name,
+                              (L, None, H), self.dtype)
+                for i, s in enumerate(parts)
+            ]
+            for s in parts:
+                if s.shape[1] != batch:
+                    raise ValueError(
+                        f"{name} has batch size {s.shape[1]} but the input has {batch} sequences"
+                    )
+        return [tuple(np.array(s[k]) for s in parts) for k in range(L)]
+
+    def _state_out(self, states: list):
+        """List over layers of tuples of (B, H) -> the public layout."""
+        parts = tuple(np.stack([st[i] for st in states]) for i in range(self.n_state))
+        return parts[0] if self.n_state == 1 else parts
+
+    # the contract ---------------------------------------------------------------------------
+    def forward(self, x, state=None, *, lengths=None):
+        """Run the layer over a batch of sequences, keeping what backward needs.
+
+        Parameters
+        ----------
+        x : array (B, T, D)
+        state : initial state, (L, B, H) or for the LSTM a tuple (h, c); None for zeros
+        lengths : array (B,) of ints in [0, T], optional
+            Real steps of each sequence; later steps are padding: they leave the state as
+            it was, output zeros and receive no gradient.
+
+        Returns
+        -------
+        y : ndarray (B, T, H), the top layer's outputs
+        state : the final state, each sequence's own state after its last real step
+        cache : StackCache for :meth:`backward`
+        """
+        x = _checks.array(x, "x", (None, None, self.input_size), self.dtype)
+        B, T, _ = x.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"x must hold at least one sequence of at least one step, got {x.shape}")
+        states = self._state_in(state, B)
+        mask, partial, lens = None, None, None
+        if lengths is not None:
+            lens = _checks.lengths(lengths, B, T)
+            if (lens < T).any():
+                mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None]  # (T, B, 1)
+                partial = ~mask.all(axis=(1, 2))
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
+        y, finals, caches = recurrent.stack_forward(
+            self.cell, self.params, self.num_layers, xt, states, mask, partial
+        )
+        return y.transpose(1, 0, 2), self._state_out(finals), StackCache(caches, lens)
+
+    def backward(self, cache: StackCache, dy=None, dstate=None):
+        """Backpropagation through time over the sequence that ``forward`` ran.
+
+        Parameters
+        ----------
+        cache : the third value ``forward`` returned
+        dy : array (B, T, H) or None, gradient of the loss with respect to ``y``
+        dstate : gradient with respect to the final state (same layout as the state) or None
+
+        Returns
+        -------
+        grads : dict like :attr:`params`
+        dx : ndarray (B, T, D)
+        dstate0 : gradient with respect to the initial state, in the state's layout
+        """
+        if not isinstance(cache, StackCache):
+            raise ValueError("cache must be the third value returned by forward()")
+        T, B = cache.layers[0].x.shape[:2]
+        dyt = None
+        if dy is not None:
+            dyt = _checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
+        dstates = self._state_in(dstate, B, "dstate")
+        grads, dx, d0 = recurrent.stack_backward(
+            self.cell, self.params, self.num_layers, cache.layers, dyt, dstates
+        )
+        return grads, dx.transpose(1, 0, 2), self._state_out(d0)
+
+    def step(self, x_t, state=None):
+        """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``."""
+        x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
+        states = self._state_in(state, x_t.shape[0])
+        y, new = recurrent.step_stack(self.cell, self.params, self.num_layers, x_t, states)
+        return y, self._state_out(new)
+

@@ -1,0 +1,71 @@
+"""The simple (Elman) recurrent layer.
+
+Shape legend: B batch, D input features, H hidden units.
+"""
+
+from __future__ import annotations
+
+from .. import activations
+from .base import RecurrentLayer
+
+
+class ElmanCell:
+    r"""One Elman step, :math:`h_t = \Phi(x_t W_x + h_{t-1} W_h + b)`, and its backward."""
+
+    n_gates = 1
+    n_state = 1
+    recurrent_bias = False
+
+    def __init__(self, activation: str = "tanh"):
+        self.activation = activation
+        self.f, self.f_grad = activations.get(activation)
+
+    def step(self, p, xp_t, state):
+        (h,) = state
+        h_new = self.f(xp_t + h @ p["W_h"])  # (B, H)
+        return (h_new,), h_new
+
+    def step_back(self, p, h_new, dstate):
+        (dh,) = dstate
+        da = dh * self.f_grad(h_new)  # (B, H) gradient at the pre-activation
+        return da, da, (da @ p["W_h"].T,)
+
+
+class Elman(RecurrentLayer):
+    r"""Simple recurrent layer (Elman network).
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, seed, dtype :
+        As :class:`~rnnlab.cells.base.RecurrentLayer`.
+    activation : {"tanh", "relu", "sigmoid"}
+        :math:`\Phi`.
+    init : {"uniform", "orthogonal", "identity"}
+        ``"identity"`` is the IRNN (Le et al. 2015): ``W_h = I``, zero bias, tiny ``W_x``;
+        meant for ``activation="relu"``.
+
+    Notes
+    -----
+    .. math::
+
+        h_t = \Phi(x_t W_x + h_{t-1} W_h + b)
+
+    the notes' :math:`s_t = \Phi(x_t W_x + s_{t-1} W_s)` with a bias. PyTorch's ``nn.RNN``
+    has two biases whose sum is ``b``.
+    """
+
+    cell_name = "elman"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, activation="tanh", **kwargs):
+        activations.get(activation)  # reject an unknown name before drawing any weights
+        self.activation = activation
+        super().__init__(input_size, hidden_size, num_layers, **kwargs)
+
+    def _make_cell(self):
+        return ElmanCell(self.activation)
+
+    def _init_schemes(self):
+        return ("uniform", "orthogonal", "identity")
+
+    def _cell_config(self):
+        return {"activation": self.activation}

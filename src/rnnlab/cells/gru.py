@@ -1,0 +1,74 @@
+"""The gated recurrent unit layer (Cho et al. 2014), in PyTorch's formulation.
+
+Shape legend: B batch, D input features, H hidden units. Fused gate order: ``r, z, n``
+(reset, update, candidate), each an H-wide block of the 3H columns; this is also PyTorch's
+order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import sigmoid
+from .base import RecurrentLayer
+
+
+class GRUCell:
+    """One GRU step and its backward; the recurrent product has its own bias ``b_h``."""
+
+    n_gates = 3
+    n_state = 1
+    recurrent_bias = True
+
+    def step(self, p, xp_t, state):
+        (h,) = state
+        H = h.shape[1]
+        hp = h @ p["W_h"] + p["b_h"]  # (B, 3H)
+        rz = sigmoid(xp_t[:, :2 * H] + hp[:, :2 * H])  # (B, 2H)
+        r, z = rz[:, :H], rz[:, H:]
+        n = np.tanh(xp_t[:, 2 * H:] + r * hp[:, 2 * H:])
+        h_new = n + z * (h - n)
+        return (h_new,), (h, rz, n, hp[:, 2 * H:])
+
+    def step_back(self, p, saved, dstate):
+        h, rz, n, hn = saved
+        (dh,) = dstate
+        H = h.shape[1]
+        r, z = rz[:, :H], rz[:, H:]
+        dan = dh * (1 - z) * (1 - n * n)  # (B, H) at n's pre-activation
+        dxp = np.empty((h.shape[0], 3 * H), h.dtype)  # (B, 3H) at r, z, n pre-activations
+        dxp[:, :H] = dan * hn * r * (1 - r)
+        dxp[:, H:2 * H] = dh * (h - n) * z * (1 - z)
+        dxp[:, 2 * H:] = dan
+        dhp = dxp.copy()
+        dhp[:, 2 * H:] *= r
+        return dxp, dhp, (dh * z + dhp @ p["W_h"].T,)
+
+
+class GRU(RecurrentLayer):
+    r"""Gated recurrent unit layer.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, seed, dtype, init :
+        As :class:`~rnnlab.cells.base.RecurrentLayer`.
+
+    Notes
+    -----
+    With gate order ``r, z, n``, ``b`` the input-side bias and ``b_h`` the recurrent one:
+
+    .. math::
+
+        r &= \sigma(x_t W_{x,r} + b_r + h_{t-1} W_{h,r} + b_{h,r}) \\
+        z &= \sigma(x_t W_{x,z} + b_z + h_{t-1} W_{h,z} + b_{h,z}) \\
+        n &= \tanh(x_t W_{x,n} + b_n + r \odot (h_{t-1} W_{h,n} + b_{h,n})) \\
+        h_t &= (1 - z) \odot n + z \odot h_{t-1}
+
+    exactly PyTorch's ``nn.GRU``; the two biases cannot be merged because ``r`` multiplies
+    only the recurrent one.
+    """
+
+    cell_name = "gru"
+
+    def _make_cell(self):
+        return GRUCell()

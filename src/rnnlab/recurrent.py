@@ -1,0 +1,161 @@
+"""One time loop for every cell: forward and backward through time, stacking and lengths.
+
+Shape legend: B batch, T time, D input features, H hidden units, L layers, G gates per
+cell (1 Elman, 4 LSTM, 3 GRU). Public arrays are batch-first, ``(B, T, D)`` in and
+``(B, T, H)`` out; inside, everything is time-major ``(T, B, .)`` so each step reads and
+writes contiguous memory.
+
+A cell is a small object with
+
+* ``n_gates``, ``n_state`` (1 for ``h``; 2 for ``(h, c)``), ``recurrent_bias`` (GRU's ``b_h``);
+* ``step(p, xp_t, state) -> (new_state, saved)``: one step given the input projection
+  ``xp_t = x_t @ W_x + b`` (B, G*H); ``new_state[0]`` is the output ``h_t``;
+* ``step_back(p, saved, dstate) -> (d_xp, d_hp, dstate_prev)``: the gradients with respect
+  to the input projection and to the recurrent product ``h_{t-1} @ W_h (+ b_h)``, both
+  (B, G*H) (the same array for cells where the two enter only as a sum), and to the
+  previous state.
+
+Everything that touches time, weight sharing, masks and layers is written here, once:
+the input projection of all steps is one GEMM, the weight gradients are one GEMM each
+over all steps, and padded steps neither change the state nor contribute gradient.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class LayerCache(NamedTuple):
+    """What backward needs for one layer, all time-major."""
+
+    x: np.ndarray  # (T, B, D) the layer's input
+    hs: np.ndarray  # (T+1, B, H) h_0 .. h_T as carried (padded steps repeat the state)
+    saved: list  # per step, what the cell's step_back needs
+    mask: np.ndarray | None  # (T, B, 1) True on real steps; None when no step is padded
+    partial: np.ndarray | None  # (T,) True where some sequence is padded at that step
+
+
+def layer_forward(cell, p, x, state0, mask, partial):
+    """Run one layer over a sequence.
+
+    Parameters
+    ----------
+    cell : the cell object
+    p : dict with ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,) and maybe ``b_h``
+    x : ndarray (T, B, D)
+    state0 : tuple of ``n_state`` arrays (B, H)
+    mask : ndarray (T, B, 1) of bool, or None
+    partial : ndarray (T,) of bool, or None
+
+    Returns
+    -------
+    y : ndarray (T, B, H), zero at padded steps
+    state : tuple of (B, H), each sequence's state after its last real step
+    cache : LayerCache
+    """
+    T, B, D = x.shape
+    H = p["W_h"].shape[0]
+    xp = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, -1)  # (T, B, G*H) all steps in one GEMM
+    xp += p["b"]
+    hs = np.empty((T + 1, B, H), dtype=x.dtype)
+    hs[0] = state0[0]
+    saved = []
+    state = state0
+    for t in range(T):
+        new, s = cell.step(p, xp[t], state)
+        if partial is not None and partial[t]:
+            m = mask[t]
+            new = tuple(np.where(m, n, o) for n, o in zip(new, state, strict=True))
+        state = new
+        hs[t + 1] = state[0]
+        saved.append(s)
+    y = hs[1:].copy() if mask is None else hs[1:] * mask
+    return y, state, LayerCache(x, hs, saved, mask, partial)
+
+
+def layer_backward(cell, p, cache, dy, dstate):
+    """Backpropagate through one layer's unfolded sequence (BPTT).
+
+    Parameters
+    ----------
+    dy : ndarray (T, B, H) or None, gradient with respect to the layer's outputs
+    dstate : tuple of (B, H), gradient with respect to the final state
+
+    Returns
+    -------
+    grads : dict like ``p``
+    dx : ndarray (T, B, D)
+    dstate0 : tuple of (B, H), gradient with respect to the initial state
+    """
+    x, hs, saved, mask, partial = cache
+    T, B, D = x.shape
+    GH = p["W_h"].shape[1]
+    dxp = np.empty((T, B, GH), dtype=x.dtype)
+    dhp = dxp if not cell.recurrent_bias else np.empty_like(dxp)
+    if dy is not None and mask is not None:
+        dy = dy * mask  # padded outputs are constant zeros: no gradient flows from them
+    d = tuple(dstate)
+    for t in range(T - 1, -1, -1):
+        if dy is not None:
+            d = (d[0] + dy[t],) + d[1:]
+        gx, gh, prev = cell.step_back(p, saved[t], d)
+        if partial is not None and partial[t]:
+            # a padded step passes the state through: its gradient passes straight back
+            m = mask[t]
+            shared = gh is gx
+            gx = gx * m
+            gh = gx if shared else gh * m
+            prev = tuple(np.where(m, a, b) for a, b in zip(prev, d, strict=True))
+        dxp[t] = gx
+        if dhp is not dxp:
+            dhp[t] = gh
+        d = prev
+    dxp2 = dxp.reshape(T * B, GH)
+    dhp2 = dhp.reshape(T * B, GH)
+    grads = {
+        "W_x": x.reshape(T * B, D).T @ dxp2,
+        "W_h": hs[:-1].reshape(T * B, -1).T @ dhp2,
+        "b": dxp2.sum(axis=0),
+    }
+    if cell.recurrent_bias:
+        grads["b_h"] = dhp2.sum(axis=0)
+    dx = (dxp2 @ p["W_x"].T).reshape(T, B, D)
+    return grads, dx, d
+
+
+def layer_params(params, k):
+    """The parameters of layer ``k`` from a stack's dict, without the ``l{k}.`` prefix."""
+    prefix = f"l{k}."
+    return {name[len(prefix):]: v for name, v in params.items() if name.startswith(prefix)}
+
+
+def stack_forward(cell, params, num_layers, x, states, mask, partial):
+    """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples."""
+    caches, finals = [], []
+    for k in range(num_layers):
+        x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask, partial)
+        caches.append(cache)
+        finals.append(state)
+    return x, finals, caches
+
+
+def stack_backward(cell, params, num_layers, caches, dy, dstates):
+    """Backward through a stack; returns ``(grads with l{k}. names, dx, per-layer dstate0)``."""
+    grads, d0 = {}, [None] * num_layers
+    for k in range(num_layers - 1, -1, -1):
+        g, dy, d0[k] = layer_backward(cell, layer_params(params, k), caches[k], dy, dstates[k])
+        grads.update({f"l{k}.{name}": v for name, v in g.items()})
+    return grads, dy, d0
+
+
+def step_stack(cell, params, num_layers, x_t, states):
+    """One streaming step through a stack; ``x_t`` (B, D). Returns ``(h_top, new states)``."""
+    new = []
+    for k in range(num_layers):
+        p = layer_params(params, k)
+        state, _ = cell.step(p, x_t @ p["W_x"] + p["b"], states[k])
+        new.append(state)
+        x_t = state[0]
+    return x_t, new
