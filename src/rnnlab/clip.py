@@ -36,9 +36,7 @@ def _check_grads(grads: Mapping[str, np.ndarray]) -> None:
         # a list would not be modified and an integer array cannot be rescaled.
         if not isinstance(g, np.ndarray) or not np.issubdtype(g.dtype, np.floating):
             kind = g.dtype if isinstance(g, np.ndarray) else type(g).__name__
-            raise ValueError(
-                f"grads[{name!r}] must be a floating-point numpy array, got {kind}"
-            )
+            raise ValueError(f"grads[{name!r}] must be a floating-point numpy array, got {kind}")
 
 
 def _check_positive(value: float, what: str) -> float:
