@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from gradcheck import numerical_grad, rel_error
 
 import rnnlab
+from gradcheck import numerical_grad, rel_error
 
 CELLS = [
     ("elman", {"activation": "tanh"}),

@@ -39,7 +39,9 @@ def array(value, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
     try:
         a = np.asarray(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__}: {e}") from None
+        raise ValueError(
+            f"{name} must be a numeric array, got {type(value).__name__}: {e}"
+        ) from None
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"

@@ -44,7 +44,7 @@ def recurrent_params(
     scheme: str,
     recurrent_bias: bool,
 ) -> dict[str, np.ndarray]:
-    """Initial ``W_x``, ``W_h``, ``b`` (and ``b_h`` when the cell has a recurrent bias) for one layer.
+    """Initial ``W_x``, ``W_h``, ``b`` (and ``b_h`` for a recurrent bias) of one layer.
 
     ``"uniform"``: every entry from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch's ``nn.RNN/LSTM/GRU``.
     ``"orthogonal"``: as uniform, but each gate's (H, H) block of ``W_h`` is a random orthogonal

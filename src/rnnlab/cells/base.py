@@ -16,7 +16,7 @@ from .. import init as _init
 
 
 class StackCache(NamedTuple):
-    """Returned by ``forward`` for ``backward``: one :class:`~rnnlab.recurrent.LayerCache` a layer."""
+    """What ``forward`` hands to ``backward``: one ``LayerCache`` per layer."""
 
     layers: list
     lengths: np.ndarray | None  # (B,) or None when every sequence is T steps long
@@ -62,7 +62,7 @@ class RecurrentLayer:
         self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
         self.num_layers = _checks.positive_int(num_layers, "num_layers")
         self.dtype = _checks.float_dtype(dtype)
-        self.init = _checks.choice(init, "init", self._init_schemes())
+        self.init = _checks.choice(init, "init", _init.SCHEMES)
         self.cell = self._make_cell()
         rng = _init.rng_from(seed)
         self.params: dict[str, np.ndarray] = {}
@@ -79,9 +79,6 @@ class RecurrentLayer:
     # hooks for the cell modules ---------------------------------------------------------
     def _make_cell(self):
         raise NotImplementedError
-
-    def _init_schemes(self):
-        return ("uniform", "orthogonal")
 
     def _adjust_init(self, p: dict) -> None:
         """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias)."""
@@ -115,7 +112,8 @@ class RecurrentLayer:
     def initial_state(self, batch_size: int):
         """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM."""
         B = _checks.positive_int(batch_size, "batch_size")
-        z = [np.zeros((self.num_layers, B, self.hidden_size), self.dtype) for _ in range(self.n_state)]
+        shape = (self.num_layers, B, self.hidden_size)
+        z = [np.zeros(shape, self.dtype) for _ in range(self.n_state)]
         return z[0] if self.n_state == 1 else tuple(z)
 
     def _state_in(self, state, batch: int, name: str = "state") -> list:
@@ -172,7 +170,7 @@ class RecurrentLayer:
         x = _checks.array(x, "x", (None, None, self.input_size), self.dtype)
         B, T, _ = x.shape
         if B == 0 or T == 0:
-            raise ValueError(f"x must hold at least one sequence of at least one step, got {x.shape}")
+            raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
         states = self._state_in(state, B)
         mask, partial, lens = None, None, None
         if lengths is not None:

@@ -64,8 +64,5 @@ class Elman(RecurrentLayer):
     def _make_cell(self):
         return ElmanCell(self.activation)
 
-    def _init_schemes(self):
-        return ("uniform", "orthogonal", "identity")
-
     def _cell_config(self):
         return {"activation": self.activation}

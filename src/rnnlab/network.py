@@ -1,0 +1,254 @@
+"""A network: stacked recurrent layers and an output head, with loss and gradients in one call.
+
+Shape legend: B batch, T time, D input features, H hidden units, K outputs.
+The head reads the top layer's output at every step (``readout="all"``, many-to-many) or its
+state after each sequence's last real step (``readout="last"``, many-to-one) and applies
+
+    z = h W_y + b_y     then     softmax(z)  or  z itself (``output="linear"``)
+
+as in the notes' ``y_t = s_t W_y`` or ``y_t = softmax(s_t W_y)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _checks, losses
+from . import init as _init
+from .cells import LAYERS
+
+OUTPUTS = ("softmax", "linear")
+READOUTS = ("all", "last")
+
+
+class NetCache(NamedTuple):
+    rnn: object  # the layer's StackCache
+    h: np.ndarray  # (B, T, H) or (B, H): what the head read
+    lengths: np.ndarray | None
+
+
+class LossResult(NamedTuple):
+    loss: float  # mean over real positions
+    grads: dict  # name -> array, like Network.params
+    state: object  # final recurrent state, to carry into the next window
+
+
+class Network:
+    """Recurrent layers plus a linear or softmax output head.
+
+    Parameters
+    ----------
+    input_size : int
+        D, features per step.
+    hidden_size : int
+        H, units per recurrent layer.
+    output_size : int
+        K, classes (softmax) or values (linear) per prediction.
+    cell : {"lstm", "elman", "gru"}
+    num_layers : int
+    output : {"softmax", "linear"}
+        softmax with cross-entropy loss, or linear with squared error.
+    readout : {"all", "last"}
+        A prediction at every step, or one per sequence from its final state.
+    activation : {"tanh", "relu", "sigmoid"}
+        Elman cells only.
+    init : {"uniform", "orthogonal", "identity"}
+        Recurrent weights; see :func:`rnnlab.init.recurrent_params`.
+    forget_bias : float or None
+        LSTM cells only.
+    seed : int, numpy.random.Generator or None
+    dtype : float32 or float64
+
+    Attributes
+    ----------
+    params : dict[str, ndarray]
+        ``rnn.l{k}.*`` for the recurrent layers (see :class:`rnnlab.LSTM`), ``head.W_y``
+        (H, K) and ``head.b_y`` (K,). Optimisers update these arrays in place.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        output: str = "softmax",
+        readout: str = "all",
+        activation: str = "tanh",
+        init: str = "uniform",
+        forget_bias: float | None = 1.0,
+        seed=None,
+        dtype=np.float32,
+    ):
+        self.cell = _checks.choice(cell, "cell", tuple(LAYERS))
+        self.output = _checks.choice(output, "output", OUTPUTS)
+        self.readout = _checks.choice(readout, "readout", READOUTS)
+        self.output_size = _checks.positive_int(output_size, "output_size")
+        self.activation, self.forget_bias = activation, forget_bias
+        options = {}
+        if cell == "elman":
+            options["activation"] = activation
+        elif activation != "tanh":
+            raise ValueError(f"activation applies to the elman cell only, got {activation!r} "
+                             f"with cell {cell!r}")
+        if cell == "lstm":
+            options["forget_bias"] = forget_bias
+        rng = _init.rng_from(seed)
+        self.rnn = LAYERS[cell](input_size, hidden_size, num_layers, seed=rng, dtype=dtype,
+                                init=init, **options)
+        H, K, k = self.rnn.hidden_size, self.output_size, 1.0 / np.sqrt(self.rnn.hidden_size)
+        self.params = {f"rnn.{name}": v for name, v in self.rnn.params.items()}
+        # as PyTorch's nn.Linear: U(-1/sqrt(H), 1/sqrt(H))
+        self.params["head.W_y"] = _init.uniform(rng, (H, K), k).astype(self.rnn.dtype)
+        self.params["head.b_y"] = _init.uniform(rng, (K,), k).astype(self.rnn.dtype)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild the network's shape (``Network(**config)``)."""
+        r = self.rnn
+        return {
+            "input_size": r.input_size, "hidden_size": r.hidden_size,
+            "output_size": self.output_size, "cell": self.cell, "num_layers": r.num_layers,
+            "output": self.output, "readout": self.readout, "activation": self.activation,
+            "init": r.init, "forget_bias": self.forget_bias, "dtype": r.dtype.name,
+        }
+
+    def __repr__(self) -> str:
+        return "Network(" + ", ".join(f"{k}={v!r}" for k, v in self.config.items()) + ")"
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.rnn.dtype
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(v.size for v in self.params.values()))
+
+    def _sync(self):
+        # self.params is the one source of truth; the layer reads views of the same arrays,
+        # so an optimiser (in place) or a user (replacing an entry) changes both.
+        self.rnn.params = {k[4:]: v for k, v in self.params.items() if k.startswith("rnn.")}
+
+    # ------------------------------------------------------------------------------------
+    def forward(self, x, state=None, *, lengths=None):
+        """Run the network.
+
+        Parameters
+        ----------
+        x : array (B, T, D)
+        state : initial recurrent state (see :meth:`rnnlab.LSTM.forward`) or None
+        lengths : array (B,) of real steps per sequence, or None
+
+        Returns
+        -------
+        z : ndarray (B, T, K) for readout "all", (B, K) for "last": logits or values
+        state : final recurrent state
+        cache : for :meth:`backward`
+        """
+        self._sync()
+        y, state, rc = self.rnn.forward(x, state, lengths=lengths)
+        if self.readout == "all":
+            h = y  # (B, T, H)
+        else:
+            h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
+        z = h @ self.params["head.W_y"] + self.params["head.b_y"]
+        return z, state, NetCache(rc, h, rc.lengths)
+
+    def backward(self, cache: NetCache, dz):
+        """Gradients of every parameter, the input and the initial state from ``dL/dz``.
+
+        Returns ``(grads, dx, dstate0)``.
+        """
+        h = cache.h
+        W = self.params["head.W_y"]
+        K = W.shape[1]
+        grads = {
+            "head.W_y": h.reshape(-1, h.shape[-1]).T @ dz.reshape(-1, K),
+            "head.b_y": dz.reshape(-1, K).sum(axis=0),
+        }
+        dh = dz @ W.T
+        if self.readout == "all":
+            g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh)
+        else:
+            B = dh.shape[0]
+            dstate = self.rnn.initial_state(B)
+            (dstate[0] if isinstance(dstate, tuple) else dstate)[-1] = dh
+            g, dx, d0 = self.rnn.backward(cache.rnn, dstate=dstate)
+        grads.update({f"rnn.{k}": v for k, v in g.items()})
+        return grads, dx, d0
+
+    def _targets(self, y, z_shape, lengths):
+        """Check targets against the prediction shape; flatten with a 0/1 weight per position."""
+        K = self.output_size
+        if self.output == "softmax":
+            want = z_shape[:-1]
+            a = np.asarray(y)
+            if a.shape != want:
+                raise ValueError(f"y must hold integer labels of shape {want}, got {a.shape}")
+            if a.dtype.kind not in "iu":
+                if a.dtype.kind != "f" or not np.all(a == np.round(a)):
+                    raise ValueError(f"y must hold integer class labels, got dtype {a.dtype}")
+            a = a.astype(np.int64)
+            bad = (a < 0) | (a >= K)
+            if self.readout == "all" and lengths is not None:
+                bad &= np.arange(z_shape[1])[None, :] < lengths[:, None]  # padding is ignored
+            if bad.any():
+                i = tuple(int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"labels must be in [0, {K}), got y{list(i)} = {int(a[i])}")
+            a = np.where(a < 0, 0, np.minimum(a, K - 1)).reshape(-1)
+        else:
+            a = _checks.array(y, "y", z_shape, self.dtype).reshape(-1, K)
+        weight = None
+        if self.readout == "all" and lengths is not None:
+            T = z_shape[1]
+            weight = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1).astype(self.dtype)
+        return a, weight
+
+    def loss_and_grad(self, x, y, *, lengths=None, state=None) -> LossResult:
+        """Forward, loss and backward in one call.
+
+        Parameters
+        ----------
+        x : array (B, T, D)
+        y : targets. Softmax: integer labels (B, T) for readout "all", (B,) for "last".
+            Linear: floats (B, T, K) or (B, K).
+        lengths : array (B,) or None; padded steps carry no loss
+        state : initial recurrent state or None
+
+        Returns
+        -------
+        LossResult(loss, grads, state)
+        """
+        z, final, cache = self.forward(x, state, lengths=lengths)
+        loss, dz = self._loss(z, y, cache.lengths)
+        grads, _, _ = self.backward(cache, dz)
+        return LossResult(loss, grads, final)
+
+    def _loss(self, z, y, lengths):
+        target, weight = self._targets(y, z.shape, lengths)
+        K = self.output_size
+        fn = losses.softmax_cross_entropy if self.output == "softmax" else losses.squared_error
+        loss, dz = fn(z.reshape(-1, K), target, weight)
+        return loss, dz.reshape(z.shape)
+
+    def loss(self, x, y, *, lengths=None, state=None) -> float:
+        """The mean loss over real positions, without gradients."""
+        z, _, cache = self.forward(x, state, lengths=lengths)
+        return self._loss(z, y, cache.lengths)[0]
+
+    def predict(self, x, *, lengths=None, state=None) -> np.ndarray:
+        """Class probabilities (softmax) or values (linear): (B, T, K) or (B, K)."""
+        z, _, _ = self.forward(x, state, lengths=lengths)
+        return losses.softmax(z) if self.output == "softmax" else z
+
+    # ------------------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the network to ``path`` atomically (see :func:`rnnlab.io.save`)."""
+        from . import io
+
+        io.save(self, path)
