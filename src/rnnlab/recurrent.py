@@ -18,6 +18,11 @@ A cell is a small object with
 Everything that touches time, weight sharing, masks and layers is written here, once:
 the input projection of all steps is one GEMM, the weight gradients are one GEMM each
 over all steps, and padded steps neither change the state nor contribute gradient.
+
+These plain functions are the reference. When numba is available, each function hands
+rnnlab's own cells to the fused kernels of :mod:`rnnlab.kernels`, which compute the same
+thing with the time loop compiled; ``fast=False`` (or ``with rnnlab.kernels.use_fast(False)``)
+keeps the plain path. A cache remembers which path made it, and backward takes that path.
 """
 
 from __future__ import annotations
@@ -26,18 +31,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import kernels
+
 
 class LayerCache(NamedTuple):
     """What backward needs for one layer, all time-major."""
 
     x: np.ndarray  # (T, B, D) the layer's input
     hs: np.ndarray  # (T+1, B, H) h_0 .. h_T as carried (padded steps repeat the state)
-    saved: list  # per step, what the cell's step_back needs
+    saved: list | kernels.Tape  # per step, what step_back needs; a Tape on the fast path
     mask: np.ndarray | None  # (T, B, 1) True on real steps; None when no step is padded
     partial: np.ndarray | None  # (T,) True where some sequence is padded at that step
 
 
-def layer_forward(cell, p, x, state0, mask, partial):
+def layer_forward(cell, p, x, state0, mask, partial, *, fast=None):
     """Run one layer over a sequence.
 
     Parameters
@@ -48,6 +55,9 @@ def layer_forward(cell, p, x, state0, mask, partial):
     state0 : tuple of ``n_state`` arrays (B, H)
     mask : ndarray (T, B, 1) of bool, or None
     partial : ndarray (T,) of bool, or None
+    fast : bool or None
+        Use the fused kernel (True), the plain loop below (False), or follow
+        :func:`rnnlab.kernels.use_fast` (None).
 
     Returns
     -------
@@ -55,6 +65,10 @@ def layer_forward(cell, p, x, state0, mask, partial):
     state : tuple of (B, H), each sequence's state after its last real step
     cache : LayerCache
     """
+    if kernels.active(cell, fast):
+        from .kernels import layers
+
+        return layers.layer_forward(cell, p, x, state0, mask, partial)
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     xp = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, -1)  # (T, B, G*H) all steps in one GEMM
@@ -89,6 +103,10 @@ def layer_backward(cell, p, cache, dy, dstate):
     dx : ndarray (T, B, D)
     dstate0 : tuple of (B, H), gradient with respect to the initial state
     """
+    if isinstance(cache.saved, kernels.Tape):
+        from .kernels import layers
+
+        return layers.layer_backward(cell, p, cache, dy, dstate)
     x, hs, saved, mask, partial = cache
     T, B, D = x.shape
     GH = p["W_h"].shape[1]
@@ -131,11 +149,12 @@ def layer_params(params, k):
     return {name[len(prefix):]: v for name, v in params.items() if name.startswith(prefix)}
 
 
-def stack_forward(cell, params, num_layers, x, states, mask, partial):
+def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None):
     """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples."""
     caches, finals = [], []
     for k in range(num_layers):
-        x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask, partial)
+        x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask,
+                                        partial, fast=fast)
         caches.append(cache)
         finals.append(state)
     return x, finals, caches
@@ -150,12 +169,18 @@ def stack_backward(cell, params, num_layers, caches, dy, dstates):
     return grads, dy, d0
 
 
-def step_stack(cell, params, num_layers, x_t, states):
+def step_stack(cell, params, num_layers, x_t, states, *, fast=None):
     """One streaming step through a stack; ``x_t`` (B, D). Returns ``(h_top, new states)``."""
     new = []
+    use_kernel = kernels.active(cell, fast)
+    if use_kernel:
+        from .kernels import layers
     for k in range(num_layers):
         p = layer_params(params, k)
-        state, _ = cell.step(p, x_t @ p["W_x"] + p["b"], states[k])
+        if use_kernel:
+            state = layers.step_layer(cell, p, x_t, states[k])
+        else:
+            state, _ = cell.step(p, x_t @ p["W_x"] + p["b"], states[k])
         new.append(state)
         x_t = state[0]
     return x_t, new

@@ -1,0 +1,77 @@
+"""Fused fast paths for the recurrent layers, checked against the plain NumPy reference.
+
+The plain path (:mod:`rnnlab.recurrent` with each cell's ``step``/``step_back``) is the
+one source of truth for the maths; the kernels here compute the same thing with the
+whole time loop compiled by numba, and ``tests/test_kernels.py`` holds them to it
+(float64 within 1e-10) on every test run.
+
+The fast path is used whenever numba is importable and the cell is one of rnnlab's
+own (Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
+:func:`use_fast`::
+
+    with rnnlab.kernels.use_fast(False):    # the plain NumPy reference
+        y, state, cache = layer.forward(x)
+
+and set BLAS threads with :func:`threads`. Importing this package does not import
+numba; the first fast call does (and loads the compiled kernels from numba's on-disk
+cache, or compiles them once, about a few seconds per dtype).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from contextvars import ContextVar
+from typing import NamedTuple
+
+#: True when numba can be imported, i.e. the fast path is possible at all.
+AVAILABLE = importlib.util.find_spec("numba") is not None
+
+_fast: ContextVar[bool] = ContextVar("rnnlab_fast", default=True)
+
+
+class Tape(NamedTuple):
+    """What a fast forward keeps for its backward: the ``saved`` of its LayerCache.
+
+    The plain path's ``saved`` is a list over steps; a ``Tape`` marks a cache made by a
+    kernel, so backward takes the path that forward took.
+    """
+
+    cell: str  # "elman", "lstm" or "gru"
+    arrays: tuple  # the cell's arrays over time, see rnnlab.kernels.layers
+
+
+@contextlib.contextmanager
+def use_fast(enabled: bool = True):
+    """Use (or with False, avoid) the fused kernels inside the block.
+
+    The default outside any block is to use them when numba is available. The setting
+    is a context variable, so concurrent threads and tasks each keep their own.
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"use_fast expects True or False, got {enabled!r}")
+    token = _fast.set(enabled)
+    try:
+        yield
+    finally:
+        _fast.reset(token)
+
+
+def active(cell, fast: bool | None = None) -> bool:
+    """Whether ``cell`` runs on the fast path (``fast`` overrides the context's choice)."""
+    want = _fast.get() if fast is None else fast
+    if not (want and AVAILABLE):
+        return False
+    from . import layers
+
+    return layers.supports(cell)
+
+
+def threads(n: int | None):
+    """BLAS threads for rnnlab inside a ``with`` block; see :func:`rnnlab.kernels.blas.threads`."""
+    from . import blas
+
+    return blas.threads(n)
+
+
+__all__ = ["AVAILABLE", "Tape", "active", "threads", "use_fast"]

@@ -1,0 +1,173 @@
+"""NumPy's own BLAS, called from compiled loops, and the threads it may use.
+
+The recurrent product ``h_{t-1} @ W_h`` must run once per time step inside the
+compiled loop. Rather than numba's ``np.dot`` (which loads SciPy's separate OpenBLAS,
+a second thread pool that fights NumPy's), the kernels call the ``cblas_?gemm`` of the
+very library NumPy uses, found through threadpoolctl and opened with ctypes. If it
+cannot be found (another BLAS vendor, no threadpoolctl) the kernels fall back to a
+compiled loop, which is correct but slower for large H.
+
+Threads: one OpenBLAS thread beats two for the small per-step products of most
+recurrent nets (waking a second thread costs more than it saves, and on a busy machine
+a spinning second thread is ruinous), while the large batched products (input
+projection, weight gradients) gain from all threads. :func:`threads` sets the count
+for both; by default the per-step loop uses one thread unless a step's product is large.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from contextvars import ContextVar
+from functools import cache
+
+import numpy as np
+
+#: (symbol, integer width) of CBLAS gemm in the builds NumPy ships with: the
+#: ``scipy-openblas64`` wheels (NumPy >= 2), the older ``openblas64_`` ones, and LP64 builds.
+_GEMM_SYMBOLS = (("scipy_cblas_{}gemm64_", 64), ("cblas_{}gemm64_", 64), ("cblas_{}gemm", 32))
+_THREAD_SYMBOLS = (
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+)
+
+#: Per-step products below this many multiply-adds run on one thread (measured: at
+#: B=64, H=256 an LSTM step is 64*256*1024 = 16.8 M and two threads start to pay).
+SINGLE_THREAD_BELOW = 8_000_000
+
+_threads: ContextVar[int | None] = ContextVar("rnnlab_threads", default=None)
+
+
+class _Blas:
+    """The handles found in NumPy's BLAS library (any of them may be None)."""
+
+    def __init__(self):
+        self.sgemm = self.dgemm = None
+        self._set = self._get = None
+        self.path = None
+        lib = _numpy_blas_path()
+        if lib is None:
+            return
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            return
+        self.path = lib
+        for pattern, bits in _GEMM_SYMBOLS:
+            if hasattr(dll, pattern.format("s")) and hasattr(dll, pattern.format("d")):
+                self.sgemm = _declare(getattr(dll, pattern.format("s")), ctypes.c_float, bits)
+                self.dgemm = _declare(getattr(dll, pattern.format("d")), ctypes.c_double, bits)
+                break
+        for set_name, get_name in _THREAD_SYMBOLS:
+            if hasattr(dll, set_name) and hasattr(dll, get_name):
+                self._set, self._get = getattr(dll, set_name), getattr(dll, get_name)
+                self._set.argtypes, self._set.restype = [ctypes.c_int], None
+                self._get.argtypes, self._get.restype = [], ctypes.c_int
+                break
+
+    def get_threads(self) -> int | None:
+        return None if self._get is None else int(self._get())
+
+    def set_threads(self, n: int) -> None:
+        if self._set is not None:
+            self._set(int(n))
+
+
+def _declare(fn, real, bits):
+    i = ctypes.c_int64 if bits == 64 else ctypes.c_int32
+    p = ctypes.c_void_p
+    e = ctypes.c_int  # CBLAS enums are plain ints in every ABI
+    fn.argtypes = [e, e, e, i, i, i, real, p, i, p, i, real, p, i]
+    fn.restype = None
+    return fn
+
+
+def _numpy_blas_path() -> str | None:
+    """File of the BLAS that NumPy's own ``matmul`` calls, or None if unknown."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    np_dir = os.path.dirname(os.path.dirname(np.__file__))
+    found = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    # NumPy wheels vendor their BLAS in site-packages/numpy.libs; prefer that copy over
+    # SciPy's, which threadpoolctl also lists once SciPy is imported.
+    for info in found:
+        if os.path.dirname(info["filepath"]) == os.path.join(np_dir, "numpy.libs"):
+            return info["filepath"]
+    openblas = [i for i in found if i.get("internal_api") == "openblas"]
+    return openblas[0]["filepath"] if len(openblas) == 1 else None
+
+
+@cache
+def blas() -> _Blas:
+    """NumPy's BLAS handles, looked up once per process."""
+    return _Blas()
+
+
+def gemm_for(dtype):
+    """The ctypes ``?gemm`` for ``dtype`` (float32 or float64), or None."""
+    b = blas()
+    return b.sgemm if np.dtype(dtype) == np.float32 else b.dgemm
+
+
+# thread control ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Use ``n`` BLAS threads inside the block (None: rnnlab's automatic choice).
+
+    Applies to rnnlab's fast kernels and, while the block runs, to NumPy's BLAS.
+    Pass the same number to ``torch.set_num_threads`` for a fair comparison.
+
+    Examples
+    --------
+    >>> with rnnlab.kernels.threads(1):
+    ...     y, state, cache = layer.forward(x)
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {n!r}")
+    token = _threads.set(n)
+    before = blas().get_threads()
+    try:
+        if n is not None:
+            blas().set_threads(n)
+        yield
+    finally:
+        _threads.reset(token)
+        if before is not None:
+            blas().set_threads(before)
+
+
+def outer_threads() -> int | None:
+    """Threads for the large batched products: the user's choice, else BLAS's own."""
+    n = _threads.get()
+    return n if n is not None else blas().get_threads()
+
+
+def loop_threads(work: int) -> int:
+    """Threads for a per-step product of ``work`` multiply-adds."""
+    n = _threads.get()
+    if n is not None:
+        return n
+    total = blas().get_threads() or 1
+    return 1 if work < SINGLE_THREAD_BELOW else total
+
+
+@contextlib.contextmanager
+def loop_threads_set(work: int):
+    """Set BLAS threads for the per-step loop, restoring the previous count after."""
+    b = blas()
+    before = b.get_threads()
+    want = loop_threads(work)
+    if before is None or want == before:
+        yield
+        return
+    b.set_threads(want)
+    try:
+        yield
+    finally:
+        b.set_threads(before)

@@ -1,0 +1,107 @@
+r"""Fused Elman kernels: :math:`h_t = \Phi(x_t W_x + h_{t-1} W_h + b)`, compiled.
+
+Shape legend: T time, B batch, H hidden units. The activation :math:`\Phi` is an integer
+code (:data:`ACTIVATIONS`) whose branch sits outside the inner loops, so each loop
+vectorises. ``mask`` (T, B) of bool or None, as in :mod:`rnnlab.kernels.lstm`.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from ._jit import JIT, mm, one_like, sigmoid_, tanh_
+
+#: activation name -> code passed to the kernels
+ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
+
+
+@njit(**JIT)
+def _act_row(act, a, xp, h_new):
+    """``h_new = Phi(a + xp)`` on one row."""
+    n = a.shape[0]
+    if act == 0:
+        for j in range(n):
+            h_new[j] = tanh_(a[j] + xp[j])
+    elif act == 1:
+        zero = 0 * one_like(a[0])
+        for j in range(n):
+            h_new[j] = max(a[j] + xp[j], zero)
+    else:
+        for j in range(n):
+            h_new[j] = sigmoid_(a[j] + xp[j])
+
+
+@njit(**JIT)
+def _grad_row(act, h, dh, da):
+    """``da = dh * Phi'`` on one row, the derivative written from the output ``h``."""
+    n = h.shape[0]
+    one = one_like(h[0])
+    if act == 0:
+        for j in range(n):
+            da[j] = dh[j] * (one - h[j] * h[j])
+    elif act == 1:
+        for j in range(n):
+            da[j] = dh[j] if h[j] > 0 else 0 * one
+    else:
+        for j in range(n):
+            da[j] = dh[j] * h[j] * (one - h[j])
+
+
+@njit(**JIT)
+def forward(gemm, act, W_h, xp, hs, mask):
+    """Run the layer over all steps.
+
+    Parameters
+    ----------
+    act : int, activation code
+    W_h : ndarray (H, H)
+    xp : ndarray (T, B, H), ``x_t W_x + b``
+    hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
+    mask : ndarray (T, B) of bool, or None
+    """
+    T, B, H = xp.shape
+    a = xp[0].copy()  # (B, H) the recurrent product, allocated once
+    for t in range(T):
+        mm(gemm, hs[t], W_h, a, False, 0)
+        for b in range(B):
+            if mask is None or mask[t, b]:
+                _act_row(act, a[b], xp[t, b], hs[t + 1, b])
+            else:
+                hs[t + 1, b] = hs[t, b]
+
+
+@njit(**JIT)
+def backward(gemm, act, W_h, hs, mask, dy, dh, da):
+    """Backpropagate through all steps.
+
+    Parameters
+    ----------
+    hs : ndarray (T+1, B, H), from :func:`forward`
+    dy : ndarray (T, B, H) or None
+    dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
+    da : ndarray (T, B, H), out: gradient at the pre-activations (zero at padded steps)
+    """
+    T = hs.shape[0] - 1
+    B = hs.shape[1]
+    carry = dh.copy()
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            if mask is None or mask[t, b]:
+                if dy is not None:
+                    dh[b] += dy[t, b]
+                _grad_row(act, hs[t + 1, b], dh[b], da[t, b])
+                carry[b] = 0
+            else:
+                da[t, b] = 0
+                carry[b] = dh[b]
+        mm(gemm, da[t], W_h, carry, True, 1)
+        dh[:] = carry
+
+
+@njit(**JIT)
+def step(gemm, act, W_x, W_h, bias, x, h, a, h_out):
+    """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``; ``a`` (B, H) scratch."""
+    mm(gemm, h, W_h, a, False, 0)
+    mm(gemm, x, W_x, a, False, 1)
+    for b in range(x.shape[0]):
+        _act_row(act, a[b], bias, h_out[b])

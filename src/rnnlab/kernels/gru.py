@@ -1,0 +1,114 @@
+r"""Fused GRU kernels, PyTorch's formulation as in :mod:`rnnlab.cells.gru`, compiled.
+
+Shape legend: T time, B batch, H hidden units. Fused gate order ``r, z, n``.
+
+The recurrent product has its own bias ``b_h`` and its ``n`` block is multiplied by
+``r``, so forward keeps that block (``hn``, (T, B, H)) for backward, and backward
+produces two gradients that differ in the ``n`` block only: at the recurrent product,
+``dhp`` (T, B, 3H), and at the input projection, whose ``r, z`` blocks equal ``dhp``'s
+and whose ``n`` block is ``dxn`` (T, B, H). ``mask`` as in :mod:`rnnlab.kernels.lstm`.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from ._jit import JIT, mm, one_like, sigmoid_, tanh_
+
+
+@njit(**JIT)
+def _cell_row(a, b_h, g, h, hn, h_new, H):
+    """``a`` (3H) = h W_h, ``g`` (3H) in: input projection, out: ``r, z, n``."""
+    for j in range(3 * H):
+        a[j] += b_h[j]
+    for j in range(2 * H):
+        g[j] = sigmoid_(g[j] + a[j])
+    for j in range(H):
+        hn[j] = a[2 * H + j]
+        g[2 * H + j] = tanh_(g[2 * H + j] + g[j] * a[2 * H + j])
+    for j in range(H):
+        n = g[2 * H + j]
+        h_new[j] = n + g[H + j] * (h[j] - n)
+
+
+@njit(**JIT)
+def forward(gemm, W_h, b_h, xg, hs, hns, mask):
+    """Run the layer over all steps.
+
+    Parameters
+    ----------
+    W_h : ndarray (H, 3H)
+    b_h : ndarray (3H,)
+    xg : ndarray (T, B, 3H); in: ``x_t W_x + b``, out: ``r, z, n``
+    hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
+    hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
+    mask : ndarray (T, B) of bool, or None
+    """
+    T, B, G = xg.shape
+    H = G // 3
+    a = xg[0].copy()  # (B, 3H), allocated once
+    for t in range(T):
+        mm(gemm, hs[t], W_h, a, False, 0)
+        for b in range(B):
+            if mask is None or mask[t, b]:
+                _cell_row(a[b], b_h, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
+            else:
+                hs[t + 1, b] = hs[t, b]
+
+
+@njit(**JIT)
+def _back_row(g, h, hn, dh, dhp, dxn, carry, H):
+    one = one_like(h[0])
+    for j in range(H):
+        r, z, n = g[j], g[H + j], g[2 * H + j]
+        d = dh[j]
+        dan = d * (one - z) * (one - n * n)
+        dhp[j] = dan * hn[j] * r * (one - r)
+        dhp[H + j] = d * (h[j] - n) * z * (one - z)
+        dhp[2 * H + j] = dan * r
+        dxn[j] = dan
+    for j in range(H):
+        carry[j] = dh[j] * g[H + j]
+
+
+@njit(**JIT)
+def backward(gemm, W_h, gates, hs, hns, mask, dy, dh, dhp, dxn):
+    """Backpropagate through all steps.
+
+    Parameters
+    ----------
+    gates, hs, hns : from :func:`forward`
+    dy : ndarray (T, B, H) or None
+    dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
+    dhp : ndarray (T, B, 3H), out: gradient at ``h_{t-1} W_h + b_h``
+    dxn : ndarray (T, B, H), out: the ``n`` block of the gradient at the input projection
+    """
+    T, B, G = gates.shape
+    H = G // 3
+    carry = dh.copy()
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            if mask is None or mask[t, b]:
+                if dy is not None:
+                    dh[b] += dy[t, b]
+                _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dhp[t, b], dxn[t, b],
+                          carry[b], H)
+            else:
+                dhp[t, b] = 0
+                dxn[t, b] = 0
+                carry[b] = dh[b]
+        mm(gemm, dhp[t], W_h, carry, True, 1)
+        dh[:] = carry
+
+
+@njit(**JIT)
+def step(gemm, W_x, W_h, bias, b_h, x, h, xg, a, h_out):
+    """Streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``; ``xg``, ``a`` (B, 3H) scratch."""
+    H = h.shape[1]
+    mm(gemm, x, W_x, xg, False, 0)
+    mm(gemm, h, W_h, a, False, 0)
+    for b in range(x.shape[0]):
+        g = xg[b]
+        for j in range(3 * H):
+            g[j] += bias[j]
+        _cell_row(a[b], b_h, g, h[b], a[b, 2 * H:], h_out[b], H)

@@ -1,0 +1,128 @@
+"""The fast path of one layer: the batched products in NumPy, the time loop in a kernel.
+
+Shape legend: T time, B batch, D input features, H hidden units, G gates per cell
+(1 Elman, 4 LSTM, 3 GRU). Arguments and results mirror
+:func:`rnnlab.recurrent.layer_forward`, :func:`~rnnlab.recurrent.layer_backward` and
+:func:`~rnnlab.recurrent.step_stack`, whose plain versions are the reference.
+
+What is batched over time, in NumPy's BLAS with all its threads: the input projection
+``x W_x + b`` of every step, the weight gradients (one GEMM each over all T*B rows) and
+the input gradient ``dx``. What runs per step, inside the compiled loop: the recurrent
+product and the fused gate maths, on one thread unless the step is large.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cells.elman import ElmanCell
+from ..cells.gru import GRUCell
+from ..cells.lstm import LSTMCell
+from . import Tape, elman, gru, lstm
+from .blas import gemm_for, loop_threads_set
+
+_NAMES = {ElmanCell: "elman", LSTMCell: "lstm", GRUCell: "gru"}
+
+
+def supports(cell) -> bool:
+    """Whether a kernel exists for ``cell`` (rnnlab's own cells; not subclasses)."""
+    return type(cell) in _NAMES
+
+
+def _mask2d(mask):
+    return None if mask is None else np.ascontiguousarray(mask[:, :, 0])  # (T, B)
+
+
+def layer_forward(cell, p, x, state0, mask, partial):
+    """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`."""
+    from ..recurrent import LayerCache
+
+    name = _NAMES[type(cell)]
+    T, B, D = x.shape
+    H = p["W_h"].shape[0]
+    GH = p["W_h"].shape[1]
+    gemm = gemm_for(x.dtype)
+    xg = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, GH)  # (T, B, G*H) every step at once
+    xg += p["b"]
+    hs = np.empty((T + 1, B, H), dtype=x.dtype)
+    hs[0] = state0[0]
+    m = _mask2d(mask)
+    with loop_threads_set(B * H * GH):
+        if name == "elman":
+            elman.forward(gemm, elman.ACTIVATIONS[cell.activation], p["W_h"], xg, hs, m)
+            arrays, final = (), (hs[T].copy(),)
+        elif name == "lstm":
+            cs = np.empty_like(hs)
+            cs[0] = state0[1]
+            lstm.forward(gemm, p["W_h"], xg, hs, cs, m)
+            arrays, final = (xg, cs), (hs[T].copy(), cs[T].copy())
+        else:
+            hns = np.empty_like(hs[1:])
+            gru.forward(gemm, p["W_h"], p["b_h"], xg, hs, hns, m)
+            arrays, final = (xg, hns), (hs[T].copy(),)
+    y = hs[1:].copy() if mask is None else hs[1:] * mask
+    return y, final, LayerCache(x, hs, Tape(name, arrays), mask, partial)
+
+
+def layer_backward(cell, p, cache, dy, dstate):
+    """Fast :func:`rnnlab.recurrent.layer_backward` for a cache made by :func:`layer_forward`."""
+    x, hs, tape, mask, _ = cache
+    T, B, D = x.shape
+    H, GH = p["W_h"].shape
+    gemm = gemm_for(x.dtype)
+    m = _mask2d(mask)
+    dy = None if dy is None else np.ascontiguousarray(dy, dtype=x.dtype)
+    dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
+    with loop_threads_set(B * H * GH):
+        if tape.cell == "elman":
+            dxp = np.empty((T, B, GH), x.dtype)
+            elman.backward(gemm, elman.ACTIVATIONS[cell.activation], p["W_h"], hs, m, dy, dh, dxp)
+            dhp, d0 = dxp, (dh,)
+        elif tape.cell == "lstm":
+            gates, cs = tape.arrays
+            dc = np.array(dstate[1], dtype=x.dtype, order="C")
+            dxp = np.empty((T, B, GH), x.dtype)
+            lstm.backward(gemm, p["W_h"], gates, hs, cs, m, dy, dh, dc, dxp)
+            dhp, d0 = dxp, (dh, dc)
+        else:
+            gates, hns = tape.arrays
+            dhp = np.empty((T, B, GH), x.dtype)
+            dxn = np.empty((T, B, H), x.dtype)
+            gru.backward(gemm, p["W_h"], gates, hs, hns, m, dy, dh, dhp, dxn)
+            dxp = np.concatenate([dhp[:, :, :2 * H], dxn], axis=2)  # (T, B, 3H)
+            d0 = (dh,)
+    dxp2 = dxp.reshape(T * B, GH)
+    dhp2 = dhp.reshape(T * B, GH)
+    grads = {
+        "W_x": x.reshape(T * B, D).T @ dxp2,
+        "W_h": hs[:-1].reshape(T * B, H).T @ dhp2,
+        "b": dxp2.sum(axis=0),
+    }
+    if tape.cell == "gru":
+        grads["b_h"] = dhp2.sum(axis=0)
+    dx = (dxp2 @ p["W_x"].T).reshape(T, B, D)
+    return grads, dx, d0
+
+
+def step_layer(cell, p, x_t, state):
+    """One streaming step of one layer: ``x_t`` (B, D), ``state`` tuple of (B, H)."""
+    name = _NAMES[type(cell)]
+    B = x_t.shape[0]
+    H, GH = p["W_h"].shape
+    gemm = gemm_for(x_t.dtype)
+    x_t = np.ascontiguousarray(x_t)
+    h = np.ascontiguousarray(state[0])
+    h_out = np.empty((B, H), x_t.dtype)
+    a = np.empty((B, GH), x_t.dtype)
+    if name == "elman":
+        elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
+                   x_t, h, a, h_out)
+        return (h_out,)
+    if name == "lstm":
+        c_out = np.empty_like(h_out)
+        lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, h, np.ascontiguousarray(state[1]),
+                  a, h_out, c_out)
+        return (h_out, c_out)
+    xg = np.empty_like(a)
+    gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, xg, a, h_out)
+    return (h_out,)
