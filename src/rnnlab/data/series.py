@@ -1,0 +1,397 @@
+"""Time series that install offline: UCR/UEA classification sets and the yearly sunspot numbers.
+
+Shape legend: N sequences, T steps (the longest, others zero-padded), D features per step,
+K forecast horizon.
+
+Every loader here and in :mod:`rnnlab.data.images` and :mod:`rnnlab.data.speech` returns a
+:class:`Dataset`: batch-first float32 inputs ``(N, T, D)``, int64 class labels ``(N,)`` (or
+float32 targets ``(N, K)`` for forecasting), lengths when sequences vary, and a JSON-ready
+``meta`` dict with the split and the preprocessing statistics that inference needs.
+
+Sources are data files that Python packages ship, read directly (never through a loader that
+might download):
+
+* UCR/UEA sets (GunPoint, JapaneseVowels, ArrowHead, ...) in ``.ts`` format, bundled with
+  ``sktime`` or ``aeon`` under ``<package>/datasets/data/<name>/``;
+* sunspots, yearly 1700-2008, bundled with ``statsmodels``.
+
+A missing source raises ``ValueError`` with one line saying how to install it.
+
+Functions
+---------
+ucr
+    A bundled UCR/UEA classification set with its standard train/test split.
+gunpoint
+    The GunPoint set (UCR): 50 train / 150 test series of 150 steps, 2 classes.
+read_ts
+    Parse a ``.ts`` file into variable-length sequences and labels.
+sunspot_numbers
+    The raw yearly series (years, values).
+sunspots
+    Forecasting windows over the sunspot series, the last 40 years held out.
+unscale
+    Map standardised forecasts back to sunspot numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DATA_EXTRA",
+    "Dataset",
+    "gunpoint",
+    "read_ts",
+    "sunspot_numbers",
+    "sunspots",
+    "ucr",
+    "unscale",
+]
+
+DATA_EXTRA = "pip install 'rnnlab[data]'"
+"""The one install line every missing-source message names."""
+
+# sktime first: aeon pins numba<0.64, which holds NumPy below 2.4; both ship the same files.
+_TS_PACKAGES = ("sktime", "aeon")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """A fixed train/test split of sequences, batch-first, ready for :class:`rnnlab.Network`.
+
+    Attributes
+    ----------
+    X_train : ndarray (N, T, D) float32
+        Inputs after the preprocessing recorded in ``meta``; steps at or past a sequence's
+        length are zeros.
+    y_train : ndarray
+        Classification: int64 labels (N,) in ``[0, len(meta["classes"]))``.
+        Forecasting: float32 targets (N, K) in the same scaled units as the inputs.
+    X_test, y_test : ndarray
+        The held-out split, as above (T may differ from the training split's only where
+        stated by the loader).
+    lengths_train, lengths_test : ndarray (N,) int64 or None
+        Real steps per sequence; None when every sequence of both splits has T steps.
+    meta : dict
+        JSON-serialisable (str, int, float, lists): ``name``, ``task`` ("classification" or
+        "forecasting"), ``classes`` (class names, in label order) or the horizon, ``split``
+        (how the split was made) and ``preprocessing`` (what was applied, with the statistics
+        computed on the training split, so new data can be prepared the same way).
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    lengths_train: np.ndarray | None = None
+    lengths_test: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        """D, features per step."""
+        return int(self.X_train.shape[2])
+
+    @property
+    def output_size(self) -> int:
+        """K: classes for classification, forecast steps for forecasting."""
+        if self.y_train.ndim == 1:
+            return len(self.meta["classes"])
+        return int(self.y_train.shape[1])
+
+    def head(self, n_train: int, n_test: int | None = None) -> Dataset:
+        """The first ``n_train`` training and ``n_test`` test sequences (a small slice for
+        smoke tests); ``meta`` is shared, so the preprocessing is still the full split's."""
+
+        def cut(a, n):
+            return None if a is None else a[:n]
+
+        n_test = n_train if n_test is None else n_test
+        return Dataset(self.X_train[:n_train], self.y_train[:n_train], self.X_test[:n_test],
+                       self.y_test[:n_test], cut(self.lengths_train, n_train),
+                       cut(self.lengths_test, n_test), self.meta)
+
+    def __repr__(self) -> str:
+        def shape(a):
+            return None if a is None else tuple(a.shape)
+
+        return (f"Dataset({self.meta.get('name', '?')!r}, X_train={shape(self.X_train)}, "
+                f"X_test={shape(self.X_test)}, y_train={shape(self.y_train)}, "
+                f"lengths={'yes' if self.lengths_train is not None else 'fixed'})")
+
+
+# ----------------------------------------------------------------------------------------
+# locating the files that packages ship
+# ----------------------------------------------------------------------------------------
+
+
+def package_dir(package: str) -> Path | None:
+    """The installed directory of ``package``, found without importing it (or None)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def package_file(packages: tuple[str, ...], relative: str, what: str) -> Path:
+    """The first existing ``<package>/<relative>`` among ``packages``; else a one-line
+    ValueError saying how to install the data."""
+    for name in packages:
+        root = package_dir(name)
+        if root is not None and (root / relative).is_file():
+            return root / relative
+    names = " or ".join(packages)
+    raise ValueError(f"{what} is bundled with {names}, which is not installed here: "
+                     f"{DATA_EXTRA} (or pip install {packages[0]})")
+
+
+# ----------------------------------------------------------------------------------------
+# UCR/UEA .ts files
+# ----------------------------------------------------------------------------------------
+
+
+def read_ts(path) -> tuple[list[np.ndarray], list[str], dict]:
+    """Parse a UCR/UEA ``.ts`` file (sktime format, no timestamps, one class label per case).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    series : list of ndarray (T_i, D) float64
+        One per case; T_i may vary between cases.
+    labels : list of str
+        The class label of each case, as written in the file.
+    header : dict
+        The ``@`` header (``problemname``, ``classlabel`` as a list of the declared class
+        names, ``dimensions``, ...), keys lower-cased.
+    """
+    series, labels, header = [], [], {}
+    in_data = False
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                key, _, value = line[1:].partition(" ")
+                key = key.lower()
+                if key == "data":
+                    in_data = True
+                elif key == "classlabel":
+                    flag, *names = value.split()
+                    header[key] = names if flag.lower() == "true" else []
+                elif key == "timestamps" and value.strip().lower() == "true":
+                    raise ValueError(f"{path}: .ts files with timestamps are not supported")
+                else:
+                    header[key] = value.strip()
+                continue
+            *dims, label = line.split(":")
+            try:
+                case = [np.array(d.split(","), dtype=np.float64) for d in dims]
+            except ValueError:
+                raise ValueError(f"{path}, line {number}: expected comma-separated numbers "
+                                 f"in every dimension") from None
+            if len({len(c) for c in case}) != 1:
+                raise ValueError(f"{path}, line {number}: dimensions of unequal length")
+            if not all(np.isfinite(c).all() for c in case):
+                raise ValueError(f"{path}, line {number}: missing values are not supported")
+            series.append(np.stack(case, axis=1))  # (T_i, D)
+            labels.append(label.strip())
+    if not series:
+        raise ValueError(f"{path}: no cases after @data")
+    return series, labels, header
+
+
+def pad(series: list[np.ndarray], steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stack variable-length ``(T_i, D)`` arrays into zero-padded ``(N, T, D)`` float32 and
+    int64 lengths ``(N,)``; ``T`` is ``steps`` or the longest."""
+    lengths = np.array([len(s) for s in series], dtype=np.int64)
+    T = int(lengths.max()) if steps is None else steps
+    X = np.zeros((len(series), T, series[0].shape[1]), dtype=np.float32)
+    for i, s in enumerate(series):
+        X[i, :len(s)] = s
+    return X, lengths
+
+
+def masked_stats(X: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (D,) over the real steps of ``X`` (N, T, D),
+    in float64; a constant feature gets std 1 so standardising leaves it at zero."""
+    if lengths is None:
+        flat = X.reshape(-1, X.shape[2]).astype(np.float64)
+    else:
+        real = np.arange(X.shape[1])[None, :] < lengths[:, None]  # (N, T)
+        flat = X[real].astype(np.float64)
+    mean, std = flat.mean(axis=0), flat.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def standardize(X, lengths, mean, std) -> np.ndarray:
+    """``(X - mean) / std`` on real steps, padding kept at zero; float32 (N, T, D)."""
+    Z = ((X - mean) / std).astype(np.float32)
+    if lengths is not None:
+        Z[np.arange(X.shape[1])[None, :] >= lengths[:, None]] = 0.0
+    return Z
+
+
+def ucr(name: str, *, standardize_features: bool = False) -> Dataset:
+    """A UCR/UEA classification set bundled with sktime or aeon, standard split.
+
+    Parameters
+    ----------
+    name : str
+        The set's directory name, e.g. ``"GunPoint"``, ``"JapaneseVowels"``, ``"ArrowHead"``,
+        ``"BasicMotions"``, ``"ItalyPowerDemand"``, ``"OSULeaf"``.
+    standardize_features : bool
+        Subtract each feature's mean and divide by its standard deviation, both taken over
+        the real steps of the training split (saved in ``meta["preprocessing"]``). UCR
+        univariate series are already z-normalised one by one, so the default is off.
+
+    Returns
+    -------
+    Dataset
+        ``X_*`` (N, T, D) float32, ``y_*`` (N,) int64 indexing ``meta["classes"]`` (the
+        labels declared in the file's header, in that order); lengths when the set's series
+        vary in length (padded to the longest of both splits), else None. The split is the
+        archive's ``<name>_TRAIN.ts`` / ``<name>_TEST.ts``.
+    """
+    paths = [package_file(_TS_PACKAGES, f"datasets/data/{name}/{name}_{part}.ts",
+                          f"The UCR/UEA set {name!r}")
+             for part in ("TRAIN", "TEST")]
+    (s_tr, l_tr, header), (s_te, l_te, _) = read_ts(paths[0]), read_ts(paths[1])
+    classes = header.get("classlabel") or sorted(set(l_tr))
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(l_tr + l_te) - set(index))
+    if unknown:
+        raise ValueError(f"{name}: labels {unknown} are not declared in the @classLabel header")
+    steps = max(len(s) for s in s_tr + s_te)
+    X_tr, len_tr = pad(s_tr, steps)
+    X_te, len_te = pad(s_te, steps)
+    varying = bool((len_tr != steps).any() or (len_te != steps).any())
+    if not varying:
+        len_tr = len_te = None
+    prep: dict = {"standardize": standardize_features}
+    if standardize_features:
+        mean, std = masked_stats(X_tr, len_tr)
+        X_tr, X_te = standardize(X_tr, len_tr, mean, std), standardize(X_te, len_te, mean, std)
+        prep.update(mean=mean.tolist(), std=std.tolist())
+    meta = {
+        "name": name, "task": "classification", "classes": list(classes),
+        "split": f"UCR/UEA archive split: {name}_TRAIN.ts ({len(s_tr)}) / "
+                 f"{name}_TEST.ts ({len(s_te)})",
+        "source": str(paths[0].parent), "preprocessing": prep,
+    }
+    label = np.array([index[c] for c in l_tr], dtype=np.int64)
+    label_te = np.array([index[c] for c in l_te], dtype=np.int64)
+    return Dataset(X_tr, label, X_te, label_te, len_tr, len_te, meta)
+
+
+def gunpoint() -> Dataset:
+    """GunPoint (UCR): the hand's x-coordinate while an actor draws a gun or points a finger.
+
+    Returns
+    -------
+    Dataset
+        50 train / 150 test series (the archive's split), (N, 150, 1) float32, each already
+        z-normalised by the archive; labels (N,) int64: 0 = class "1" (gun), 1 = class "2"
+        (point). Published 1-NN error rates on this split (UCR archive, Dau et al. 2018):
+        Euclidean 0.087, DTW with learned window 0.087, full DTW 0.093.
+    """
+    return ucr("GunPoint")
+
+
+# ----------------------------------------------------------------------------------------
+# sunspots
+# ----------------------------------------------------------------------------------------
+
+
+def sunspot_numbers() -> tuple[np.ndarray, np.ndarray]:
+    """The yearly mean sunspot numbers shipped with statsmodels (``datasets.sunspots``).
+
+    Returns
+    -------
+    years : ndarray (309,) int64
+        1700 to 2008.
+    values : ndarray (309,) float64
+    """
+    path = package_file(("statsmodels",), "datasets/sunspots/sunspots.csv",
+                        "The sunspot series")
+    table = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1))  # YEAR, SUNACTIVITY
+    return table[:, 0].astype(np.int64), table[:, 1]
+
+
+def sunspots(*, window: int = 20, horizon: int = 1, test_years: int = 40) -> Dataset:
+    """Sliding forecasting windows over the yearly sunspot numbers, last years held out.
+
+    Values are standardised with the mean and standard deviation of the training years only
+    (``meta["preprocessing"]``; :func:`unscale` maps forecasts back).
+
+    Parameters
+    ----------
+    window : int
+        Years of history per input sequence (T).
+    horizon : int
+        Years forecast from each window (K): targets are the next ``horizon`` values.
+    test_years : int
+        The last ``test_years`` years (default 40: 1969-2008) are held out.
+
+    Returns
+    -------
+    Dataset
+        ``X_*`` (N, window, 1) float32, ``y_*`` (N, horizon) float32, both standardised;
+        no lengths. Training windows have every target in the training years (N = 309 -
+        test_years - window - horizon + 1); test windows have every target in the held-out
+        years (N = test_years - horizon + 1, one per year for horizon 1), their inputs
+        reaching back into the training years as a forecaster's would.
+        ``meta["target_years_test"]`` lists the first target year of each test window.
+    """
+    years, values = sunspot_numbers()
+    n = len(years)
+    n_train = n - _count(test_years, "test_years", n - 2)
+    window = _count(window, "window", n_train - 1)
+    horizon = _count(horizon, "horizon", n - n_train)
+    if window + horizon > n_train:
+        raise ValueError(f"window + horizon must fit in the {n_train} training years, "
+                         f"got {window} + {horizon}")
+    mean, std = float(values[:n_train].mean()), float(values[:n_train].std())
+    z = ((values - mean) / std).astype(np.float32)
+
+    def windows(first_targets):
+        X = np.stack([z[t - window:t] for t in first_targets])[:, :, None]  # (N, T, 1)
+        y = np.stack([z[t:t + horizon] for t in first_targets])  # (N, K)
+        return X, y
+
+    train_t = range(window, n_train - horizon + 1)
+    test_t = range(n_train, n - horizon + 1)
+    X_tr, y_tr = windows(train_t)
+    X_te, y_te = windows(test_t)
+    meta = {
+        "name": "sunspots", "task": "forecasting", "window": window, "horizon": horizon,
+        "split": f"training years {years[0]}-{years[n_train - 1]} (targets from "
+                 f"{years[window]}), test targets {years[n_train]}-{years[-1]} "
+                 f"(the last {n - n_train} years)",
+        "target_years_test": [int(years[t]) for t in test_t],
+        "preprocessing": {"mean": mean, "std": std},
+    }
+    return Dataset(X_tr, y_tr, X_te, y_te, None, None, meta)
+
+
+def unscale(values, meta: dict) -> np.ndarray:
+    """Standardised values back to the original units: ``values * std + mean`` (float64)."""
+    prep = meta["preprocessing"]
+    return np.asarray(values, dtype=np.float64) * prep["std"] + prep["mean"]
+
+
+def _count(value, name: str, maximum: int) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int | np.integer)
+            or not 1 <= value <= maximum):
+        raise ValueError(f"{name} must be an integer from 1 to {maximum}, got {value!r}")
+    return int(value)
