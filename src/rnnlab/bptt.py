@@ -1,0 +1,124 @@
+"""Backpropagation-through-time schedules, written once for every cell.
+
+Shape legend: B batch, T time, D input features, K outputs.
+
+* **Full BPTT**: one forward over whole sequences, one backward to their start.
+* **Truncated BPTT(k1, k2)** in the sense of Williams & Peng (1990): the sequence is read in
+  windows of k1 new steps; after each window the parameters are updated with the gradient
+  of the loss on those k1 steps, backpropagated through the last k2 steps (k2 ≥ k1, a
+  multiple of k1). The hidden state is carried from window to window, so the forward pass
+  sees the whole history even though the gradient does not. k1 = k2 is the usual
+  "BPTT(h; h)" of char-rnn. For k2 > k1 the earlier windows are run again with the current
+  parameters from the state that started them, which keeps the arithmetic one plain
+  forward-backward and exactly equal to full BPTT when k2 covers the whole sequence.
+
+Only per-step readouts (``readout="all"``) have a loss inside every window; a many-to-one
+model has its loss at the end only and trains with full BPTT.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+from ._checks import positive_int
+
+
+class WindowResult(NamedTuple):
+    loss: float  # mean over the window's real positions
+    grads: dict  # name -> array
+    state: object  # state after the window, to carry into the next one
+    count: int  # real positions the loss averaged over
+
+
+def parse_bptt(bptt_steps) -> tuple[int, int] | None:
+    """``None`` (full BPTT), ``k`` (= ``(k, k)``) or ``(k1, k2)`` -> ``(k1, k2)`` or None."""
+    if bptt_steps is None:
+        return None
+    if isinstance(bptt_steps, (tuple, list)):
+        if len(bptt_steps) != 2:
+            raise ValueError(f"bptt_steps must be k or a pair (k1, k2), got {bptt_steps!r}")
+        k1 = positive_int(bptt_steps[0], "bptt_steps k1")
+        k2 = positive_int(bptt_steps[1], "bptt_steps k2")
+    else:
+        k1 = k2 = positive_int(bptt_steps, "bptt_steps")
+    if k2 < k1 or k2 % k1:
+        raise ValueError(f"bptt_steps k2 must be a multiple of k1 (k2 >= k1), got ({k1}, {k2})")
+    return k1, k2
+
+
+def window_lengths(lengths, start: int, stop: int, batch: int):
+    """Real steps of each sequence inside the window ``[start, stop)``; None if all are full."""
+    if lengths is None:
+        return None
+    return np.clip(np.asarray(lengths) - start, 0, stop - start)
+
+
+class Truncated:
+    """Truncated BPTT(k1, k2) over one batch of sequences, a window at a time.
+
+    Parameters
+    ----------
+    net : rnnlab.Network with ``readout="all"``
+    x : array (B, T, D)
+    y : targets (B, T) labels or (B, T, K) values
+    lengths : (B,) or None
+    k1, k2 : window and truncation length
+    state : initial state or None
+
+    Iterating calls ``net`` lazily: each item is a :class:`WindowResult` computed with the
+    parameters as they are at that moment, so an optimiser may update them in between.
+    ``position`` is the index of the next window; ``state`` the state carried into it.
+    """
+
+    def __init__(self, net, x, y, lengths, k1: int, k2: int, state=None, position: int = 0):
+        if net.readout != "all":
+            raise ValueError("truncated BPTT needs readout='all' (a loss at every step); "
+                             "a many-to-one network trains with full BPTT (bptt_steps=None)")
+        self.net, self.x, self.y, self.lengths = net, x, y, lengths
+        self.k1, self.k2 = k1, k2
+        self.T = x.shape[1]
+        self.n_windows = -(-self.T // k1)
+        self.position = position
+        self.state = net.rnn.initial_state(x.shape[0]) if state is None else state
+        # (x, lengths, start state) of the windows that the next k2 steps reach back into
+        self.history: deque = deque(maxlen=k2 // k1 - 1)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> WindowResult:
+        w = self.position
+        if w >= self.n_windows:
+            raise StopIteration
+        net, k1 = self.net, self.k1
+        a, b = w * k1, min((w + 1) * k1, self.T)
+        B = self.x.shape[0]
+        xw, yw = self.x[:, a:b], self.y[:, a:b]
+        lw = window_lengths(self.lengths, a, b, B)
+        # older windows within reach of k2: run them again from the state that began them
+        older = []
+        state = self.history[0][2] if self.history else self.state
+        for xo, lo, _ in self.history:
+            _, state, cache = _rnn_forward(net, xo, state, lo)
+            older.append(cache)
+        z, final, cache = net.forward(xw, state, lengths=lw)
+        loss, dz = net._loss(z, yw, cache.lengths)
+        grads, _, dstate = net.backward(cache, dz)
+        for oc in reversed(older):
+            g, _, dstate = net.rnn.backward(oc, dstate=dstate)
+            for k, v in g.items():
+                grads[f"rnn.{k}"] += v
+        if self.history.maxlen:
+            self.history.append((xw, lw, state))
+        self.state = final
+        self.position = w + 1
+        count = int(B * (b - a) if lw is None else lw.sum())
+        return WindowResult(loss, grads, final, count)
+
+
+def _rnn_forward(net, x, state, lengths):
+    net._sync()
+    return net.rnn.forward(x, state, lengths=lengths)

@@ -1,0 +1,61 @@
+"""A small progress bar on standard error, quiet when that is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """``update(n, **stats)`` advances by n units and shows the latest stats.
+
+    Shows done/total, percentage, units per second, time left and the stats; redraws at
+    most ten times a second. ``note(text)`` prints a line above the bar.
+    """
+
+    def __init__(self, total: int, *, enabled: bool | None = None, done: int = 0,
+                 unit: str = "batch", stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else bool(enabled)
+        self.total, self.done, self.start_done, self.unit = total, done, done, unit
+        self.t0 = self.last = time.perf_counter()
+        self.stats: dict = {}
+
+    def update(self, n: int = 1, **stats) -> None:
+        self.done += n
+        self.stats.update(stats)
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.1 or self.done >= self.total):
+            self.last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = now - self.t0
+        rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        frac = self.done / self.total if self.total else 1.0
+        width = 20
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        stats = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in self.stats.items())
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {frac:4.0%} "
+                          f"{rate:.1f} {self.unit}/s, {_fmt(left)} left {stats}\x1b[K")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K" + text + "\n")
+            self._draw(time.perf_counter())
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no rate yet
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
