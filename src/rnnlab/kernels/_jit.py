@@ -95,6 +95,25 @@ def _one_like_impl(x):
     return lambda x: 1.0
 
 
+# Row helpers. Every loop in the kernels runs from 0 over slices rather than at an offset
+# (``g[2 * H + j]``): numba wraps negative indices, and with an offset of unknown sign
+# LLVM keeps that check and stops vectorising (measured 3-6 ns per element against 0.5-1).
+
+
+@njit(**JIT)
+def add_sigmoid(a, g):
+    """``g = sigmoid(g + a)`` elementwise, in place; ``a``, ``g`` 1-D of equal length."""
+    for j in range(g.shape[0]):
+        g[j] = sigmoid_(g[j] + a[j])
+
+
+@njit(**JIT)
+def add_tanh(a, g):
+    """``g = tanh(g + a)`` elementwise, in place."""
+    for j in range(g.shape[0]):
+        g[j] = tanh_(g[j] + a[j])
+
+
 @njit(**JIT)
 def mm(gemm, A, B, C, trans_b, beta):
     """``C = A @ B (+ C if beta)`` in row-major, B transposed when ``trans_b``.

@@ -48,34 +48,35 @@ def _grad_row(act, h, dh, da):
 
 
 @njit(**JIT)
-def forward(gemm, act, W_h, xp, hs, mask):
+def forward(gemm, act, W_h, bias, xp, hs, mask):
     """Run the layer over all steps.
 
     Parameters
     ----------
     act : int, activation code
     W_h : ndarray (H, H)
-    xp : ndarray (T, B, H), ``x_t W_x + b``
+    bias : ndarray (H,)
+    xp : ndarray (T, B, H); in: ``x_t W_x``, out: the pre-activations less the bias
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     mask : ndarray (T, B) of bool, or None
     """
     T, B, H = xp.shape
-    a = xp[0].copy()  # (B, H) the recurrent product, allocated once
     for t in range(T):
-        mm(gemm, hs[t], W_h, a, False, 0)
+        mm(gemm, hs[t], W_h, xp[t], False, 1)
         for b in range(B):
             if mask is None or mask[t, b]:
-                _act_row(act, a[b], xp[t, b], hs[t + 1, b])
+                _act_row(act, bias, xp[t, b], hs[t + 1, b])
             else:
                 hs[t + 1, b] = hs[t, b]
 
 
 @njit(**JIT)
-def backward(gemm, act, W_h, hs, mask, dy, dh, da):
+def backward(gemm, act, W_hT, hs, mask, dy, dh, da):
     """Backpropagate through all steps.
 
     Parameters
     ----------
+    W_hT : ndarray (H, H), ``W_h.T`` made contiguous
     hs : ndarray (T+1, B, H), from :func:`forward`
     dy : ndarray (T, B, H) or None
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
@@ -94,7 +95,7 @@ def backward(gemm, act, W_h, hs, mask, dy, dh, da):
             else:
                 da[t, b] = 0
                 carry[b] = dh[b]
-        mm(gemm, da[t], W_h, carry, True, 1)
+        mm(gemm, da[t], W_hT, carry, False, 1)
         dh[:] = carry
 
 

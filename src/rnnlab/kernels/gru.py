@@ -13,33 +13,35 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._jit import JIT, mm, one_like, sigmoid_, tanh_
+from ._jit import JIT, add_sigmoid, mm, one_like, tanh_
 
 
 @njit(**JIT)
-def _cell_row(a, b_h, g, h, hn, h_new, H):
-    """``a`` (3H) = h W_h, ``g`` (3H) in: input projection, out: ``r, z, n``."""
+def _cell_row(a, b_h, bias, g, h, hn, h_new, H):
+    """``a`` (3H) = h W_h, ``g`` (3H) in: ``x W_x``, out: ``r, z, n``."""
     for j in range(3 * H):
         a[j] += b_h[j]
-    for j in range(2 * H):
-        g[j] = sigmoid_(g[j] + a[j])
+    for j in range(3 * H):
+        g[j] += bias[j]
+    add_sigmoid(a[:2 * H], g[:2 * H])
+    r, z, n, an = g[:H], g[H:2 * H], g[2 * H:], a[2 * H:]
     for j in range(H):
-        hn[j] = a[2 * H + j]
-        g[2 * H + j] = tanh_(g[2 * H + j] + g[j] * a[2 * H + j])
+        hn[j] = an[j]
     for j in range(H):
-        n = g[2 * H + j]
-        h_new[j] = n + g[H + j] * (h[j] - n)
+        n[j] = tanh_(n[j] + r[j] * an[j])
+    for j in range(H):
+        h_new[j] = n[j] + z[j] * (h[j] - n[j])
 
 
 @njit(**JIT)
-def forward(gemm, W_h, b_h, xg, hs, hns, mask):
+def forward(gemm, W_h, b_h, bias, xg, hs, hns, mask):
     """Run the layer over all steps.
 
     Parameters
     ----------
     W_h : ndarray (H, 3H)
-    b_h : ndarray (3H,)
-    xg : ndarray (T, B, 3H); in: ``x_t W_x + b``, out: ``r, z, n``
+    b_h, bias : ndarray (3H,), the recurrent and the input-side bias
+    xg : ndarray (T, B, 3H); in: ``x_t W_x``, out: ``r, z, n``
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
     mask : ndarray (T, B) of bool, or None
@@ -51,7 +53,7 @@ def forward(gemm, W_h, b_h, xg, hs, hns, mask):
         mm(gemm, hs[t], W_h, a, False, 0)
         for b in range(B):
             if mask is None or mask[t, b]:
-                _cell_row(a[b], b_h, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
+                _cell_row(a[b], b_h, bias, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
             else:
                 hs[t + 1, b] = hs[t, b]
 
@@ -59,24 +61,26 @@ def forward(gemm, W_h, b_h, xg, hs, hns, mask):
 @njit(**JIT)
 def _back_row(g, h, hn, dh, dhp, dxn, carry, H):
     one = one_like(h[0])
+    r, z, n = g[:H], g[H:2 * H], g[2 * H:]
+    dr, dz, dn = dhp[:H], dhp[H:2 * H], dhp[2 * H:]
     for j in range(H):
-        r, z, n = g[j], g[H + j], g[2 * H + j]
         d = dh[j]
-        dan = d * (one - z) * (one - n * n)
-        dhp[j] = dan * hn[j] * r * (one - r)
-        dhp[H + j] = d * (h[j] - n) * z * (one - z)
-        dhp[2 * H + j] = dan * r
+        dan = d * (one - z[j]) * (one - n[j] * n[j])
+        dr[j] = dan * hn[j] * r[j] * (one - r[j])
+        dz[j] = d * (h[j] - n[j]) * z[j] * (one - z[j])
+        dn[j] = dan * r[j]
         dxn[j] = dan
     for j in range(H):
-        carry[j] = dh[j] * g[H + j]
+        carry[j] = dh[j] * z[j]
 
 
 @njit(**JIT)
-def backward(gemm, W_h, gates, hs, hns, mask, dy, dh, dhp, dxn):
+def backward(gemm, W_hT, gates, hs, hns, mask, dy, dh, dhp, dxn):
     """Backpropagate through all steps.
 
     Parameters
     ----------
+    W_hT : ndarray (3H, H), ``W_h.T`` made contiguous
     gates, hs, hns : from :func:`forward`
     dy : ndarray (T, B, H) or None
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
@@ -97,18 +101,18 @@ def backward(gemm, W_h, gates, hs, hns, mask, dy, dh, dhp, dxn):
                 dhp[t, b] = 0
                 dxn[t, b] = 0
                 carry[b] = dh[b]
-        mm(gemm, dhp[t], W_h, carry, True, 1)
+        mm(gemm, dhp[t], W_hT, carry, False, 1)
         dh[:] = carry
 
 
 @njit(**JIT)
-def step(gemm, W_x, W_h, bias, b_h, x, h, xg, a, h_out):
-    """Streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``; ``xg``, ``a`` (B, 3H) scratch."""
+def step(gemm, W_x, W_h, bias, b_h, x, h, xg, a, hn, h_out):
+    """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``.
+
+    ``xg``, ``a`` (B, 3H) and ``hn`` (B, H) are scratch.
+    """
     H = h.shape[1]
     mm(gemm, x, W_x, xg, False, 0)
     mm(gemm, h, W_h, a, False, 0)
     for b in range(x.shape[0]):
-        g = xg[b]
-        for j in range(3 * H):
-            g[j] += bias[j]
-        _cell_row(a[b], b_h, g, h[b], a[b, 2 * H:], h_out[b], H)
+        _cell_row(a[b], b_h, bias, xg[b], h[b], hn[b], h_out[b], H)

@@ -43,22 +43,21 @@ def layer_forward(cell, p, x, state0, mask, partial):
     GH = p["W_h"].shape[1]
     gemm = gemm_for(x.dtype)
     xg = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, GH)  # (T, B, G*H) every step at once
-    xg += p["b"]
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
     with loop_threads_set(B * H * GH):
         if name == "elman":
-            elman.forward(gemm, elman.ACTIVATIONS[cell.activation], p["W_h"], xg, hs, m)
+            elman.forward(gemm, elman.ACTIVATIONS[cell.activation], p["W_h"], p["b"], xg, hs, m)
             arrays, final = (), (hs[T].copy(),)
         elif name == "lstm":
             cs = np.empty_like(hs)
             cs[0] = state0[1]
-            lstm.forward(gemm, p["W_h"], xg, hs, cs, m)
+            lstm.forward(gemm, p["W_h"], p["b"], xg, hs, cs, m)
             arrays, final = (xg, cs), (hs[T].copy(), cs[T].copy())
         else:
             hns = np.empty_like(hs[1:])
-            gru.forward(gemm, p["W_h"], p["b_h"], xg, hs, hns, m)
+            gru.forward(gemm, p["W_h"], p["b_h"], p["b"], xg, hs, hns, m)
             arrays, final = (xg, hns), (hs[T].copy(),)
     y = hs[1:].copy() if mask is None else hs[1:] * mask
     return y, final, LayerCache(x, hs, Tape(name, arrays), mask, partial)
@@ -73,22 +72,23 @@ def layer_backward(cell, p, cache, dy, dstate):
     m = _mask2d(mask)
     dy = None if dy is None else np.ascontiguousarray(dy, dtype=x.dtype)
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
+    W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
     with loop_threads_set(B * H * GH):
         if tape.cell == "elman":
             dxp = np.empty((T, B, GH), x.dtype)
-            elman.backward(gemm, elman.ACTIVATIONS[cell.activation], p["W_h"], hs, m, dy, dh, dxp)
+            elman.backward(gemm, elman.ACTIVATIONS[cell.activation], W_hT, hs, m, dy, dh, dxp)
             dhp, d0 = dxp, (dh,)
         elif tape.cell == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
             dxp = np.empty((T, B, GH), x.dtype)
-            lstm.backward(gemm, p["W_h"], gates, hs, cs, m, dy, dh, dc, dxp)
+            lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dh, dc, dxp)
             dhp, d0 = dxp, (dh, dc)
         else:
             gates, hns = tape.arrays
             dhp = np.empty((T, B, GH), x.dtype)
             dxn = np.empty((T, B, H), x.dtype)
-            gru.backward(gemm, p["W_h"], gates, hs, hns, m, dy, dh, dhp, dxn)
+            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dh, dhp, dxn)
             dxp = np.concatenate([dhp[:, :, :2 * H], dxn], axis=2)  # (T, B, 3H)
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
@@ -124,5 +124,5 @@ def step_layer(cell, p, x_t, state):
                   a, h_out, c_out)
         return (h_out, c_out)
     xg = np.empty_like(a)
-    gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, xg, a, h_out)
+    gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, xg, a, np.empty_like(h_out), h_out)
     return (h_out,)
