@@ -195,6 +195,8 @@ def read_ts(path) -> tuple[list[np.ndarray], list[str], dict]:
                     header[key] = value.strip()
                 continue
             *dims, label = line.split(":")
+            if "?" in line:
+                raise ValueError(f"{path}, line {number}: missing values are not supported")
             try:
                 case = [np.array(d.split(","), dtype=np.float64) for d in dims]
             except ValueError:
