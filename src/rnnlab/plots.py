@@ -25,7 +25,10 @@ def _figure(size=(7.0, 4.2)):
     except ImportError:
         raise ImportError("rnnlab.plots needs matplotlib: pip install 'rnnlab[plots]' "
                           "(or pip install matplotlib)") from None
-    fig = Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size)
+    # fixed margins that fit log-scale tick labels: the automatic layouts draw the figure
+    # twice and double the time of a plot
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)
     FigureCanvasAgg(fig)
     return fig
 
@@ -159,6 +162,7 @@ def plot_flow_heatmap(checkpoints, path, *, relative: bool = True,
     -------
     Path
     """
+    from matplotlib import colormaps
     from matplotlib.colors import LogNorm
 
     path = _png_path(path)
@@ -183,8 +187,7 @@ def plot_flow_heatmap(checkpoints, path, *, relative: bool = True,
     mesh = ax.imshow(img, aspect="auto", origin="lower", interpolation="nearest",
                      extent=(-0.5, T - 0.5, -0.5, len(rows) - 0.5),
                      norm=LogNorm(vmin=shown.min(), vmax=max(shown.max(), shown.min() * 10)),
-                     cmap="viridis")
-    mesh.cmap.set_bad("0.85")
+                     cmap=colormaps["viridis"].with_extremes(bad="0.85"))  # blanks in grey
     every = max(1, int(np.ceil(len(rows) / 12)))
     ticks = list(range(0, len(rows), every))
     ax.set_yticks(ticks, [f"{rows[i][0]:g}" for i in ticks])
