@@ -249,8 +249,10 @@ def gradient_flow(model, x, *, state=None, lengths=None, norm: str = "fro",
     Examples
     --------
     >>> layer = rnnlab.Elman(8, 64, seed=0)
-    >>> flow = rnnlab.diagnostics.gradient_flow(layer, x[:4], relative=True)
-    >>> rnnlab.diagnostics.memory_length(flow, 0.01)
+    >>> x = np.random.default_rng(0).normal(size=(8, 100, 8))
+    >>> flow = rnnlab.diagnostics.gradient_flow(layer, x, relative=True)
+    >>> rnnlab.diagnostics.memory_length(flow, 0.01)  # first lag below 1 % of lag 0
+    8
     """
     layer = _layer64(model)
     norm = _checks.choice(norm, "norm", NORMS)
