@@ -1,0 +1,162 @@
+"""The fused kernels against the plain NumPy reference, on every cell and option.
+
+float64 must agree to 1e-10 absolute (the kernels use the same formulas, so the only
+differences are the order of floating-point operations); float32 to a tolerance that
+allows the rational tanh of the float32 kernels (a few ulp) carried through time.
+"""
+
+import numpy as np
+import pytest
+
+import rnnlab
+from rnnlab import kernels, recurrent
+
+pytest.importorskip("numba")
+
+CELLS = [
+    ("elman", {"activation": "tanh"}),
+    ("elman", {"activation": "relu"}),
+    ("elman", {"activation": "sigmoid"}),
+    ("lstm", {}),
+    ("gru", {}),
+]
+CELL_IDS = ["elman-tanh", "elman-relu", "elman-sigmoid", "lstm", "gru"]
+LAYERS = {"elman": rnnlab.Elman, "lstm": rnnlab.LSTM, "gru": rnnlab.GRU}
+TOL = {np.float64: dict(rtol=0, atol=1e-10), np.float32: dict(rtol=2e-4, atol=2e-5)}
+
+
+def parts(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def random_state(layer, B, rng):
+    shape = (layer.num_layers, B, layer.hidden_size)
+    s = [rng.normal(size=shape).astype(layer.dtype) for _ in range(layer.n_state)]
+    return s[0] if len(s) == 1 else tuple(s)
+
+
+def run(layer, x, h0, lengths, dy, dstate, fast):
+    """Everything the public API computes, on the path chosen by ``fast``."""
+    with kernels.use_fast(fast):
+        y, state, cache = layer.forward(x, h0, lengths=lengths)
+        grads, dx, d0 = layer.backward(cache, dy, dstate)
+        y_step, state_step = layer.step(x[:, 0], h0)
+    saved = cache.layers[0].saved
+    assert isinstance(saved, kernels.Tape) == fast, "the path that ran is not the one asked for"
+    out = {"y": y, "dx": dx, "y_step": y_step}
+    out.update({f"state{i}": s for i, s in enumerate(parts(state))})
+    out.update({f"dstate0_{i}": s for i, s in enumerate(parts(d0))})
+    out.update({f"step_state{i}": s for i, s in enumerate(parts(state_step))})
+    out.update({f"grad {k}": v for k, v in grads.items()})
+    return out
+
+
+def case(cell, opts, num_layers, dtype, with_lengths, B=4, T=6, D=3, H=5, seed=0):
+    rng = np.random.default_rng(seed)
+    layer = LAYERS[cell](D, H, num_layers, seed=seed + 1, dtype=dtype, **opts)
+    x = rng.normal(size=(B, T, D)).astype(dtype)
+    lengths = rng.integers(0, T + 1, size=B) if with_lengths else None
+    if with_lengths:
+        lengths[0], lengths[-1] = T, 0  # a full sequence and an empty one
+    dy = rng.normal(size=(B, T, H)).astype(dtype)
+    return layer, x, random_state(layer, B, rng), lengths, dy, random_state(layer, B, rng)
+
+
+@pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_fast_path_matches_plain(cell, opts, num_layers, with_lengths, dtype):
+    args = case(cell, opts, num_layers, dtype, with_lengths)
+    plain = run(*args, fast=False)
+    fast = run(*args, fast=True)
+    assert plain.keys() == fast.keys()
+    for name in plain:
+        assert fast[name].dtype == plain[name].dtype, name
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[dtype])
+
+
+@pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
+def test_larger_batch_and_no_dy(cell, opts):
+    """Many rows through BLAS; gradient from the final state only (``dy=None``)."""
+    layer, x, h0, lengths, _, dstate = case(cell, opts, 1, np.float64, True, B=9, T=7, D=6, H=33)
+    res = []
+    for fast in (False, True):
+        with kernels.use_fast(fast):
+            _, state, cache = layer.forward(x, h0, lengths=lengths)
+            grads, dx, d0 = layer.backward(cache, None, dstate)
+        res.append([*parts(state), dx, *parts(d0), *grads.values()])
+    for a, b in zip(*res, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell,opts", [CELLS[1], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
+def test_loop_fallback_without_blas(cell, opts, monkeypatch):
+    """When NumPy's BLAS cannot be found the kernels multiply in a compiled loop."""
+    from rnnlab.kernels import layers
+
+    args = case(cell, opts, 2, np.float64, True)
+    plain = run(*args, fast=False)
+    monkeypatch.setattr(layers, "gemm_for", lambda dtype: None)
+    fast = run(*args, fast=True)
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])
+
+
+def test_backward_follows_the_path_of_forward():
+    layer, x, h0, lengths, dy, dstate = case("lstm", {}, 2, np.float64, True)
+    with kernels.use_fast(False):
+        _, _, plain_cache = layer.forward(x, h0, lengths=lengths)
+    _, _, fast_cache = layer.forward(x, h0, lengths=lengths)
+    g_plain = layer.backward(plain_cache, dy, dstate)[0]  # runs plain although fast is on
+    with kernels.use_fast(False):
+        g_fast = layer.backward(fast_cache, dy, dstate)[0]  # runs the kernel
+    for k in g_plain:
+        np.testing.assert_allclose(g_fast[k], g_plain[k], rtol=0, atol=1e-10)
+
+
+def test_fast_argument_and_missing_numba(monkeypatch):
+    layer = rnnlab.GRU(2, 3, seed=0)
+    x = np.ones((2, 4, 2), np.float32)
+    params = recurrent.layer_params(layer.params, 0)
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2))
+    state0 = (np.zeros((2, 3), np.float32),)
+    _, _, cache = recurrent.layer_forward(layer.cell, params, xt, state0, None, None, fast=False)
+    assert isinstance(cache.saved, list)
+    _, _, cache = recurrent.layer_forward(layer.cell, params, xt, state0, None, None, fast=True)
+    assert isinstance(cache.saved, kernels.Tape)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    assert not kernels.active(layer.cell, fast=True)
+    _, _, cache = layer.forward(x)
+    assert isinstance(cache.layers[0].saved, list)
+
+
+def test_unknown_cell_takes_the_plain_path():
+    class MyCell(type(rnnlab.Elman(1, 1).cell)):
+        pass
+
+    assert not kernels.active(MyCell("tanh"), fast=True)
+
+
+def test_use_fast_and_threads_reject_bad_values():
+    with pytest.raises(ValueError, match="True or False"):
+        with kernels.use_fast("no"):
+            pass
+    with pytest.raises(ValueError, match="positive integer"):
+        with kernels.threads(0):
+            pass
+
+
+def test_threads_context_restores_blas_setting():
+    from rnnlab.kernels import blas
+
+    before = blas.blas().get_threads()
+    layer = rnnlab.LSTM(3, 8, seed=0)
+    x = np.ones((2, 5, 3), np.float32)
+    with kernels.threads(1):
+        assert blas.outer_threads() == 1
+        if before is not None:
+            assert blas.blas().get_threads() == 1
+        y1 = layer.forward(x)[0]
+    assert blas.blas().get_threads() == before
+    np.testing.assert_array_equal(layer.forward(x)[0], y1)
