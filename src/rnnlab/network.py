@@ -241,6 +241,16 @@ class Network:
         z, _, cache = self.forward(x, state, lengths=lengths)
         return self._loss(z, y, cache.lengths)[0]
 
+    def step(self, x_t, state=None):
+        """One streaming step: ``x_t`` (B, D) -> ``(z_t (B, K) logits or values, new state)``.
+
+        The head reads the new state, so this is the per-step readout whichever
+        ``readout`` the network was trained with.
+        """
+        self._sync()
+        h, state = self.rnn.step(x_t, state)
+        return h @ self.params["head.W_y"] + self.params["head.b_y"], state
+
     def predict(self, x, *, lengths=None, state=None) -> np.ndarray:
         """Class probabilities (softmax) or values (linear): (B, T, K) or (B, K)."""
         z, _, _ = self.forward(x, state, lengths=lengths)

@@ -341,10 +341,20 @@ class Trainer:
                 "clip_value": self.clip_value, "bptt": self.bptt, "batch_size": self.batch_size,
                 "seed": self.seed}
 
-    def save_checkpoint(self, path, extra: dict | None = None) -> None:
-        """Write parameters, optimiser state and progress counters to ``path`` atomically."""
-        self._write(Path(path), {"epoch": 0, "batch": 0, "window": 0}, [], History(), None,
-                    extra)
+    def save_checkpoint(self, path, *, states=(), extra: dict | None = None) -> None:
+        """Write parameters, optimiser state and the update count to ``path`` atomically.
+
+        For loops of one's own (e.g. :mod:`rnnlab.lm`): ``states`` is a list of carried
+        states, each a list of arrays; ``extra`` any JSON-serialisable record (data
+        position, timers). :meth:`load_checkpoint` gives both back.
+        """
+        self._write(Path(path), {"epoch": 0, "batch": 0, "window": 0}, list(states),
+                    History(), None, extra)
+
+    def load_checkpoint(self, path):
+        """Restore parameters, optimiser state and update count; returns ``(extra, states)``."""
+        _, states, _, _ = self._load_checkpoint(path)
+        return self._loaded_extra, states
 
     def _save_checkpoint(self, pos, states, history, best):
         if self.checkpoint is not None:
@@ -402,6 +412,7 @@ class Trainer:
                 parts.append(arrays[f"state/{i}/{j}"])
                 j += 1
             states.append(parts)
+        self._loaded_extra = meta.get("extra", {})
         history = History(**meta["history"])
         best = None
         if meta["best"] is not None:

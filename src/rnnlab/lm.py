@@ -1,0 +1,499 @@
+"""Language models on text: the job behind ``rnnlab train``, ``sample`` and ``eval``.
+
+Shape legend: B parallel streams, T steps per window (``bptt``), V vocabulary size.
+
+A model reads one-hot tokens (characters by default) and predicts the next one at every
+step (softmax readout ``all``). Training is truncated BPTT over stream-aligned windows:
+the token stream is cut into B contiguous pieces read side by side, and the hidden state
+is carried from each window to the next, so the forward pass sees each piece's whole
+history while the gradient reaches back ``bptt`` steps (:mod:`rnnlab.data.text`).
+
+A run folder holds::
+
+    run.json        format, rnnlab version, corpus, results so far
+    config.toml     the effective configuration (LMConfig)
+    vocab.json      the vocabulary
+    model.rnnlab    the network (rnnlab.load reads it)
+    checkpoint.ckpt parameters, optimiser state, data position, carried state: --resume
+    metrics.jsonl   one line per logged step and per evaluation
+    loss.png        training and validation loss against step
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, _checks, io, losses
+from .data.corpus import default_corpus, split_text
+from .data.text import StreamBatcher, Vocab, one_hot, read_text
+from .network import Network
+from .progress import Progress
+from .train import Trainer
+
+RUN_FORMAT = "rnnlab-run"
+RUN_VERSION = 1
+LN2 = math.log(2.0)
+
+
+@dataclass
+class LMConfig:
+    """Everything that defines a language-model run; saved as ``config.toml`` in the run."""
+
+    data: str | None = None  # UTF-8 text file or folder of .txt files; None: default corpus
+    tokens: str = "char"  # "char" or "word"
+    max_vocab: int = 10000  # word vocabularies only: most frequent tokens kept (ids in all)
+    validation_fraction: float = 0.05  # share of --data held out (its tail)
+    cell: str = "lstm"  # "lstm", "gru" or "elman"
+    hidden: int = 256  # units per layer
+    layers: int = 1  # stacked recurrent layers
+    bptt: int = 64  # steps per truncated-BPTT window
+    batch: int = 32  # parallel streams
+    lr: float = 3e-3  # Adam learning rate
+    clip: float = 1.0  # global gradient-norm clip (0: none)
+    steps: int | None = None  # updates to make; None (0 in TOML): until the time budget
+    time_budget: float | None = 600.0  # seconds of training; None (0 in TOML): until steps
+    seed: int = 0  # weights, data offsets and samples
+    eval_every: int = 250  # updates between validation estimates
+    eval_tokens: int = 50_000  # validation tokens for the estimates (the final one uses all)
+    sample_every: int = 1000  # updates between printed samples (0: never)
+    checkpoint_every: int = 500  # updates between checkpoints
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LMConfig:
+        """Build from a mapping; unknown keys are refused, values checked."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(names)}")
+        d = dict(d)
+        for k in _NO_LIMIT:  # TOML has no null: 0 stands for "no limit"
+            if d.get(k) == 0:
+                d[k] = None
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path) -> LMConfig:
+        path = Path(path)
+        try:
+            d = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"config file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+        return cls.from_dict(d)
+
+    def to_toml(self) -> str:
+        lines = ["# rnnlab language-model run configuration"]
+        for k, v in dataclasses.asdict(self).items():
+            if v is None and k in _NO_LIMIT:
+                lines.append(f"{k} = 0  # no limit")
+            elif v is None:
+                continue  # absent key: the default (None)
+            elif isinstance(v, str):
+                lines.append(f"{k} = {json.dumps(v)}")
+            else:
+                lines.append(f"{k} = {v!r}".replace("True", "true").replace("False", "false"))
+        return "\n".join(lines) + "\n"
+
+    def check(self) -> None:
+        _checks.choice(self.tokens, "tokens", ("char", "word"))
+        _checks.choice(self.cell, "cell", ("lstm", "gru", "elman"))
+        for name in ("hidden", "layers", "bptt", "batch", "max_vocab", "eval_every",
+                     "eval_tokens", "checkpoint_every"):
+            _checks.positive_int(getattr(self, name), name)
+        if self.steps is not None:
+            _checks.positive_int(self.steps, "steps")
+        for name in ("lr", "time_budget"):
+            v = getattr(self, name)
+            if v is not None and not (_number(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        if not (_number(self.clip) and self.clip >= 0):
+            raise ValueError(f"clip must be a number >= 0, got {self.clip!r}")
+        if not (_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
+            raise ValueError(f"validation_fraction must be between 0 and 1, "
+                             f"got {self.validation_fraction!r}")
+        if not isinstance(self.sample_every, int) or self.sample_every < 0:
+            raise ValueError(f"sample_every must be an integer >= 0, got {self.sample_every!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.steps is None and self.time_budget is None:
+            raise ValueError("give steps or time_budget (or both): training needs an end")
+
+
+_NO_LIMIT = ("steps", "time_budget")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ----------------------------------------------------------------------------------------
+# data
+
+
+def load_corpus(cfg: LMConfig):
+    """The configured corpus: the default Shakespeare, or ``cfg.data`` with its tail held out."""
+    if cfg.data is None:
+        return default_corpus()
+    text = read_text(cfg.data)
+    return split_text(text, validation_fraction=cfg.validation_fraction,
+                      description=f"{cfg.data} (last {cfg.validation_fraction:.0%} held out)")
+
+
+def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | None = None):
+    """Mean cross-entropy (nats per token) of ``net`` on a token stream, state carried.
+
+    The stream (its first ``limit`` tokens) is read as ``batch`` side-by-side pieces in
+    windows of ``window`` steps; a stream too short for that is read as fewer, shorter
+    pieces. Returns ``(nats per token, tokens scored)``.
+    """
+    ids = np.asarray(ids)[: None if limit is None else limit + 1]
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 tokens to score, got {len(ids)}")
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    window = max(1, min(window, (len(ids) - 1) // batch))
+    V = net.output_size
+    state, total, count = None, 0.0, 0
+    for x, y in StreamBatcher(ids, batch, window):
+        z, state, _ = net.forward(one_hot(x, V, net.dtype), state)
+        loss, _ = losses.softmax_cross_entropy(z.reshape(-1, V), y.reshape(-1))
+        total += loss * y.size
+        count += y.size
+    return total / count, count
+
+
+# ----------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class Run:
+    """A run folder opened for sampling or evaluation."""
+
+    path: Path
+    config: LMConfig
+    vocab: Vocab
+    net: Network
+    info: dict
+
+
+def open_run(path) -> Run:
+    """Open a run folder written by :func:`train`; refuses other versions and broken files."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a run folder (no such directory)")
+    info_file = path / "run.json"
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} is not a run folder (no run.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{info_file} is corrupt (not JSON)") from None
+    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path} is not an rnnlab run folder")
+    if info.get("version") != RUN_VERSION:
+        raise ValueError(f"{path} is a run folder of format version {info.get('version')!r} "
+                         f"(rnnlab {info.get('rnnlab')}); this rnnlab reads version "
+                         f"{RUN_VERSION}")
+    cfg = LMConfig.from_toml(path / "config.toml")
+    try:
+        vocab = Vocab.from_json((path / "vocab.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} has no vocab.json") from None
+    net = io.load(path / "model.rnnlab")
+    if not isinstance(net, Network) or net.output_size != len(vocab):
+        raise ValueError(f"{path}: the model does not match the vocabulary")
+    return Run(path, cfg, vocab, net, info)
+
+
+def _write_info(path: Path, info: dict) -> None:
+    tmp = path / ".run.json.tmp"
+    tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    tmp.replace(path / "run.json")
+
+
+def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) -> Path:
+    """Train a language model and write a run folder; returns its path.
+
+    Parameters
+    ----------
+    cfg : LMConfig
+    out : path of the run folder to create (default ``runs/<cell>-<time>``); with
+        ``resume``, ignored
+    resume : path of an earlier run folder to continue, with its own configuration
+        (``cfg.steps`` and ``cfg.time_budget`` replace the saved ones)
+    progress : show a progress bar (None: when standard error is a terminal)
+    echo : where short messages and samples go (``print``)
+
+    Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = open_run(run_dir)
+        cfg = dataclasses.replace(saved.config, steps=cfg.steps, time_budget=cfg.time_budget)
+        cfg.check()
+        vocab, info = saved.vocab, saved.info
+    else:
+        cfg.check()
+        run_dir = Path(out) if out is not None else Path("runs") / (
+            f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ValueError(f"{run_dir} exists and is not empty; choose another --out "
+                             f"or --resume it")
+        vocab, info = None, None
+    corpus = load_corpus(cfg)
+    if vocab is None:
+        vocab = Vocab.build(corpus.train, tokens=cfg.tokens,
+                            max_size=cfg.max_vocab if cfg.tokens == "word" else None)
+    train_ids = vocab.encode(corpus.train, unk=True)
+    val_ids = vocab.encode(corpus.validation, unk=True)
+    V = len(vocab)
+    batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed)
+    net = Network(V, cfg.hidden, V, cell=cfg.cell, num_layers=cfg.layers, output="softmax",
+                  readout="all", seed=cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(net, "adam", cfg.lr, clip_norm=cfg.clip or None, batch_size=cfg.batch,
+                      seed=cfg.seed, log=None, progress=False)
+    state, elapsed0, curve = None, 0.0, {"train": [], "val": []}
+    ckpt = run_dir / "checkpoint.ckpt"
+    if resume is not None:
+        extra, states = trainer.load_checkpoint(ckpt)
+        batcher.load_state_dict(extra["batcher"])
+        state = _state_from(net, states[0]) if states else None
+        elapsed0, curve = extra["elapsed"], extra["curve"]
+    else:
+        (run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
+        (run_dir / "vocab.json").write_text(vocab.to_json(), encoding="utf-8")
+        info = {"format": RUN_FORMAT, "version": RUN_VERSION, "rnnlab": __version__,
+                "corpus": corpus.description, "vocab_size": V, "tokens": cfg.tokens,
+                "train_tokens": int(len(train_ids)), "validation_tokens": int(len(val_ids)),
+                "parameters": net.n_params}
+        _write_info(run_dir, info)
+        echo(f"rnnlab: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
+             f"({net.n_params:,} parameters) on {corpus.description}")
+        echo(f"rnnlab: {len(train_ids):,} training {cfg.tokens}s, vocabulary {V}; "
+             f"run folder {run_dir}")
+    metrics = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+    rng = np.random.default_rng([cfg.seed, trainer.step_count])
+    unit = "char" if cfg.tokens == "char" else "tok"
+    bar = Progress(total=cfg.steps or 0, enabled=progress, done=trainer.step_count, unit="step")
+    t_start = time.perf_counter()
+    flag: list = []
+    old = _catch_sigint(flag)
+    tokens_per_step = cfg.batch * cfg.bptt
+
+    def elapsed():
+        return elapsed0 + time.perf_counter() - t_start
+
+    def finished():
+        return ((cfg.steps is not None and trainer.step_count >= cfg.steps)
+                or (cfg.time_budget is not None and elapsed() >= cfg.time_budget))
+
+    def save(final=False):
+        trainer.save_checkpoint(ckpt, states=[] if state is None else [_flat(state)],
+                                extra={"batcher": batcher.state_dict(), "elapsed": elapsed(),
+                                       "curve": curve})
+        net.save(run_dir / "model.rnnlab")
+        _plot(run_dir, curve, cfg)
+
+    def evaluate(limit):
+        nats, n = stream_loss(net, val_ids, limit=limit)
+        curve["val"].append((trainer.step_count, nats))
+        metrics.write(json.dumps({"step": trainer.step_count, "val_nats": nats,
+                                  "val_bits": nats / LN2, "val_tokens": n,
+                                  "seconds": elapsed()}) + "\n")
+        metrics.flush()
+        return nats
+
+    recent = []
+    try:
+        while not finished():
+            epoch = batcher.epoch
+            for x, y in batcher:
+                res = net.loss_and_grad(one_hot(x, V, net.dtype), y, state=state)
+                info_step = trainer.apply(res.loss, res.grads)
+                state = res.state
+                recent.append(res.loss)
+                s = trainer.step_count
+                if s % 10 == 0:
+                    loss10 = float(np.mean(recent))
+                    recent.clear()
+                    curve["train"].append((s, loss10))
+                    metrics.write(json.dumps({"step": s, "loss": loss10,
+                                              "grad_norm": info_step.grad_norm,
+                                              "clipped": info_step.clipped,
+                                              "seconds": elapsed()}) + "\n")
+                rate = (s - bar.start_done) * tokens_per_step / max(
+                    time.perf_counter() - t_start, 1e-9)
+                left = _time_left(cfg, s, elapsed(), rate / tokens_per_step)
+                bar.update(1, loss=res.loss, bits=res.loss / LN2,
+                           **{f"{unit}/s": round(rate), "left": left})
+                if s % cfg.eval_every == 0:
+                    v = evaluate(cfg.eval_tokens)
+                    bar.note(f"step {s}: validation {v:.3f} nats/{unit} = {v / LN2:.3f} bits, "
+                             f"{elapsed():.0f} s")
+                if cfg.sample_every and s % cfg.sample_every == 0:
+                    text = "".join(generate(net, vocab, "\n", 200, temperature=0.8, rng=rng))
+                    bar.note("----- sample -----\n" + text.strip("\n") + "\n------------------")
+                if s % cfg.checkpoint_every == 0:
+                    save()
+                if flag:
+                    raise KeyboardInterrupt
+                if finished():
+                    break
+            if batcher.epoch != epoch:
+                state = None  # the pieces start over: so does the memory
+    except KeyboardInterrupt:
+        bar.close()
+        save()
+        metrics.close()
+        _restore_sigint(old)
+        echo(f"rnnlab: interrupted at step {trainer.step_count}; checkpoint saved. "
+             f"Continue with: rnnlab train --resume {run_dir}")
+        raise
+    bar.close()
+    _restore_sigint(old)
+    final = evaluate(None)
+    save(final=True)
+    metrics.close()
+    info.update({"steps": trainer.step_count, "seconds": round(elapsed(), 1),
+                 "val_nats": final, "val_bits": final / LN2,
+                 "val_perplexity": math.exp(final)})
+    _write_info(run_dir, info)
+    echo(f"rnnlab: done, {trainer.step_count} steps in {elapsed():.0f} s; validation "
+         f"{final:.3f} nats/{unit}, {final / LN2:.3f} bits/{unit}, perplexity "
+         f"{math.exp(final):.2f}")
+    echo(f"rnnlab: sample it with: rnnlab sample {run_dir}")
+    return run_dir
+
+
+def _time_left(cfg, step, elapsed, steps_per_s):
+    left = []
+    if cfg.time_budget is not None:
+        left.append(cfg.time_budget - elapsed)
+    if cfg.steps is not None and steps_per_s > 0:
+        left.append((cfg.steps - step) / steps_per_s)
+    if not left:
+        return "?"
+    m, s = divmod(max(0, int(min(left))), 60)
+    return f"{m}:{s:02d}"
+
+
+def _flat(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _state_from(net, parts):
+    return tuple(parts) if net.rnn.n_state > 1 else parts[0]
+
+
+def _plot(run_dir: Path, curve: dict, cfg: LMConfig) -> None:
+    try:
+        from . import plots
+    except ImportError:  # plotting is optional: the numbers are in metrics.jsonl
+        return
+    curves = {k: v for k, v in (("training", curve["train"]), ("validation", curve["val"])) if v}
+    if curves:
+        plots.plot_loss(curves, run_dir / "loss.png", ylabel=f"nats per {cfg.tokens}",
+                        title=f"{cfg.layers}x{cfg.hidden} {cfg.cell.upper()} language model")
+
+
+def _catch_sigint(flag):
+    def handler(signum, frame):
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(True)
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
+
+
+def _restore_sigint(old):
+    if old is not None:
+        try:
+            signal.signal(signal.SIGINT, old)
+        except ValueError:
+            pass
+
+
+# ----------------------------------------------------------------------------------------
+# sampling and evaluation
+
+
+def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float = 1.0,
+             top_k: int | None = None, rng=None):
+    """Yield ``length`` generated tokens (as text), one step at a time through the state.
+
+    ``prime`` is read first (every character must be in the vocabulary); sampling draws
+    from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest tokens.
+    """
+    length = _checks.positive_int(length, "length")
+    if not (_number(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    if top_k is not None:
+        top_k = _checks.positive_int(top_k, "top_k")
+    rng = np.random.default_rng(rng)
+    V = len(vocab)
+    ids = vocab.encode(prime) if prime else np.array([], dtype=np.int32)
+    if len(ids) == 0:
+        ids = vocab.encode("\n") if "\n" in vocab.itos else np.array([1], np.int32)
+    z, state, _ = net.forward(one_hot(ids[None, :], V, net.dtype))
+    logits = z[0, -1].astype(np.float64)
+    banned = vocab.unk_id if vocab.tokens == "char" else None  # never write "\ufffd"
+    for _ in range(length):
+        logits = logits / temperature
+        if banned is not None:
+            logits[banned] = -np.inf
+        if top_k is not None and top_k < V:
+            cut = np.partition(logits, -top_k)[-top_k]
+            logits = np.where(logits >= cut, logits, -np.inf)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        i = int(rng.choice(V, p=p))
+        yield vocab.decode([i])
+        z, state = net.step(one_hot(np.array([i]), V, net.dtype), state)
+        logits = z[0].astype(np.float64)
+
+
+def sample(run, *, prime: str = "", length: int = 500, temperature: float = 1.0,
+           top_k: int | None = None, seed: int | None = None, out=None) -> str:
+    """Generate text from a run folder, writing it to ``out`` (a text stream) as it comes."""
+    r = open_run(run)
+    out = sys.stdout if out is None else out
+    pieces = [prime]
+    out.write(prime)
+    for piece in generate(r.net, r.vocab, prime, length, temperature=temperature,
+                          top_k=top_k, rng=seed):
+        out.write(piece)
+        out.flush()
+        pieces.append(piece)
+    out.write("\n")
+    return "".join(pieces)
+
+
+def evaluate(run, data) -> dict:
+    """Bits per token and perplexity of a run's model on the text at ``data``.
+
+    Tokens outside the vocabulary count as the unknown token (which the model rates as
+    unlikely, so they cost what they should).
+    """
+    r = open_run(run)
+    ids = r.vocab.encode(read_text(data), unk=True)
+    nats, n = stream_loss(r.net, ids)
+    unknown = int(np.sum(ids == r.vocab.unk_id))
+    return {"tokens": n, "unknown": unknown, "nats": nats, "bits": nats / LN2,
+            "perplexity": math.exp(nats), "unit": r.config.tokens}

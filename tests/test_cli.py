@@ -1,0 +1,154 @@
+"""Smoke tests of every subcommand on a tiny corpus, and their answers to bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from rnnlab import cli, lm
+
+TEXT = "".join(f"the {w} sat on the mat.\n" for w in ["cat", "dog", "bat", "rat"] * 60)
+SMALL = ["--hidden", "16", "--bptt", "8", "--batch", "4", "--no-progress"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "tiny.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def run(tmp_path, corpus):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(corpus), "--steps", "6", "--out", str(out),
+                     *SMALL]) == 0
+    return out
+
+
+def error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rnnlab: error: "), err
+    return err[0]
+
+
+def test_train_writes_a_complete_run_folder(run):
+    names = {p.name for p in run.iterdir()}
+    assert {"run.json", "config.toml", "vocab.json", "model.rnnlab", "checkpoint.ckpt",
+            "metrics.jsonl", "loss.png"} <= names
+    info = json.loads((run / "run.json").read_text())
+    assert info["steps"] == 6 and info["val_bits"] > 0
+    cfg = lm.LMConfig.from_toml(run / "config.toml")
+    assert (cfg.hidden, cfg.bptt, cfg.batch, cfg.steps, cfg.time_budget) == (16, 8, 4, 6, None)
+
+
+def test_sample_streams_text_and_refuses_unknown_characters(run, capsys):
+    assert cli.main(["sample", str(run), "--prime", "the ", "--length", "40", "--seed",
+                     "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("the ") and len(out) >= 44
+    assert set(out) <= set(TEXT) | {"\n"}
+    assert cli.main(["sample", str(run), "--prime", "the zebra"]) == 1
+    assert "'z'" in error_line(capsys)
+
+
+def test_eval_reports_bits_and_perplexity(run, corpus, capsys):
+    assert cli.main(["eval", str(run), "--data", str(corpus), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["tokens"] > 100 and r["bits"] == pytest.approx(r["nats"] / 0.6931471805599453)
+    assert r["perplexity"] > 1
+
+
+def test_resume_continues_where_the_run_stopped(run):
+    assert cli.main(["train", "--resume", str(run), "--steps", "9", "--no-progress"]) == 0
+    assert json.loads((run / "run.json").read_text())["steps"] == 9
+    # a resumed run keeps its configuration: only --steps/--time-budget may change
+    assert cli.main(["train", "--resume", str(run), "--hidden", "32"]) == 1
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path, corpus, monkeypatch):
+    from rnnlab.train import Trainer
+
+    apply = Trainer.apply
+
+    def apply_then_interrupt(self, loss, grads):
+        info = apply(self, loss, grads)
+        if self.step_count == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return info
+
+    monkeypatch.setattr(Trainer, "apply", apply_then_interrupt)
+    out = tmp_path / "r"
+    assert cli.main(["train", "--data", str(corpus), "--steps", "10", "--out", str(out),
+                     *SMALL]) == 130
+    assert (out / "checkpoint.ckpt").exists() and (out / "model.rnnlab").exists()
+    monkeypatch.setattr(Trainer, "apply", apply)
+    assert cli.main(["train", "--resume", str(out), "--steps", "10", "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["steps"] == 10
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, "no such file"),
+    (b"", "empty"),
+    (b"\x00\x01\x02binary" * 20, "binary"),
+    (b"caf\xe9 au lait " * 20, "UTF-8"),
+])
+def test_bad_data_is_one_clear_line(tmp_path, capsys, content, expected):
+    path = tmp_path / "d.txt"
+    if content is not None:
+        path.write_bytes(content)
+    out = tmp_path / "never"
+    assert cli.main(["train", "--data", str(path), "--steps", "2", "--out", str(out),
+                     *SMALL]) == 1
+    assert expected in error_line(capsys)
+    assert not out.exists()
+
+
+def test_corrupt_or_foreign_run_folders_are_refused(run, tmp_path, capsys):
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "version": 99}))
+    assert cli.main(["sample", str(run)]) == 1
+    assert "version 99" in error_line(capsys)
+    (run / "run.json").write_text(json.dumps(info))
+    model = run / "model.rnnlab"
+    model.write_bytes(model.read_bytes()[:500])
+    assert cli.main(["sample", str(run)]) == 1
+    assert "not a readable" in error_line(capsys)
+    assert cli.main(["eval", str(tmp_path / "nothing"), "--data", str(run)]) == 1
+    assert "not a run folder" in error_line(capsys)
+
+
+def test_config_file_with_overrides_and_unknown_keys(tmp_path, corpus, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data = "{corpus}"\nhidden = 12\nbptt = 6\nbatch = 3\nsteps = 2\n')
+    out = tmp_path / "r"
+    assert cli.main(["train", "--config", str(cfg), "--hidden", "10", "--out", str(out),
+                     "--no-progress"]) == 0
+    saved = lm.LMConfig.from_toml(out / "config.toml")
+    assert (saved.hidden, saved.bptt, saved.steps) == (10, 6, 2)
+    cfg.write_text("hiden = 12\n")
+    assert cli.main(["train", "--config", str(cfg)]) == 1
+    assert "unknown config key(s) ['hiden']" in error_line(capsys)
+    assert cli.main(["train", "--data", str(corpus), "--hidden", "0"]) == 1
+    assert "hidden must be a positive integer, got 0" in error_line(capsys)
+
+
+def test_existing_run_folder_is_not_written_over(run, corpus, capsys):
+    before = (run / "model.rnnlab").read_bytes()
+    assert cli.main(["train", "--data", str(corpus), "--steps", "2", "--out", str(run),
+                     *SMALL]) == 1
+    assert "not empty" in error_line(capsys)
+    assert (run / "model.rnnlab").read_bytes() == before
+
+
+def test_help_and_usage_errors():
+    for cmd in ([], ["train"], ["sample"], ["eval"]):
+        r = subprocess.run([sys.executable, "-m", "rnnlab", *cmd, "--help"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: rnnlab" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--hidden", "many"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid int value" in r.stderr
