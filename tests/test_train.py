@@ -209,3 +209,54 @@ def tr_history():
     from rnnlab.train import History
 
     return History()
+
+
+def test_gradient_flow_is_recorded_every_n_updates(tmp_path):
+    from rnnlab import diagnostics
+
+    X, Y = small_task()  # 96 sequences of 8 steps: 6 updates per epoch at batch 16
+    log = tmp_path / "m.jsonl"
+    net = rnnlab.Network(3, 6, 3, cell="elman", seed=0, dtype=np.float64)
+    tr = Trainer(net, "adam", 1e-2, batch_size=16, log=log, log_every=100, progress=False,
+                 diagnostics_every=4)
+    h = tr.fit(X, Y, epochs=2)  # 12 updates: recordings before the first and after 4, 8, 12
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    flows = [r for r in recs if "flow" in r]
+    assert [r["step"] for r in flows] == [0, 4, 8, 12]
+    assert [s for s, _ in h.flow] == [0, 4, 8, 12]
+    assert [s for s, _ in h.memory_length] == [0, 4, 8, 12]
+    for r, (_, f), (_, m) in zip(flows, h.flow, h.memory_length, strict=True):
+        assert len(r["flow"]) == X.shape[1] and r["flow"] == f  # one entry per lag 0 .. T-1
+        assert f[0] == pytest.approx(1.0)  # relative to lag 0
+        assert r["memory_length"] == m == diagnostics.memory_length(f, 0.01)
+        assert set(r["spectral_radius"]) == {"l0.W_h"}
+    # the last recording is the trained network's flow on the default probe
+    assert h.flow[-1][1] == pytest.approx(
+        diagnostics.gradient_flow(net, X[:4], relative=True).tolist(), rel=1e-12)
+    assert h.flow[0][1] != h.flow[-1][1]  # training changed it
+
+
+def test_gradient_flow_recordings_on_a_given_probe_and_with_truncated_bptt():
+    X, Y = small_task()
+    probe = np.random.default_rng(5).normal(size=(2, 20, 3))  # longer than the training data
+    net = rnnlab.Network(3, 5, 3, cell="lstm", seed=0)
+    h = Trainer(net, "adam", 1e-2, bptt_steps=4, batch_size=32, progress=False,
+                diagnostics_every=3, diagnostics_probe=probe).fit(X, Y, epochs=1)
+    # 3 batches x 2 windows = 6 updates
+    assert [s for s, _ in h.flow] == [0, 3, 6]
+    assert all(len(f) == 20 for _, f in h.flow)
+    assert all(0 <= m <= 20 for _, m in h.memory_length)
+    assert Trainer(net, progress=False).fit(X, Y).flow == []  # off by default
+
+
+def test_gradient_flow_recording_refuses_bad_settings():
+    X, Y = small_task()
+    net = rnnlab.Network(3, 6, 3, seed=0)
+    with pytest.raises(ValueError, match="diagnostics_every must be a positive integer, got 0"):
+        Trainer(net, diagnostics_every=0)
+    tr = Trainer(net, progress=False, diagnostics_every=1, diagnostics_probe=np.zeros((2, 5, 4)))
+    with pytest.raises(ValueError, match="diagnostics_probe"):
+        tr.fit(X, Y)
+    tr = Trainer(net, progress=False, diagnostics_every=1, diagnostics_probe=np.zeros((0, 5, 3)))
+    with pytest.raises(ValueError, match=r"diagnostics_probe must be a non-empty.*\(0, 5, 3\)"):
+        tr.fit(X, Y)

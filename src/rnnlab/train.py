@@ -55,6 +55,9 @@ class History:
     best_epoch: int | None = None
     stopped_early: bool = False
     interrupted: bool = False
+    # with diagnostics_every: one entry per recording (update 0, N, 2N, ...), not per epoch
+    flow: list = field(default_factory=list)  # (step, relative flow (T,) as a list)
+    memory_length: list = field(default_factory=list)  # (step, lag where flow < 1 % of lag 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +106,18 @@ class Trainer:
         restore the best parameters.
     progress : bool or None
         A progress bar on standard error; None shows it only when that is a terminal.
+    diagnostics_every : int or None
+        Record the gradient flow every this many updates (and once before the first): the
+        relative flow of the top layer on ``diagnostics_probe``
+        (:func:`rnnlab.diagnostics.gradient_flow`), its memory length at 1 % and the
+        recurrent spectral radii. Each recording is a log line
+        ``{"step", "flow", "memory_length", "spectral_radius"}`` and an entry of
+        ``History.flow`` and ``History.memory_length``; draw them with
+        :func:`rnnlab.plots.plot_flow_heatmap`. It costs about H backward passes over the
+        probe (no weight gradients), so keep the probe small.
+    diagnostics_probe : array (b, T, D) or None
+        Input for the recordings; default the first 4 training sequences (with their
+        lengths).
     **optimizer_options
         Passed to the optimiser (``momentum``, ``weight_decay``, ...).
     """
@@ -110,7 +125,8 @@ class Trainer:
     def __init__(self, net, optimizer="adam", lr=1e-3, clip_norm=None, bptt_steps=None,
                  batch_size=32, seed=0, *, clip_value=None, schedule=None,
                  on_nonfinite="stop", checkpoint=None, checkpoint_every=None, log=None,
-                 log_every=10, patience=None, progress=None, **optimizer_options):
+                 log_every=10, patience=None, progress=None, diagnostics_every=None,
+                 diagnostics_probe=None, **optimizer_options):
         self.net = net
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer.name
         self.opt = (optim.make_optimizer(optimizer, lr=lr, **optimizer_options)
@@ -129,6 +145,9 @@ class Trainer:
         self.log_every = _checks.positive_int(log_every, "log_every")
         self.patience = None if patience is None else _checks.positive_int(patience, "patience")
         self.progress = progress
+        self.diagnostics_every = (None if diagnostics_every is None else
+                                  _checks.positive_int(diagnostics_every, "diagnostics_every"))
+        self.diagnostics_probe = diagnostics_probe
         for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
             if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a positive number or None, got {v!r}")
@@ -190,6 +209,7 @@ class Trainer:
                 raise ValueError("validation must be a tuple (Xv, Yv) or (Xv, Yv, lengths_v)")
             val = self._check_data(validation[0], validation[1],
                                    validation[2] if len(validation) == 3 else None, "Xv", "Yv")
+        probe = self._check_probe(X, lengths)
         N = len(X)
         n_batches = -(-N // self.batch_size)
         history = History()
@@ -204,6 +224,8 @@ class Trainer:
         bar = Progress(total=epochs * n_batches, enabled=self.progress,
                        done=pos["epoch"] * n_batches + pos["batch"])
         try:
+            if probe is not None and self.step_count == 0:
+                self._record_flow(probe, history)  # the starting point, before any update
             for epoch in range(pos["epoch"], epochs):
                 perm = np.random.default_rng([self.seed, epoch]).permutation(N)
                 t0 = time.perf_counter()
@@ -226,6 +248,9 @@ class Trainer:
                             norms.append(info.grad_norm)
                             clips.append(info.clipped)
                         self._log_step(epoch, info)
+                        if (probe is not None and not info.skipped
+                                and self.step_count % self.diagnostics_every == 0):
+                            self._record_flow(probe, history)
                         bar.update(0, loss=info.loss)
                         if interrupted:
                             self._save_checkpoint(here, states, history, best)
@@ -305,6 +330,33 @@ class Trainer:
             total += self.net.loss(xb, yb, lengths=lb) * n
             count += n
         return total / max(count, 1)
+
+    # gradient-flow recordings -------------------------------------------------------------
+    def _check_probe(self, X, lengths):
+        """``(x, lengths)`` for the recordings, or None when they are off."""
+        if self.diagnostics_every is None:
+            return None
+        if self.diagnostics_probe is None:
+            return X[:4], None if lengths is None else lengths[:4]
+        x = np.asarray(self.diagnostics_probe)
+        if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"diagnostics_probe must be a non-empty array (b, T, "
+                             f"{self.net.rnn.input_size}), got shape {x.shape}")
+        return _checks.array(x, "diagnostics_probe", (None, None, self.net.rnn.input_size),
+                             self.net.dtype), None
+
+    def _record_flow(self, probe, history: History) -> None:
+        from . import diagnostics  # imported here: training without recordings never needs it
+
+        x, lengths = probe
+        flow = diagnostics.gradient_flow(self.net, x, lengths=lengths, relative=True)
+        mem = diagnostics.memory_length(flow, 0.01)
+        # JSON has no Inf or NaN (an overflowing flow): those become null
+        values = [float(v) if math.isfinite(v) else None for v in flow]
+        history.flow.append((self.step_count, values))
+        history.memory_length.append((self.step_count, mem))
+        self._log({"step": self.step_count, "flow": values, "memory_length": mem,
+                   "spectral_radius": diagnostics.spectral_radius(self.net)})
 
     # data checks --------------------------------------------------------------------------
     def _check_data(self, X, Y, lengths, xname, yname):
