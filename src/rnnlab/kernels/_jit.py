@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 #: Options of every kernel. ``error_model="numpy"`` drops the division-by-zero checks
 #: that stop LLVM vectorising; the fastmath flags allow FMA contraction, reciprocal
@@ -114,13 +115,67 @@ def add_tanh(a, g):
         g[j] = tanh_(g[j] + a[j])
 
 
+def _gemm_intrinsic(int_bits):
+    """A call of CBLAS ``?gemm`` through its address, with ``int_bits``-wide integers.
+
+    The BLAS function travels into the kernels as a plain integer address (with a flag
+    for its integer width) instead of a ctypes object: numba then needs no ctypes
+    conversion on every call (7-9 us a call, measured, which the streaming step cannot
+    afford), and the compiled code holds no process-specific address, so it caches.
+    """
+
+    @intrinsic
+    def call(typingctx, addr, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc):
+        sig = types.void(addr, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc)
+
+        def codegen(context, builder, signature, args):
+            addr_, tb, m, n, k, a, lda_, b, ldb_, beta_, c, ldc_ = args
+            aty = signature.args[5]
+            real = context.get_value_type(aty.dtype)
+            i32, ii, p8 = ir.IntType(32), ir.IntType(int_bits), ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(),
+                                   [i32, i32, i32, ii, ii, ii, real, p8, ii, p8, ii, real, p8, ii])
+            fn = builder.inttoptr(addr_, fnty.as_pointer())
+
+            def integer(v, ty):
+                return builder.trunc(context.cast(builder, v, ty, types.int64), ii) \
+                    if int_bits == 32 else context.cast(builder, v, ty, types.int64)
+
+            def data(v, ty):
+                return builder.bitcast(context.make_array(ty)(context, builder, v).data, p8)
+
+            tb_code = builder.select(context.cast(builder, tb, signature.args[1], types.boolean),
+                                     i32(TRANS), i32(NO_TRANS))
+            ints = signature.args
+            builder.call(fn, [
+                i32(ROW_MAJOR), i32(NO_TRANS), tb_code,
+                integer(m, ints[2]), integer(n, ints[3]), integer(k, ints[4]),
+                context.cast(builder, context.get_constant(types.float64, 1.0), types.float64,
+                             aty.dtype),
+                data(a, aty), integer(lda_, ints[6]),
+                data(b, signature.args[7]), integer(ldb_, ints[8]),
+                context.cast(builder, beta_, signature.args[9], aty.dtype),
+                data(c, signature.args[10]), integer(ldc_, ints[11]),
+            ])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return call
+
+
+_gemm64 = _gemm_intrinsic(64)
+_gemm32 = _gemm_intrinsic(32)
+
+
 @njit(**JIT)
 def mm(gemm, A, B, C, trans_b, beta):
     """``C = A @ B (+ C if beta)`` in row-major, B transposed when ``trans_b``.
 
     Parameters
     ----------
-    gemm : ctypes CBLAS ``?gemm`` of NumPy's own BLAS, or None for the loop below
+    gemm : (address, ilp64) of CBLAS ``?gemm`` in NumPy's own BLAS for this dtype, or
+        None for the compiled loop below
     A : ndarray (M, K), C-contiguous
     B : ndarray (K, N), or (N, K) when ``trans_b``; C-contiguous
     C : ndarray (M, N), C-contiguous, written
@@ -154,5 +209,7 @@ def mm(gemm, A, B, C, trans_b, beta):
                         c[n] += ak * bk[n]
     else:
         ldb = N if not trans_b else K
-        gemm(ROW_MAJOR, NO_TRANS, TRANS if trans_b else NO_TRANS, M, N, K,
-             1.0, A.ctypes.data, K, B.ctypes.data, ldb, float(beta), C.ctypes.data, N)
+        if gemm[1]:
+            _gemm64(gemm[0], trans_b, M, N, K, A, K, B, ldb, float(beta), C, N)
+        else:
+            _gemm32(gemm[0], trans_b, M, N, K, A, K, B, ldb, float(beta), C, N)

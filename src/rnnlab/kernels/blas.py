@@ -10,8 +10,10 @@ compiled loop, which is correct but slower for large H.
 Threads: one OpenBLAS thread beats two for the small per-step products of most
 recurrent nets (waking a second thread costs more than it saves, and on a busy machine
 a spinning second thread is ruinous), while the large batched products (input
-projection, weight gradients) gain from all threads. :func:`threads` sets the count
-for both; by default the per-step loop uses one thread unless a step's product is large.
+projection, weight gradients) gain from all threads. So the per-step loop runs on one
+thread unless a step's product is large (:data:`SINGLE_THREAD_BELOW`), and on all
+allowed threads otherwise. :func:`threads` sets how many are allowed (the default is
+whatever NumPy's BLAS is set to, normally one per core).
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class _Blas:
         self.path = lib
         for pattern, bits in _GEMM_SYMBOLS:
             if hasattr(dll, pattern.format("s")) and hasattr(dll, pattern.format("d")):
-                self.sgemm = _declare(getattr(dll, pattern.format("s")), ctypes.c_float, bits)
-                self.dgemm = _declare(getattr(dll, pattern.format("d")), ctypes.c_double, bits)
+                self.sgemm = _address(getattr(dll, pattern.format("s")), bits)
+                self.dgemm = _address(getattr(dll, pattern.format("d")), bits)
                 break
         for set_name, get_name in _THREAD_SYMBOLS:
             if hasattr(dll, set_name) and hasattr(dll, get_name):
@@ -75,13 +77,9 @@ class _Blas:
             self._set(int(n))
 
 
-def _declare(fn, real, bits):
-    i = ctypes.c_int64 if bits == 64 else ctypes.c_int32
-    p = ctypes.c_void_p
-    e = ctypes.c_int  # CBLAS enums are plain ints in every ABI
-    fn.argtypes = [e, e, e, i, i, i, real, p, i, p, i, real, p, i]
-    fn.restype = None
-    return fn
+def _address(fn, bits) -> tuple[int, bool]:
+    """What the kernels take (see :func:`rnnlab.kernels._jit.mm`): address and integer width."""
+    return ctypes.cast(fn, ctypes.c_void_p).value, bits == 64
 
 
 def _numpy_blas_path() -> str | None:
@@ -108,9 +106,9 @@ def blas() -> _Blas:
 
 
 def gemm_for(dtype):
-    """The ctypes ``?gemm`` for ``dtype`` (float32 or float64), or None."""
+    """``(address, ilp64)`` of CBLAS ``?gemm`` for ``dtype`` (float32 or float64), or None."""
     b = blas()
-    return b.sgemm if np.dtype(dtype) == np.float32 else b.dgemm
+    return b.sgemm if dtype == np.float32 else b.dgemm
 
 
 # thread control ----------------------------------------------------------------------
@@ -118,9 +116,10 @@ def gemm_for(dtype):
 
 @contextlib.contextmanager
 def threads(n: int | None):
-    """Use ``n`` BLAS threads inside the block (None: rnnlab's automatic choice).
+    """Allow at most ``n`` BLAS threads inside the block (None: BLAS's own setting).
 
-    Applies to rnnlab's fast kernels and, while the block runs, to NumPy's BLAS.
+    Applies to rnnlab's fast kernels and, while the block runs, to all of NumPy's BLAS.
+    Small per-step products still run on one thread (see the module docstring).
     Pass the same number to ``torch.set_num_threads`` for a fair comparison.
 
     Examples
@@ -142,19 +141,15 @@ def threads(n: int | None):
             blas().set_threads(before)
 
 
-def outer_threads() -> int | None:
-    """Threads for the large batched products: the user's choice, else BLAS's own."""
+def allowed_threads() -> int:
+    """Threads rnnlab may use: the user's :func:`threads`, else BLAS's own setting."""
     n = _threads.get()
-    return n if n is not None else blas().get_threads()
+    return n if n is not None else (blas().get_threads() or 1)
 
 
 def loop_threads(work: int) -> int:
     """Threads for a per-step product of ``work`` multiply-adds."""
-    n = _threads.get()
-    if n is not None:
-        return n
-    total = blas().get_threads() or 1
-    return 1 if work < SINGLE_THREAD_BELOW else total
+    return 1 if work < SINGLE_THREAD_BELOW else allowed_threads()
 
 
 @contextlib.contextmanager

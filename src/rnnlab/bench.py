@@ -1,0 +1,498 @@
+"""rnnlab against PyTorch on the CPU, side by side: the library behind ``rnnlab bench``.
+
+Shape legend: B batch, T time, D input features, H hidden units, G gates per cell.
+
+For every cell and every (B, T, D, H) of the grid, in one process and with the same
+number of threads for both libraries, :func:`run_bench` times
+
+* a training step: forward and the full backward (all weight gradients and ``dx``),
+  from a loss whose gradient ``dy`` is given, as ``layer.backward`` takes it;
+* inference: a forward pass (PyTorch under ``torch.inference_mode``);
+* a streaming step at batch 1 (``layer.step``; PyTorch's module called with T = 1),
+
+reporting the median over repeats after warm-up, with rnnlab's and PyTorch's repeats
+interleaved so that load from other processes falls on both. Throughput counts the
+matrix-product FLOPs only (forward ``2 B T (D + H) G H``, a training step three times
+that) against the machine's measured sgemm peak (the better of NumPy's and PyTorch's).
+
+Peak memory of a training step is measured the same way for both libraries, in a fresh
+subprocess per row: the growth of the resident set (Linux ``VmHWM`` after resetting it,
+minus ``VmRSS`` before) across one step, after a warm-up on a tiny problem and with the
+model and inputs already built. For rnnlab the NumPy allocations seen by ``tracemalloc``
+are reported too, as a cross-check that counts arrays only.
+
+Results go to ``bench.json`` and ``bench.md`` in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels
+from .cells import LAYERS
+
+#: (B, T, D, H) rows of issue 4.
+GRID = ((32, 100, 64, 128), (64, 50, 128, 256), (1, 100, 32, 64), (128, 28, 28, 128),
+        (16, 200, 32, 64))
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure; :func:`run_bench` rejects unknown keys."""
+
+    cells: tuple = ("elman", "lstm", "gru")  # any of "elman", "lstm", "gru"
+    shapes: tuple = GRID  # (B, T, D, H) rows
+    threads: int | None = None  # threads for both libraries; None: one per available core
+    repeats: int = 7  # timed repeats per measurement; the median is reported
+    warmup: int = 2  # untimed calls before timing
+    stream_steps: int = 200  # streaming steps per timed repeat (reported per step)
+    torch: bool = True  # compare with PyTorch when it can be imported
+    memory: bool = True  # peak memory of a training step, one subprocess per row and library
+    compile_time: bool = True  # cold and cached numba compilation, in subprocesses
+    out_dir: str | None = "runs/bench"  # where bench.json and bench.md go; None: nowhere
+    seed: int = 0
+    extra: dict = field(default_factory=dict)  # free-form notes copied into the results
+
+
+def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
+    """Run the benchmark and write ``bench.json`` and ``bench.md``.
+
+    Parameters
+    ----------
+    config : BenchConfig, optional
+    **overrides
+        Fields of :class:`BenchConfig` to change, e.g. ``cells=("lstm",)``.
+
+    Returns
+    -------
+    dict with ``config``, ``machine``, ``compile``, ``rows`` (one per cell and shape) and
+    ``targets`` (issue 4's targets, met or not, row by row).
+    """
+    cfg = dataclasses.replace(config or BenchConfig(), **_checked(overrides))
+    for c in cfg.cells:
+        if c not in GATES:
+            raise ValueError(f"unknown cell {c!r}; expected some of {sorted(GATES)}")
+    n = cfg.threads or len(os.sched_getaffinity(0))
+    torch = _import_torch() if cfg.torch else None
+    if torch is not None:
+        torch.set_num_threads(n)
+    result = {
+        "config": {**dataclasses.asdict(cfg), "threads": n},
+        "machine": _machine(torch),
+        "fast_path": kernels.AVAILABLE,
+    }
+    with kernels.threads(n):
+        result["machine"]["sgemm_peak_gflops"] = _sgemm_peak(torch)
+        result["compile"] = _compile_times(cfg.cells) if cfg.compile_time and kernels.AVAILABLE \
+            else None
+        rows = []
+        for cell in cfg.cells:
+            for shape in cfg.shapes:
+                row = _time_row(cell, tuple(shape), cfg, torch)
+                if cfg.memory:
+                    row["memory_mb"] = {lib: _memory(lib, cell, shape, n)
+                                        for lib in ("rnnlab", "torch") if lib == "rnnlab" or torch}
+                rows.append(row)
+                print(_row_line(row), file=sys.stderr, flush=True)
+    peak = result["machine"]["sgemm_peak_gflops"]["best"]
+    for row in rows:
+        for kind in ("train", "infer"):
+            row[kind]["fraction_of_peak"] = row[kind]["rnnlab_gflops"] / peak
+    result["rows"] = rows
+    result["targets"] = _targets(rows)
+    if cfg.out_dir is not None:
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(result, indent=1))
+        (out / "bench.md").write_text(markdown(result))
+    return result
+
+
+def _checked(overrides: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(BenchConfig)}
+    for k in overrides:
+        if k not in names:
+            raise ValueError(f"unknown benchmark setting {k!r}; expected one of {sorted(names)}")
+    return overrides
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _machine(torch) -> dict:
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "torch": None if torch is None else torch.__version__,
+    }
+    if kernels.AVAILABLE:
+        import numba
+
+        from .kernels import blas
+
+        info["numba"] = numba.__version__
+        info["blas"] = blas.blas().path
+    return info
+
+
+# timing -------------------------------------------------------------------------------
+
+
+def _median_times(fns: dict, repeats: int, warmup: int) -> dict:
+    """Median seconds of each callable, their repeats interleaved (order alternating)."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(repeats):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            t = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _sgemm_peak(torch) -> dict:
+    """Best float32 GEMM rate (GFLOP/s) of NumPy's BLAS and of PyTorch, n = 2048."""
+    n = 2048
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    c = np.empty_like(a)
+    fns = {"numpy": lambda: np.matmul(a, a, out=c)}
+    if torch is not None:
+        ta, tc = torch.from_numpy(a), torch.empty(n, n)
+        fns["torch"] = lambda: torch.matmul(ta, ta, out=tc)
+    best = {k: 2 * n**3 / 1e9 / min(_repeat(f, 5)) for k, f in fns.items()}
+    best["best"] = max(best.values())
+    return best
+
+
+def _repeat(f, k):
+    f()
+    out = []
+    for _ in range(k):
+        t = time.perf_counter()
+        f()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _make(cell, shape, seed, torch):
+    """rnnlab layer, its PyTorch twin (same weights) and the inputs of one row."""
+    B, T, D, H = shape
+    rng = np.random.default_rng(seed)
+    layer = LAYERS[cell](D, H, seed=seed)
+    x = rng.standard_normal((B, T, D), dtype=np.float32)
+    dy = rng.standard_normal((B, T, H), dtype=np.float32)
+    module = None
+    if torch is not None:
+        from .interop import to_torch
+
+        module = to_torch(layer)
+    return layer, module, x, dy
+
+
+def _flops(cell, shape) -> float:
+    B, T, D, H = shape
+    return 2.0 * B * T * (D + H) * GATES[cell] * H
+
+
+def _time_row(cell, shape, cfg, torch) -> dict:
+    layer, module, x, dy = _make(cell, shape, cfg.seed, torch)
+    B, T, D, H = shape
+
+    def r_train():
+        _, _, cache = layer.forward(x)
+        layer.backward(cache, dy)
+
+    def r_infer():
+        layer.forward(x)
+
+    x1 = x[:1, 0]  # (1, D)
+
+    def r_stream():
+        state = None
+        for _ in range(cfg.stream_steps):
+            _, state = layer.step(x1, state)
+
+    train, infer, stream = {"rnnlab": r_train}, {"rnnlab": r_infer}, {"rnnlab": r_stream}
+    agree = None
+    if module is not None:
+        xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+        x1t = torch.from_numpy(np.ascontiguousarray(x[:1, :1]))  # (1, 1, D)
+
+        def t_train():
+            module.zero_grad(set_to_none=True)
+            xt.grad = None
+            y, _ = module(xt)
+            y.backward(dyt)
+
+        def t_infer():
+            with torch.inference_mode():
+                module(xt)
+
+        def t_stream():
+            state = None
+            with torch.inference_mode():
+                for _ in range(cfg.stream_steps):
+                    _, state = module(x1t, state)
+
+        train["torch"], infer["torch"], stream["torch"] = t_train, t_infer, t_stream
+        with torch.inference_mode():
+            y_torch = module(torch.from_numpy(x))[0].numpy()
+        agree = float(np.abs(y_torch - layer.forward(x)[0]).max())  # same weights, same maths
+    fl = _flops(cell, shape)
+    row = {"cell": cell, "shape": {"B": B, "T": T, "D": D, "H": H},
+           "max_abs_diff_outputs": agree}
+    for kind, fns, flops, scale in (
+        ("train", train, 3 * fl, 1.0),
+        ("infer", infer, fl, 1.0),
+        ("stream", stream, _flops(cell, (1, 1, D, H)), 1.0 / cfg.stream_steps),
+    ):
+        med = _median_times(fns, cfg.repeats, cfg.warmup)
+        entry = {"gflop": flops / 1e9}
+        for lib, sec in med.items():
+            entry[f"{lib}_ms"] = sec * scale * 1e3
+            entry[f"{lib}_gflops"] = flops / (sec * scale) / 1e9
+        if "torch" in med:
+            entry["ratio"] = med["rnnlab"] / med["torch"]
+        row[kind] = entry
+    return row
+
+
+def _row_line(row) -> str:
+    s = row["shape"]
+    parts = [f"{row['cell']:5s} B={s['B']} T={s['T']} D={s['D']} H={s['H']}:"]
+    for kind in ("train", "infer", "stream"):
+        e = row[kind]
+        ratio = f" (x{e['ratio']:.2f})" if "ratio" in e else ""
+        parts.append(f"{kind} {e['rnnlab_ms']:.3f} ms{ratio}")
+    return "  ".join(parts)
+
+
+# memory -------------------------------------------------------------------------------
+
+
+def _memory(lib, cell, shape, threads) -> dict | None:
+    """Peak memory of one training step, measured in a fresh subprocess."""
+    code = (f"from rnnlab.bench import _memory_child; "
+            f"_memory_child({lib!r}, {cell!r}, {tuple(shape)!r}, {threads})")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=600, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _rss_kb(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field_name} not in /proc/self/status")
+
+
+def _memory_child(lib, cell, shape, threads) -> None:
+    """In a subprocess: print JSON with the step's resident-set growth (and tracemalloc)."""
+    torch = _import_torch() if lib == "torch" else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    small = (2, 3, shape[2], 4)
+    for s in (small, shape):  # the first pass loads kernels / initialises operators
+        layer, module, x, dy = _make(cell, s, 0, torch)
+        if torch is not None:
+            xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
+
+            def step(module=module, xt=xt, dyt=dyt):
+                y, _ = module(xt)
+                y.backward(dyt)
+                return y
+        else:
+
+            def step(layer=layer, x=x, dy=dy):
+                y, state, cache = layer.forward(x)
+                return y, layer.backward(cache, dy)
+
+        if s is small:
+            step()
+    gc.collect()
+    result = {"rss_growth": None}
+    with kernels.threads(threads):
+        try:
+            before = _rss_kb("VmRSS")
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM, the peak resident set, to the current size
+        except OSError:
+            before = None  # not Linux, or not allowed: no resident-set figure
+        kept = step()
+        if before is not None:
+            result["rss_growth"] = (_rss_kb("VmHWM") - before) / 1024
+        del kept
+        gc.collect()
+        if torch is None:
+            import tracemalloc
+
+            tracemalloc.start()
+            step()
+            result["tracemalloc_peak"] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+    print(json.dumps(result))
+
+
+# compilation --------------------------------------------------------------------------
+
+
+def _compile_times(cells) -> dict:
+    """Seconds to the first result with an empty numba cache, then with the cache filled."""
+    code = ("import json, time, numpy as np; t0 = time.perf_counter(); import numba, rnnlab; "
+            "t1 = time.perf_counter(); from rnnlab.bench import _first_calls; "
+            f"r = _first_calls({tuple(cells)!r}); r['import_s'] = t1 - t0; print(json.dumps(r))")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        # a private cache directory, so "cold" really compiles and the user's cache is untouched
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+        for label in ("cold", "cached"):
+            try:
+                res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                     env=env, timeout=1800, check=True)
+                out[label] = json.loads(res.stdout.strip().splitlines()[-1])
+            except (subprocess.SubprocessError, OSError, ValueError) as e:
+                out[label] = {"error": str(e)}
+    return out
+
+
+def _first_calls(cells) -> dict:
+    """Seconds for the first forward + backward + step of each cell, float32 then float64."""
+    times = {}
+    for dtype in (np.float32, np.float64):
+        for cell in cells:
+            layer = LAYERS[cell](3, 4, seed=0, dtype=dtype)
+            x = np.ones((2, 3, 3), dtype)
+            t = time.perf_counter()
+            _, _, cache = layer.forward(x)
+            layer.backward(cache, np.ones((2, 3, 4), dtype))
+            _, _, cache = layer.forward(x, lengths=[3, 1])
+            layer.backward(cache, np.ones((2, 3, 4), dtype))
+            layer.step(x[:, 0])
+            times[f"{cell}_{np.dtype(dtype).name}_s"] = time.perf_counter() - t
+    return times
+
+
+# reporting ----------------------------------------------------------------------------
+
+
+def _targets(rows) -> list:
+    """Issue 4's targets, row by row: met (True), missed (False) or not measurable (None)."""
+    out = []
+    for row in rows:
+        s = row["shape"]
+        small, large = s["B"] <= 16, s["B"] >= 64 or s["H"] >= 256
+        t = {"cell": row["cell"], "shape": s}
+        for kind in ("train", "infer"):
+            r = row[kind].get("ratio")
+            t[f"{kind}_ratio_le_1"] = None if r is None else r <= 1.0
+            if small:
+                t[f"{kind}_ratio_le_0.5"] = None if r is None else r <= 0.5
+        r = row["stream"].get("ratio")
+        t["stream_ratio_le_0.2"] = None if r is None else r <= 0.2
+        if large:
+            t["train_ge_60pct_peak"] = row["train"]["fraction_of_peak"] >= 0.6
+        mem = row.get("memory_mb") or {}
+        a = (mem.get("rnnlab") or {}).get("rss_growth")
+        b = (mem.get("torch") or {}).get("rss_growth")
+        t["memory_le_torch"] = None if a is None or b is None else a <= b
+        out.append(t)
+    return out
+
+
+def _fmt(v, spec):
+    return "–" if v is None else format(v, spec)
+
+
+def markdown(result: dict) -> str:
+    """The results as markdown tables: one row per cell and shape."""
+    cfg, m = result["config"], result["machine"]
+    lines = [
+        "# rnnlab vs PyTorch, CPU",
+        "",
+        f"{cfg['threads']} thread(s); float32; median of {cfg['repeats']} interleaved repeats "
+        f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
+        f"numba {m.get('numba', 'absent')}; load average at start {m['load_average']}.",
+        "sgemm peak (n=2048): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in m["sgemm_peak_gflops"].items()) + " GFLOP/s.",
+        "Ratio = rnnlab time / PyTorch time (below 1: rnnlab faster). GFLOP/s counts matrix "
+        "products only. Memory: resident-set growth over one training step (MB), same method "
+        "for both; tracemalloc = NumPy arrays only.",
+        "",
+        "| cell | B,T,D,H | train ms (rnnlab / torch) | ratio | GFLOP/s | % peak "
+        "| infer ms (rnnlab / torch) | ratio | stream µs (rnnlab / torch) | ratio "
+        "| mem MB rnnlab (tracemalloc) / torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        s = row["shape"]
+        tr, inf, st = row["train"], row["infer"], row["stream"]
+        mem = row.get("memory_mb") or {}
+        mr, mt = mem.get("rnnlab") or {}, mem.get("torch") or {}
+        lines.append(
+            f"| {row['cell']} | {s['B']},{s['T']},{s['D']},{s['H']} "
+            f"| {tr['rnnlab_ms']:.2f} / {_fmt(tr.get('torch_ms'), '.2f')} "
+            f"| {_fmt(tr.get('ratio'), '.2f')} | {tr['rnnlab_gflops']:.0f} "
+            f"| {100 * tr['fraction_of_peak']:.0f} "
+            f"| {inf['rnnlab_ms']:.2f} / {_fmt(inf.get('torch_ms'), '.2f')} "
+            f"| {_fmt(inf.get('ratio'), '.2f')} "
+            f"| {1e3 * st['rnnlab_ms']:.1f} / {_fmt(st.get('torch_ms', 0) * 1e3 or None, '.1f')} "
+            f"| {_fmt(st.get('ratio'), '.2f')} "
+            f"| {_fmt(mr.get('rss_growth'), '.1f')} ({_fmt(mr.get('tracemalloc_peak'), '.1f')}) "
+            f"/ {_fmt(mt.get('rss_growth'), '.1f')} |"
+        )
+    comp = result.get("compile")
+    if comp:
+        keys = [k for k in comp.get("cold", {}) if k != "error"]
+        lines += ["", "First calls (forward + backward, masked forward + backward, step), "
+                  "seconds, empty numba cache (cold) and filled (cached):", "",
+                  "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        for label in ("cold", "cached"):
+            d = comp.get(label, {})
+            lines.append(f"| {label} | " + " | ".join(_fmt(d.get(k), ".2f") for k in keys) + " |")
+    met = result["targets"]
+    lines += ["", "Targets (issue 4): ✓ met, ✗ missed, – not measured", "",
+              "| cell | B,T,D,H | " + " | ".join(k for k in _target_keys(met)) + " |",
+              "|---|---|" + "---|" * len(_target_keys(met))]
+    for t in met:
+        s = t["shape"]
+        cells = [{True: "✓", False: "✗", None: "–"}.get(t.get(k), "") if k in t else ""
+                 for k in _target_keys(met)]
+        lines.append(f"| {t['cell']} | {s['B']},{s['T']},{s['D']},{s['H']} | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _target_keys(targets) -> list:
+    keys = []
+    for t in targets:
+        keys += [k for k in t if k not in ("cell", "shape") and k not in keys]
+    return keys
