@@ -62,6 +62,100 @@ def _eval(args) -> int:
     return 0
 
 
+# fresh-model options of `diagnose`, with their defaults; None on the parser means "not given"
+_FRESH = {"cell": None, "hidden": 64, "layers": 1, "input_size": 8, "activation": "tanh",
+          "init": "uniform", "seed": 0}
+
+
+def _run_windows(run, batch: int, steps: int):
+    """``batch`` evenly spaced windows of ``steps`` validation tokens of a run, and targets.
+
+    Returns one-hot inputs (B, T, V) and next-token labels (B, T). A validation text too
+    short for that gives fewer or shorter windows.
+    """
+    import numpy as np
+
+    from . import lm
+    from .data.text import one_hot
+
+    ids = run.vocab.encode(lm.load_corpus(run.config).validation, unk=True)
+    if len(ids) < 2:
+        raise ValueError(f"{run.path}: the validation text has {len(ids)} tokens; "
+                         "need at least 2 to diagnose on")
+    steps = min(steps, len(ids) - 1)
+    batch = max(1, min(batch, (len(ids) - 1) // steps))
+    starts = np.linspace(0, len(ids) - 1 - steps, batch).astype(int)
+    windows = np.stack([ids[s:s + steps + 1] for s in starts])  # (B, T + 1)
+    return one_hot(windows[:, :-1], len(run.vocab), run.net.dtype), windows[:, 1:]
+
+
+def _flow_records(log):
+    """(step, flow) pairs of the gradient-flow lines in a JSON-lines log, if any."""
+    rows = []
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by an interrupted run
+            if isinstance(r, dict) and isinstance(r.get("flow"), list) and "step" in r:
+                rows.append((r["step"], [float("nan") if v is None else v
+                                         for v in r["flow"]]))
+    return rows
+
+
+def _diagnose(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import diagnostics, lm, plots
+    from ._checks import positive_int
+    from .cells import LAYERS
+
+    steps = positive_int(args.steps, "steps")
+    batch = positive_int(args.batch, "batch")
+    given = [k for k in _FRESH if getattr(args, k) is not None]
+    if args.run is not None:
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')} describes a fresh model; "
+                             f"it cannot be given with a run folder ({args.run})")
+        run = lm.open_run(args.run)
+        x, y = _run_windows(run, batch, steps)
+        report = diagnostics.diagnose(run.net, x, y, norm=args.norm)
+        what = f"run {run.path}: {len(x)} validation windows of {x.shape[1]} tokens"
+        out = Path(args.out) if args.out else run.path / "diagnostics"
+        history = _flow_records(run.path / "metrics.jsonl")
+    else:
+        if args.cell is None:
+            raise ValueError("give a run folder (rnnlab diagnose RUN) or a fresh model "
+                             "(rnnlab diagnose --cell elman --hidden 64 --steps 100)")
+        o = {k: (_FRESH[k] if getattr(args, k) is None else getattr(args, k)) for k in _FRESH}
+        for k in ("hidden", "layers", "input_size"):
+            positive_int(o[k], k.replace("_", "-"))
+        if o["seed"] < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {o['seed']}")
+        options = {"activation": o["activation"]} if o["cell"] == "elman" else {}
+        if o["cell"] != "elman" and args.activation is not None:
+            raise ValueError(f"--activation applies to the elman cell only, got "
+                             f"{args.activation!r} with --cell {o['cell']}")
+        layer = LAYERS[o["cell"]](o["input_size"], o["hidden"], o["layers"], seed=o["seed"],
+                                  init=o["init"], **options)
+        x = np.random.default_rng(o["seed"]).normal(size=(batch, steps, o["input_size"]))
+        report = diagnostics.diagnose(layer, x, norm=args.norm)
+        what = (f"fresh model, init {o['init']}, seed {o['seed']}: {batch} sequences of "
+                f"{steps} steps of N(0, 1) input, {o['input_size']} features")
+        out = Path(args.out) if args.out else Path("diagnostics")
+        history = []
+    print(what)
+    print(report.summary())
+    paths = plots.plot_report(report, out)
+    if history:
+        paths.append(plots.plot_flow_heatmap(history, out / "flow_heatmap.png"))
+    print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rnnlab",
@@ -112,6 +206,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="PATH", required=True, help="UTF-8 text file or folder")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=_eval)
+
+    d = sub.add_parser(
+        "diagnose", help="gradient flow, memory length, spectral radius and saturation",
+        description="Measure how far back the gradient reaches in a trained run (on windows "
+                    "of its validation text) or in a fresh model (on N(0, 1) input): print a "
+                    "summary and write PNG plots (flow against lag, saturation over time, "
+                    "and for a run the loss gradient per step and, when its log holds "
+                    "gradient-flow records, a heat map across training).",
+        epilog="examples: rnnlab diagnose runs/lstm-20250101-120000; "
+               "rnnlab diagnose --cell elman --hidden 64 --steps 100")
+    d.add_argument("run", metavar="RUN", nargs="?", help="run folder written by rnnlab train")
+    d.add_argument("--steps", type=int, default=100, metavar="T",
+                   help="time steps per sequence (default 100)")
+    d.add_argument("--batch", type=int, default=8, metavar="B",
+                   help="sequences to average over (default 8)")
+    d.add_argument("--norm", choices=["fro", "spectral"], default="fro",
+                   help="Jacobian norm: Frobenius (default) or spectral")
+    d.add_argument("--out", metavar="DIR",
+                   help="folder for the PNGs (default RUN/diagnostics or ./diagnostics)")
+    f = d.add_argument_group("a fresh model (instead of RUN)")
+    f.add_argument("--cell", choices=["elman", "lstm", "gru"])
+    f.add_argument("--hidden", type=int, metavar="H", help="units per layer (default 64)")
+    f.add_argument("--layers", type=int, metavar="L", help="stacked layers (default 1)")
+    f.add_argument("--input-size", type=int, metavar="D", help="input features (default 8)")
+    f.add_argument("--activation", choices=["tanh", "relu", "sigmoid"],
+                   help="elman only (default tanh)")
+    f.add_argument("--init", choices=["uniform", "orthogonal", "identity"],
+                   help="recurrent weights (default uniform, as PyTorch)")
+    f.add_argument("--seed", type=int, help="weights and input (default 0)")
+    d.set_defaults(func=_diagnose)
     return p
 
 
