@@ -33,7 +33,7 @@ CELLS = {
 }
 F64_ATOL = 1e-10
 F32_RTOL = 1e-5
-F32_ROUNDING_FACTOR = 20  # see check()
+F32_ROUNDING_FACTOR = 100  # see check()
 EPS32 = float(np.finfo(np.float32).eps)
 
 case = st.fixed_dictionaries({
@@ -194,9 +194,12 @@ def check(dtype, lengths=False, strict=False, **kw):
         # 1 - y^2 taken at a saturated y (one float32 rounding of y = 0.9976 moves it by
         # 2.5e-5), loses more than 1e-5 of itself to float32 rounding in *either* library;
         # this happens with tiny shapes (B=1, H=1). There, ask instead that rnnlab's error
-        # against the exact (float64) answer be within a small multiple of what float32
-        # rounding costs: PyTorch's own float32 error, or how far the exact answer moves when
-        # every input moves by one float32 rounding. A wrong backward is off by far more.
+        # against the exact (float64) answer be within a multiple of what float32 rounding
+        # costs: PyTorch's own float32 error, or how far the exact answer moves when every
+        # input moves by one float32 rounding. The multiple is wide because rnnlab's fused
+        # float32 tanh is a rational approximation (up to 4.4 ulp, against 0.6 for
+        # torch.tanh): in 11,000 random problems its error reached 28 times that cost, all
+        # with an Elman tanh stack of H=1. A wrong backward is off by far more.
         rng = np.random.default_rng(0)
         exact = problem.float64_twin().run_torch()
         nudged = [problem.float64_twin(rng).run_torch() for _ in range(3)]
