@@ -26,5 +26,5 @@ for epoch in range(15):
     print(f"epoch {epoch + 1}: test MSE {net.loss(Xt, Yt):.4f}, "
           f"solved (|error| < 0.04) {acc:.1%}, {time.perf_counter() - start:.0f} s")
 print("sum of the marked values vs prediction:")
-for x, y, p in zip(Xt[:3], Yt[:3], net.predict(Xt[:3]), strict=True):
+for y, p in zip(Yt[:3], net.predict(Xt[:3]), strict=True):
     print(f"  {y[0]:.3f}  ->  {p[0]:.3f}")

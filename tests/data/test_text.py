@@ -284,7 +284,8 @@ def test_vocab_from_json_rejects_bad_documents(doc, match):
 
 def test_vocab_decode_rejects_bad_ids():
     v = Vocab.build("abc")
-    with pytest.raises(ValueError, match=r"ids must be in \[0, 4\), the vocabulary size; got 4 at"):
+    msg = r"ids must be in \[0, 4\), the vocabulary size; got 4 at"
+    with pytest.raises(ValueError, match=msg):
         v.decode([1, 4])
     with pytest.raises(ValueError, match="1-D sequence of integers"):
         v.decode(np.zeros((2, 2), dtype=int))
