@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 
 from rnnlab.data import series
-
-pytest.importorskip("scipy")
-from scipy.io import wavfile  # noqa: E402
-
-from rnnlab.data.audio import FrontEnd  # noqa: E402
-from rnnlab.data.speech import japanese_vowels, wav_folder  # noqa: E402
+from rnnlab.data.audio import FrontEnd
+from rnnlab.data.speech import japanese_vowels, wav_folder
 
 HAVE_VOWELS = any(
     (root := series.package_dir(p)) is not None
@@ -37,8 +33,16 @@ def test_japanese_vowels_standard_split_lengths_and_standardisation():
     json.dumps(d.meta)
 
 
+@pytest.fixture(autouse=True)
+def _scipy_for_wav_tests(request):
+    if "wav_folder" in request.node.name:
+        pytest.importorskip("scipy")
+
+
 def _tone_folder(root, rates=(16000, 8000)):
     """Three classes of noisy tones, four files each, varying length and sample rate."""
+    from scipy.io import wavfile
+
     rng = np.random.default_rng(0)
     for name, freq in (("high", 3000.0), ("low", 300.0), ("mid", 1000.0)):
         (root / name).mkdir(parents=True)

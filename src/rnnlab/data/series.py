@@ -57,6 +57,7 @@ DATA_EXTRA = "pip install 'rnnlab[data]'"
 
 # sktime first: aeon pins numba<0.64, which holds NumPy below 2.4; both ship the same files.
 _TS_PACKAGES = ("sktime", "aeon")
+_PIP_NAMES = {"sklearn": "scikit-learn"}  # import name -> distribution name
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -147,9 +148,9 @@ def package_file(packages: tuple[str, ...], relative: str, what: str) -> Path:
         root = package_dir(name)
         if root is not None and (root / relative).is_file():
             return root / relative
-    names = " or ".join(packages)
+    names = " or ".join(_PIP_NAMES.get(p, p) for p in packages)
     raise ValueError(f"{what} is bundled with {names}, which is not installed here: "
-                     f"{DATA_EXTRA} (or pip install {packages[0]})")
+                     f"{DATA_EXTRA} (or pip install {_PIP_NAMES.get(packages[0], packages[0])})")
 
 
 # ----------------------------------------------------------------------------------------
