@@ -2,7 +2,7 @@ r"""Fused Elman kernels: :math:`h_t = \Phi(x_t W_x + h_{t-1} W_h + b)`, compiled
 
 Shape legend: T time, B batch, H hidden units. The activation :math:`\Phi` is an integer
 code (:data:`ACTIVATIONS`) whose branch sits outside the inner loops, so each loop
-vectorises. ``mask`` (T, B) of bool or None, as in :mod:`rnnlab.kernels.lstm`.
+vectorises. ``mask`` and ``dy`` as in :mod:`rnnlab.kernels.lstm`.
 """
 
 from __future__ import annotations
@@ -58,13 +58,14 @@ def forward(gemm, act, W_h, bias, xp, hs, mask):
     bias : ndarray (H,)
     xp : ndarray (T, B, H); in: ``x_t W_x``, out: the pre-activations less the bias
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
-    mask : ndarray (T, B) of bool, or None
+    mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     """
     T, B, H = xp.shape
+    masked = mask.shape[0] > 0
     for t in range(T):
         mm(gemm, hs[t], W_h, xp[t], False, 1)
         for b in range(B):
-            if mask is None or mask[t, b]:
+            if not masked or mask[t, b]:
                 _act_row(act, bias, xp[t, b], hs[t + 1, b])
             else:
                 hs[t + 1, b] = hs[t, b]
@@ -78,17 +79,18 @@ def backward(gemm, act, W_hT, hs, mask, dy, dh, da):
     ----------
     W_hT : ndarray (H, H), ``W_h.T`` made contiguous
     hs : ndarray (T+1, B, H), from :func:`forward`
-    dy : ndarray (T, B, H) or None
+    dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
     da : ndarray (T, B, H), out: gradient at the pre-activations (zero at padded steps)
     """
     T = hs.shape[0] - 1
     B = hs.shape[1]
     carry = dh.copy()
+    masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            if mask is None or mask[t, b]:
-                if dy is not None:
+            if not masked or mask[t, b]:
+                if has_dy:
                     dh[b] += dy[t, b]
                 _grad_row(act, hs[t + 1, b], dh[b], da[t, b])
                 carry[b] = 0

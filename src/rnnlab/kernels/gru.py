@@ -4,13 +4,15 @@ Shape legend: T time, B batch, H hidden units. Fused gate order ``r, z, n``.
 
 The recurrent product has its own bias ``b_h`` and its ``n`` block is multiplied by
 ``r``, so forward keeps that block (``hn``, (T, B, H)) for backward, and backward
-produces two gradients that differ in the ``n`` block only: at the recurrent product,
-``dhp`` (T, B, 3H), and at the input projection, whose ``r, z`` blocks equal ``dhp``'s
-and whose ``n`` block is ``dxn`` (T, B, H). ``mask`` as in :mod:`rnnlab.kernels.lstm`.
+produces two gradients that differ in the ``n`` block only: at the input projection,
+``dxp`` (T, B, 3H), and at the recurrent product, whose ``r, z`` blocks equal ``dxp``'s
+and whose ``n`` block is kept apart as ``dhn`` (T, B, H); storing the two in full would
+cost 3H more per step and row. ``mask`` as in :mod:`rnnlab.kernels.lstm`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ._jit import JIT, add_sigmoid, mm, one_like, tanh_
@@ -44,64 +46,77 @@ def forward(gemm, W_h, b_h, bias, xg, hs, hns, mask):
     xg : ndarray (T, B, 3H); in: ``x_t W_x``, out: ``r, z, n``
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
-    mask : ndarray (T, B) of bool, or None
+    mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     """
     T, B, G = xg.shape
     H = G // 3
     a = xg[0].copy()  # (B, 3H), allocated once
+    masked = mask.shape[0] > 0
     for t in range(T):
         mm(gemm, hs[t], W_h, a, False, 0)
         for b in range(B):
-            if mask is None or mask[t, b]:
+            if not masked or mask[t, b]:
                 _cell_row(a[b], b_h, bias, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
             else:
                 hs[t + 1, b] = hs[t, b]
 
 
 @njit(**JIT)
-def _back_row(g, h, hn, dh, dhp, dxn, carry, H):
+def _back_row(g, h, hn, dh, dxp, dhn, dhp, carry, H):
+    """One row: ``dxp`` (3H), ``dhn`` (H) kept for the weight gradients, ``dhp`` (3H) and
+    ``carry = dh * z`` (H) for this step's recurrent product."""
     one = one_like(h[0])
     r, z, n = g[:H], g[H:2 * H], g[2 * H:]
-    dr, dz, dn = dhp[:H], dhp[H:2 * H], dhp[2 * H:]
+    dr, dz, dn = dxp[:H], dxp[H:2 * H], dxp[2 * H:]
     for j in range(H):
         d = dh[j]
         dan = d * (one - z[j]) * (one - n[j] * n[j])
         dr[j] = dan * hn[j] * r[j] * (one - r[j])
         dz[j] = d * (h[j] - n[j]) * z[j] * (one - z[j])
-        dn[j] = dan * r[j]
-        dxn[j] = dan
+        dn[j] = dan
+        dhn[j] = dan * r[j]
+    for j in range(2 * H):
+        dhp[j] = dxp[j]
+    hp_n = dhp[2 * H:]
+    for j in range(H):
+        hp_n[j] = dhn[j]
     for j in range(H):
         carry[j] = dh[j] * z[j]
 
 
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, hns, mask, dy, dh, dhp, dxn):
+def backward(gemm, W_hT, gates, hs, hns, mask, dy, dh, dxp, dhn):
     """Backpropagate through all steps.
 
     Parameters
     ----------
     W_hT : ndarray (3H, H), ``W_h.T`` made contiguous
     gates, hs, hns : from :func:`forward`
-    dy : ndarray (T, B, H) or None
+    mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
-    dhp : ndarray (T, B, 3H), out: gradient at ``h_{t-1} W_h + b_h``
-    dxn : ndarray (T, B, H), out: the ``n`` block of the gradient at the input projection
+    dxp : ndarray (T, B, 3H), out: gradient at the input projection ``x_t W_x + b``
+    dhn : ndarray (T, B, H), out: the ``n`` block of the gradient at ``h_{t-1} W_h + b_h``,
+        whose ``r, z`` blocks equal those of ``dxp``
     """
     T, B, G = gates.shape
     H = G // 3
     carry = dh.copy()
+    dhp = np.empty((B, G), gates.dtype)  # this step's gradient at the recurrent product
+    masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(B):
-            if mask is None or mask[t, b]:
-                if dy is not None:
+            if not masked or mask[t, b]:
+                if has_dy:
                     dh[b] += dy[t, b]
-                _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dhp[t, b], dxn[t, b],
+                _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[b],
                           carry[b], H)
             else:
-                dhp[t, b] = 0
-                dxn[t, b] = 0
+                dxp[t, b] = 0
+                dhn[t, b] = 0
+                dhp[b] = 0
                 carry[b] = dh[b]
-        mm(gemm, dhp[t], W_hT, carry, False, 1)
+        mm(gemm, dhp, W_hT, carry, False, 1)
         dh[:] = carry
 
 

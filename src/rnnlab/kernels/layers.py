@@ -29,8 +29,11 @@ def supports(cell) -> bool:
     return type(cell) in _NAMES
 
 
+_NO_MASK = np.zeros((0, 0), bool)  # kernels take empty arrays for absent ones (one variant)
+
+
 def _mask2d(mask):
-    return None if mask is None else np.ascontiguousarray(mask[:, :, 0])  # (T, B)
+    return _NO_MASK if mask is None else np.ascontiguousarray(mask[:, :, 0])  # (T, B)
 
 
 def layer_forward(cell, p, x, state0, mask, partial):
@@ -70,36 +73,36 @@ def layer_backward(cell, p, cache, dy, dstate):
     H, GH = p["W_h"].shape
     gemm = gemm_for(x.dtype)
     m = _mask2d(mask)
-    dy = None if dy is None else np.ascontiguousarray(dy, dtype=x.dtype)
+    dy = np.zeros((0, 0, 0), x.dtype) if dy is None else np.ascontiguousarray(dy, dtype=x.dtype)
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
+    dxp = np.empty((T, B, GH), x.dtype)  # gradient at the pre-activations x_t W_x + b
     with loop_threads_set(B * H * GH):
         if tape.cell == "elman":
-            dxp = np.empty((T, B, GH), x.dtype)
             elman.backward(gemm, elman.ACTIVATIONS[cell.activation], W_hT, hs, m, dy, dh, dxp)
-            dhp, d0 = dxp, (dh,)
+            d0 = (dh,)
         elif tape.cell == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
-            dxp = np.empty((T, B, GH), x.dtype)
             lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dh, dc, dxp)
-            dhp, d0 = dxp, (dh, dc)
+            d0 = (dh, dc)
         else:
             gates, hns = tape.arrays
-            dhp = np.empty((T, B, GH), x.dtype)
-            dxn = np.empty((T, B, H), x.dtype)
-            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dh, dhp, dxn)
-            dxp = np.concatenate([dhp[:, :, :2 * H], dxn], axis=2)  # (T, B, 3H)
+            dhn = np.empty((T, B, H), x.dtype)
+            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dh, dxp, dhn)
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
-    dhp2 = dhp.reshape(T * B, GH)
-    grads = {
-        "W_x": x.reshape(T * B, D).T @ dxp2,
-        "W_h": hs[:-1].reshape(T * B, H).T @ dhp2,
-        "b": dxp2.sum(axis=0),
-    }
+    hs2 = hs[:-1].reshape(T * B, H)
+    b = dxp2.sum(axis=0)
+    if tape.cell != "gru":
+        W_h = hs2.T @ dxp2  # the recurrent product has the same gradient
+    else:
+        # the recurrent product's gradient: dxp's r, z blocks, then dhn
+        dhn2 = dhn.reshape(T * B, H)
+        W_h = np.concatenate([hs2.T @ dxp2[:, :2 * H], hs2.T @ dhn2], axis=1)
+    grads = {"W_x": x.reshape(T * B, D).T @ dxp2, "W_h": W_h, "b": b}  # the plain path's order
     if tape.cell == "gru":
-        grads["b_h"] = dhp2.sum(axis=0)
+        grads["b_h"] = np.concatenate([b[:2 * H], dhn2.sum(axis=0)])
     dx = (dxp2 @ p["W_x"].T).reshape(T, B, D)
     return grads, dx, d0
 
