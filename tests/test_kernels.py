@@ -161,3 +161,18 @@ def test_threads_context_restores_blas_setting():
         y1 = layer.forward(x)[0]
     assert blas.blas().get_threads() == before
     np.testing.assert_array_equal(layer.forward(x)[0], y1)
+
+
+@pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_stream_matches_repeated_layer_step(cell, opts, fast):
+    layer, x, h0, _, _, _ = case(cell, opts, 2, np.float64, False)
+    stream = recurrent.Stream(layer, x.shape[0], h0, fast=fast)
+    state = h0
+    for t in range(x.shape[1]):
+        y, state = layer.step(x[:, t], state)
+        np.testing.assert_allclose(stream.step(x[:, t]), y, rtol=0, atol=1e-12)
+    for a, b in zip(parts(stream.state), parts(state), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="x_t must have shape"):
+        stream.step(x[:1, 0])

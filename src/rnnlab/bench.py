@@ -8,7 +8,9 @@ number of threads for both libraries, :func:`run_bench` times
 * a training step: forward and the full backward (all weight gradients and ``dx``),
   from a loss whose gradient ``dy`` is given, as ``layer.backward`` takes it;
 * inference: a forward pass (PyTorch under ``torch.inference_mode``);
-* a streaming step at batch 1 (``layer.step``; PyTorch's module called with T = 1),
+* a streaming step at batch 1: ``layer.step`` (the layer contract, which checks and
+  converts its arguments on every call) and :class:`rnnlab.recurrent.Stream` (which keeps
+  the state and does that once); PyTorch's module called with T = 1 and its state,
 
 reporting the median over repeats after warm-up, with rnnlab's and PyTorch's repeats
 interleaved so that load from other processes falls on both. Throughput counts the
@@ -43,6 +45,7 @@ import numpy as np
 
 from . import kernels
 from .cells import LAYERS
+from .recurrent import Stream
 
 #: (B, T, D, H) rows of issue 4.
 GRID = ((32, 100, 64, 128), (64, 50, 128, 256), (1, 100, 32, 64), (128, 28, 28, 128),
@@ -237,7 +240,14 @@ def _time_row(cell, shape, cfg, torch) -> dict:
         for _ in range(cfg.stream_steps):
             _, state = layer.step(x1, state)
 
-    train, infer, stream = {"rnnlab": r_train}, {"rnnlab": r_infer}, {"rnnlab": r_stream}
+    streamer = Stream(layer, 1)
+
+    def r_stream_lean():
+        for _ in range(cfg.stream_steps):
+            streamer.step(x1)
+
+    train, infer = {"rnnlab": r_train}, {"rnnlab": r_infer}
+    stream, stream_lean = {"rnnlab": r_stream}, {"rnnlab": r_stream_lean}
     agree = None
     if module is not None:
         xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
@@ -259,7 +269,8 @@ def _time_row(cell, shape, cfg, torch) -> dict:
                 for _ in range(cfg.stream_steps):
                     _, state = module(x1t, state)
 
-        train["torch"], infer["torch"], stream["torch"] = t_train, t_infer, t_stream
+        train["torch"], infer["torch"] = t_train, t_infer
+        stream["torch"] = stream_lean["torch"] = t_stream
         with torch.inference_mode():
             y_torch = module(torch.from_numpy(x))[0].numpy()
         agree = float(np.abs(y_torch - layer.forward(x)[0]).max())  # same weights, same maths
@@ -270,6 +281,7 @@ def _time_row(cell, shape, cfg, torch) -> dict:
         ("train", train, 3 * fl, 1.0),
         ("infer", infer, fl, 1.0),
         ("stream", stream, _flops(cell, (1, 1, D, H)), 1.0 / cfg.stream_steps),
+        ("stream_lean", stream_lean, _flops(cell, (1, 1, D, H)), 1.0 / cfg.stream_steps),
     ):
         med = _median_times(fns, cfg.repeats, cfg.warmup)
         entry = {"gflop": flops / 1e9}
@@ -285,7 +297,7 @@ def _time_row(cell, shape, cfg, torch) -> dict:
 def _row_line(row) -> str:
     s = row["shape"]
     parts = [f"{row['cell']:5s} B={s['B']} T={s['T']} D={s['D']} H={s['H']}:"]
-    for kind in ("train", "infer", "stream"):
+    for kind in ("train", "infer", "stream", "stream_lean"):
         e = row[kind]
         ratio = f" (x{e['ratio']:.2f})" if "ratio" in e else ""
         parts.append(f"{kind} {e['rnnlab_ms']:.3f} ms{ratio}")
@@ -416,8 +428,9 @@ def _targets(rows) -> list:
             t[f"{kind}_ratio_le_1"] = None if r is None else r <= 1.0
             if small:
                 t[f"{kind}_ratio_le_0.5"] = None if r is None else r <= 0.5
-        r = row["stream"].get("ratio")
-        t["stream_ratio_le_0.2"] = None if r is None else r <= 0.2
+        for kind in ("stream", "stream_lean"):
+            r = row[kind].get("ratio")
+            t[f"{kind}_ratio_le_0.2"] = None if r is None else r <= 0.2
         if large:
             t["train_ge_60pct_peak"] = row["train"]["fraction_of_peak"] >= 0.6
         mem = row.get("memory_mb") or {}
@@ -444,13 +457,15 @@ def markdown(result: dict) -> str:
         "sgemm peak (n=2048): "
         + ", ".join(f"{k} {v:.0f}" for k, v in m["sgemm_peak_gflops"].items()) + " GFLOP/s.",
         "Ratio = rnnlab time / PyTorch time (below 1: rnnlab faster). GFLOP/s counts matrix "
-        "products only. Memory: resident-set growth over one training step (MB), same method "
+        "products only. Stream: `layer.step` (checks and converts its arguments every call); "
+        "Stream: `rnnlab.recurrent.Stream.step`, the same maths with the state kept. "
+        "Memory: resident-set growth over one training step (MB), same method "
         "for both; tracemalloc = NumPy arrays only.",
         "",
         "| cell | B,T,D,H | train ms (rnnlab / torch) | ratio | GFLOP/s | % peak "
         "| infer ms (rnnlab / torch) | ratio | stream µs (rnnlab / torch) | ratio "
-        "| mem MB rnnlab (tracemalloc) / torch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Stream µs | ratio | mem MB rnnlab (tracemalloc) / torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         s = row["shape"]
@@ -466,6 +481,8 @@ def markdown(result: dict) -> str:
             f"| {_fmt(inf.get('ratio'), '.2f')} "
             f"| {1e3 * st['rnnlab_ms']:.1f} / {_fmt(st.get('torch_ms', 0) * 1e3 or None, '.1f')} "
             f"| {_fmt(st.get('ratio'), '.2f')} "
+            f"| {1e3 * row['stream_lean']['rnnlab_ms']:.1f} "
+            f"| {_fmt(row['stream_lean'].get('ratio'), '.2f')} "
             f"| {_fmt(mr.get('rss_growth'), '.1f')} ({_fmt(mr.get('tracemalloc_peak'), '.1f')}) "
             f"/ {_fmt(mt.get('rss_growth'), '.1f')} |"
         )

@@ -184,3 +184,56 @@ def step_stack(cell, params, num_layers, x_t, states, *, fast=None):
         new.append(state)
         x_t = state[0]
     return x_t, new
+
+
+class Stream:
+    """Online inference over a layer: one step per call, the state kept here.
+
+    Computes exactly what repeated ``layer.step(x_t, state)`` calls compute, but checks
+    the layer's parameters and converts the state once, at construction, instead of on
+    every step: at batch 1 those checks and copies cost several times the step itself.
+
+    Parameters
+    ----------
+    layer : rnnlab.Elman, rnnlab.LSTM or rnnlab.GRU
+    batch_size : int
+    state : initial state in the public layout (see ``layer.forward``), or None for zeros
+    fast : bool or None, as in :func:`layer_forward`
+
+    Examples
+    --------
+    >>> stream = Stream(layer)
+    >>> for x_t in frames:                 # each (1, D)
+    ...     y_t = stream.step(x_t)         # (1, H)
+    >>> stream.state                       # the public layout, as layer.step returns it
+    """
+
+    def __init__(self, layer, batch_size: int = 1, state=None, *, fast=None):
+        self.layer = layer
+        self._states = layer._state_in(state, batch_size)  # list over layers of tuples (B, H)
+        self._params = [layer_params(layer.params, k) for k in range(layer.num_layers)]
+        self._shape = (batch_size, layer.input_size)
+        self._kernel = kernels.active(layer.cell, fast)
+        if self._kernel:
+            from .kernels import layers
+
+            self._step_layer = layers.step_layer
+
+    @property
+    def state(self):
+        """The current state in the public layout: (L, B, H), or (h, c) for the LSTM."""
+        return self.layer._state_out(self._states)
+
+    def step(self, x_t) -> np.ndarray:
+        """Advance one step: ``x_t`` (B, D) -> the top layer's output (B, H)."""
+        x = np.asarray(x_t, dtype=self.layer.dtype)
+        if x.shape != self._shape:
+            raise ValueError(f"x_t must have shape {self._shape}, got {x.shape}")
+        cell, states = self.layer.cell, self._states
+        for k, p in enumerate(self._params):
+            if self._kernel:
+                states[k] = self._step_layer(cell, p, x, states[k])
+            else:
+                states[k], _ = cell.step(p, x @ p["W_x"] + p["b"], states[k])
+            x = states[k][0]
+        return x
