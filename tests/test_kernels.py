@@ -176,3 +176,9 @@ def test_stream_matches_repeated_layer_step(cell, opts, fast):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="x_t must have shape"):
         stream.step(x[:1, 0])
+
+
+def test_keep_freed_memory_reports_whether_it_applied():
+    import sys
+
+    assert kernels.keep_freed_memory() is True or not sys.platform.startswith("linux")

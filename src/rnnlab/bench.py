@@ -66,6 +66,7 @@ class BenchConfig:
     torch: bool = True  # compare with PyTorch when it can be imported
     memory: bool = True  # peak memory of a training step, one subprocess per row and library
     compile_time: bool = True  # cold and cached numba compilation, in subprocesses
+    keep_freed_memory: bool = False  # call rnnlab.kernels.keep_freed_memory() first (both libs)
     out_dir: str | None = "runs/bench"  # where bench.json and bench.md go; None: nowhere
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes copied into the results
@@ -90,6 +91,8 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
         if c not in GATES:
             raise ValueError(f"unknown cell {c!r}; expected some of {sorted(GATES)}")
     n = cfg.threads or len(os.sched_getaffinity(0))
+    if cfg.keep_freed_memory:
+        kernels.keep_freed_memory()  # process-wide: PyTorch's allocations benefit alike
     torch = _import_torch() if cfg.torch else None
     if torch is not None:
         torch.set_num_threads(n)
@@ -451,7 +454,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# rnnlab vs PyTorch, CPU",
         "",
-        f"{cfg['threads']} thread(s); float32; median of {cfg['repeats']} interleaved repeats "
+        f"{cfg['threads']} thread(s); float32; glibc keeps freed memory: "
+        f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} interleaved repeats "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
         f"numba {m.get('numba', 'absent')}; load average at start {m['load_average']}.",
         "sgemm peak (n=2048): "
