@@ -10,7 +10,10 @@ speeds and three pitches. Prints test accuracy and wall time.
 
 Needs espeak-ng (scripts/install-data.sh --speech) and scipy (pip install 'rnnlab[data]').
 
-    python examples/apps_spoken_digits.py [--cell lstm] [--hidden 64] [--epochs 30]
+The defaults (GRU, 64 units, Adam 2e-3, 40 epochs) were chosen by the training loss: an LSTM
+at 5e-3 stayed on a plateau (training loss 1.67 after 30 epochs, test accuracy 0.20).
+
+    python examples/apps_spoken_digits.py [--cell gru] [--hidden 64] [--epochs 40]
         [--folder DIR]   # reuse or keep the generated WAV files
 """
 
@@ -33,11 +36,11 @@ TEST_VOICES = ("en-029", "en-gb-x-gbcwmd")
 SPEEDS, PITCHES = (130, 160, 190), (35, 50, 65)
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "elman"])
+parser.add_argument("--cell", default="gru", choices=["lstm", "gru", "elman"])
 parser.add_argument("--hidden", type=int, default=64)
-parser.add_argument("--epochs", type=int, default=30)
+parser.add_argument("--epochs", type=int, default=40)
 parser.add_argument("--batch", type=int, default=32)
-parser.add_argument("--lr", type=float, default=5e-3)
+parser.add_argument("--lr", type=float, default=2e-3)
 parser.add_argument("--folder", type=Path, default=None)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
