@@ -285,6 +285,8 @@ def _time_row(cell, shape, cfg, torch) -> dict:
     fl = _flops(cell, shape)
     row = {"cell": cell, "shape": {"B": B, "T": T, "D": D, "H": H},
            "max_abs_diff_outputs": agree}
+    if torch is not None:
+        row["gemm_only"] = _gemm_only(cell, shape, cfg, torch)
     for kind, fns, flops, scale in (
         ("train", train, 3 * fl, 1.0),
         ("infer", infer, fl, 1.0),
@@ -302,6 +304,43 @@ def _time_row(cell, shape, cfg, torch) -> dict:
             entry["ratio_of_minima"] = low["rnnlab"] / low["torch"]
         row[kind] = entry
     return row
+
+
+def _gemm_only(cell, shape, cfg, torch) -> dict:
+    """The matrix products of one training step alone, in NumPy's BLAS and in PyTorch's.
+
+    Same shapes as rnnlab's step: the input projection, T recurrent products forward and
+    T backward, both weight gradients and ``dx``, each into a preallocated output. The
+    ratio NumPy/PyTorch is what the BLAS alone allows; both loops pay Python's per-call
+    overhead (a little more for PyTorch), which rnnlab's compiled loop does not.
+    """
+    B, T, D, H = shape
+    GH = GATES[cell] * H
+    rng = np.random.default_rng(cfg.seed)
+    a = {k: rng.standard_normal(s, dtype=np.float32) for k, s in (
+        ("x", (T * B, D)), ("W_x", (D, GH)), ("h", (B, H)), ("W_h", (H, GH)),
+        ("W_hT", (GH, H)), ("da", (T * B, GH)), ("hs", (T * B, H)))}
+    o = {k: np.empty(s, np.float32) for k, s in (
+        ("xp", (T * B, GH)), ("hp", (B, GH)), ("dh", (B, H)), ("dWx", (D, GH)),
+        ("dWh", (H, GH)), ("dx", (T * B, D)))}
+
+    def run(mm, a, o):
+        mm(a["x"], a["W_x"], out=o["xp"])
+        for _ in range(T):
+            mm(a["h"], a["W_h"], out=o["hp"])
+        for t in range(T):
+            mm(a["da"][t * B:(t + 1) * B], a["W_hT"], out=o["dh"])
+        mm(a["x"].T, a["da"], out=o["dWx"])
+        mm(a["hs"].T, a["da"], out=o["dWh"])
+        mm(a["da"], a["W_x"].T, out=o["dx"])
+
+    ta = {k: torch.from_numpy(v) for k, v in a.items()}
+    to = {k: torch.from_numpy(v.copy()) for k, v in o.items()}
+    med, low = _median_times({"numpy": lambda: run(np.matmul, a, o),
+                              "torch": lambda: run(torch.matmul, ta, to)},
+                             cfg.repeats, cfg.warmup)
+    return {"numpy_ms": med["numpy"] * 1e3, "torch_ms": med["torch"] * 1e3,
+            "ratio": med["numpy"] / med["torch"], "ratio_of_minima": low["numpy"] / low["torch"]}
 
 
 def _row_line(row) -> str:
@@ -470,13 +509,15 @@ def markdown(result: dict) -> str:
         "Ratio = rnnlab time / PyTorch time (below 1: rnnlab faster). GFLOP/s counts matrix "
         "products only. Stream: `layer.step` (checks and converts its arguments every call); "
         "Stream: `rnnlab.recurrent.Stream.step`, the same maths with the state kept. "
+        "GEMMs only: the training step's matrix products alone, NumPy's BLAS over PyTorch's "
+        "(what the BLAS allows). "
         "Memory: resident-set growth over one training step (MB), same method "
         "for both; tracemalloc = NumPy arrays only.",
         "",
         "| cell | B,T,D,H | train ms (rnnlab / torch) | ratio (of minima) | GFLOP/s | % peak "
         "| infer ms (rnnlab / torch) | ratio (of minima) | stream µs (rnnlab / torch) | ratio "
-        "| Stream µs | ratio | mem MB rnnlab (tracemalloc) / torch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Stream µs | ratio | mem MB rnnlab (tracemalloc) / torch | GEMMs only numpy/torch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         s = row["shape"]
@@ -496,7 +537,8 @@ def markdown(result: dict) -> str:
             f"| {1e3 * row['stream_lean']['rnnlab_ms']:.1f} "
             f"| {_fmt(row['stream_lean'].get('ratio'), '.2f')} "
             f"| {_fmt(mr.get('rss_growth'), '.1f')} ({_fmt(mr.get('tracemalloc_peak'), '.1f')}) "
-            f"/ {_fmt(mt.get('rss_growth'), '.1f')} |"
+            f"/ {_fmt(mt.get('rss_growth'), '.1f')} "
+            f"| {_fmt((row.get('gemm_only') or {}).get('ratio'), '.2f')} |"
         )
     comp = result.get("compile")
     if comp:
