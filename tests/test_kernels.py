@@ -182,3 +182,17 @@ def test_keep_freed_memory_reports_whether_it_applied():
     import sys
 
     assert kernels.keep_freed_memory() is True or not sys.platform.startswith("linux")
+
+
+@pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
+def test_non_contiguous_parameters(cell, opts):
+    """Parameters set by hand as transposed views still reach BLAS the right way round."""
+    args = case(cell, opts, 2, np.float64, True)
+    layer = args[0]
+    for name, v in layer.params.items():
+        if v.ndim == 2:
+            layer.params[name] = np.asfortranarray(v)
+    plain = run(*args, fast=False)
+    fast = run(*args, fast=True)
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])

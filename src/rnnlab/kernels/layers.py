@@ -36,11 +36,18 @@ def _mask2d(mask):
     return _NO_MASK if mask is None else np.ascontiguousarray(mask[:, :, 0])  # (T, B)
 
 
+def _params(p, dtype):
+    """``p`` as C-contiguous arrays of ``dtype``: the kernels hand raw pointers to BLAS,
+    which would misread a transposed view or another dtype (no copy when already so)."""
+    return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
+
+
 def layer_forward(cell, p, x, state0, mask, partial):
     """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`."""
     from ..recurrent import LayerCache
 
     name = _NAMES[type(cell)]
+    p = _params(p, x.dtype)
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
@@ -69,6 +76,7 @@ def layer_forward(cell, p, x, state0, mask, partial):
 def layer_backward(cell, p, cache, dy, dstate):
     """Fast :func:`rnnlab.recurrent.layer_backward` for a cache made by :func:`layer_forward`."""
     x, hs, tape, mask, _ = cache
+    p = _params(p, x.dtype)
     T, B, D = x.shape
     H, GH = p["W_h"].shape
     gemm = gemm_for(x.dtype)
@@ -110,6 +118,7 @@ def layer_backward(cell, p, cache, dy, dstate):
 def step_layer(cell, p, x_t, state):
     """One streaming step of one layer: ``x_t`` (B, D), ``state`` tuple of (B, H)."""
     name = _NAMES[type(cell)]
+    p = _params(p, x_t.dtype)
     B = x_t.shape[0]
     H, GH = p["W_h"].shape
     gemm = gemm_for(x_t.dtype)
