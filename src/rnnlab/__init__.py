@@ -9,11 +9,13 @@ import importlib
 from .cells import GRU, LSTM, Elman, RecurrentLayer, layer_from_config
 from .io import load, save
 from .network import Network
+from .train import Trainer
 
 __version__ = "0.1.0"
 
 # submodules that import on first use (rnnlab.interop, rnnlab.diagnostics, ...)
-_LAZY = ("interop", "diagnostics", "data", "optim", "clip", "losses", "init")
+_LAZY = ("interop", "diagnostics", "data", "optim", "clip", "losses", "init", "kernels", "plots",
+         "bench", "lm", "demo", "bptt")
 
 
 def __getattr__(name):
@@ -22,5 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
 
 
-__all__ = ["GRU", "LSTM", "Elman", "Network", "RecurrentLayer", "layer_from_config", "load",
-           "save"]
+__all__ = ["GRU", "LSTM", "Elman", "Network", "RecurrentLayer", "Trainer", "layer_from_config",
+           "load", "save"]
