@@ -290,6 +290,20 @@ class MemoryResult:
     paths: dict = field(default_factory=dict)  # "figure", "table", "json" -> Path
     seconds: float = 0.0
 
+    @classmethod
+    def from_json(cls, path) -> MemoryResult:
+        """Read back a ``memory.json`` (to redraw the figure or the table)."""
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            cfg = MemoryConfig.from_dict(d["config"])
+            return cls(cfg, d["runs"], d["table"], {"json": path}, d["seconds"])
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path} is not a memory.json written by rnnlab demo memory") \
+                from None
+
 
 def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int = 1,
            echo=print, **overrides) -> MemoryResult:
@@ -358,7 +372,7 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     result.paths["json"] = out / "memory.json"
     result.paths["json"].write_text(json.dumps({
         "config": dataclasses.asdict(cfg), "conditions": cfg.conditions(),
-        "seconds": round(result.seconds, 1), "table": table, "runs": runs}, indent=1),
+        "seconds": result.seconds, "table": table, "runs": runs}, indent=1),
         encoding="utf-8")
     echo(f"wrote {result.paths['figure']}, {result.paths['table']} and "
          f"{result.paths['json']} in {result.seconds:.0f} s")
@@ -440,7 +454,8 @@ def plot_memory(result: MemoryResult, path) -> Path:
         rows = [r for r in result.table if r["task"] == task]
         lags = np.array([r["lag"] for r in rows], dtype=float)
         for ax in (ax_s, ax_f):
-            ax.axvspan(*NOTES_LIMIT, color="0.85", zorder=0)
+            ax.axvspan(*NOTES_LIMIT, color="0.85", zorder=0,
+                       label=f"the notes' limit, {NOTES_LIMIT[0]}–{NOTES_LIMIT[1]} steps")
             ax.set_xscale("log")
             ax.set_xticks(lags, [f"{v:g}" for v in lags])  # the lags themselves, not 10^k
             ax.minorticks_off()
@@ -465,12 +480,11 @@ def plot_memory(result: MemoryResult, path) -> Path:
         ax_s.set_ylabel("success on test sequences")
         ax_s.set_title(f"{task}: success against lag", fontsize=11)
         ax_s.legend(fontsize=8, loc="lower left")
-        ax_s.text(9, 0.5, "notes' limit\n8–10 steps", fontsize=7, ha="center", va="center",
-                  color="0.35", rotation=90)
         ax_f.set_yscale("log")
         ax_f.set_ylabel(r"$\|\partial h_T/\partial h_{T-\mathrm{lag}}\|_F\,/\,\|I\|_F$")
         ax_f.set_title(f"{task}: gradient flow back to the information", fontsize=11)
-        ax_f.legend(fontsize=8, loc="lower left")
+        handles, labels = ax_f.get_legend_handles_labels()
+        ax_f.legend(handles[1:], labels[1:], fontsize=8, loc="lower left")  # shaded: left
     c = cfg.conditions()
     fig.suptitle("Memory against lag, " + " vs ".join(_CELL_NAMES[x] for x in cfg.cells)
                  + f": {c['optimiser']}\n{c['budget']}\ninit {c['initialisation']}; "
