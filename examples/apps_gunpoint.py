@@ -5,7 +5,13 @@
 clipping on the archive's 50 training series; prints the accuracy on its 150 test series
 beside the archive's published 1-NN figures, and the wall time.
 
-    python examples/apps_gunpoint.py [--cell lstm] [--hidden 32] [--epochs 150] [--pool 1]
+Averaging pairs of steps (``--pool 2``, 75 steps) is the default: on 150 raw steps some seeds
+never left the initial plateau (training loss 0.22 after 150 epochs), while with pooling by
+2 every seed fitted the training series. Chosen on the training split (38 series fitted,
+12 held out, 3 seeds per setting); the test series were not used to choose anything.
+
+    python examples/apps_gunpoint.py [--cell lstm] [--hidden 32] [--epochs 150] [--pool 2]
+        [--seeds 3]
 """
 
 import argparse
@@ -27,9 +33,10 @@ parser.add_argument("--hidden", type=int, default=32)
 parser.add_argument("--epochs", type=int, default=150)
 parser.add_argument("--batch", type=int, default=10)
 parser.add_argument("--lr", type=float, default=5e-3)
-parser.add_argument("--pool", type=int, default=1,
+parser.add_argument("--pool", type=int, default=2,
                     help="average every POOL steps (150 / POOL steps per series)")
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--seed", type=int, default=0, help="first seed")
+parser.add_argument("--seeds", type=int, default=3, help="networks trained, seed, seed+1, ...")
 args = parser.parse_args()
 
 try:
@@ -46,27 +53,37 @@ def pool(X):
 
 X, y, X_test = pool(data.X_train), data.y_train, pool(data.X_test)
 print(data, "|", data.meta["split"], f"| {X.shape[1]} steps per series")
-net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
-                     output="softmax", readout="last", seed=args.seed)
-steps_per_epoch = -(-len(X) // args.batch)
-opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
-rng = np.random.default_rng(args.seed)
-start, step = time.perf_counter(), 0
-for epoch in range(args.epochs):
-    order = rng.permutation(len(X))
-    for i in range(0, len(order), args.batch):
-        idx = order[i:i + args.batch]
-        res = net.loss_and_grad(X[idx], y[idx])
-        rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-        opt.step(net.params, res.grads, lr=schedule(step))
-        step += 1
-    if (epoch + 1) % 25 == 0 or epoch + 1 == args.epochs:
-        train_acc = np.mean(net.predict(X).argmax(1) == y)
-        print(f"epoch {epoch + 1}: train loss {net.loss(X, y):.4f}, train accuracy "
-              f"{train_acc:.3f}, {time.perf_counter() - start:.1f} s")
+
+
+def train(seed):
+    net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
+                         output="softmax", readout="last", seed=seed)
+    steps_per_epoch = -(-len(X) // args.batch)
+    opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
+    rng, step = np.random.default_rng(seed), 0
+    for _ in range(args.epochs):
+        order = rng.permutation(len(X))
+        for i in range(0, len(order), args.batch):
+            idx = order[i:i + args.batch]
+            res = net.loss_and_grad(X[idx], y[idx])
+            rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
+            opt.step(net.params, res.grads, lr=schedule(step))
+            step += 1
+    return net
+
+
+accs, probs, start = [], [], time.perf_counter()
+for seed in range(args.seed, args.seed + args.seeds):
+    net = train(seed)
+    probs.append(net.predict(X_test))  # (N, 2)
+    accs.append(np.mean(probs[-1].argmax(1) == data.y_test))
+    print(f"seed {seed}: train loss {net.loss(X, y):.4f}, test accuracy {accs[-1]:.4f}, "
+          f"{time.perf_counter() - start:.0f} s so far")
 wall = time.perf_counter() - start
-acc = np.mean(net.predict(X_test).argmax(1) == data.y_test)
-print(f"gunpoint, {args.cell} H={args.hidden}, {X.shape[1]} steps: test accuracy {acc:.4f} "
-      f"({len(data.y_test)} series), training {wall:.1f} s for {args.epochs} epochs")
+ensemble = np.mean(np.mean(probs, axis=0).argmax(1) == data.y_test)
+print(f"gunpoint, {args.cell} H={args.hidden}, {X.shape[1]} steps: test accuracy "
+      f"{np.mean(accs):.4f} mean over {args.seeds} seeds ({min(accs):.4f}-{max(accs):.4f}), "
+      f"{ensemble:.4f} for their averaged probabilities ({len(data.y_test)} series); "
+      f"training {wall:.0f} s, {wall / args.seeds:.0f} s per network")
 for name, value in PUBLISHED.items():
     print(f"  published {name}: {value:.3f}")

@@ -3,12 +3,17 @@
 Each utterance is 7 to 29 frames of 12 LPC cepstra, standardised with training statistics;
 the batch is zero-padded and the real lengths are passed to the network, so the softmax
 reads each utterance's own last state (many-to-one). Trained with rnnlab's Network, Adam
-with a cosine schedule and global-norm clipping. Prints test accuracy on the standard
-270 / 370 split and the wall time. Target (issue 7): accuracy >= 0.97.
+with a cosine schedule and global-norm clipping, once per seed. Prints each seed's test
+accuracy on the standard 270 / 370 split, their mean, the accuracy of their averaged
+probabilities (an ensemble), and the wall time. Target (issue 7): accuracy >= 0.97.
+
+LSTM and GRU with 64 or 128 units scored alike (0.92-0.94, within one utterance of each
+other) on 90 training utterances held out (10 per speaker, 3 seeds each); the test split was
+not used to choose anything.
 
 Needs sktime (or aeon) for the bundled .ts files: pip install 'rnnlab[data]'.
 
-    python examples/apps_japanese_vowels.py [--cell lstm] [--hidden 64] [--epochs 60]
+    python examples/apps_japanese_vowels.py [--cell lstm] [--hidden 64] [--epochs 60] [--seeds 3]
 """
 
 import argparse
@@ -26,7 +31,8 @@ parser.add_argument("--hidden", type=int, default=64)
 parser.add_argument("--epochs", type=int, default=60)
 parser.add_argument("--batch", type=int, default=16)
 parser.add_argument("--lr", type=float, default=5e-3)
-parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--seed", type=int, default=0, help="first seed")
+parser.add_argument("--seeds", type=int, default=3, help="networks trained, seed, seed+1, ...")
 args = parser.parse_args()
 
 try:
@@ -35,25 +41,35 @@ except ValueError as e:
     raise SystemExit(str(e)) from None
 print(data, "|", data.meta["split"])
 X, y, lengths = data.X_train, data.y_train, data.lengths_train
-net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
-                     output="softmax", readout="last", seed=args.seed)
-steps_per_epoch = -(-len(X) // args.batch)
-opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
-rng = np.random.default_rng(args.seed)
-start, step = time.perf_counter(), 0
-for epoch in range(args.epochs):
-    order = rng.permutation(len(X))
-    for i in range(0, len(order), args.batch):
-        idx = order[i:i + args.batch]
-        res = net.loss_and_grad(X[idx], y[idx], lengths=lengths[idx])
-        rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-        opt.step(net.params, res.grads, lr=schedule(step))
-        step += 1
-    if (epoch + 1) % 10 == 0 or epoch + 1 == args.epochs:
-        loss = net.loss(X, y, lengths=lengths)
-        print(f"epoch {epoch + 1}: train loss {loss:.4f}, {time.perf_counter() - start:.1f} s")
+
+
+def train(seed):
+    net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
+                         output="softmax", readout="last", seed=seed)
+    steps_per_epoch = -(-len(X) // args.batch)
+    opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
+    rng, step = np.random.default_rng(seed), 0
+    for _ in range(args.epochs):
+        order = rng.permutation(len(X))
+        for i in range(0, len(order), args.batch):
+            idx = order[i:i + args.batch]
+            res = net.loss_and_grad(X[idx], y[idx], lengths=lengths[idx])
+            rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
+            opt.step(net.params, res.grads, lr=schedule(step))
+            step += 1
+    return net
+
+
+accs, probs, start = [], [], time.perf_counter()
+for seed in range(args.seed, args.seed + args.seeds):
+    net = train(seed)
+    probs.append(net.predict(data.X_test, lengths=data.lengths_test))  # (N, 9)
+    accs.append(np.mean(probs[-1].argmax(1) == data.y_test))
+    print(f"seed {seed}: train loss {net.loss(X, y, lengths=lengths):.4f}, test accuracy "
+          f"{accs[-1]:.4f}, {time.perf_counter() - start:.0f} s so far")
 wall = time.perf_counter() - start
-probs = net.predict(data.X_test, lengths=data.lengths_test)
-acc = np.mean(probs.argmax(1) == data.y_test)
-print(f"japanese-vowels, {args.cell} H={args.hidden}: test accuracy {acc:.4f} "
-      f"({len(data.y_test)} utterances), training {wall:.1f} s for {args.epochs} epochs")
+ensemble = np.mean(np.mean(probs, axis=0).argmax(1) == data.y_test)
+print(f"japanese-vowels, {args.cell} H={args.hidden}: test accuracy {np.mean(accs):.4f} mean "
+      f"over {args.seeds} seeds ({min(accs):.4f}-{max(accs):.4f}), {ensemble:.4f} for their "
+      f"averaged probabilities ({len(data.y_test)} utterances); training {wall:.0f} s, "
+      f"{wall / args.seeds:.0f} s per network")
