@@ -27,12 +27,15 @@ def main(argv=None):
     ap.add_argument("--no-compile-time", action="store_true")
     ap.add_argument("--keep-freed-memory", action="store_true",
                     help="rnnlab.kernels.keep_freed_memory() first (process-wide, both libraries)")
+    ap.add_argument("--blas", default="numpy", choices=["numpy", "mkl"],
+                    help="BLAS for rnnlab's products (mkl: pip install mkl)")
     ap.add_argument("--out", default="runs/bench")
     a = ap.parse_args(argv)
     result = run_bench(
         cells=tuple(a.cells), shapes=tuple(map(tuple, a.shape)) if a.shape else GRID,
         threads=a.threads, repeats=a.repeats, torch=not a.no_torch, memory=not a.no_memory,
-        compile_time=not a.no_compile_time, keep_freed_memory=a.keep_freed_memory, out_dir=a.out,
+        compile_time=not a.no_compile_time, keep_freed_memory=a.keep_freed_memory, blas=a.blas,
+        out_dir=a.out,
     )
     print(f"wrote {a.out}/bench.json and {a.out}/bench.md ({len(result['rows'])} rows)")
 

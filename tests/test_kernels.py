@@ -196,3 +196,32 @@ def test_non_contiguous_parameters(cell, opts):
     fast = run(*args, fast=True)
     for name in plain:
         np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])
+
+
+def _has_mkl():
+    from rnnlab.kernels import blas
+
+    return blas.mkl() is not None
+
+
+@pytest.mark.skipif(not _has_mkl(), reason="Intel MKL (pip install mkl) not found")
+@pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_fast_path_on_mkl_matches_plain(cell, opts, n_threads):
+    """With MKL serving the products (all of them on one thread) the results still agree."""
+    from rnnlab.kernels import blas
+
+    args = case(cell, opts, 2, np.float64, True, B=5, T=6, D=4, H=9)
+    plain = run(*args, fast=False)
+    with blas.use_blas("mkl"), kernels.threads(n_threads):
+        fast = run(*args, fast=True)
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])
+
+
+def test_use_blas_rejects_unknown_names():
+    from rnnlab.kernels import blas
+
+    with pytest.raises(ValueError, match="unknown BLAS"):
+        with blas.use_blas("atlas"):
+            pass

@@ -67,6 +67,7 @@ class BenchConfig:
     memory: bool = True  # peak memory of a training step, one subprocess per row and library
     compile_time: bool = True  # cold and cached numba compilation, in subprocesses
     keep_freed_memory: bool = False  # call rnnlab.kernels.keep_freed_memory() first (both libs)
+    blas: str = "numpy"  # rnnlab's products: "numpy" or "mkl" (rnnlab.kernels.use_blas)
     out_dir: str | None = "runs/bench"  # where bench.json and bench.md go; None: nowhere
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes copied into the results
@@ -101,7 +102,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
         "machine": _machine(torch),
         "fast_path": kernels.AVAILABLE,
     }
-    with kernels.threads(n):
+    with kernels.threads(n), kernels.use_blas(cfg.blas):
         result["machine"]["sgemm_peak_gflops"] = _sgemm_peak(torch)
         result["compile"] = _compile_times(cfg.cells) if cfg.compile_time and kernels.AVAILABLE \
             else None
@@ -500,7 +501,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# rnnlab vs PyTorch, CPU",
         "",
-        f"{cfg['threads']} thread(s); float32; glibc keeps freed memory: "
+        f"{cfg['threads']} thread(s); rnnlab's BLAS: {cfg['blas']}; float32; "
+        "glibc keeps freed memory: "
         f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} interleaved repeats "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
         f"numba {m.get('numba', 'absent')}; load average at start {m['load_average']}.",

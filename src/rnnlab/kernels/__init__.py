@@ -110,4 +110,13 @@ def threads(n: int | None):
     return blas.threads(n)
 
 
-__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "threads", "use_fast"]
+def use_blas(name: str):
+    """``"numpy"`` (default) or ``"mkl"`` for the kernels' products inside a ``with`` block;
+    see :func:`rnnlab.kernels.blas.use_blas`."""
+    from . import blas
+
+    return blas.use_blas(name)
+
+
+__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "threads", "use_blas",
+           "use_fast"]

@@ -125,12 +125,12 @@ def _gemm_intrinsic(int_bits):
     """
 
     @intrinsic
-    def call(typingctx, addr, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc):
-        sig = types.void(addr, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc)
+    def call(typingctx, addr, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc):
+        sig = types.void(addr, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc)
 
         def codegen(context, builder, signature, args):
-            addr_, tb, m, n, k, a, lda_, b, ldb_, beta_, c, ldc_ = args
-            aty = signature.args[5]
+            addr_, ta, tb, m, n, k, a, lda_, b, ldb_, beta_, c, ldc_ = args
+            aty = signature.args[6]
             real = context.get_value_type(aty.dtype)
             i32, ii, p8 = ir.IntType(32), ir.IntType(int_bits), ir.IntType(8).as_pointer()
             fnty = ir.FunctionType(ir.VoidType(),
@@ -144,18 +144,20 @@ def _gemm_intrinsic(int_bits):
             def data(v, ty):
                 return builder.bitcast(context.make_array(ty)(context, builder, v).data, p8)
 
-            tb_code = builder.select(context.cast(builder, tb, signature.args[1], types.boolean),
-                                     i32(TRANS), i32(NO_TRANS))
+            def trans(v, ty):
+                return builder.select(context.cast(builder, v, ty, types.boolean),
+                                      i32(TRANS), i32(NO_TRANS))
+
             ints = signature.args
             builder.call(fn, [
-                i32(ROW_MAJOR), i32(NO_TRANS), tb_code,
-                integer(m, ints[2]), integer(n, ints[3]), integer(k, ints[4]),
+                i32(ROW_MAJOR), trans(ta, ints[1]), trans(tb, ints[2]),
+                integer(m, ints[3]), integer(n, ints[4]), integer(k, ints[5]),
                 context.cast(builder, context.get_constant(types.float64, 1.0), types.float64,
                              aty.dtype),
-                data(a, aty), integer(lda_, ints[6]),
-                data(b, signature.args[7]), integer(ldb_, ints[8]),
-                context.cast(builder, beta_, signature.args[9], aty.dtype),
-                data(c, signature.args[10]), integer(ldc_, ints[11]),
+                data(a, aty), integer(lda_, ints[7]),
+                data(b, signature.args[8]), integer(ldb_, ints[9]),
+                context.cast(builder, beta_, signature.args[10], aty.dtype),
+                data(c, signature.args[11]), integer(ldc_, ints[12]),
             ])
             return context.get_dummy_value()
 
@@ -210,6 +212,20 @@ def mm(gemm, A, B, C, trans_b, beta):
     else:
         ldb = N if not trans_b else K
         if gemm[1]:
-            _gemm64(gemm[0], trans_b, M, N, K, A, K, B, ldb, float(beta), C, N)
+            _gemm64(gemm[0], False, trans_b, M, N, K, A, K, B, ldb, float(beta), C, N)
         else:
-            _gemm32(gemm[0], trans_b, M, N, K, A, K, B, ldb, float(beta), C, N)
+            _gemm32(gemm[0], False, trans_b, M, N, K, A, K, B, ldb, float(beta), C, N)
+
+
+@njit(**JIT)
+def mm_tn(gemm, A, B, C):
+    """``C = A.T @ B`` with ``A`` (K, M), ``B`` (K, N), ``C`` (M, N), all C-contiguous.
+
+    For the weight gradients when the kernels' BLAS is not NumPy's (``gemm`` not None).
+    """
+    K, M = A.shape
+    N = B.shape[1]
+    if gemm[1]:
+        _gemm64(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
+    else:
+        _gemm32(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)

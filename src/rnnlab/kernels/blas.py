@@ -40,6 +40,7 @@ _THREAD_SYMBOLS = (
 SINGLE_THREAD_BELOW = 8_000_000
 
 _threads: ContextVar[int | None] = ContextVar("rnnlab_threads", default=None)
+_backend: ContextVar[str] = ContextVar("rnnlab_blas", default="numpy")
 
 
 class _Blas:
@@ -105,8 +106,60 @@ def blas() -> _Blas:
     return _Blas()
 
 
+@cache
+def mkl() -> tuple | None:
+    """``(sgemm, dgemm)`` of Intel MKL (the ``mkl`` wheel's ``libmkl_rt``), or None.
+
+    MKL is switched to its sequential layer: it then brings no thread pool of its own,
+    and the per-step products it serves run on one thread anyway.
+    """
+    import ctypes.util
+    import glob
+    import sys
+
+    paths = [ctypes.util.find_library("mkl_rt")]
+    paths += sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    for path in filter(None, paths):
+        try:
+            dll = ctypes.CDLL(path)
+            dll.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+            dll.MKL_Set_Threading_Layer(1)  # MKL_THREADING_SEQUENTIAL
+            return _address(dll.cblas_sgemm, 32), _address(dll.cblas_dgemm, 32)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def use_blas(name: str):
+    """Serve the per-step recurrent products from ``name``: "numpy" (default) or "mkl".
+
+    "mkl" needs the ``mkl`` wheel; its GEMM is 1.2-1.4x faster than OpenBLAS at the
+    per-step sizes of issue 4's grid (measured on the benchmark machine). It runs
+    sequentially (no second thread pool), so the batched products (input projection,
+    weight gradients, ``dx``) go to it too only when one thread is allowed, and to
+    NumPy's BLAS otherwise.
+    """
+    if name not in ("numpy", "mkl"):
+        raise ValueError(f"unknown BLAS {name!r}; expected 'numpy' or 'mkl'")
+    if name == "mkl" and mkl() is None:
+        raise ValueError("BLAS 'mkl' needs Intel MKL's libmkl_rt (pip install mkl); not found")
+    token = _backend.set(name)
+    try:
+        yield
+    finally:
+        _backend.reset(token)
+
+
+def uses_numpy_blas() -> bool:
+    """Whether the kernels' BLAS is NumPy's own (the default)."""
+    return _backend.get() == "numpy"
+
+
 def gemm_for(dtype):
     """``(address, ilp64)`` of CBLAS ``?gemm`` for ``dtype`` (float32 or float64), or None."""
+    if _backend.get() == "mkl":
+        return mkl()[0 if dtype == np.float32 else 1]
     b = blas()
     return b.sgemm if dtype == np.float32 else b.dgemm
 

@@ -13,15 +13,38 @@ product and the fused gate maths, on one thread unless the step is large.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..cells.elman import ElmanCell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
-from .blas import gemm_for, loop_threads_set
+from ._jit import mm, mm_tn
+from .blas import allowed_threads, gemm_for, loop_threads_set, uses_numpy_blas
 
 _NAMES = {ElmanCell: "elman", LSTMCell: "lstm", GRUCell: "gru"}
+
+
+def _drop_stale_cache() -> None:
+    """Delete cached kernels compiled before the last edit of ``_jit.py``.
+
+    numba keys each cached function on its own source file only, and the compiled code
+    includes the helpers it calls from ``_jit.py``; without this an edit there would
+    leave the cell kernels running the old helpers. Only the in-tree cache is checked.
+    """
+    here = Path(__file__).parent
+    try:
+        edited = (here / "_jit.py").stat().st_mtime
+        for index in (here / "__pycache__").glob("*.nbi"):
+            if not index.name.startswith("_jit.") and index.stat().st_mtime < edited:
+                index.unlink()
+    except OSError:
+        pass
+
+
+_drop_stale_cache()
 
 
 def supports(cell) -> bool:
@@ -34,6 +57,29 @@ _NO_MASK = np.zeros((0, 0), bool)  # kernels take empty arrays for absent ones (
 
 def _mask2d(mask):
     return _NO_MASK if mask is None else np.ascontiguousarray(mask[:, :, 0])  # (T, B)
+
+
+def _batched(gemm):
+    """The BLAS for the batched products: None for NumPy's own (``@``), else ``gemm``.
+
+    A BLAS other than NumPy's (MKL, see :func:`rnnlab.kernels.blas.use_blas`) runs
+    sequentially, so it serves the batched products too only on a single thread.
+    """
+    return None if uses_numpy_blas() or allowed_threads() > 1 else gemm
+
+
+def _matmul(gemm, A, B, *, ta=False, tb=False):
+    """``op(A) @ op(B)`` for 2-D C-contiguous ``A``, ``B``: NumPy's ``@``, or ``gemm``."""
+    if gemm is None:
+        return (A.T if ta else A) @ (B.T if tb else B)
+    M = A.shape[1] if ta else A.shape[0]
+    N = B.shape[0] if tb else B.shape[1]
+    C = np.empty((M, N), A.dtype)
+    if ta:
+        mm_tn(gemm, A, B, C)
+    else:
+        mm(gemm, A, B, C, tb, 0)
+    return C
 
 
 def _params(p, dtype):
@@ -52,7 +98,8 @@ def layer_forward(cell, p, x, state0, mask, partial):
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
     gemm = gemm_for(x.dtype)
-    xg = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, GH)  # (T, B, G*H) every step at once
+    # (T, B, G*H) every step at once
+    xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
@@ -101,17 +148,19 @@ def layer_backward(cell, p, cache, dy, dstate):
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)
+    g2 = _batched(gemm)
     b = dxp2.sum(axis=0)
     if tape.cell != "gru":
-        W_h = hs2.T @ dxp2  # the recurrent product has the same gradient
+        W_h = _matmul(g2, hs2, dxp2, ta=True)  # the recurrent product has the same gradient
     else:
         # the recurrent product's gradient: dxp's r, z blocks, then dhn
         dhn2 = dhn.reshape(T * B, H)
-        W_h = np.concatenate([hs2.T @ dxp2[:, :2 * H], hs2.T @ dhn2], axis=1)
-    grads = {"W_x": x.reshape(T * B, D).T @ dxp2, "W_h": W_h, "b": b}  # the plain path's order
+        W_h = np.concatenate([hs2.T @ dxp2[:, :2 * H], _matmul(g2, hs2, dhn2, ta=True)], axis=1)
+    W_x = _matmul(g2, x.reshape(T * B, D), dxp2, ta=True)
+    grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
     if tape.cell == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dhn2.sum(axis=0)])
-    dx = (dxp2 @ p["W_x"].T).reshape(T, B, D)
+    dx = _matmul(g2, dxp2, p["W_x"], tb=True).reshape(T, B, D)
     return grads, dx, d0
 
 
