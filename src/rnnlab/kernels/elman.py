@@ -72,7 +72,7 @@ def forward(gemm, act, W_h, bias, xp, hs, mask):
 
 
 @njit(**JIT)
-def backward(gemm, act, W_hT, hs, mask, dy, dh, da):
+def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da):
     """Backpropagate through all steps.
 
     Parameters
@@ -80,6 +80,8 @@ def backward(gemm, act, W_hT, hs, mask, dy, dh, da):
     W_hT : ndarray (H, H), ``W_h.T`` made contiguous
     hs : ndarray (T+1, B, H), from :func:`forward`
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
+    dy_bt : bool, ``dy`` is laid out (B, T, H) instead (the public API's batch-first
+        array, read in place rather than copied)
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
     da : ndarray (T, B, H), out: gradient at the pre-activations (zero at padded steps)
     """
@@ -91,7 +93,7 @@ def backward(gemm, act, W_hT, hs, mask, dy, dh, da):
         for b in range(B):
             if not masked or mask[t, b]:
                 if has_dy:
-                    dh[b] += dy[t, b]
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _grad_row(act, hs[t + 1, b], dh[b], da[t, b])
                 carry[b] = 0
             else:

@@ -85,7 +85,7 @@ def _back_row(g, h, hn, dh, dxp, dhn, dhp, carry, H):
 
 
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, hns, mask, dy, dh, dxp, dhn):
+def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn):
     """Backpropagate through all steps.
 
     Parameters
@@ -94,6 +94,8 @@ def backward(gemm, W_hT, gates, hs, hns, mask, dy, dh, dxp, dhn):
     gates, hs, hns : from :func:`forward`
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
+    dy_bt : bool, ``dy`` is laid out (B, T, H) instead (the public API's batch-first
+        array, read in place rather than copied)
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
     dxp : ndarray (T, B, 3H), out: gradient at the input projection ``x_t W_x + b``
     dhn : ndarray (T, B, H), out: the ``n`` block of the gradient at ``h_{t-1} W_h + b_h``,
@@ -108,7 +110,7 @@ def backward(gemm, W_hT, gates, hs, hns, mask, dy, dh, dxp, dhn):
         for b in range(B):
             if not masked or mask[t, b]:
                 if has_dy:
-                    dh[b] += dy[t, b]
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[b],
                           carry[b], H)
             else:

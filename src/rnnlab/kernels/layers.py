@@ -82,6 +82,20 @@ def _matmul(gemm, A, B, *, ta=False, tb=False):
     return C
 
 
+def _dy_layout(dy, dtype):
+    """``dy`` (T, B, H) as the kernels take it: ``(array, batch_major)``.
+
+    The public API hands over a transposed view of a batch-first (B, T, H) array; the
+    kernels read that in place instead of copying T*B*H values (memory and time).
+    """
+    if dy is None:
+        return np.zeros((0, 0, 0), dtype), False
+    bt = dy.transpose(1, 0, 2)
+    if bt.dtype == dtype and bt.flags.c_contiguous:
+        return bt, True
+    return np.ascontiguousarray(dy, dtype=dtype), False
+
+
 def _params(p, dtype):
     """``p`` as C-contiguous arrays of ``dtype``: the kernels hand raw pointers to BLAS,
     which would misread a transposed view or another dtype (no copy when already so)."""
@@ -128,23 +142,24 @@ def layer_backward(cell, p, cache, dy, dstate):
     H, GH = p["W_h"].shape
     gemm = gemm_for(x.dtype)
     m = _mask2d(mask)
-    dy = np.zeros((0, 0, 0), x.dtype) if dy is None else np.ascontiguousarray(dy, dtype=x.dtype)
+    dy, dy_bt = _dy_layout(dy, x.dtype)
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
     dxp = np.empty((T, B, GH), x.dtype)  # gradient at the pre-activations x_t W_x + b
     with loop_threads_set(B * H * GH):
         if tape.cell == "elman":
-            elman.backward(gemm, elman.ACTIVATIONS[cell.activation], W_hT, hs, m, dy, dh, dxp)
+            elman.backward(gemm, elman.ACTIVATIONS[cell.activation], W_hT, hs, m, dy, dy_bt, dh,
+                           dxp)
             d0 = (dh,)
         elif tape.cell == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
-            lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dh, dc, dxp)
+            lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dy_bt, dh, dc, dxp)
             d0 = (dh, dc)
         else:
             gates, hns = tape.arrays
             dhn = np.empty((T, B, H), x.dtype)
-            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dh, dxp, dhn)
+            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dy_bt, dh, dxp, dhn)
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)

@@ -90,7 +90,7 @@ def _back_row(g, c_prev, c, dh, dc, da, H):
 
 
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, cs, mask, dy, dh, dc, da):
+def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da):
     """Backpropagate through all steps.
 
     Parameters
@@ -100,6 +100,8 @@ def backward(gemm, W_hT, gates, hs, cs, mask, dy, dh, dc, da):
     gates : ndarray (T, B, 4H), from :func:`forward`
     hs, cs : ndarray (T+1, B, H), from :func:`forward`
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
+    dy_bt : bool, ``dy`` is laid out (B, T, H) instead (the public API's batch-first
+        array, read in place rather than copied)
     dh, dc : ndarray (B, H)
         In: gradient with respect to the final state. Out: with respect to the initial one.
     da : ndarray (T, B, 4H), out: gradient at the gate pre-activations (zero at padded steps)
@@ -112,7 +114,7 @@ def backward(gemm, W_hT, gates, hs, cs, mask, dy, dh, dc, da):
         for b in range(B):
             if not masked or mask[t, b]:
                 if has_dy:
-                    dh[b] += dy[t, b]
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _back_row(gates[t, b], cs[t, b], cs[t + 1, b], dh[b], dc[b], da[t, b], H)
                 carry[b] = 0
             else:
