@@ -9,6 +9,7 @@ import importlib
 from .cells import GRU, LSTM, Elman, RecurrentLayer, layer_from_config
 from .io import load, save
 from .network import Network
+from .recurrent import Stream
 from .train import Trainer
 
 __version__ = "0.1.0"
@@ -24,5 +25,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
 
 
-__all__ = ["GRU", "LSTM", "Elman", "Network", "RecurrentLayer", "Trainer", "layer_from_config",
-           "load", "save"]
+__all__ = ["GRU", "LSTM", "Elman", "Network", "RecurrentLayer", "Stream", "Trainer",
+           "layer_from_config", "load", "save"]

@@ -38,6 +38,7 @@ from .data.corpus import default_corpus, split_text
 from .data.text import StreamBatcher, Vocab, one_hot, read_text
 from .network import Network
 from .progress import Progress
+from .recurrent import Stream
 from .train import Trainer
 
 RUN_FORMAT = "rnnlab-run"
@@ -288,7 +289,9 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
     metrics = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
     rng = np.random.default_rng([cfg.seed, trainer.step_count])
     unit = "char" if cfg.tokens == "char" else "tok"
-    bar = Progress(total=cfg.steps or 0, enabled=progress, done=trainer.step_count, unit="step")
+    # with a time budget the end is a time, not a step: "left" in the stats tells it
+    bar = Progress(total=None if cfg.time_budget else cfg.steps, enabled=progress,
+                   done=trainer.step_count, unit="step")
     t_start = time.perf_counter()
     flag: list = []
     old = _catch_sigint(flag)
@@ -453,6 +456,9 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
         ids = vocab.encode("\n") if "\n" in vocab.itos else np.array([1], np.int32)
     z, state, _ = net.forward(one_hot(ids[None, :], V, net.dtype))
     logits = z[0, -1].astype(np.float64)
+    stream = Stream(net.rnn, 1, state)  # checks once, then one lean step per token
+    W, b = net.params["head.W_y"], net.params["head.b_y"]
+    x = np.zeros((1, V), net.dtype)
     banned = vocab.unk_id if vocab.tokens == "char" else None  # never write "\ufffd"
     for _ in range(length):
         logits = logits / temperature
@@ -465,8 +471,9 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
         p /= p.sum()
         i = int(rng.choice(V, p=p))
         yield vocab.decode([i])
-        z, state = net.step(one_hot(np.array([i]), V, net.dtype), state)
-        logits = z[0].astype(np.float64)
+        x[:] = 0
+        x[0, i] = 1
+        logits = (stream.step(x) @ W + b)[0].astype(np.float64)
 
 
 def sample(run, *, prime: str = "", length: int = 500, temperature: float = 1.0,

@@ -13,7 +13,7 @@ class Progress:
     most ten times a second. ``note(text)`` prints a line above the bar.
     """
 
-    def __init__(self, total: int, *, enabled: bool | None = None, done: int = 0,
+    def __init__(self, total: int | None, *, enabled: bool | None = None, done: int = 0,
                  unit: str = "batch", stream=None):
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else bool(enabled)
@@ -25,21 +25,25 @@ class Progress:
         self.done += n
         self.stats.update(stats)
         now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.1 or self.done >= self.total):
+        if self.enabled and (now - self.last > 0.1 or (self.total and self.done >= self.total)):
             self.last = now
             self._draw(now)
 
     def _draw(self, now: float) -> None:
         elapsed = now - self.t0
         rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else float("nan")
-        frac = self.done / self.total if self.total else 1.0
-        width = 20
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         stats = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                          for k, v in self.stats.items())
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {frac:4.0%} "
-                          f"{rate:.1f} {self.unit}/s, {_fmt(left)} left {stats}\x1b[K")
+        if self.total:
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            frac = min(self.done / self.total, 1.0)
+            width = 20
+            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+            head = (f"[{bar}] {self.done}/{self.total} {frac:4.0%} {rate:.1f} {self.unit}/s, "
+                    f"{_fmt(left)} left")
+        else:  # no known end in units (e.g. a time budget): the caller's stats say it
+            head = f"{self.unit} {self.done}, {rate:.2f} {self.unit}/s,"
+        self.stream.write(f"\r{head} {stats}\x1b[K")
         self.stream.flush()
 
     def note(self, text: str) -> None:
