@@ -7,13 +7,16 @@ with a cosine schedule and global-norm clipping, once per seed. Prints each seed
 accuracy on the standard 270 / 370 split, their mean, the accuracy of their averaged
 probabilities (an ensemble), and the wall time. Target (issue 7): accuracy >= 0.97.
 
-LSTM and GRU with 64 or 128 units scored alike (0.92-0.94, within one utterance of each
-other) on 90 training utterances held out (10 per speaker, 3 seeds each); the test split was
-not used to choose anything.
+Training batches get Gaussian noise of standard deviation 0.2 on the real (standardised)
+frames, a data augmentation for 30 utterances per speaker. The settings were chosen by 3-fold
+cross-validation on the training split (2 seeds per fold): LSTM 64 units 0.928 without noise,
+0.941 with it; GRU 64 0.919; LSTM 32 0.915; weight decay 0.1 did not help. The test split
+was not used to choose anything.
 
 Needs sktime (or aeon) for the bundled .ts files: pip install 'rnnlab[data]'.
 
-    python examples/apps_japanese_vowels.py [--cell lstm] [--hidden 64] [--epochs 60] [--seeds 3]
+    python examples/apps_japanese_vowels.py [--cell lstm] [--hidden 64] [--epochs 60] [--noise 0.2]
+        [--seeds 3]
 """
 
 import argparse
@@ -31,6 +34,8 @@ parser.add_argument("--hidden", type=int, default=64)
 parser.add_argument("--epochs", type=int, default=60)
 parser.add_argument("--batch", type=int, default=16)
 parser.add_argument("--lr", type=float, default=5e-3)
+parser.add_argument("--noise", type=float, default=0.2,
+                    help="std of Gaussian noise added to training frames (0: none)")
 parser.add_argument("--seed", type=int, default=0, help="first seed")
 parser.add_argument("--seeds", type=int, default=3, help="networks trained, seed, seed+1, ...")
 args = parser.parse_args()
@@ -53,7 +58,11 @@ def train(seed):
         order = rng.permutation(len(X))
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
-            res = net.loss_and_grad(X[idx], y[idx], lengths=lengths[idx])
+            x = X[idx]  # (B, T, D)
+            if args.noise:
+                real = np.arange(x.shape[1])[None, :, None] < lengths[idx][:, None, None]
+                x = x + (args.noise * rng.standard_normal(x.shape, dtype=np.float32)) * real
+            res = net.loss_and_grad(x, y[idx], lengths=lengths[idx])
             rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
             opt.step(net.params, res.grads, lr=schedule(step))
             step += 1
