@@ -9,7 +9,7 @@ import pytest
 
 from rnnlab.data import series
 from rnnlab.data.audio import FrontEnd
-from rnnlab.data.speech import japanese_vowels, wav_folder
+from rnnlab.data.speech import japanese_vowels, prepare_wavs, wav_folder
 
 HAVE_VOWELS = any(
     (root := series.package_dir(p)) is not None
@@ -76,6 +76,11 @@ def test_wav_folder_reads_classes_lengths_and_a_stratified_split(tmp_path):
     guess = np.argmin(((test[:, None, :] - means[None]) ** 2).sum(axis=2), axis=1)
     np.testing.assert_array_equal(guess, d.y_test)
     json.dumps(d.meta)
+    # new recordings prepared from meta alone match the loader's own arrays
+    X, lengths = prepare_wavs([tmp_path / f for f in d.meta["files_test"]],
+                              json.loads(json.dumps(d.meta)))
+    np.testing.assert_array_equal(lengths, d.lengths_test)
+    np.testing.assert_allclose(X, d.X_test[:, :X.shape[1]], atol=1e-6)
 
 
 def test_wav_folder_uses_its_own_train_and_test_folders(tmp_path):

@@ -10,6 +10,8 @@ japanese_vowels
 wav_folder
     A folder with one subfolder of WAV files per class, through :class:`~rnnlab.data.audio.
     FrontEnd` (MFCC or log-mel), standardised with training statistics.
+prepare_wavs
+    New WAV files as sequences, prepared exactly as a :func:`wav_folder` data set was.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from .audio import FrontEnd, read_wav
 from .series import Dataset, masked_stats, pad, standardize, ucr
 
-__all__ = ["japanese_vowels", "wav_folder"]
+__all__ = ["japanese_vowels", "prepare_wavs", "wav_folder"]
 
 
 def japanese_vowels(*, standardize_features: bool = True) -> Dataset:
@@ -107,14 +109,8 @@ def wav_folder(path, *, front_end: FrontEnd | None = None, test_fraction: float 
         raise ValueError(f"wav_folder: {str(root)!r} gives an empty train or test split "
                          f"({len(train)} / {len(test)} files)")
 
-    def features(files):
-        seqs = []
-        for f, _ in files:
-            signal, rate = read_wav(f)
-            seqs.append(front_end(signal, rate))  # (T_i, D)
-        return seqs
-
-    s_tr, s_te = features(train), features(test)
+    s_tr = [_features(f, front_end) for f, _ in train]
+    s_te = [_features(f, front_end) for f, _ in test]
     steps = max(len(s) for s in s_tr + s_te)
     X_tr, len_tr = pad(s_tr, steps)
     X_te, len_te = pad(s_te, steps)
@@ -133,6 +129,29 @@ def wav_folder(path, *, front_end: FrontEnd | None = None, test_fraction: float 
     y_tr = np.array([y for _, y in train], dtype=np.int64)
     y_te = np.array([y for _, y in test], dtype=np.int64)
     return Dataset(X_tr, y_tr, X_te, y_te, len_tr, len_te, meta)
+
+
+def prepare_wavs(paths, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """WAV files as padded sequences, with the front end and statistics of a
+    :func:`wav_folder` data set's ``meta`` (for inference on new recordings).
+
+    Returns
+    -------
+    X : ndarray (N, T, D) float32
+        T is the longest file's frame count here (not the training set's).
+    lengths : ndarray (N,) int64
+    """
+    prep = meta["preprocessing"]
+    front_end = FrontEnd(**prep["front_end"])
+    X, lengths = pad([_features(Path(p), front_end) for p in paths])
+    if prep["standardize"]:
+        X = standardize(X, lengths, np.array(prep["mean"]), np.array(prep["std"]))
+    return X, lengths
+
+
+def _features(path: Path, front_end: FrontEnd) -> np.ndarray:
+    signal, rate = read_wav(path)
+    return front_end(signal, rate)  # (T_i, D)
 
 
 def _class_dirs(root: Path) -> list[str]:
