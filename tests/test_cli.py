@@ -152,3 +152,12 @@ def test_help_and_usage_errors():
     r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--hidden", "many"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "invalid int value" in r.stderr
+
+
+def test_bench_writes_json_and_markdown(tmp_path):
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "--cells", "gru", "--shape", "2", "5", "3", "4", "--repeats", "1",
+                     "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())
+    (row,) = result["rows"]
+    assert row["cell"] == "gru" and (out / "bench.md").read_text().count("| gru |") >= 1

@@ -569,3 +569,32 @@ def _target_keys(targets) -> list:
     for t in targets:
         keys += [k for k in t if k not in ("cell", "shape") and k not in keys]
     return keys
+
+
+def add_arguments(ap) -> None:
+    """The benchmark's command-line options (``rnnlab bench`` and benchmarks/bench_cells.py)."""
+    ap.add_argument("--cells", nargs="+", default=["elman", "lstm", "gru"])
+    ap.add_argument("--shape", nargs=4, type=int, action="append", metavar=("B", "T", "D", "H"),
+                    help="a (B, T, D, H) row; repeat for several (default: the standard grid)")
+    ap.add_argument("--threads", type=int, default=None, help="default: one per core")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--no-torch", action="store_true", help="rnnlab's own figures only")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-compile-time", action="store_true")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="rnnlab.kernels.keep_freed_memory() first (process-wide, both libraries)")
+    ap.add_argument("--blas", default="numpy", choices=["numpy", "mkl"],
+                    help="BLAS for rnnlab's products (mkl: pip install mkl)")
+    ap.add_argument("--out", default="runs/bench")
+
+
+def run_from_args(a) -> dict:
+    """Run :func:`run_bench` with options parsed by :func:`add_arguments`."""
+    result = run_bench(
+        cells=tuple(a.cells), shapes=tuple(map(tuple, a.shape)) if a.shape else GRID,
+        threads=a.threads, repeats=a.repeats, torch=not a.no_torch, memory=not a.no_memory,
+        compile_time=not a.no_compile_time, keep_freed_memory=a.keep_freed_memory, blas=a.blas,
+        out_dir=a.out,
+    )
+    print(f"wrote {a.out}/bench.json and {a.out}/bench.md ({len(result['rows'])} rows)")
+    return result

@@ -170,6 +170,13 @@ def _demo_memory(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from .bench import run_from_args
+
+    run_from_args(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rnnlab",
@@ -282,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--out", default="memory-demo", metavar="DIR",
                      help="output folder (default memory-demo)")
     mem.set_defaults(func=_demo_memory)
+    b = sub.add_parser("bench", help="time rnnlab against PyTorch on this CPU",
+                       description="Training step, inference and streaming step of each cell, "
+                                   "rnnlab and PyTorch side by side in one process; writes "
+                                   "bench.json and bench.md.")
+    from .bench import add_arguments
+
+    add_arguments(b)
+    b.set_defaults(func=_bench)
     return p
 
 
