@@ -65,7 +65,7 @@ class LMConfig:
     time_budget: float | None = 600.0  # seconds of training; None (0 in TOML): until steps
     seed: int = 0  # weights, data offsets and samples
     eval_every: int = 250  # updates between validation estimates
-    eval_tokens: int = 50_000  # validation tokens for the estimates (the final one uses all)
+    eval_tokens: int = 50_000  # validation tokens per estimate, spread over the text (final: all)
     sample_every: int = 1000  # updates between printed samples (0: never)
     checkpoint_every: int = 500  # updates between checkpoints
 
@@ -156,11 +156,13 @@ def load_corpus(cfg: LMConfig):
 def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | None = None):
     """Mean cross-entropy (nats per token) of ``net`` on a token stream, state carried.
 
-    The stream (its first ``limit`` tokens) is read as ``batch`` side-by-side pieces in
-    windows of ``window`` steps; a stream too short for that is read as fewer, shorter
-    pieces. Returns ``(nats per token, tokens scored)``.
+    The stream is read as ``batch`` side-by-side pieces in windows of ``window`` steps; a
+    stream too short for that is read as fewer, shorter pieces. With ``limit``, only the
+    first windows of every piece are read, about ``limit`` tokens in all: an estimate
+    spread over the whole stream rather than its beginning. Returns
+    ``(nats per token, tokens scored)``.
     """
-    ids = np.asarray(ids)[: None if limit is None else limit + 1]
+    ids = np.asarray(ids)
     if len(ids) < 2:
         raise ValueError(f"need at least 2 tokens to score, got {len(ids)}")
     batch = max(1, min(batch, (len(ids) - 1) // 2))
@@ -172,6 +174,8 @@ def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | No
         loss, _ = losses.softmax_cross_entropy(z.reshape(-1, V), y.reshape(-1))
         total += loss * y.size
         count += y.size
+        if limit is not None and count >= limit:
+            break
     return total / count, count
 
 
