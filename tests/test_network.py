@@ -44,7 +44,7 @@ def test_network_gradients_match_finite_differences(output, readout, cell, with_
     for name, p in net.params.items():
         assert rel_error(res.grads[name], numerical_grad(loss, p)) < 1e-6, name
     z, _, cache = net.forward(x, h0, lengths=lengths)
-    _, dz = net._loss(z, y, cache.lengths)
+    _, dz = net.output_loss(z, y, cache.lengths)
     _, dx, _ = net.backward(cache, dz)
     assert rel_error(dx, numerical_grad(loss, x)) < 1e-6
 

@@ -105,7 +105,7 @@ class Truncated:
             _, state, cache = _rnn_forward(net, xo, state, lo)
             older.append(cache)
         z, final, cache = net.forward(xw, state, lengths=lw)
-        loss, dz = net._loss(z, yw, cache.lengths)
+        loss, dz = net.output_loss(z, yw, cache.lengths)
         grads, _, dstate = net.backward(cache, dz)
         for oc in reversed(older):
             g, _, dstate = net.rnn.backward(oc, dstate=dstate)

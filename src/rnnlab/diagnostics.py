@@ -343,7 +343,7 @@ def _loss_gradients(net: Network, x, y, state, lengths):
         h = fw.final[0]  # (B, H) each sequence's state after its last real step
     z = h @ W + b
     # the Network's own loss, so targets are checked and averaged exactly as in training
-    loss, dz = net._loss(z, y, lens)
+    loss, dz = net.output_loss(z, y, lens)
     dh = dz @ W.T  # (B, T, H) or (B, H)
     T, B = fw.outputs.shape[:2]
     d = [np.zeros((B, layer.hidden_size)) for _ in range(layer.n_state)]

@@ -182,8 +182,12 @@ class Network:
         grads.update({f"rnn.{k}": v for k, v in g.items()})
         return grads, dx, d0
 
-    def _targets(self, y, z_shape, lengths):
-        """Check targets against the prediction shape; flatten with a 0/1 weight per position."""
+    def check_targets(self, y, z_shape, lengths=None):
+        """Check targets against the prediction shape ``z_shape``; flatten them.
+
+        Returns ``(targets, weight)``: labels (N,) or values (N, K) over all positions, and
+        a 0/1 weight per position (0 at padded steps) or None.
+        """
         K = self.output_size
         if self.output == "softmax":
             want = z_shape[:-1]
@@ -225,12 +229,16 @@ class Network:
         LossResult(loss, grads, state)
         """
         z, final, cache = self.forward(x, state, lengths=lengths)
-        loss, dz = self._loss(z, y, cache.lengths)
+        loss, dz = self.output_loss(z, y, cache.lengths)
         grads, _, _ = self.backward(cache, dz)
         return LossResult(loss, grads, final)
 
-    def _loss(self, z, y, lengths):
-        target, weight = self._targets(y, z.shape, lengths)
+    def output_loss(self, z, y, lengths=None):
+        """The mean loss of outputs ``z`` against targets ``y`` and its gradient ``dL/dz``.
+
+        ``z`` is what :meth:`forward` returned; padded steps (``lengths``) carry no loss.
+        """
+        target, weight = self.check_targets(y, z.shape, lengths)
         K = self.output_size
         fn = losses.softmax_cross_entropy if self.output == "softmax" else losses.squared_error
         loss, dz = fn(z.reshape(-1, K), target, weight)
@@ -239,7 +247,7 @@ class Network:
     def loss(self, x, y, *, lengths=None, state=None) -> float:
         """The mean loss over real positions, without gradients."""
         z, _, cache = self.forward(x, state, lengths=lengths)
-        return self._loss(z, y, cache.lengths)[0]
+        return self.output_loss(z, y, cache.lengths)[0]
 
     def step(self, x_t, state=None):
         """One streaming step: ``x_t`` (B, D) -> ``(z_t (B, K) logits or values, new state)``.

@@ -373,7 +373,7 @@ class Trainer:
             lengths = _checks.lengths(lengths, len(X), X.shape[1])
         # the network checks shape and range of the targets; do it once, up front
         z_shape = (len(X),) + ((X.shape[1],) if net.readout == "all" else ()) + (net.output_size,)
-        net._targets(Y, z_shape, lengths)
+        net.check_targets(Y, z_shape, lengths)
         return X, Y, lengths
 
     # logs and checkpoints -------------------------------------------------------------------
