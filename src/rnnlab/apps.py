@@ -1,0 +1,402 @@
+"""Training and evaluation of the application data sets from the command line.
+
+Shape legend: N sequences, T steps, D features per step, K classes or forecast steps.
+
+``rnnlab train --task NAME`` calls :func:`train_task` and ``rnnlab eval RUN`` on such a run
+calls :func:`evaluate_task`. A task is a loader from :mod:`rnnlab.data` with the settings of
+the matching example in ``examples/apps_*.py`` (those that reached the issue's targets) as
+defaults; a recurrent :class:`~rnnlab.Network` reads each sequence and a head on its last
+state gives class probabilities (softmax) or the forecast (linear, sunspots). Training uses
+:class:`rnnlab.Trainer`: Adam, a cosine schedule over all updates, global-norm clipping.
+
+Run folder (``out``)::
+
+    model.rnnlab    the trained network (rnnlab.load reads it)
+    run.json        format "rnnlab-task-run", version 1, task, the data set's meta (split,
+                    preprocessing), the data options, and results (test accuracy or RMSE)
+    config.json     the training settings
+    metrics.jsonl   one line per logged update and one per epoch (rnnlab.Trainer)
+    loss.png        training loss per epoch (when matplotlib is installed)
+
+``evaluate_task`` prepares the test data from the saved options, checks that the
+preprocessing is the saved one, and writes ``confusion.png`` or ``forecast.png``.
+
+What the examples do that this does not: ensembles over seeds, and the Gaussian input noise
+of ``apps_japanese_vowels.py`` (the CLI trains one network, without augmentation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
+           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "train_task"]
+
+TASK_FORMAT = "rnnlab-task-run"
+TASK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Task:
+    """A data set and the training settings that reached its target (from the examples)."""
+
+    kind: str  # "classification" or "forecasting"
+    cell: str
+    hidden: int
+    epochs: int
+    batch: int
+    lr: float
+    images: bool = False  # accepts ``patch``
+    pool: int = 1  # average this many consecutive steps (GunPoint: 150 -> 75 steps)
+    window: int = 20  # forecasting: years of history per input
+
+
+TASKS: dict[str, Task] = {
+    # examples/apps_digits.py
+    "digits": Task("classification", "lstm", 64, 30, 32, 1e-2, images=True),
+    # examples/apps_fashion_mnist.py
+    "fashion-mnist": Task("classification", "gru", 128, 20, 128, 2e-3, images=True),
+    # examples/apps_japanese_vowels.py (without its input noise)
+    "japanese-vowels": Task("classification", "lstm", 64, 60, 16, 5e-3),
+    # examples/apps_sunspots.py
+    "sunspots": Task("forecasting", "gru", 32, 100, 32, 3e-3, window=20),
+    # examples/apps_gunpoint.py (pooling by 2)
+    "gunpoint": Task("classification", "lstm", 32, 150, 10, 5e-3, pool=2),
+}
+
+
+def _task(name) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)}")
+    return TASKS[name]
+
+
+def _pool(X, lengths, k: int):
+    """Average ``k`` consecutive steps: (N, T, D) -> (N, T // k, D)."""
+    if k == 1:
+        return X, lengths
+    N, T, D = X.shape
+    T -= T % k
+    X = X[:, :T].reshape(N, T // k, k, D).mean(axis=2)
+    return X.astype(np.float32), (None if lengths is None else np.maximum(lengths // k, 1))
+
+
+def load_task_data(task: str, *, patch=None, horizon: int = 1):
+    """The :class:`~rnnlab.data.series.Dataset` of ``task`` with its options applied.
+
+    Returns ``(dataset, options)``: ``options`` is the JSON record that recreates it
+    (``{"patch", "horizon", "window", "pool"}``, as used).
+    """
+    spec = _task(task)
+    if patch is not None and not spec.images:
+        raise ValueError(f"--patch applies to the image tasks (digits, fashion-mnist), "
+                         f"not {task}")
+    if horizon != 1 and spec.kind != "forecasting":
+        raise ValueError(f"--horizon applies to forecasting (sunspots), not {task}")
+    options: dict = {"patch": None if patch is None else list(patch), "horizon": horizon,
+                     "window": spec.window if spec.kind == "forecasting" else None,
+                     "pool": spec.pool}
+    p = None if patch is None else tuple(patch)
+    if task == "digits":
+        from .data.images import digits
+        data = digits(patch=p)
+    elif task == "fashion-mnist":
+        from .data.images import fashion_mnist
+        data = fashion_mnist(patch=p)
+    elif task == "japanese-vowels":
+        from .data.speech import japanese_vowels
+        data = japanese_vowels()
+    elif task == "gunpoint":
+        from .data.series import gunpoint
+        data = gunpoint()
+    else:
+        from .data.series import sunspots
+        data = sunspots(window=spec.window, horizon=horizon)
+    if spec.pool != 1:
+        from .data.series import Dataset
+        X_tr, l_tr = _pool(data.X_train, data.lengths_train, spec.pool)
+        X_te, l_te = _pool(data.X_test, data.lengths_test, spec.pool)
+        meta = {**data.meta, "preprocessing": {**data.meta["preprocessing"],
+                                               "pool": spec.pool}}
+        data = Dataset(X_tr, data.y_train, X_te, data.y_test, l_tr, l_te, meta)
+    return data, options
+
+
+def _check_positive(v, name):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return v
+
+
+def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
+               lr=None, clip=1.0, seed=0, patch=None, horizon=1, out=None, progress=None,
+               max_train=None, max_test=None, echo=print) -> Path:
+    """Train a network on ``task`` and write a run folder; returns its path.
+
+    Parameters
+    ----------
+    task : one of :data:`TASKS`
+    cell, hidden, epochs, batch, lr : None for the task's defaults
+    layers : int
+    clip : float
+        Global gradient-norm clip; 0 or None for none.
+    seed : int
+        Weights and shuffling.
+    patch : (p, q) or None
+        Image tasks: p x q patches in raster order instead of rows.
+    horizon : int
+        Sunspots: years forecast from each window.
+    out : path or None
+        Run folder (default ``runs/<task>-<time>``); must not hold a run already.
+    progress : bool or None
+        Progress bar (None: when standard error is a terminal).
+    max_train, max_test : int or None
+        Use only the first N training / test sequences (smoke tests); the preprocessing is
+        still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
+    echo : callable for the one-line summaries (``print``)
+    """
+    import rnnlab
+
+    from .optim import cosine
+
+    spec = _task(task)
+    cell = spec.cell if cell is None else cell
+    hidden = _check_positive(spec.hidden if hidden is None else hidden, "hidden")
+    layers = _check_positive(layers, "layers")
+    epochs = _check_positive(spec.epochs if epochs is None else epochs, "epochs")
+    batch = _check_positive(spec.batch if batch is None else batch, "batch")
+    horizon = _check_positive(horizon, "horizon")
+    lr = spec.lr if lr is None else lr
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if clip is not None and not (isinstance(clip, (int, float)) and clip >= 0
+                                 and math.isfinite(clip)):
+        raise ValueError(f"clip must be a non-negative number, got {clip!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    for name, v in (("max_train", max_train), ("max_test", max_test)):
+        if v is not None:
+            _check_positive(v, name)
+    out = Path(out) if out is not None else Path("runs") / (
+        f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if (out / "run.json").exists():
+        raise ValueError(f"{out} already holds a run; give another --out")
+
+    data, options = load_task_data(task, patch=patch, horizon=horizon)
+    if max_train is not None or max_test is not None:
+        data = data.head(max_train or len(data.X_train), max_test or len(data.X_test))
+    options.update(max_test=max_test, max_train=max_train)
+    forecasting = spec.kind == "forecasting"
+    net = rnnlab.Network(data.input_size, hidden, data.output_size, cell=cell,
+                         num_layers=layers, output="linear" if forecasting else "softmax",
+                         readout="last", seed=seed)
+    total = epochs * -(-len(data.X_train) // batch)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
+              "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
+              "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
+              **options}
+    (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    trainer = rnnlab.Trainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
+                             seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
+                             progress=progress)
+    echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
+         f"{cell} H={hidden}, {epochs} epochs -> {out}")
+    t0 = time.perf_counter()
+    history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
+                          lengths=data.lengths_train)
+    seconds = time.perf_counter() - t0
+    net.save(out / "model.rnnlab")
+    results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
+               "steps": history.steps, "seconds": round(seconds, 3),
+               **_score(net, data, forecasting)[0]}
+    info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": rnnlab.__version__,
+            "task": task, "options": options, "meta": data.meta, "results": results}
+    _write_json(out / "run.json", info)
+    try:
+        from .plots import plot_loss
+        plot_loss({"training": history.train_loss}, out / "loss.png", xlabel="epoch",
+                  title=f"{task}: {cell} H={hidden}")
+    except ImportError:
+        pass  # plotting is optional: the numbers are in metrics.jsonl
+    echo(f"{task}: {_summary(results)}; training {seconds:.1f} s; wrote {out}")
+    return out
+
+
+def _write_json(path: Path, info: dict) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _predict(net, X, lengths, chunk: int = 1000) -> np.ndarray:
+    return np.concatenate([net.predict(X[i:i + chunk], lengths=None if lengths is None
+                                       else lengths[i:i + chunk])
+                           for i in range(0, len(X), chunk)])
+
+
+def _score(net, data, forecasting: bool) -> tuple[dict, dict]:
+    """Test results (JSON) and arrays for the plots."""
+    pred = _predict(net, data.X_test, data.lengths_test)
+    if not forecasting:
+        guess = pred.argmax(1)
+        K = len(data.meta["classes"])
+        matrix = np.zeros((K, K), dtype=np.int64)
+        np.add.at(matrix, (data.y_test, guess), 1)
+        return ({"accuracy": float(np.mean(guess == data.y_test)), "n_test": len(guess)},
+                {"matrix": matrix})
+    from .data.series import unscale
+    forecast, truth = unscale(pred, data.meta), unscale(data.y_test, data.meta)  # (N, K)
+    last = unscale(data.X_test[:, -1, 0], data.meta)[:, None]  # persistence: last seen year
+    rmse = float(np.sqrt(np.mean((forecast - truth) ** 2)))
+    persistence = float(np.sqrt(np.mean((last - truth) ** 2)))
+    return ({"rmse": rmse, "persistence_rmse": persistence, "n_test": len(pred),
+             "horizon": int(data.y_test.shape[1]), "units": "sunspot number"},
+            {"forecast": forecast, "truth": truth})
+
+
+def _summary(r: dict) -> str:
+    if "accuracy" in r:
+        return f"test accuracy {r['accuracy']:.4f} on {r['n_test']} sequences"
+    return (f"test RMSE {r['rmse']:.2f} (persistence {r['persistence_rmse']:.2f}) in "
+            f"{r['units']}s over {r['n_test']} windows, horizon {r['horizon']}")
+
+
+def open_task_run(path) -> dict:
+    """The ``run.json`` of a task run folder (ValueError if it is not one)."""
+    path = Path(path)
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} is not a run folder (no run.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{path}/run.json is not valid JSON") from None
+    if not isinstance(info, dict) or info.get("format") != TASK_FORMAT:
+        raise ValueError(f"{path} is not a task run (run.json format is not {TASK_FORMAT!r})")
+    if info.get("version") != TASK_VERSION:
+        raise ValueError(f"{path} is task-run version {info.get('version')}; this rnnlab "
+                         f"reads version {TASK_VERSION}")
+    return info
+
+
+def evaluate_task(run) -> dict:
+    """Score a task run on its test split and write its plot.
+
+    Returns ``{"task", "accuracy", "n_test", "plot"}`` for classification (``plot`` is
+    ``RUN/confusion.png``) or ``{"task", "rmse", "persistence_rmse", "horizon", "n_test",
+    "units", "plot"}`` for forecasting (``RUN/forecast.png``; RMSE in sunspot numbers).
+    """
+    from . import io
+
+    run = Path(run)
+    info = open_task_run(run)
+    task, options = info["task"], info["options"]
+    patch = options.get("patch")
+    data, _ = load_task_data(task, patch=None if patch is None else tuple(patch),
+                             horizon=options.get("horizon", 1))
+    if data.meta.get("preprocessing") != info["meta"].get("preprocessing"):
+        raise ValueError(f"{run}: the data source now gives other preprocessing statistics "
+                         f"than the run saved; the data changed since training")
+    if options.get("max_test") is not None:
+        data = data.head(len(data.X_train), options["max_test"])
+    net = io.load(run / "model.rnnlab")
+    forecasting = _task(task).kind == "forecasting"
+    results, arrays = _score(net, data, forecasting)
+    if forecasting:
+        years = data.meta["target_years_test"][:len(arrays["truth"])]
+        plot = plot_forecast(years, arrays["truth"][:, 0], arrays["forecast"][:, 0],
+                             run / "forecast.png",
+                             title=f"sunspots, one year ahead: RMSE {results['rmse']:.1f} "
+                                   f"(persistence {results['persistence_rmse']:.1f})")
+    else:
+        plot = plot_confusion(arrays["matrix"], info["meta"]["classes"], run / "confusion.png",
+                              title=f"{task}: accuracy {results['accuracy']:.4f} "
+                                    f"({results['n_test']} test sequences)")
+    return {"task": task, **results, "plot": str(plot)}
+
+
+# ----------------------------------------------------------------------------------------
+# plots (matplotlib's object API on an Agg canvas, as rnnlab.plots)
+# ----------------------------------------------------------------------------------------
+
+
+def _figure(size):
+    from .plots import _figure as figure
+    return figure(size)
+
+
+def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) as a PNG heat map with the
+    counts written in the cells.
+
+    Parameters
+    ----------
+    matrix : array (K, K) of counts
+    labels : K class names
+    path : str or Path, a ``.png`` file
+    """
+    from .plots import _png_path, _save
+
+    path = _png_path(path)
+    m = np.asarray(matrix)
+    labels = [str(c) for c in labels]
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(labels):
+        raise ValueError(f"matrix must be (K, K) with K = {len(labels)} labels, got {m.shape}")
+    K = len(labels)
+    side = min(4.0 + 0.45 * K, 11.0)
+    fig = _figure((side + 1.2, side))
+    fig.subplots_adjust(left=0.22, right=0.95, bottom=0.22, top=0.92)
+    ax = fig.add_subplot()
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)  # colour: row share
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    if K <= 30:
+        for i in range(K):
+            for j in range(K):
+                if m[i, j]:
+                    ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
+                            color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(K), labels, rotation=45 if max(map(len, labels)) > 2 else 0,
+                  ha="right" if max(map(len, labels)) > 2 else "center")
+    ax.set_yticks(range(K), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "Confusion matrix")
+    return _save(fig, path)
+
+
+def plot_forecast(years, observed, forecast, path, *, title: str | None = None) -> Path:
+    """Observed values and forecasts against the year, as a PNG.
+
+    Parameters
+    ----------
+    years : N years (the forecasts' target years)
+    observed, forecast : N values each, in the series' units
+    path : str or Path, a ``.png`` file
+    """
+    from .plots import _png_path, _save
+
+    path = _png_path(path)
+    x = np.asarray(years, dtype=np.float64)
+    obs = np.asarray(observed, dtype=np.float64)
+    fc = np.asarray(forecast, dtype=np.float64)
+    if not (x.ndim == obs.ndim == fc.ndim == 1 and len(x) == len(obs) == len(fc) > 0):
+        raise ValueError(f"years, observed and forecast must be 1-D of one non-zero length, "
+                         f"got shapes {x.shape}, {obs.shape}, {fc.shape}")
+    fig = _figure((8.0, 4.2))
+    ax = fig.add_subplot()
+    ax.plot(x, obs, color="black", lw=1.6, marker="o", ms=3, label="observed")
+    ax.plot(x, fc, color="tab:red", lw=1.6, ls="--", marker="s", ms=3, label="forecast")
+    ax.set_xlabel("year")
+    ax.set_ylabel("sunspot number")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "Forecast")
+    return _save(fig, path)
