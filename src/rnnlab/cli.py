@@ -13,10 +13,49 @@ import sys
 
 from . import __version__
 
+_TASK_ONLY = ("epochs", "patch", "horizon", "max_train", "max_test")
+_LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
+
+
+def _parse_patch(text: str) -> tuple[int, int]:
+    """``"4x4"`` -> (4, 4); ``"4"`` -> (4, 4)."""
+    parts = text.lower().split("x")
+    try:
+        pq = tuple(int(v) for v in parts)
+    except ValueError:
+        pq = ()
+    if len(pq) == 1:
+        pq = pq * 2
+    if len(pq) != 2 or min(pq) < 1:
+        raise ValueError(f"--patch must be HEIGHTxWIDTH in pixels, e.g. 4x4, got {text!r}")
+    return pq
+
+
+def _train_task(args) -> int:
+    from . import apps
+
+    for k in _LM_ONLY:
+        if getattr(args, k) is not None:
+            raise ValueError(f"--{k.replace('_', '-')} applies to language models; it cannot "
+                             f"be given with --task")
+    options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
+               "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
+               "seed": args.seed, "max_train": args.max_train, "max_test": args.max_test}
+    options = {k: v for k, v in options.items() if v is not None}
+    patch = None if args.patch is None else _parse_patch(args.patch)
+    apps.train_task(args.task, patch=patch, horizon=1 if args.horizon is None else args.horizon,
+                    out=args.out, progress=args.progress, **options)
+    return 0
+
 
 def _train(args) -> int:
     from . import lm
 
+    if args.task is not None:
+        return _train_task(args)
+    for k in _TASK_ONLY:
+        if getattr(args, k) is not None:
+            raise ValueError(f"--{k.replace('_', '-')} applies to --task runs only")
     overrides = {
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
         "layers": args.layers, "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
@@ -48,9 +87,42 @@ def _sample(args) -> int:
     return 0
 
 
+def _is_task_run(path) -> bool:
+    from pathlib import Path
+
+    try:
+        info = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    from .apps import TASK_FORMAT
+
+    return isinstance(info, dict) and info.get("format") == TASK_FORMAT
+
+
 def _eval(args) -> int:
     from . import lm
 
+    if _is_task_run(args.run):
+        from . import apps
+
+        if args.data is not None:
+            raise ValueError(f"{args.run} is a --task run; it is scored on its own test "
+                             f"split, so --data cannot be given")
+        r = apps.evaluate_task(args.run)
+        if args.json:
+            print(json.dumps(r))
+        elif "accuracy" in r:
+            print(f"{r['task']}: test accuracy {r['accuracy']:.4f} on {r['n_test']:,} "
+                  f"sequences; confusion matrix in {r['plot']}")
+        else:
+            print(f"{r['task']}: test RMSE {r['rmse']:.2f} {r['units']}s over {r['n_test']} "
+                  f"windows (horizon {r['horizon']}), persistence {r['persistence_rmse']:.2f}; "
+                  f"forecast plot in {r['plot']}")
+        return 0
+    if args.data is None:
+        lm.open_run(args.run)  # not a run folder at all: that error first
+        raise ValueError(f"{args.run} is a language-model run: give the text to score with "
+                         f"--data PATH")
     r = lm.evaluate(args.run, args.data)
     if args.json:
         print(json.dumps(r))
@@ -184,11 +256,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    from .apps import TASKS
+
     t = sub.add_parser(
-        "train", help="train a character-level language model (default: Shakespeare)",
+        "train", help="train a character-level language model (default: Shakespeare), or "
+                      "a classifier or forecaster on an application data set (--task)",
         description="Train a language model with truncated BPTT on stream-aligned batches. "
                     "With no options: an LSTM on the bundled Shakespeare plays for ten "
-                    "minutes. Options override --config, which overrides the defaults.")
+                    "minutes. Options override --config, which overrides the defaults. "
+                    "With --task: a many-to-one network on that data set's fixed split "
+                    "(softmax for classification, a linear head for sunspots), full BPTT "
+                    "for --epochs, with the settings of examples/apps_*.py as defaults.",
+        epilog="examples: rnnlab train --task digits; rnnlab train --task fashion-mnist "
+               "--patch 4x4; rnnlab train --task sunspots --horizon 1")
     t.add_argument("--data", metavar="PATH", help="UTF-8 text file or folder of .txt files")
     t.add_argument("--tokens", choices=["char", "word"], help="token unit (default char)")
     t.add_argument("--cell", choices=["lstm", "gru", "elman"], help="default lstm")
@@ -209,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "with underscores); unknown keys are refused")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when standard error is a terminal)")
+    a = t.add_argument_group("application data sets (--task)")
+    a.add_argument("--task", choices=list(TASKS),
+                   help="train on this data set instead of text (run folder default "
+                        "runs/<task>-<time>)")
+    a.add_argument("--epochs", type=int, help="passes over the training split "
+                   "(default: the task's)")
+    a.add_argument("--patch", metavar="PxQ", help="image tasks: read p x q patches in "
+                   "raster order, e.g. 4x4 (default: rows)")
+    a.add_argument("--horizon", type=int, metavar="K",
+                   help="sunspots: years forecast from each window (default 1)")
+    a.add_argument("--max-train", type=int, metavar="N", help=argparse.SUPPRESS)
+    a.add_argument("--max-test", type=int, metavar="N", help=argparse.SUPPRESS)
     t.set_defaults(func=_train)
 
     s = sub.add_parser("sample", help="generate text from a trained run",
@@ -221,10 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None)
     s.set_defaults(func=_sample)
 
-    e = sub.add_parser("eval", help="bits per character and perplexity on held-out text",
-                       description="Score a trained run on a text file or folder.")
+    e = sub.add_parser("eval", help="bits per character and perplexity on held-out text, "
+                                    "or a --task run's test accuracy or forecast error",
+                       description="Score a language-model run on a text file or folder "
+                                   "(--data). A --task run is scored on its own test split: "
+                                   "accuracy and RUN/confusion.png, or RMSE against "
+                                   "persistence and RUN/forecast.png.")
     e.add_argument("run", metavar="RUN", help="run folder written by rnnlab train")
-    e.add_argument("--data", metavar="PATH", required=True, help="UTF-8 text file or folder")
+    e.add_argument("--data", metavar="PATH",
+                   help="UTF-8 text file or folder (language-model runs)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=_eval)
 
