@@ -349,9 +349,13 @@ def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(labels):
         raise ValueError(f"matrix must be (K, K) with K = {len(labels)} labels, got {m.shape}")
     K = len(labels)
-    side = min(4.0 + 0.45 * K, 11.0)
-    fig = _figure((side + 1.2, side))
-    fig.subplots_adjust(left=0.22, right=0.95, bottom=0.22, top=0.92)
+    longest = max(map(len, labels))
+    side = min(3.0 + 0.4 * K, 10.0)
+    margin = 0.6 + 0.075 * longest  # inches for the tick labels and the axis title
+    width, height = side + margin + 1.9, side + margin + 0.5
+    fig = _figure((width, height))
+    fig.subplots_adjust(left=margin / width, right=1 - 0.8 / width,
+                        bottom=margin / height, top=1 - 0.45 / height)
     ax = fig.add_subplot()
     rows = m.sum(axis=1, keepdims=True)
     share = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)  # colour: row share
@@ -363,8 +367,8 @@ def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
                 if m[i, j]:
                     ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
                             color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xticks(range(K), labels, rotation=45 if max(map(len, labels)) > 2 else 0,
-                  ha="right" if max(map(len, labels)) > 2 else "center")
+    ax.set_xticks(range(K), labels, rotation=45 if longest > 2 else 0,
+                  ha="right" if longest > 2 else "center", rotation_mode="anchor")
     ax.set_yticks(range(K), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
