@@ -49,7 +49,7 @@ def parse_bptt(bptt_steps) -> tuple[int, int] | None:
     return k1, k2
 
 
-def window_lengths(lengths, start: int, stop: int, batch: int):
+def window_lengths(lengths, start: int, stop: int):
     """Real steps of each sequence inside the window ``[start, stop)``; None if all are full."""
     if lengths is None:
         return None
@@ -97,7 +97,7 @@ class Truncated:
         a, b = w * k1, min((w + 1) * k1, self.T)
         B = self.x.shape[0]
         xw, yw = self.x[:, a:b], self.y[:, a:b]
-        lw = window_lengths(self.lengths, a, b, B)
+        lw = window_lengths(self.lengths, a, b)
         # older windows within reach of k2: run them again from the state that began them
         older = []
         state = self.history[0][2] if self.history else self.state

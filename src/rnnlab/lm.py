@@ -308,7 +308,7 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
         return ((cfg.steps is not None and trainer.step_count >= cfg.steps)
                 or (cfg.time_budget is not None and elapsed() >= cfg.time_budget))
 
-    def save(final=False):
+    def save():
         trainer.save_checkpoint(ckpt, states=[] if state is None else [_flat(state)],
                                 extra={"batcher": batcher.state_dict(), "elapsed": elapsed(),
                                        "curve": curve})
@@ -373,7 +373,7 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
     bar.close()
     _restore_sigint(old)
     final = evaluate(None)
-    save(final=True)
+    save()
     metrics.close()
     info.update({"steps": trainer.step_count, "seconds": round(elapsed(), 1),
                  "val_nats": final, "val_bits": final / LN2,

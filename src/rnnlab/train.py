@@ -309,7 +309,7 @@ class Trainer:
             for i, h in enumerate(carried[1:]):
                 w = start_window - len(carried) + 1 + i
                 a, b = w * k1, min((w + 1) * k1, tb.T)
-                tb.history.append((x[:, a:b], bptt.window_lengths(lengths, a, b, len(x)),
+                tb.history.append((x[:, a:b], bptt.window_lengths(lengths, a, b),
                                    _unflatten_state(self.net, h)))
         for res in tb:
             info = self.apply(res.loss, res.grads)
