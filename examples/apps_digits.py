@@ -1,7 +1,8 @@
 """Handwriting: scikit-learn's 8x8 digits read row by row (8 steps of 8 pixels).
 
 A many-to-one recurrent classifier (softmax on the state after the last row), trained with
-rnnlab's Network, Adam and global-norm clipping in a plain mini-batch loop, once per seed.
+rnnlab's Network, one ``Trainer.train_step`` (Adam, global-norm clipping) per mini-batch,
+once per seed.
 Prints each seed's test accuracy on the fixed stratified split of
 ``rnnlab.data.images.digits`` (1,347 / 450), their mean, the accuracy of their averaged
 probabilities (an ensemble), and the wall time. Target (issue 7): accuracy >= 0.97.
@@ -19,7 +20,7 @@ import numpy as np
 
 import rnnlab
 from rnnlab.data.images import digits
-from rnnlab.optim import Adam, cosine
+from rnnlab.optim import cosine
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "elman"])
@@ -40,16 +41,14 @@ def train(seed):
     net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
                          output="softmax", readout="last", seed=seed)
     steps_per_epoch = -(-len(data.X_train) // args.batch)
-    opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
-    rng, step = np.random.default_rng(seed), 0
+    trainer = rnnlab.Trainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
+                             schedule=cosine(args.lr, args.epochs * steps_per_epoch))
+    rng = np.random.default_rng(seed)
     for _ in range(args.epochs):
         order = rng.permutation(len(data.X_train))
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
-            res = net.loss_and_grad(data.X_train[idx], data.y_train[idx])
-            rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-            opt.step(net.params, res.grads, lr=schedule(step))
-            step += 1
+            trainer.train_step(data.X_train[idx], data.y_train[idx])
     return net
 
 

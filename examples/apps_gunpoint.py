@@ -21,7 +21,7 @@ import numpy as np
 
 import rnnlab
 from rnnlab.data.series import gunpoint
-from rnnlab.optim import Adam, cosine
+from rnnlab.optim import cosine
 
 # UCR archive (Dau et al. 2018), test error rates on this split -> accuracy
 PUBLISHED = {"1-NN Euclidean": 1 - 0.087, "1-NN DTW (learned window)": 1 - 0.087,
@@ -59,16 +59,14 @@ def train(seed):
     net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
                          output="softmax", readout="last", seed=seed)
     steps_per_epoch = -(-len(X) // args.batch)
-    opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
-    rng, step = np.random.default_rng(seed), 0
+    trainer = rnnlab.Trainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
+                             schedule=cosine(args.lr, args.epochs * steps_per_epoch))
+    rng = np.random.default_rng(seed)
     for _ in range(args.epochs):
         order = rng.permutation(len(X))
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
-            res = net.loss_and_grad(X[idx], y[idx])
-            rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-            opt.step(net.params, res.grads, lr=schedule(step))
-            step += 1
+            trainer.train_step(X[idx], y[idx])
     return net
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 import rnnlab
 from rnnlab.data.speech import japanese_vowels
-from rnnlab.optim import Adam, cosine
+from rnnlab.optim import cosine
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "elman"])
@@ -52,8 +52,9 @@ def train(seed):
     net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
                          output="softmax", readout="last", seed=seed)
     steps_per_epoch = -(-len(X) // args.batch)
-    opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
-    rng, step = np.random.default_rng(seed), 0
+    trainer = rnnlab.Trainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
+                             schedule=cosine(args.lr, args.epochs * steps_per_epoch))
+    rng = np.random.default_rng(seed)
     for _ in range(args.epochs):
         order = rng.permutation(len(X))
         for i in range(0, len(order), args.batch):
@@ -62,10 +63,7 @@ def train(seed):
             if args.noise:
                 real = np.arange(x.shape[1])[None, :, None] < lengths[idx][:, None, None]
                 x = x + (args.noise * rng.standard_normal(x.shape, dtype=np.float32)) * real
-            res = net.loss_and_grad(x, y[idx], lengths=lengths[idx])
-            rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-            opt.step(net.params, res.grads, lr=schedule(step))
-            step += 1
+            trainer.train_step(x, y[idx], lengths=lengths[idx])
     return net
 
 

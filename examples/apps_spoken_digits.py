@@ -28,7 +28,7 @@ import numpy as np
 
 import rnnlab
 from rnnlab.data.speech import wav_folder
-from rnnlab.optim import Adam, cosine
+from rnnlab.optim import cosine
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TRAIN_VOICES = ("en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan")
@@ -75,17 +75,15 @@ X, y, lengths = data.X_train, data.y_train, data.lengths_train
 net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
                      output="softmax", readout="last", seed=args.seed)
 steps_per_epoch = -(-len(X) // args.batch)
-opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
+trainer = rnnlab.Trainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
+                             schedule=cosine(args.lr, args.epochs * steps_per_epoch))
 rng = np.random.default_rng(args.seed)
-start, step = time.perf_counter(), 0
+start = time.perf_counter()
 for epoch in range(args.epochs):
     order = rng.permutation(len(X))
     for i in range(0, len(order), args.batch):
         idx = order[i:i + args.batch]
-        res = net.loss_and_grad(X[idx], y[idx], lengths=lengths[idx])
-        rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-        opt.step(net.params, res.grads, lr=schedule(step))
-        step += 1
+        trainer.train_step(X[idx], y[idx], lengths=lengths[idx])
     if (epoch + 1) % 10 == 0 or epoch + 1 == args.epochs:
         loss = net.loss(X, y, lengths=lengths)
         print(f"epoch {epoch + 1}: train loss {loss:.4f}, {time.perf_counter() - start:.1f} s")

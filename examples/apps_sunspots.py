@@ -28,7 +28,7 @@ import numpy as np
 
 import rnnlab
 from rnnlab.data.series import sunspot_numbers, sunspots, unscale
-from rnnlab.optim import Adam, cosine
+from rnnlab.optim import cosine
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--cell", default="gru", choices=["lstm", "gru", "elman"])
@@ -69,16 +69,14 @@ for seed in range(args.seeds):
     net = rnnlab.Network(1, args.hidden, 1, cell=args.cell, output="linear", readout="last",
                          seed=seed)
     steps_per_epoch = -(-len(data.X_train) // args.batch)
-    opt, schedule = Adam(lr=args.lr), cosine(args.lr, args.epochs * steps_per_epoch)
-    rng, step = np.random.default_rng(seed), 0
+    trainer = rnnlab.Trainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
+                             schedule=cosine(args.lr, args.epochs * steps_per_epoch))
+    rng = np.random.default_rng(seed)
     for _ in range(args.epochs):
         perm = rng.permutation(len(data.X_train))
         for i in range(0, len(perm), args.batch):
             idx = perm[i:i + args.batch]
-            res = net.loss_and_grad(data.X_train[idx], data.y_train[idx])
-            rnnlab.clip.clip_by_global_norm(res.grads, 1.0)
-            opt.step(net.params, res.grads, lr=schedule(step))
-            step += 1
+            trainer.train_step(data.X_train[idx], data.y_train[idx])
     forecast = unscale(net.predict(data.X_test)[:, 0], data.meta)  # (40,) sunspot numbers
     train_rmse = float(np.sqrt(net.loss(data.X_train, data.y_train))) * \
         data.meta["preprocessing"]["std"]
