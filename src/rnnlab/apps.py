@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import read_run_info
+
 __all__ = ["TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
            "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "train_task"]
 
@@ -270,19 +272,7 @@ def _summary(r: dict) -> str:
 
 def open_task_run(path) -> dict:
     """The ``run.json`` of a task run folder (ValueError if it is not one)."""
-    path = Path(path)
-    try:
-        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path} is not a run folder (no run.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{path}/run.json is not valid JSON") from None
-    if not isinstance(info, dict) or info.get("format") != TASK_FORMAT:
-        raise ValueError(f"{path} is not a task run (run.json format is not {TASK_FORMAT!r})")
-    if info.get("version") != TASK_VERSION:
-        raise ValueError(f"{path} is task-run version {info.get('version')}; this rnnlab "
-                         f"reads version {TASK_VERSION}")
-    return info
+    return read_run_info(path, TASK_FORMAT, TASK_VERSION, "task run folder")
 
 
 def evaluate_task(run) -> dict:

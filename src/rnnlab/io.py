@@ -92,6 +92,30 @@ def read_meta(arrays: dict, path) -> dict:
     return meta
 
 
+def read_run_info(path, fmt: str, version: int, what: str = "run folder") -> dict:
+    """The ``run.json`` of a run folder, checked for its format name and version.
+
+    Any failure (no folder, no or corrupt run.json, another format or version) is a
+    ValueError of one line.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a run folder (no such directory)")
+    info_file = path / "run.json"
+    try:
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} is not a run folder (no run.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{info_file} is corrupt (not JSON)") from None
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        raise ValueError(f"{path} is not an rnnlab {what} (run.json format is not {fmt!r})")
+    if info.get("version") != version:
+        raise ValueError(f"{path} is a {what} of format version {info.get('version')!r} "
+                         f"(rnnlab {info.get('rnnlab')}); this rnnlab reads version {version}")
+    return info
+
+
 def load(path):
     """Load a model file written by :func:`save`: a :class:`~rnnlab.Network` or a layer."""
     from .cells import layer_from_config

@@ -197,21 +197,7 @@ class Run:
 def open_run(path) -> Run:
     """Open a run folder written by :func:`train`; refuses other versions and broken files."""
     path = Path(path)
-    if not path.is_dir():
-        raise ValueError(f"{path} is not a run folder (no such directory)")
-    info_file = path / "run.json"
-    try:
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path} is not a run folder (no run.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{info_file} is corrupt (not JSON)") from None
-    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} is not an rnnlab run folder")
-    if info.get("version") != RUN_VERSION:
-        raise ValueError(f"{path} is a run folder of format version {info.get('version')!r} "
-                         f"(rnnlab {info.get('rnnlab')}); this rnnlab reads version "
-                         f"{RUN_VERSION}")
+    info = io.read_run_info(path, RUN_FORMAT, RUN_VERSION)
     cfg = LMConfig.from_toml(path / "config.toml")
     try:
         vocab = Vocab.from_json((path / "vocab.json").read_text(encoding="utf-8"))

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnlab.init import rng_from
+
 __all__ = [
     "TEMPORAL_ORDER_CLASSES",
     "TEMPORAL_ORDER_SYMBOLS",
@@ -51,12 +53,10 @@ _TEMPORAL_ORDER_MIN_LENGTH = 10
 
 
 def _rng(seed: int | np.random.Generator) -> np.random.Generator:
-    """Return a generator for `seed`; never touches NumPy's global random state."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool | np.bool_) and seed >= 0:
-        return np.random.default_rng(int(seed))
-    raise ValueError(f"seed must be a non-negative int or a np.random.Generator, got {seed!r}")
+    """A generator for an explicit `seed` (None is refused: these sets must be reproducible)."""
+    if seed is None:
+        raise ValueError("seed must be a non-negative int or a np.random.Generator, got None")
+    return rng_from(seed)
 
 
 def _count(value: object, what: str, minimum: int) -> int:
