@@ -225,3 +225,56 @@ def test_use_blas_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown BLAS"):
         with blas.use_blas("atlas"):
             pass
+
+
+@pytest.mark.parametrize("cell,where", [(c, w) for c in LAYERS for w in ("x", "h")]
+                         + [("lstm", "c")])
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_step_and_stream_refuse_non_finite_input(cell, where, fast, bad):
+    """layer.step checks finiteness inside the step kernel; the error still names the value,
+    and a Stream keeps its state when refusing."""
+    layer = LAYERS[cell](3, 4, 2, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    state = random_state(layer, 2, rng)
+    st = parts(state)
+    if where == "x":
+        x[1, 2] = bad
+        msg = r"x_t contains NaN or Inf \(first at index \(1, 2\)\)"
+    else:
+        st[0 if where == "h" else 1][1, 0, 3] = bad
+        msg = r"state.* contains NaN or Inf \(first at index \(1, 0, 3\)\)"
+    state = st[0] if layer.n_state == 1 else tuple(st)
+    with kernels.use_fast(fast), pytest.raises(ValueError, match=msg):
+        layer.step(x, state)
+    if where == "x":
+        stream = recurrent.Stream(layer, 2, fast=fast)
+        before = [s.copy() for s in parts(stream.state)]
+        with pytest.raises(ValueError, match=msg):
+            stream.step(x)
+        for a, b in zip(parts(stream.state), before, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_step_output_and_state_are_independent_and_follow_replaced_params(fast):
+    layer = rnnlab.LSTM(3, 4, 2, seed=0, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x, s0 = rng.normal(size=(2, 3)), random_state(layer, 2, rng)
+    with kernels.use_fast(fast):
+        y, (h, c) = layer.step(x, s0)
+        np.testing.assert_array_equal(y, h[-1])
+        y[:] = 7.0  # the output is the caller's own array, not a view of the state
+        assert not np.any(h == 7.0)
+        y1, _ = layer.step(x, s0)
+        # a parameter replaced by a new (here non-contiguous) array is used at once ...
+        layer.params["l1.W_h"] = np.asfortranarray(2 * layer.params["l1.W_h"])
+        y2, _ = layer.step(x, s0)
+        # ... and an in-place update too
+        layer.params["l1.b"] += 1.0
+        y3, _ = layer.step(x, s0)
+    with kernels.use_fast(False):
+        ref2, _ = layer.step(x, s0)
+    assert not np.allclose(y1, y2) and not np.allclose(y2, y3)
+    np.testing.assert_allclose(y3, ref2, rtol=0, atol=1e-12)

@@ -31,27 +31,35 @@ def choice(value, name: str, options) -> str:
     return value
 
 
-def array(value, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+def array(value, name: str, shape: tuple, dtype: np.dtype, *, finite: bool = True) -> np.ndarray:
     """``value`` as an array of ``dtype`` whose shape matches ``shape`` (None = any size).
 
-    Rejects a wrong rank or size with the expected shape spelled out, and NaN or Inf.
+    Rejects a wrong rank or size with the expected shape spelled out, and (unless
+    ``finite=False``, for callers that check it themselves) NaN or Inf.
+    Returns ``value`` itself when it already is a C-contiguous array of ``dtype``.
     """
-    try:
-        a = np.asarray(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            f"{name} must be a numeric array, got {type(value).__name__}: {e}"
-        ) from None
+    if type(value) is np.ndarray:
+        a = value
+    else:
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"{name} must be a numeric array, got {type(value).__name__}: {e}"
+            ) from None
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
-    want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
-    if a.ndim != len(shape):
-        raise ValueError(f"{name} must have {len(shape)} dimensions {want}, got shape {a.shape}")
-    for got, exp in zip(a.shape, shape, strict=True):
-        if exp is not None and got != exp:
-            raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    if a.ndim != len(shape) or any(
+        exp is not None and got != exp for got, exp in zip(a.shape, shape, strict=True)
+    ):
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        if a.ndim != len(shape):
+            raise ValueError(
+                f"{name} must have {len(shape)} dimensions {want}, got shape {a.shape}"
+            )
+        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
     a = np.ascontiguousarray(a, dtype=dtype)
-    if not np.isfinite(a).all():
+    if finite and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(
             f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})"

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels
+from . import _checks, kernels
 
 
 class LayerCache(NamedTuple):
@@ -169,29 +169,55 @@ def stack_backward(cell, params, num_layers, caches, dy, dstates):
     return grads, dy, d0
 
 
-def step_stack(cell, params, num_layers, x_t, states, *, fast=None):
-    """One streaming step through a stack; ``x_t`` (B, D). Returns ``(h_top, new states)``."""
+def step_stack(cell, layer_ps, x_t, states, out=None, *, prepared=False, fast=None):
+    """One streaming step through a stack.
+
+    Parameters
+    ----------
+    layer_ps : list over layers of parameter dicts (see :func:`layer_params`)
+    x_t : ndarray (B, D)
+    states : list over layers of tuples of (B, H)
+    out : list over layers of tuples of (B, H) arrays that receive the new states, or
+        None for fresh arrays
+    prepared : every array is already C-contiguous in one dtype (the kernels skip their
+        conversions)
+
+    Returns
+    -------
+    h_top : ndarray (B, H), the top layer's new ``h`` (the same array as its new state)
+    new : list over layers of tuples of (B, H)
+    finite : bool, whether ``x_t`` and every state held only finite values
+    """
     new = []
-    use_kernel = kernels.active(cell, fast)
-    if use_kernel:
-        from .kernels import layers
-    for k in range(num_layers):
-        p = layer_params(params, k)
-        if use_kernel:
-            state = layers.step_layer(cell, p, x_t, states[k])
+    finite = True
+    step_layer = kernels.fast_layers().step_layer if kernels.active(cell, fast) else None
+    for k, p in enumerate(layer_ps):
+        dest = None if out is None else out[k]
+        if step_layer is not None:
+            state, ok = step_layer(cell, p, x_t, states[k], dest, prepared=prepared)
         else:
+            if not all(np.isfinite(a).all() for a in (x_t, *states[k])):
+                return x_t, new, False
+            ok = True
             state, _ = cell.step(p, x_t @ p["W_x"] + p["b"], states[k])
+            if dest is not None:
+                for d, s in zip(dest, state, strict=True):
+                    d[...] = s
+                state = dest
+        finite = finite and ok
         new.append(state)
         x_t = state[0]
-    return x_t, new
+    return x_t, new, finite
 
 
 class Stream:
     """Online inference over a layer: one step per call, the state kept here.
 
-    Computes exactly what repeated ``layer.step(x_t, state)`` calls compute, but checks
-    the layer's parameters and converts the state once, at construction, instead of on
-    every step: at batch 1 those checks and copies cost several times the step itself.
+    Computes exactly what repeated ``layer.step(x_t, state)`` calls compute, but keeps
+    the state in the loop's own layout and skips ``layer.step``'s checks of the state
+    (finite values, shapes) and its conversions, which at batch 1 cost about as much as
+    the step itself. The layer's current parameters are used at every step (training the
+    layer in between is seen).
 
     Parameters
     ----------
@@ -211,13 +237,8 @@ class Stream:
     def __init__(self, layer, batch_size: int = 1, state=None, *, fast=None):
         self.layer = layer
         self._states = layer._state_in(state, batch_size)  # list over layers of tuples (B, H)
-        self._params = [layer_params(layer.params, k) for k in range(layer.num_layers)]
         self._shape = (batch_size, layer.input_size)
-        self._kernel = kernels.active(layer.cell, fast)
-        if self._kernel:
-            from .kernels import layers
-
-            self._step_layer = layers.step_layer
+        self._fast = fast
 
     @property
     def state(self):
@@ -226,14 +247,14 @@ class Stream:
 
     def step(self, x_t) -> np.ndarray:
         """Advance one step: ``x_t`` (B, D) -> the top layer's output (B, H)."""
-        x = np.asarray(x_t, dtype=self.layer.dtype)
+        x = np.ascontiguousarray(x_t, dtype=self.layer.dtype)
         if x.shape != self._shape:
             raise ValueError(f"x_t must have shape {self._shape}, got {x.shape}")
-        cell, states = self.layer.cell, self._states
-        for k, p in enumerate(self._params):
-            if self._kernel:
-                states[k] = self._step_layer(cell, p, x, states[k])
-            else:
-                states[k], _ = cell.step(p, x @ p["W_x"] + p["b"], states[k])
-            x = states[k][0]
-        return x
+        layer_ps, prepared = self.layer._step_params()
+        y, states, finite = step_stack(self.layer.cell, layer_ps, x, self._states,
+                                       prepared=prepared, fast=self._fast)
+        if not finite:  # the state stays as it was
+            _checks.array(x, "x_t", self._shape, self.layer.dtype)  # names the bad entry
+            raise ValueError("the stream's state holds NaN or Inf")
+        self._states = states
+        return y

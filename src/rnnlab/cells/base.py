@@ -116,9 +116,23 @@ class RecurrentLayer:
         z = [np.zeros(shape, self.dtype) for _ in range(self.n_state)]
         return z[0] if self.n_state == 1 else tuple(z)
 
-    def _state_in(self, state, batch: int, name: str = "state") -> list:
-        """Public state (or None for zeros) -> list over layers of tuples of (B, H)."""
+    def _state_in(self, state, batch: int, name: str = "state", *, copy: bool = True,
+                  finite: bool = True) -> list:
+        """Public state (or None for zeros) -> list over layers of tuples of (B, H).
+
+        ``copy=False`` returns views of the caller's (checked, C-contiguous) arrays, for
+        callers that only read them; ``finite=False`` leaves the NaN/Inf check to the caller.
+        """
         L, H = self.num_layers, self.hidden_size
+        if not copy and state is not None and not finite:
+            # fast path for streaming: arrays already as expected need no conversion
+            parts = state if type(state) is tuple else (state,)
+            shape = (L, batch, H)
+            if len(parts) == self.n_state and all(
+                type(s) is np.ndarray and s.shape == shape and s.dtype == self.dtype
+                and s.flags.c_contiguous for s in parts
+            ):
+                return [tuple(s[k] for s in parts) for k in range(L)]
         if state is None:
             parts = [np.zeros((L, batch, H), self.dtype) for _ in range(self.n_state)]
         else:
@@ -134,7 +148,7 @@ class RecurrentLayer:
             labels = ("h", "c")
             parts = [
                 _checks.array(s, f"{name} {labels[i]}" if self.n_state > 1 else name,
-                              (L, None, H), self.dtype)
+                              (L, None, H), self.dtype, finite=finite)
                 for i, s in enumerate(parts)
             ]
             for s in parts:
@@ -142,6 +156,8 @@ class RecurrentLayer:
                     raise ValueError(
                         f"{name} has batch size {s.shape[1]} but the input has {batch} sequences"
                     )
+        if not copy:
+            return [tuple(s[k] for s in parts) for k in range(L)]
         return [tuple(np.array(s[k]) for s in parts) for k in range(L)]
 
     def _state_out(self, states: list):
@@ -212,9 +228,42 @@ class RecurrentLayer:
         return grads, dx.transpose(1, 0, 2), self._state_out(d0)
 
     def step(self, x_t, state=None):
-        """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``."""
-        x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
-        states = self._state_in(state, x_t.shape[0])
-        y, new = recurrent.step_stack(self.cell, self.params, self.num_layers, x_t, states)
-        return y, self._state_out(new)
+        """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``.
 
+        For long streams :class:`rnnlab.recurrent.Stream` does the same with the state
+        kept, without converting it at every step.
+        """
+        x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
+        B = x_t.shape[0]
+        states = self._state_in(state, B, copy=False, finite=False)
+        # the new state is written straight into its public (L, B, H) arrays
+        outs = [np.empty((self.num_layers, B, self.hidden_size), self.dtype)
+                for _ in range(self.n_state)]
+        dest = [tuple(o[k] for o in outs) for k in range(self.num_layers)]
+        layer_ps, prepared = self._step_params()
+        y, _, finite = recurrent.step_stack(self.cell, layer_ps, x_t, states, dest,
+                                            prepared=prepared)
+        if not finite:  # the step checked finiteness for free; now name the culprit
+            _checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
+            self._state_in(state, B, copy=False)
+        return y.copy(), outs[0] if self.n_state == 1 else tuple(outs)
+
+    def _step_params(self):
+        """Per-layer parameter dicts for a step, and whether all are C-contiguous in the
+        layer's dtype (then the kernels skip their conversions).
+
+        Cached while every entry of :attr:`params` is the same array object (in-place
+        updates, as the optimisers make, keep it valid; assigning a new array rebuilds it).
+        """
+        vals = list(self.params.values())
+        cached = self.__dict__.get("_step_cache")
+        if cached is not None and len(cached[0]) == len(vals) and all(
+            a is b for a, b in zip(cached[0], vals, strict=True)
+        ):
+            return cached[1], cached[2]
+        layer_ps = [recurrent.layer_params(self.params, k) for k in range(self.num_layers)]
+        prepared = all(
+            type(v) is np.ndarray and v.dtype == self.dtype and v.flags.c_contiguous for v in vals
+        )
+        self._step_cache = (vals, layer_ps, prepared)
+        return layer_ps, prepared

@@ -64,9 +64,20 @@ def active(cell, fast: bool | None = None) -> bool:
     want = _fast.get() if fast is None else fast
     if not (want and AVAILABLE):
         return False
-    from . import layers
+    return fast_layers().supports(cell)
 
-    return layers.supports(cell)
+
+def fast_layers():
+    """:mod:`rnnlab.kernels.layers`, imported on first use (it imports numba)."""
+    global _LAYERS
+    if _LAYERS is None:
+        from . import layers
+
+        _LAYERS = layers
+    return _LAYERS
+
+
+_LAYERS = None
 
 
 def keep_freed_memory(limit: int = 1 << 30) -> bool:

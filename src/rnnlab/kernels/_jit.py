@@ -115,6 +115,22 @@ def add_tanh(a, g):
         g[j] = tanh_(g[j] + a[j])
 
 
+@njit(**JIT)
+def all_finite(a):
+    """Whether the 2-D C-contiguous array ``a`` holds no NaN and no Inf.
+
+    ``v * 0`` is 0 for a finite ``v`` and NaN for an infinite or NaN one; the sum is
+    then NaN exactly when some value is not finite, and the loop vectorises (no early
+    exit). The compiler flags keep NaN semantics (no ``nnan``/``ninf``), so this is
+    not folded away.
+    """
+    acc = 0.0
+    flat = a.reshape(a.size)
+    for j in range(flat.shape[0]):
+        acc += flat[j] * 0
+    return acc == acc
+
+
 def _gemm_intrinsic(int_bits):
     """A call of CBLAS ``?gemm`` through its address, with ``int_bits``-wide integers.
 

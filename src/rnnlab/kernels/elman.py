@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._jit import JIT, mm, one_like, sigmoid_, tanh_
+from ._jit import JIT, all_finite, mm, one_like, sigmoid_, tanh_
 
 #: activation name -> code passed to the kernels
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -105,8 +105,12 @@ def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da):
 
 @njit(**JIT)
 def step(gemm, act, W_x, W_h, bias, x, h, a, h_out):
-    """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``; ``a`` (B, H) scratch."""
+    """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``; ``a`` (B, H) scratch.
+
+    Returns whether ``x`` and ``h`` were all finite (the caller's input check, for free).
+    """
     mm(gemm, h, W_h, a, False, 0)
     mm(gemm, x, W_x, a, False, 1)
     for b in range(x.shape[0]):
         _act_row(act, a[b], bias, h_out[b])
+    return all_finite(x) and all_finite(h)

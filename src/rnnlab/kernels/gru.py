@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._jit import JIT, add_sigmoid, mm, one_like, tanh_
+from ._jit import JIT, add_sigmoid, all_finite, mm, one_like, tanh_
 
 
 @njit(**JIT)
@@ -126,10 +126,12 @@ def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn):
 def step(gemm, W_x, W_h, bias, b_h, x, h, xg, a, hn, h_out):
     """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``.
 
-    ``xg``, ``a`` (B, 3H) and ``hn`` (B, H) are scratch.
+    ``xg``, ``a`` (B, 3H) and ``hn`` (B, H) are scratch. Returns whether ``x`` and ``h``
+    were all finite.
     """
     H = h.shape[1]
     mm(gemm, x, W_x, xg, False, 0)
     mm(gemm, h, W_h, a, False, 0)
     for b in range(x.shape[0]):
         _cell_row(a[b], b_h, bias, xg[b], h[b], hn[b], h_out[b], H)
+    return all_finite(x) and all_finite(h)

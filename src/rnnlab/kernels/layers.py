@@ -179,26 +179,38 @@ def layer_backward(cell, p, cache, dy, dstate):
     return grads, dx, d0
 
 
-def step_layer(cell, p, x_t, state):
-    """One streaming step of one layer: ``x_t`` (B, D), ``state`` tuple of (B, H)."""
+def step_layer(cell, p, x_t, state, out=None, *, prepared=False):
+    """One streaming step of one layer: ``x_t`` (B, D), ``state`` tuple of (B, H).
+
+    ``out``: optional tuple of C-contiguous (B, H) arrays (one per state part) that
+    receive the new state; fresh arrays when None. ``prepared``: the caller guarantees
+    ``p``, ``x_t`` and ``state`` are C-contiguous arrays of one dtype (skips the
+    conversions, which cost as much as a small step).
+
+    Returns ``(new_state, finite)``, ``finite`` telling whether ``x_t`` and ``state``
+    held only finite values (checked inside the kernel, where it costs nothing).
+    """
     name = _NAMES[type(cell)]
-    p = _params(p, x_t.dtype)
+    if not prepared:
+        p = _params(p, x_t.dtype)
+        x_t = np.ascontiguousarray(x_t)
+        state = tuple(np.ascontiguousarray(s) for s in state)
+    dtype = x_t.dtype
     B = x_t.shape[0]
     H, GH = p["W_h"].shape
-    gemm = gemm_for(x_t.dtype)
-    x_t = np.ascontiguousarray(x_t)
-    h = np.ascontiguousarray(state[0])
-    h_out = np.empty((B, H), x_t.dtype)
-    a = np.empty((B, GH), x_t.dtype)
+    gemm = gemm_for(dtype)
+    h = state[0]
+    h_out = np.empty((B, H), dtype) if out is None else out[0]
+    a = np.empty((B, GH), dtype)
     if name == "elman":
-        elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
-                   x_t, h, a, h_out)
-        return (h_out,)
+        ok = elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
+                        x_t, h, a, h_out)
+        return (h_out,), ok
     if name == "lstm":
-        c_out = np.empty_like(h_out)
-        lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, h, np.ascontiguousarray(state[1]),
-                  a, h_out, c_out)
-        return (h_out, c_out)
+        c_out = np.empty_like(h_out) if out is None else out[1]
+        ok = lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, h, state[1], a, h_out, c_out)
+        return (h_out, c_out), ok
     xg = np.empty_like(a)
-    gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, xg, a, np.empty_like(h_out), h_out)
-    return (h_out,)
+    ok = gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, xg, a,
+                  np.empty_like(h_out), h_out)
+    return (h_out,), ok

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._jit import JIT, add_sigmoid, add_tanh, mm, one_like, tanh_
+from ._jit import JIT, add_sigmoid, add_tanh, all_finite, mm, one_like, tanh_
 
 
 @njit(**JIT)
@@ -128,7 +128,8 @@ def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da):
 def step(gemm, W_x, W_h, bias, x, h, c, a, h_out, c_out):
     """One streaming step: ``x`` (B, D), state ``h, c`` (B, H) -> ``h_out, c_out``.
 
-    ``a`` (B, 4H) is scratch; ``h_out``/``c_out`` may not alias ``h``/``c``.
+    ``a`` (B, 4H) is scratch; ``h_out``/``c_out`` may not alias ``h``/``c``. Returns
+    whether ``x``, ``h`` and ``c`` were all finite.
     """
     B = x.shape[0]
     H = h.shape[1]
@@ -137,3 +138,4 @@ def step(gemm, W_x, W_h, bias, x, h, c, a, h_out, c_out):
     for b in range(B):
         _gates_row(bias, a[b], H)
         _state_row(a[b], c[b], c_out[b], h_out[b], H)
+    return all_finite(x) and all_finite(h) and all_finite(c)
