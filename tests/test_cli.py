@@ -161,3 +161,20 @@ def test_bench_writes_json_and_markdown(tmp_path):
     result = json.loads((out / "bench.json").read_text())
     (row,) = result["rows"]
     assert row["cell"] == "gru" and (out / "bench.md").read_text().count("| gru |") >= 1
+
+
+def test_bench_marks_results_taken_on_a_busy_machine(tmp_path, monkeypatch, capsys):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "--cells", "elman", "--shape", "2", "3", "3", "4", "--repeats", "1",
+                     "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]) == 0
+    assert json.loads((out / "bench.json").read_text())["busy"] is True
+    assert "busy machine" in (out / "bench.md").read_text()
+    assert "the machine was busy" in capsys.readouterr().err
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert cli.main(["bench", "--cells", "elman", "--shape", "2", "3", "3", "4", "--repeats", "1",
+                     "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]) == 0
+    assert json.loads((out / "bench.json").read_text())["busy"] is False
+    assert "busy machine" not in (out / "bench.md").read_text()

@@ -73,6 +73,11 @@ class BenchConfig:
     extra: dict = field(default_factory=dict)  # free-form notes copied into the results
 
 
+#: A 1-minute load average above this many per core marks the results as taken on a busy
+#: machine (other processes then slow both libraries, and spinning OpenMP threads most).
+BUSY_LOAD = 0.3
+
+
 def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     """Run the benchmark and write ``bench.json`` and ``bench.md``.
 
@@ -121,6 +126,15 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
             row[kind]["fraction_of_peak"] = row[kind]["rnnlab_gflops"] / peak
     result["rows"] = rows
     result["targets"] = _targets(rows)
+    result["machine"]["load_average_end"] = os.getloadavg()
+    cores = len(os.sched_getaffinity(0))
+    busiest = max(result["machine"]["load_average"][0], result["machine"]["load_average_end"][0])
+    result["busy"] = busiest > BUSY_LOAD * cores
+    if result["busy"]:
+        print(f"rnnlab bench: warning: the machine was busy (load average {busiest:.1f} on "
+              f"{cores} cores); other processes slow both libraries unevenly, multi-threaded "
+              "PyTorch most: rerun on a quiet machine before quoting the ratios",
+              file=sys.stderr)
     if cfg.out_dir is not None:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -501,11 +515,14 @@ def markdown(result: dict) -> str:
     lines = [
         "# rnnlab vs PyTorch, CPU",
         "",
+        *(["**Taken on a busy machine: the ratios are not reliable.**", ""]
+          if result.get("busy") else []),
         f"{cfg['threads']} thread(s); rnnlab's BLAS: {cfg['blas']}; float32; "
         "glibc keeps freed memory: "
         f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} interleaved repeats "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
-        f"numba {m.get('numba', 'absent')}; load average at start {m['load_average']}.",
+        f"numba {m.get('numba', 'absent')}; load average at start {m['load_average']}, "
+        f"at the end {m.get('load_average_end', '?')}.",
         "sgemm peak (n=2048): "
         + ", ".join(f"{k} {v:.0f}" for k, v in m["sgemm_peak_gflops"].items()) + " GFLOP/s.",
         "Ratio = rnnlab time / PyTorch time (below 1: rnnlab faster). GFLOP/s counts matrix "
