@@ -164,17 +164,28 @@ def test_bench_writes_json_and_markdown(tmp_path):
 
 
 def test_bench_marks_results_taken_on_a_busy_machine(tmp_path, monkeypatch, capsys):
-    import os
+    from rnnlab import bench
 
-    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
     out = tmp_path / "bench"
-    assert cli.main(["bench", "--cells", "elman", "--shape", "2", "3", "3", "4", "--repeats", "1",
-                     "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]) == 0
-    assert json.loads((out / "bench.json").read_text())["busy"] is True
-    assert "busy machine" in (out / "bench.md").read_text()
-    assert "the machine was busy" in capsys.readouterr().err
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert cli.main(["bench", "--cells", "elman", "--shape", "2", "3", "3", "4", "--repeats", "1",
-                     "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]) == 0
-    assert json.loads((out / "bench.json").read_text())["busy"] is False
-    assert "busy machine" not in (out / "bench.md").read_text()
+    args = ["bench", "--cells", "elman", "--shape", "2", "3", "3", "4", "--repeats", "1",
+            "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]
+    for others, busy in ((1000.0, True), (0.0, False)):
+        # CPU seconds of all processes and of this one: the others used `others` seconds
+        readings = iter([(0.0, 0.0), (5.0 + others, 5.0)])
+        monkeypatch.setattr(bench, "_cpu_seconds", lambda readings=readings: next(readings))
+        assert cli.main(args) == 0
+        result = json.loads((out / "bench.json").read_text())
+        assert result["busy"] is busy
+        assert ("busy machine" in (out / "bench.md").read_text()) is busy
+        assert ("other processes kept" in capsys.readouterr().err) is busy
+
+
+def test_bench_times_each_library_in_blocks():
+    from rnnlab import bench
+
+    calls = []
+    med, low = bench._median_times({"a": lambda: calls.append("a"),
+                                    "b": lambda: calls.append("b")}, repeats=5, warmup=1)
+    # pass 1: a (1 warm-up + 3 timed), b (same); pass 2 in reverse: b, a (1 + 2 each)
+    assert "".join(calls) == "aaaa" + "bbbb" + "bbb" + "aaa"
+    assert set(med) == set(low) == {"a", "b"}

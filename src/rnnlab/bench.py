@@ -12,8 +12,9 @@ number of threads for both libraries, :func:`run_bench` times
   converts its arguments on every call) and :class:`rnnlab.recurrent.Stream` (which keeps
   the state and does that once); PyTorch's module called with T = 1 and its state,
 
-reporting the median over repeats after warm-up, with rnnlab's and PyTorch's repeats
-interleaved so that load from other processes falls on both. Throughput counts the
+reporting the median over repeats after warm-up, each library timed in blocks of its
+own (two passes, in opposite orders; see :func:`_median_times` for why calls are not
+interleaved), and how busy other processes kept the machine meanwhile. Throughput counts the
 matrix-product FLOPs only (forward ``2 B T (D + H) G H``, a training step three times
 that) against the machine's measured sgemm peak (the better of NumPy's and PyTorch's).
 
@@ -73,9 +74,9 @@ class BenchConfig:
     extra: dict = field(default_factory=dict)  # free-form notes copied into the results
 
 
-#: A 1-minute load average above this many per core marks the results as taken on a busy
-#: machine (other processes then slow both libraries, and spinning OpenMP threads most).
-BUSY_LOAD = 0.3
+#: Results are marked as taken on a busy machine when other processes used more than this
+#: many cores on average while the benchmark ran (they slow both libraries, unevenly).
+BUSY_CORES = 0.2
 
 
 def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
@@ -99,6 +100,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     n = cfg.threads or len(os.sched_getaffinity(0))
     if cfg.keep_freed_memory:
         kernels.keep_freed_memory()  # process-wide: PyTorch's allocations benefit alike
+    wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     torch = _import_torch() if cfg.torch else None
     if torch is not None:
         torch.set_num_threads(n)
@@ -127,14 +129,17 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     result["rows"] = rows
     result["targets"] = _targets(rows)
     result["machine"]["load_average_end"] = os.getloadavg()
-    cores = len(os.sched_getaffinity(0))
-    busiest = max(result["machine"]["load_average"][0], result["machine"]["load_average_end"][0])
-    result["busy"] = busiest > BUSY_LOAD * cores
+    cpu_end, wall = _cpu_seconds(), time.perf_counter() - wall0
+    others = None
+    if cpu0 is not None and cpu_end is not None and wall > 0:
+        # cores kept busy by other processes while the benchmark ran, on average
+        others = max(0.0, ((cpu_end[0] - cpu0[0]) - (cpu_end[1] - cpu0[1])) / wall)
+    result["machine"]["other_processes_cores"] = others
+    result["busy"] = others is not None and others > BUSY_CORES
     if result["busy"]:
-        print(f"rnnlab bench: warning: the machine was busy (load average {busiest:.1f} on "
-              f"{cores} cores); other processes slow both libraries unevenly, multi-threaded "
-              "PyTorch most: rerun on a quiet machine before quoting the ratios",
-              file=sys.stderr)
+        print(f"rnnlab bench: warning: other processes kept {others:.2f} cores busy on average "
+              "while this ran; they slow both libraries unevenly: rerun on a quiet machine "
+              "before quoting the ratios", file=sys.stderr)
     if cfg.out_dir is not None:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -182,23 +187,43 @@ def _machine(torch) -> dict:
 
 
 def _median_times(fns: dict, repeats: int, warmup: int) -> tuple[dict, dict]:
-    """Median and minimum seconds of each callable, repeats interleaved (order alternating).
+    """Median and minimum seconds of each callable, timed in blocks, one library at a time.
 
-    The median is the figure reported; the minimum is kept too because on a shared
-    machine a burst of load can land on one library's repeats, and the minima show it.
+    Both libraries keep thread pools whose idle threads spin for a while before they
+    sleep (OpenBLAS's, PyTorch's OpenMP). Alternating single calls would time each
+    library against the other's spinning threads, which on 2 cores cost whichever ran
+    second up to 2x. So each library runs ``warmup`` untimed calls and then a block of
+    timed ones; two passes in opposite orders split ``repeats`` between them. The
+    median is the figure reported; the minimum is kept too, to show bursts of load.
     """
-    for f in fns.values():
-        for _ in range(warmup):
-            f()
     times = {k: [] for k in fns}
     keys = list(fns)
-    for r in range(repeats):
-        for k in keys if r % 2 == 0 else keys[::-1]:
-            t = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t)
+    first = (repeats + 1) // 2
+    for order, n in ((keys, first), (keys[::-1], repeats - first)):
+        for k in order:
+            if n == 0:
+                continue
+            for _ in range(max(warmup, 1)):
+                fns[k]()
+            for _ in range(n):
+                t = time.perf_counter()
+                fns[k]()
+                times[k].append(time.perf_counter() - t)
     return ({k: statistics.median(v) for k, v in times.items()},
             {k: min(v) for k, v in times.items()})
+
+
+def _cpu_seconds() -> tuple | None:
+    """(CPU seconds used by every process, by this one and its children), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    t = os.times()
+    own = t.user + t.system + t.children_user + t.children_system
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), own
 
 
 def _sgemm_peak(torch) -> dict:
@@ -519,10 +544,10 @@ def markdown(result: dict) -> str:
           if result.get("busy") else []),
         f"{cfg['threads']} thread(s); rnnlab's BLAS: {cfg['blas']}; float32; "
         "glibc keeps freed memory: "
-        f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} interleaved repeats "
+        f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks per library "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
-        f"numba {m.get('numba', 'absent')}; load average at start {m['load_average']}, "
-        f"at the end {m.get('load_average_end', '?')}.",
+        f"numba {m.get('numba', 'absent')}; other processes kept "
+        f"{_fmt(m.get('other_processes_cores'), '.2f')} cores busy on average meanwhile.",
         "sgemm peak (n=2048): "
         + ", ".join(f"{k} {v:.0f}" for k, v in m["sgemm_peak_gflops"].items()) + " GFLOP/s.",
         "Ratio = rnnlab time / PyTorch time (below 1: rnnlab faster). GFLOP/s counts matrix "
