@@ -116,6 +116,13 @@ def add_tanh(a, g):
 
 
 @njit(**JIT)
+def add_into(acc, a):
+    """``acc += a`` elementwise; ``acc`` float64, so long sums keep their precision."""
+    for j in range(a.shape[0]):
+        acc[j] += a[j]
+
+
+@njit(**JIT)
 def all_finite(a):
     """Whether the 2-D C-contiguous array ``a`` holds no NaN and no Inf.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._jit import JIT, all_finite, mm, one_like, sigmoid_, tanh_
+from ._jit import JIT, add_into, all_finite, mm, one_like, sigmoid_, tanh_
 
 #: activation name -> code passed to the kernels
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -72,7 +72,7 @@ def forward(gemm, act, W_h, bias, xp, hs, mask):
 
 
 @njit(**JIT)
-def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da):
+def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da, db):
     """Backpropagate through all steps.
 
     Parameters
@@ -84,6 +84,7 @@ def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da):
         array, read in place rather than copied)
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
     da : ndarray (T, B, H), out: gradient at the pre-activations (zero at padded steps)
+    db : ndarray (H,) of float64, zeros in; out: the bias gradient, the sum of ``da``
     """
     T = hs.shape[0] - 1
     B = hs.shape[1]
@@ -95,6 +96,7 @@ def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da):
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _grad_row(act, hs[t + 1, b], dh[b], da[t, b])
+                add_into(db, da[t, b])
                 carry[b] = 0
             else:
                 da[t, b] = 0

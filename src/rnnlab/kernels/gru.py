@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._jit import JIT, add_sigmoid, all_finite, mm, one_like, tanh_
+from ._jit import JIT, add_into, add_sigmoid, all_finite, mm, one_like, tanh_
 
 
 @njit(**JIT)
@@ -85,7 +85,7 @@ def _back_row(g, h, hn, dh, dxp, dhn, dhp, carry, H):
 
 
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn):
+def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn):
     """Backpropagate through all steps.
 
     Parameters
@@ -100,6 +100,8 @@ def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn):
     dxp : ndarray (T, B, 3H), out: gradient at the input projection ``x_t W_x + b``
     dhn : ndarray (T, B, H), out: the ``n`` block of the gradient at ``h_{t-1} W_h + b_h``,
         whose ``r, z`` blocks equal those of ``dxp``
+    db : ndarray (3H,) of float64, zeros in; out: the sum of ``dxp`` (the input bias's gradient)
+    dbn : ndarray (H,) of float64, zeros in; out: the sum of ``dhn`` (``b_h``'s ``n`` block)
     """
     T, B, G = gates.shape
     H = G // 3
@@ -113,6 +115,8 @@ def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn):
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[b],
                           carry[b], H)
+                add_into(db, dxp[t, b])
+                add_into(dbn, dhn[t, b])
             else:
                 dxp[t, b] = 0
                 dhn[t, b] = 0

@@ -146,25 +146,27 @@ def layer_backward(cell, p, cache, dy, dstate):
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
     dxp = np.empty((T, B, GH), x.dtype)  # gradient at the pre-activations x_t W_x + b
+    db = np.zeros(GH)  # float64 sums, summed inside the loop while each row is in cache
     with loop_threads_set(B * H * GH):
         if tape.cell == "elman":
             elman.backward(gemm, elman.ACTIVATIONS[cell.activation], W_hT, hs, m, dy, dy_bt, dh,
-                           dxp)
+                           dxp, db)
             d0 = (dh,)
         elif tape.cell == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
-            lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dy_bt, dh, dc, dxp)
+            lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dy_bt, dh, dc, dxp, db)
             d0 = (dh, dc)
         else:
             gates, hns = tape.arrays
             dhn = np.empty((T, B, H), x.dtype)
-            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dy_bt, dh, dxp, dhn)
+            dbn = np.zeros(H)
+            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dy_bt, dh, dxp, dhn, db, dbn)
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)
     g2 = _batched(gemm)
-    b = dxp2.sum(axis=0)
+    b = db.astype(x.dtype)
     if tape.cell != "gru":
         W_h = _matmul(g2, hs2, dxp2, ta=True)  # the recurrent product has the same gradient
     else:
@@ -174,7 +176,7 @@ def layer_backward(cell, p, cache, dy, dstate):
     W_x = _matmul(g2, x.reshape(T * B, D), dxp2, ta=True)
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
     if tape.cell == "gru":
-        grads["b_h"] = np.concatenate([b[:2 * H], dhn2.sum(axis=0)])
+        grads["b_h"] = np.concatenate([b[:2 * H], dbn.astype(x.dtype)])
     dx = _matmul(g2, dxp2, p["W_x"], tb=True).reshape(T, B, D)
     return grads, dx, d0
 

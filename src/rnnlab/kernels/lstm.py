@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from ._jit import JIT, add_sigmoid, add_tanh, all_finite, mm, one_like, tanh_
+from ._jit import JIT, add_into, add_sigmoid, add_tanh, all_finite, mm, one_like, tanh_
 
 
 @njit(**JIT)
@@ -90,7 +90,7 @@ def _back_row(g, c_prev, c, dh, dc, da, H):
 
 
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da):
+def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db):
     """Backpropagate through all steps.
 
     Parameters
@@ -105,6 +105,7 @@ def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da):
     dh, dc : ndarray (B, H)
         In: gradient with respect to the final state. Out: with respect to the initial one.
     da : ndarray (T, B, 4H), out: gradient at the gate pre-activations (zero at padded steps)
+    db : ndarray (4H,) of float64, zeros in; out: the bias gradient, the sum of ``da``
     """
     T, B, G = gates.shape
     H = G // 4
@@ -116,6 +117,7 @@ def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da):
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _back_row(gates[t, b], cs[t, b], cs[t + 1, b], dh[b], dc[b], da[t, b], H)
+                add_into(db, da[t, b])
                 carry[b] = 0
             else:
                 da[t, b] = 0
