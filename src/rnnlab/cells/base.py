@@ -7,6 +7,7 @@ module turns user arrays into the loop's time-major layout and back, and checks 
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -126,13 +127,13 @@ class RecurrentLayer:
         L, H = self.num_layers, self.hidden_size
         if not copy and state is not None and not finite:
             # fast path for streaming: arrays already as expected need no conversion
-            parts = state if type(state) is tuple else (state,)
-            shape = (L, batch, H)
-            if len(parts) == self.n_state and all(
-                type(s) is np.ndarray and s.shape == shape and s.dtype == self.dtype
-                and s.flags.c_contiguous for s in parts
-            ):
-                return [tuple(s[k] for s in parts) for k in range(L)]
+            if self.n_state == 1:
+                if self._ready(state) and state.shape[1] == batch:
+                    return [(state[k],) for k in range(L)]
+            elif (type(state) is tuple and len(state) == 2 and self._ready(state[0])
+                  and self._ready(state[1]) and state[0].shape[1] == batch == state[1].shape[1]):
+                h, c = state
+                return [(h[k], c[k]) for k in range(L)]
         if state is None:
             parts = [np.zeros((L, batch, H), self.dtype) for _ in range(self.n_state)]
         else:
@@ -227,13 +228,21 @@ class RecurrentLayer:
         )
         return grads, dx.transpose(1, 0, 2), self._state_out(d0)
 
+    def _ready(self, a) -> bool:
+        """Whether ``a`` is a C-contiguous (L, ?, H) array of this layer's dtype."""
+        return (type(a) is np.ndarray and a.dtype == self.dtype and a.ndim == 3
+                and a.shape[0] == self.num_layers and a.shape[2] == self.hidden_size
+                and a.flags.c_contiguous)
+
     def step(self, x_t, state=None):
         """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``.
 
         For long streams :class:`rnnlab.recurrent.Stream` does the same with the state
         kept, without converting it at every step.
         """
-        x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
+        if not (type(x_t) is np.ndarray and x_t.dtype == self.dtype and x_t.ndim == 2
+                and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
+            x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
         B = x_t.shape[0]
         states = self._state_in(state, B, copy=False, finite=False)
         # the new state is written straight into its public (L, B, H) arrays
@@ -255,10 +264,10 @@ class RecurrentLayer:
         Cached while every entry of :attr:`params` is the same array object (in-place
         updates, as the optimisers make, keep it valid; assigning a new array rebuilds it).
         """
-        vals = list(self.params.values())
+        vals = tuple(self.params.values())
         cached = self.__dict__.get("_step_cache")
         if cached is not None and len(cached[0]) == len(vals) and all(
-            a is b for a, b in zip(cached[0], vals, strict=True)
+            map(operator.is_, cached[0], vals)
         ):
             return cached[1], cached[2]
         layer_ps = [recurrent.layer_params(self.params, k) for k in range(self.num_layers)]
