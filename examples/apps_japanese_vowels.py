@@ -7,15 +7,38 @@ with a cosine schedule and global-norm clipping, once per seed. Prints each seed
 accuracy on the standard 270 / 370 split, their mean, the accuracy of their averaged
 probabilities (an ensemble), and the wall time. Target (issue 7): accuracy >= 0.97.
 
-Training batches get Gaussian noise of standard deviation 0.2 on the real (standardised)
+Training batches get Gaussian noise of standard deviation 1.2 on the real (standardised)
 frames, a data augmentation for 30 utterances per speaker. The settings were chosen by 3-fold
-cross-validation on the training split (2 seeds per fold): LSTM 64 units 0.928 without noise,
-0.941 with it; GRU 64 0.919; LSTM 32 0.915; weight decay 0.1 did not help. The test split
-was not used to choose anything.
+cross-validation on the training split alone, folds stratified by speaker, 4 seeds per fold
+(12 networks per setting); mean validation accuracy (LSTM 64, noise 0.2, lr 5e-3, 60 epochs,
+batch 16 unless stated):
+
+    setting                                        folds A                        folds B
+    LSTM 64, noise 0.2 (the previous setting)      0.947                          0.965
+    LSTM 64, noise 0 (2 seeds per fold)            0.944
+    LSTM 64, noise 0.3 / 0.4 / 0.5 / 0.6           0.954 / 0.957 / 0.960 / 0.962
+    LSTM 64, noise 0.8 / 1.0 / 1.2                 0.969 / 0.967 / 0.971          1.2: 0.977
+    LSTM 96, noise 0.2 / 0.3 / 0.4 / 0.5 / 0.6     0.957 / 0.965 / 0.960 / 0.959 / 0.965
+    LSTM 96, noise 0.8 / 1.0 / 1.5                 0.969 / 0.971 / 0.969          0.976 / 0.981 / -
+    LSTM 96, noise 1.2 (chosen)                    0.979                          0.977
+    LSTM 128, noise 0.2 / 0.5 / 0.8 / 1.0          0.948 / 0.963 / 0.962 / 0.972
+    GRU 96, noise 0.4                              0.961
+    100 epochs: LSTM 64 noise 0.2 / 0.6, 96 0.4    0.951 / 0.965 / 0.954
+    lr 3e-3 / 1e-2 (LSTM 96, noise 0.4: 1e-2)      0.939 / 0.954 (0.958)
+    batch 8; batch 32 with lr 1e-2 (noise 0.4)     0.954; 0.953
+    AdamW weight decay 0.05 / 0.3                  0.952 / 0.950 (LSTM 96, noise 0.4: 0.962)
+    time stretch by U(0.8, 1.2) per utterance      0.936
+    head on the mean hidden state (real frames)    0.920 (LSTM 128: 0.915)
+
+Folds B is a second random partition, for the leading settings; the loader standardises
+with the whole training split's statistics. The test split was not used to choose anything;
+scored for the chosen setting only: 0.9811 mean over seeds 0-2 (0.9838, 0.9784, 0.9811),
+0.9838 for their averaged probabilities (the previous setting, LSTM 64 with noise 0.2: 0.9721,
+seeds 0.9757, 0.9622, 0.9784).
 
 Needs sktime (or aeon) for the bundled .ts files: pip install 'rnnlab[data]'.
 
-    python examples/apps_japanese_vowels.py [--cell lstm] [--hidden 64] [--epochs 60] [--noise 0.2]
+    python examples/apps_japanese_vowels.py [--cell lstm] [--hidden 96] [--epochs 60] [--noise 1.2]
         [--seeds 3]
 """
 
@@ -30,11 +53,11 @@ from rnnlab.optim import cosine
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--cell", default="lstm", choices=["lstm", "gru", "elman"])
-parser.add_argument("--hidden", type=int, default=64)
+parser.add_argument("--hidden", type=int, default=96)
 parser.add_argument("--epochs", type=int, default=60)
 parser.add_argument("--batch", type=int, default=16)
 parser.add_argument("--lr", type=float, default=5e-3)
-parser.add_argument("--noise", type=float, default=0.2,
+parser.add_argument("--noise", type=float, default=1.2,
                     help="std of Gaussian noise added to training frames (0: none)")
 parser.add_argument("--seed", type=int, default=0, help="first seed")
 parser.add_argument("--seeds", type=int, default=3, help="networks trained, seed, seed+1, ...")
