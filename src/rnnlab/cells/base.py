@@ -255,6 +255,7 @@ class RecurrentLayer:
         if not finite:  # the step checked finiteness for free; now name the culprit
             _checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
             self._state_in(state, B, copy=False)
+            raise ValueError("x_t or the state contains NaN or Inf")  # not reached
         return y.copy(), outs[0] if self.n_state == 1 else tuple(outs)
 
     def _step_params(self):
