@@ -32,9 +32,10 @@ batch 16 unless stated):
 
 Folds B is a second random partition, for the leading settings; the loader standardises
 with the whole training split's statistics. The test split was not used to choose anything;
-scored for the chosen setting only: 0.9811 mean over seeds 0-2 (0.9838, 0.9784, 0.9811),
-0.9838 for their averaged probabilities (the previous setting, LSTM 64 with noise 0.2: 0.9721,
-seeds 0.9757, 0.9622, 0.9784).
+scored for the chosen setting only: 0.9847 mean over seeds 0-2 (0.9892, 0.9865, 0.9784),
+0.9865 for their averaged probabilities, with the noise drawn by ``rnnlab.apps.NoisyTrainer``
+(an earlier draw of the noise from the batch-order generator gave 0.9811; the previous
+setting, LSTM 64 with noise 0.2: 0.9721, seeds 0.9757, 0.9622, 0.9784).
 
 Needs sktime (or aeon) for the bundled .ts files: pip install 'rnnlab[data]'.
 
@@ -48,6 +49,7 @@ import time
 import numpy as np
 
 import rnnlab
+from rnnlab.apps import NoisyTrainer
 from rnnlab.data.speech import japanese_vowels
 from rnnlab.optim import cosine
 
@@ -75,18 +77,16 @@ def train(seed):
     net = rnnlab.Network(data.input_size, args.hidden, data.output_size, cell=args.cell,
                          output="softmax", readout="last", seed=seed)
     steps_per_epoch = -(-len(X) // args.batch)
-    trainer = rnnlab.Trainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
-                             schedule=cosine(args.lr, args.epochs * steps_per_epoch))
+    # noise on the real (unpadded) frames of each training batch, as `rnnlab train` adds it
+    trainer = NoisyTrainer(net, "adam", args.lr, clip_norm=1.0, progress=False,
+                           schedule=cosine(args.lr, args.epochs * steps_per_epoch),
+                           noise=args.noise, noise_seed=[seed, 1])
     rng = np.random.default_rng(seed)
     for _ in range(args.epochs):
         order = rng.permutation(len(X))
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
-            x = X[idx]  # (B, T, D)
-            if args.noise:
-                real = np.arange(x.shape[1])[None, :, None] < lengths[idx][:, None, None]
-                x = x + (args.noise * rng.standard_normal(x.shape, dtype=np.float32)) * real
-            trainer.train_step(x, y[idx], lengths=lengths[idx])
+            trainer.train_step(X[idx], y[idx], lengths=lengths[idx])
     return net
 
 
