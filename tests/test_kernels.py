@@ -98,6 +98,7 @@ def test_loop_fallback_without_blas(cell, opts, monkeypatch):
     args = case(cell, opts, 2, np.float64, True)
     plain = run(*args, fast=False)
     monkeypatch.setattr(layers, "gemm_for", lambda dtype: None)
+    monkeypatch.setattr(layers, "tile_for", lambda dtype: 0)
     fast = run(*args, fast=True)
     for name in plain:
         np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])
@@ -278,3 +279,123 @@ def test_step_output_and_state_are_independent_and_follow_replaced_params(fast):
         ref2, _ = layer.step(x, s0)
     assert not np.allclose(y1, y2) and not np.allclose(y2, y3)
     np.testing.assert_allclose(y3, ref2, rtol=0, atol=1e-12)
+
+
+@pytest.fixture
+def parallel_rows(monkeypatch):
+    """Force the parallel time loops (3 runs of rows) and record the runs each call took."""
+    from rnnlab.kernels import blas, layers
+
+    monkeypatch.setattr(blas, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(blas, "_numba_threads", lambda: 3)
+    seen = []
+    real = layers._rows
+
+    def spy(module, kernel, chunks, *args):
+        seen.append(chunks)
+        return real(module, kernel, chunks, *args)
+
+    monkeypatch.setattr(layers, "_rows", spy)
+    return seen
+
+
+@pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_parallel_runs_of_rows_match_plain(cell, opts, with_lengths, dtype, parallel_rows):
+    """The batch cut into 3 uneven runs of rows (7 rows), each on its own thread."""
+    args = case(cell, opts, 2, dtype, with_lengths, B=7, H=9)
+    plain = run(*args, fast=False)
+    with kernels.threads(3):
+        fast = run(*args, fast=True)
+    assert parallel_rows and set(parallel_rows) == {3}  # forward and backward of each layer
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[dtype])
+
+
+def test_parallel_loop_runs_serially_while_another_thread_is_inside(parallel_rows):
+    """A second thread that finds the parallel loops busy runs its own loop serially."""
+    from rnnlab.kernels import blas
+
+    args = case("lstm", {}, 1, np.float64, True, B=7)
+    with kernels.threads(3):
+        with blas._parallel:
+            busy = run(*args, fast=True)
+        assert parallel_rows == [1, 1]
+        free = run(*args, fast=True)
+        assert parallel_rows[2:] == [3, 3]
+    for name in busy:
+        np.testing.assert_allclose(busy[name], free[name], err_msg=name, rtol=0, atol=1e-12)
+    assert not blas._parallel.locked()
+
+
+@pytest.mark.parametrize("n,B,work,expect", [(1, 8, 10**9, 1), (2, 1, 10**9, 1), (2, 8, 10, 1),
+                                             (2, 8, 10**9, 2), (4, 3, 10**9, 3)])
+def test_loop_chunks_choice(n, B, work, expect, monkeypatch):
+    """Parallel runs only with threads allowed, rows to share and enough work; at most
+    one run per row; BLAS single-threaded inside and restored after."""
+    from rnnlab.kernels import blas
+
+    monkeypatch.setattr(blas, "_numba_threads", lambda: 8)
+    before = blas.blas().get_threads()
+    with kernels.threads(n):
+        with blas.loop_chunks(1, B, work // B) as chunks:
+            assert chunks == expect
+            if chunks > 1 and before is not None:
+                assert blas.blas().get_threads() == 1
+        assert blas.blas().get_threads() in (None, n)
+    assert blas.blas().get_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_tile_product_matches_numpy(dtype):
+    """Every row count of a tile (1..MR and more), ragged last panels, K = 0, beta 0/1,
+    row ranges of larger arrays; nothing outside C's columns is touched."""
+    from rnnlab.kernels import _jit, tile
+
+    address = tile.addresses()["tile_f32" if dtype == np.float32 else "tile_f64"]
+    rng = np.random.default_rng(0)
+    panel = tile.nr(np.dtype(dtype).itemsize)
+    for M, K, N in [(1, 1, 1), (3, 5, 7), (tile.MR, 64, panel), (13, 50, 200), (17, 33, 65),
+                    (9, 0, 33), (2 * tile.MR + 1, 7, 3 * panel + 1)]:
+        A = rng.normal(size=(M + 2, K)).astype(dtype)[1:M + 1]
+        B = rng.normal(size=(K, N)).astype(dtype)
+        Bp = np.empty((-(-N // panel), K, panel), dtype)
+        _jit.pack_b(B, Bp)
+        C0 = rng.normal(size=(M, N + 3)).astype(dtype)
+        Ap = np.empty((K, tile.MR), dtype)
+        for beta in (0, 1):
+            C = C0.copy()
+            _jit.mm_tiled(address, A, Bp, C[:, :N], beta, Ap)
+            want = A.astype(np.float64) @ B + (C0[:, :N] if beta else 0)
+            tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(C[:, :N], want, err_msg=f"{M, K, N} beta={beta}", **tol)
+            np.testing.assert_array_equal(C[:, N:], C0[:, N:])
+
+
+@pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
+def test_per_step_products_in_numpy_blas_match_plain(cell, opts):
+    """``use_blas("numpy")``: the per-step products through BLAS instead of the tile."""
+    args = case(cell, opts, 2, np.float64, True, B=5, H=9)
+    plain = run(*args, fast=False)
+    with kernels.use_blas("numpy"):
+        fast = run(*args, fast=True)
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])
+
+
+def test_tile_that_fails_to_compile_falls_back_to_blas(monkeypatch):
+    from rnnlab.kernels import blas, tile
+
+    def broken():
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(tile, "addresses", broken)
+    monkeypatch.setattr(blas, "_tile_failed", False)
+    args = case("gru", {}, 1, np.float64, True)
+    plain = run(*args, fast=False)
+    with pytest.warns(RuntimeWarning, match="no LLVM here"):
+        fast = run(*args, fast=True)
+    assert blas.tile_for(np.float64) == 0  # and it is not retried
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])

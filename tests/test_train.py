@@ -50,7 +50,9 @@ def test_global_norm_clipping_tames_an_exploding_elman_net():
     wild, tame = runs[None], runs[1.0]
     assert max(wild.val_loss) > 100 * baseline  # the loss explodes at least once
     assert wild.val_loss[-1] > baseline  # and ends worse than predicting the mean
-    assert max(tame.val_loss) < 3 * baseline
+    # bounded, far from the >100x explosion: over seeds 0-3 and both per-step product paths
+    # (tile, BLAS) the clipped run's worst epoch was 1.2-3.2x the baseline
+    assert max(tame.val_loss) < 5 * baseline
     assert tame.val_loss[-1] < 0.8 * baseline
     assert tame.clip_rate[0] > 0.5 and wild.clip_rate[0] == 0.0
 

@@ -68,7 +68,7 @@ class BenchConfig:
     memory: bool = True  # peak memory of a training step, one subprocess per row and library
     compile_time: bool = True  # cold and cached numba compilation, in subprocesses
     keep_freed_memory: bool = False  # call rnnlab.kernels.keep_freed_memory() first (both libs)
-    blas: str = "numpy"  # rnnlab's products: "numpy" or "mkl" (rnnlab.kernels.use_blas)
+    blas: str = "tile"  # per-step products: "tile", "numpy" or "mkl" (rnnlab.kernels.use_blas)
     out_dir: str | None = "runs/bench"  # where bench.json and bench.md go; None: nowhere
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes copied into the results
@@ -542,7 +542,7 @@ def markdown(result: dict) -> str:
         "",
         *(["**Taken on a busy machine: the ratios are not reliable.**", ""]
           if result.get("busy") else []),
-        f"{cfg['threads']} thread(s); rnnlab's BLAS: {cfg['blas']}; float32; "
+        f"{cfg['threads']} thread(s); rnnlab's per-step products: {cfg['blas']}; float32; "
         "glibc keeps freed memory: "
         f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks per library "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
@@ -625,8 +625,9 @@ def add_arguments(ap) -> None:
     ap.add_argument("--no-compile-time", action="store_true")
     ap.add_argument("--keep-freed-memory", action="store_true",
                     help="rnnlab.kernels.keep_freed_memory() first (process-wide, both libraries)")
-    ap.add_argument("--blas", default="numpy", choices=["numpy", "mkl"],
-                    help="BLAS for rnnlab's products (mkl: pip install mkl)")
+    ap.add_argument("--blas", default="tile", choices=["tile", "numpy", "mkl"],
+                    help="per-step products: rnnlab's tile (default), NumPy's BLAS, or MKL "
+                         "(pip install mkl)")
     ap.add_argument("--out", default="runs/bench")
 
 

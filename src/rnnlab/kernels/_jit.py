@@ -252,3 +252,73 @@ def mm_tn(gemm, A, B, C):
         _gemm64(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
     else:
         _gemm32(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
+
+
+# the register-blocked tile (rnnlab.kernels.tile) ------------------------------------
+
+
+@intrinsic
+def _call_tile(typingctx, addr, K, ap, bp, c, ldc, beta, mr, nc):
+    """Call the tile function at address ``addr``; pointers arrive as integers."""
+    sig = types.void(addr, K, ap, bp, c, ldc, beta, mr, nc)
+
+    def codegen(context, builder, signature, args):
+        i64, i32, p8 = ir.IntType(64), ir.IntType(32), ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i64, p8, p8, p8, i64, i32, i64, i64])
+        v = [context.cast(builder, a, t, types.int64) for a, t in zip(args, signature.args)]
+        fn = builder.inttoptr(v[0], fnty.as_pointer())
+        builder.call(fn, [v[1], builder.inttoptr(v[2], p8), builder.inttoptr(v[3], p8),
+                          builder.inttoptr(v[4], p8), v[5], builder.trunc(v[6], i32), v[7],
+                          v[8]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**JIT)
+def pack_b(B, Bp):
+    """``Bp`` (P, K, NR) = ``B`` (K, N) cut into panels of NR columns, the last zero-padded."""
+    K, N = B.shape
+    P, _, NR = Bp.shape
+    zero = 0 * B[0, 0] if B.size else Bp.dtype.type(0)
+    for p in range(P):
+        for k in range(K):
+            row, out = B[k], Bp[p, k]
+            for j in range(NR):
+                col = p * NR + j
+                out[j] = row[col] if col < N else zero
+
+
+@njit(**JIT)
+def mm_tiled(tile, A, Bp, C, beta, Ap):
+    """``C = A @ B (+ C if beta)`` with ``B`` packed by :func:`pack_b`, tile by tile.
+
+    ``A`` (M, K) and ``C`` (M, N) may be row ranges of larger arrays (each row contiguous);
+    ``Ap`` (K, MR) is scratch for one packed block of rows of ``A``.
+    """
+    M, K = A.shape
+    N = C.shape[1]
+    P, _, NR = Bp.shape
+    MR = Ap.shape[1]
+    size = A.itemsize
+    lda, ldc = A.strides[0] // size, C.strides[0] // size
+    a0, c0, ap, bp = A.ctypes.data, C.ctypes.data, Ap.ctypes.data, Bp.ctypes.data
+    for i in range(0, M, MR):
+        mr = min(MR, M - i)
+        for r in range(mr):
+            row = A[i + r]
+            for k in range(K):
+                Ap[k, r] = row[k]
+        for p in range(P):
+            _call_tile(tile, K, ap, bp + p * K * NR * size, c0 + (i * ldc + p * NR) * size, ldc,
+                       beta, mr, min(NR, N - p * NR))
+
+
+@njit(**JIT)
+def product(gemm, tile, W, Wp, A, C, beta, Ap):
+    """``C = A @ W (+ C if beta)``: through the tile when ``tile`` (an address) is not 0,
+    with ``Wp`` = ``W`` packed, else through :func:`mm`. The per-step product of the loops."""
+    if tile != 0:
+        mm_tiled(tile, A, Wp, C, beta, Ap)
+    else:
+        mm(gemm, A, W, C, False, beta)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
 from contextvars import ContextVar
 from functools import cache
 
@@ -39,8 +40,17 @@ _THREAD_SYMBOLS = (
 #: B=64, H=256 an LSTM step is 64*256*1024 = 16.8 M and two threads start to pay).
 SINGLE_THREAD_BELOW = 8_000_000
 
+#: A time loop of at least this many multiply-adds in its recurrent products (T*B*H*G)
+#: runs its batch in parallel runs of rows when more than one thread is allowed.
+PARALLEL_FROM = 1_000_000
+
+# numba's default "workqueue" threading layer aborts the process when two threads enter
+# parallel code at once; a second caller runs its loop serially instead.
+_parallel = threading.Lock()
+
 _threads: ContextVar[int | None] = ContextVar("rnnlab_threads", default=None)
-_backend: ContextVar[str] = ContextVar("rnnlab_blas", default="numpy")
+_backend: ContextVar[str] = ContextVar("rnnlab_blas", default="tile")
+BACKENDS = ("tile", "numpy", "mkl")
 
 
 class _Blas:
@@ -132,16 +142,18 @@ def mkl() -> tuple | None:
 
 @contextlib.contextmanager
 def use_blas(name: str):
-    """Serve the per-step recurrent products from ``name``: "numpy" (default) or "mkl".
+    """Serve the per-step recurrent products from ``name``: "tile" (default), "numpy" or "mkl".
 
-    "mkl" needs the ``mkl`` wheel; its GEMM is 1.2-1.4x faster than OpenBLAS at the
+    "tile" is rnnlab's own register-blocked product (:mod:`rnnlab.kernels.tile`), with
+    the recurrent weights packed once per sequence; the batched products run in NumPy's
+    BLAS. "numpy" calls NumPy's BLAS for every step too. "mkl" needs the ``mkl`` wheel; its GEMM is 1.2-1.4x faster than OpenBLAS at the
     per-step sizes of issue 4's grid (measured on the benchmark machine). It runs
     sequentially (no second thread pool), so the batched products (input projection,
     weight gradients, ``dx``) go to it too only when one thread is allowed, and to
     NumPy's BLAS otherwise.
     """
-    if name not in ("numpy", "mkl"):
-        raise ValueError(f"unknown BLAS {name!r}; expected 'numpy' or 'mkl'")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown BLAS {name!r}; expected one of {', '.join(map(repr, BACKENDS))}")
     if name == "mkl" and mkl() is None:
         raise ValueError("BLAS 'mkl' needs Intel MKL's libmkl_rt (pip install mkl); not found")
     token = _backend.set(name)
@@ -152,8 +164,34 @@ def use_blas(name: str):
 
 
 def uses_numpy_blas() -> bool:
-    """Whether the kernels' BLAS is NumPy's own (the default)."""
-    return _backend.get() == "numpy"
+    """Whether the batched products run in NumPy's own BLAS (all but "mkl")."""
+    return _backend.get() != "mkl"
+
+
+def tile_for(dtype) -> int:
+    """Address of the tile function for ``dtype``, or 0 when the per-step products go
+    to a BLAS (``use_blas("numpy")``/``("mkl")``, or the tile could not be compiled)."""
+    if _backend.get() != "tile" or _tile_failed:
+        return 0
+    from . import tile
+
+    try:
+        return tile.addresses()["tile_f32" if dtype == np.float32 else "tile_f64"]
+    except Exception as err:  # noqa: BLE001 - any LLVM failure: fall back, say so once
+        _tile_fallback(err)
+        return 0
+
+
+_tile_failed = False
+
+
+def _tile_fallback(err: Exception) -> None:
+    global _tile_failed
+    import warnings
+
+    _tile_failed = True
+    warnings.warn(f"rnnlab's tile product could not be compiled ({err}); the per-step "
+                  "products use NumPy's BLAS instead", RuntimeWarning, stacklevel=3)
 
 
 def gemm_for(dtype):
@@ -219,3 +257,46 @@ def loop_threads_set(work: int):
         yield
     finally:
         b.set_threads(before)
+
+
+def _numba_threads() -> int:
+    import numba
+
+    # The "workqueue" layer's idle threads sleep. The OpenMP layer, numba's default when
+    # libgomp is present, keeps them spinning for milliseconds after each parallel loop,
+    # against the BLAS threads of the batched products that follow (those ran up to 1.8x
+    # slower, measured). Chosen only when nobody chose (NUMBA_THREADING_LAYER unset), and
+    # it can only apply before the process's first parallel loop.
+    if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+    return numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def loop_chunks(T: int, B: int, hg: int):
+    """How many runs of rows a time loop over ``T`` steps of batch ``B`` takes at once.
+
+    ``hg`` is H*G, the multiply-adds of one row's recurrent product. The rows of a batch
+    are independent, so with ``n`` threads allowed each thread can run the whole time
+    loop over its own ``B/n`` rows, with no synchronisation between steps; the per-step
+    products then run single-threaded in each. Yields 1 (the serial loop, BLAS threads
+    per :func:`loop_threads_set`) when one thread is allowed, the batch has one row, the
+    loop is below :data:`PARALLEL_FROM`, or another thread is running a parallel loop.
+    """
+    n = min(allowed_threads(), B, _numba_threads())
+    if n > 1 and T * B * hg >= PARALLEL_FROM and _parallel.acquire(blocking=False):
+        try:
+            b = blas()
+            before = b.get_threads()
+            if before is not None and before != 1:
+                b.set_threads(1)
+            try:
+                yield n
+            finally:
+                if before is not None and before != 1:
+                    b.set_threads(before)
+        finally:
+            _parallel.release()
+        return
+    with loop_threads_set(B * hg):
+        yield 1

@@ -7,9 +7,11 @@ vectorises. ``mask`` and ``dy`` as in :mod:`rnnlab.kernels.lstm`.
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
 
-from ._jit import JIT, add_into, all_finite, mm, one_like, sigmoid_, tanh_
+from ._jit import JIT, add_into, all_finite, mm, one_like, product, sigmoid_, tanh_
+from .tile import MR
 
 #: activation name -> code passed to the kernels
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -48,36 +50,48 @@ def _grad_row(act, h, dh, da):
 
 
 @njit(**JIT)
-def forward(gemm, act, W_h, bias, xp, hs, mask):
-    """Run the layer over all steps.
+def forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, b0, b1):
+    """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
     ----------
+    gemm, tile : see :func:`rnnlab.kernels._jit.product`
     act : int, activation code
-    W_h : ndarray (H, H)
+    W_h : ndarray (H, H); ``Wp`` the same packed for ``tile``
     bias : ndarray (H,)
     xp : ndarray (T, B, H); in: ``x_t W_x``, out: the pre-activations less the bias
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
     T, B, H = xp.shape
     masked = mask.shape[0] > 0
+    Ap = np.empty((H, MR), xp.dtype)
     for t in range(T):
-        mm(gemm, hs[t], W_h, xp[t], False, 1)
-        for b in range(B):
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[t, b0:b1], 1, Ap)
+        for b in range(b0, b1):
             if not masked or mask[t, b]:
                 _act_row(act, bias, xp[t, b], hs[t + 1, b])
             else:
                 hs[t + 1, b] = hs[t, b]
 
 
+@njit(parallel=True, **JIT)
+def forward_par(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, chunks):
+    """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
+    B = xp.shape[1]
+    for c in prange(chunks):
+        forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, c * B // chunks,
+                (c + 1) * B // chunks)
+
+
 @njit(**JIT)
-def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da, db):
-    """Backpropagate through all steps.
+def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1):
+    """Backpropagate rows ``b0:b1`` of the batch through all steps.
 
     Parameters
     ----------
-    W_hT : ndarray (H, H), ``W_h.T`` made contiguous
+    W_hT : ndarray (H, H), ``W_h.T`` made contiguous; ``Wp`` the same packed for ``tile``
     hs : ndarray (T+1, B, H), from :func:`forward`
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
     dy_bt : bool, ``dy`` is laid out (B, T, H) instead (the public API's batch-first
@@ -85,24 +99,36 @@ def backward(gemm, act, W_hT, hs, mask, dy, dy_bt, dh, da, db):
     dh : ndarray (B, H); in: gradient at the final state, out: at the initial one
     da : ndarray (T, B, H), out: gradient at the pre-activations (zero at padded steps)
     db : ndarray (H,) of float64, zeros in; out: the bias gradient, the sum of ``da``
+        over these rows
+    b0, b1 : int, the rows this call runs
     """
     T = hs.shape[0] - 1
-    B = hs.shape[1]
-    carry = dh.copy()
+    carry = dh[b0:b1].copy()
+    Ap = np.empty((W_hT.shape[0], MR), hs.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in range(b0, b1):
             if not masked or mask[t, b]:
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _grad_row(act, hs[t + 1, b], dh[b], da[t, b])
                 add_into(db, da[t, b])
-                carry[b] = 0
+                carry[b - b0] = 0
             else:
                 da[t, b] = 0
-                carry[b] = dh[b]
-        mm(gemm, da[t], W_hT, carry, False, 1)
-        dh[:] = carry
+                carry[b - b0] = dh[b]
+        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1, Ap)
+        dh[b0:b1] = carry
+
+
+@njit(parallel=True, **JIT)
+def backward_par(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, chunks):
+    """:func:`backward` in ``chunks`` runs of rows, one per thread; ``db`` (chunks, H)
+    receives each run's bias gradient."""
+    B = hs.shape[1]
+    for c in prange(chunks):
+        backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db[c],
+                 c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)

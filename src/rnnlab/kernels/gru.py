@@ -13,9 +13,10 @@ cost 3H more per step and row. ``mask`` as in :mod:`rnnlab.kernels.lstm`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._jit import JIT, add_into, add_sigmoid, all_finite, mm, one_like, tanh_
+from ._jit import JIT, add_into, add_sigmoid, all_finite, mm, one_like, product, tanh_
+from .tile import MR
 
 
 @njit(**JIT)
@@ -36,29 +37,41 @@ def _cell_row(a, b_h, bias, g, h, hn, h_new, H):
 
 
 @njit(**JIT)
-def forward(gemm, W_h, b_h, bias, xg, hs, hns, mask):
-    """Run the layer over all steps.
+def forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, b0, b1):
+    """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
     ----------
-    W_h : ndarray (H, 3H)
+    gemm, tile : see :func:`rnnlab.kernels._jit.product`
+    W_h : ndarray (H, 3H); ``Wp`` the same packed for ``tile``
     b_h, bias : ndarray (3H,), the recurrent and the input-side bias
     xg : ndarray (T, B, 3H); in: ``x_t W_x``, out: ``r, z, n``
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
     T, B, G = xg.shape
     H = G // 3
-    a = xg[0].copy()  # (B, 3H), allocated once
+    a = xg[0, b0:b1].copy()  # (b1 - b0, 3H), allocated once
     masked = mask.shape[0] > 0
+    Ap = np.empty((H, MR), xg.dtype)
     for t in range(T):
-        mm(gemm, hs[t], W_h, a, False, 0)
-        for b in range(B):
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0, Ap)
+        for b in range(b0, b1):
             if not masked or mask[t, b]:
-                _cell_row(a[b], b_h, bias, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
+                _cell_row(a[b - b0], b_h, bias, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
             else:
                 hs[t + 1, b] = hs[t, b]
+
+
+@njit(parallel=True, **JIT)
+def forward_par(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, chunks):
+    """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
+    B = xg.shape[1]
+    for c in prange(chunks):
+        forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, c * B // chunks,
+                (c + 1) * B // chunks)
 
 
 @njit(**JIT)
@@ -85,12 +98,13 @@ def _back_row(g, h, hn, dh, dxp, dhn, dhp, carry, H):
 
 
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn):
-    """Backpropagate through all steps.
+def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn, b0,
+             b1):
+    """Backpropagate rows ``b0:b1`` of the batch through all steps.
 
     Parameters
     ----------
-    W_hT : ndarray (3H, H), ``W_h.T`` made contiguous
+    W_hT : ndarray (3H, H), ``W_h.T`` made contiguous; ``Wp`` the same packed for ``tile``
     gates, hs, hns : from :func:`forward`
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
@@ -102,28 +116,42 @@ def backward(gemm, W_hT, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn)
         whose ``r, z`` blocks equal those of ``dxp``
     db : ndarray (3H,) of float64, zeros in; out: the sum of ``dxp`` (the input bias's gradient)
     dbn : ndarray (H,) of float64, zeros in; out: the sum of ``dhn`` (``b_h``'s ``n`` block)
+    b0, b1 : int, the rows this call runs; ``db`` and ``dbn`` sum over these rows
     """
     T, B, G = gates.shape
     H = G // 3
-    carry = dh.copy()
-    dhp = np.empty((B, G), gates.dtype)  # this step's gradient at the recurrent product
+    carry = dh[b0:b1].copy()
+    dhp = np.empty((b1 - b0, G), gates.dtype)  # this step's gradient at the recurrent product
+    Ap = np.empty((G, MR), gates.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in range(b0, b1):
+            r = b - b0
             if not masked or mask[t, b]:
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
-                _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[b],
-                          carry[b], H)
+                _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[r],
+                          carry[r], H)
                 add_into(db, dxp[t, b])
                 add_into(dbn, dhn[t, b])
             else:
                 dxp[t, b] = 0
                 dhn[t, b] = 0
-                dhp[b] = 0
-                carry[b] = dh[b]
-        mm(gemm, dhp, W_hT, carry, False, 1)
-        dh[:] = carry
+                dhp[r] = 0
+                carry[r] = dh[b]
+        product(gemm, tile, W_hT, Wp, dhp, carry, 1, Ap)
+        dh[b0:b1] = carry
+
+
+@njit(parallel=True, **JIT)
+def backward_par(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn,
+                 chunks):
+    """:func:`backward` in ``chunks`` runs of rows, one per thread; ``db`` (chunks, 3H) and
+    ``dbn`` (chunks, H) receive each run's bias gradients."""
+    B = gates.shape[1]
+    for c in prange(chunks):
+        backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db[c], dbn[c],
+                 c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)

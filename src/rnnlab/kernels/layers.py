@@ -21,8 +21,10 @@ from ..cells.elman import ElmanCell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
-from ._jit import mm, mm_tn
-from .blas import allowed_threads, gemm_for, loop_threads_set, uses_numpy_blas
+from ._jit import mm, mm_tn, pack_b
+from .blas import (allowed_threads, gemm_for, loop_chunks, loop_threads_set, tile_for,
+                   uses_numpy_blas)
+from .tile import nr
 
 _NAMES = {ElmanCell: "elman", LSTMCell: "lstm", GRUCell: "gru"}
 
@@ -82,6 +84,17 @@ def _matmul(gemm, A, B, *, ta=False, tb=False):
     return C
 
 
+def _packed(tile, W):
+    """``W`` (K, N) packed in panels for the tile product; an empty stand-in without it."""
+    if not tile:
+        return np.zeros((0, 0, 0), W.dtype)
+    K, N = W.shape
+    panel = nr(W.itemsize)
+    Wp = np.empty((-(-N // panel), K, panel), W.dtype)
+    pack_b(W, Wp)
+    return Wp
+
+
 def _dy_layout(dy, dtype):
     """``dy`` (T, B, H) as the kernels take it: ``(array, batch_major)``.
 
@@ -102,6 +115,16 @@ def _params(p, dtype):
     return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
 
 
+def _rows(module, kernel, chunks, B, *args):
+    """Run the time loop ``module.<kernel>`` over the ``B`` rows of the batch: in one call
+    when ``chunks`` is 1, else through its parallel twin ``<kernel>_par``, which runs
+    ``chunks`` runs of rows at once, one per thread (the rows are independent)."""
+    if chunks == 1:
+        getattr(module, kernel)(*args, 0, B)
+    else:
+        getattr(module, kernel + "_par")(*args, chunks)
+
+
 def layer_forward(cell, p, x, state0, mask, partial):
     """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`."""
     from ..recurrent import LayerCache
@@ -111,24 +134,27 @@ def layer_forward(cell, p, x, state0, mask, partial):
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
-    gemm = gemm_for(x.dtype)
+    gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
+    Wp = _packed(tile, p["W_h"])
     # (T, B, G*H) every step at once
     xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
-    with loop_threads_set(B * H * GH):
+    with loop_chunks(T, B, H * GH) as chunks:
         if name == "elman":
-            elman.forward(gemm, elman.ACTIVATIONS[cell.activation], p["W_h"], p["b"], xg, hs, m)
+            _rows(elman, "forward", chunks, B, gemm, tile, elman.ACTIVATIONS[cell.activation],
+                  p["W_h"], Wp, p["b"], xg, hs, m)
             arrays, final = (), (hs[T].copy(),)
         elif name == "lstm":
             cs = np.empty_like(hs)
             cs[0] = state0[1]
-            lstm.forward(gemm, p["W_h"], p["b"], xg, hs, cs, m)
+            _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, p["b"], xg, hs, cs, m)
             arrays, final = (xg, cs), (hs[T].copy(), cs[T].copy())
         else:
             hns = np.empty_like(hs[1:])
-            gru.forward(gemm, p["W_h"], p["b_h"], p["b"], xg, hs, hns, m)
+            _rows(gru, "forward", chunks, B, gemm, tile, p["W_h"], Wp, p["b_h"], p["b"], xg, hs,
+                  hns, m)
             arrays, final = (xg, hns), (hs[T].copy(),)
     y = hs[1:].copy() if mask is None else hs[1:] * mask
     return y, final, LayerCache(x, hs, Tape(name, arrays), mask, partial)
@@ -140,33 +166,38 @@ def layer_backward(cell, p, cache, dy, dstate):
     p = _params(p, x.dtype)
     T, B, D = x.shape
     H, GH = p["W_h"].shape
-    gemm = gemm_for(x.dtype)
+    gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
     m = _mask2d(mask)
     dy, dy_bt = _dy_layout(dy, x.dtype)
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
+    Wp = _packed(tile, W_hT)
     dxp = np.empty((T, B, GH), x.dtype)  # gradient at the pre-activations x_t W_x + b
-    db = np.zeros(GH)  # float64 sums, summed inside the loop while each row is in cache
-    with loop_threads_set(B * H * GH):
+    with loop_chunks(T, B, H * GH) as chunks:
+        # float64 sums, one row per run of rows, summed inside the loop while each row is
+        # in cache
+        db = np.zeros((chunks, GH))
         if tape.cell == "elman":
-            elman.backward(gemm, elman.ACTIVATIONS[cell.activation], W_hT, hs, m, dy, dy_bt, dh,
-                           dxp, db)
+            _rows(elman, "backward", chunks, B, gemm, tile, elman.ACTIVATIONS[cell.activation],
+                  W_hT, Wp, hs, m, dy, dy_bt, dh, dxp, db if chunks > 1 else db[0])
             d0 = (dh,)
         elif tape.cell == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
-            lstm.backward(gemm, W_hT, gates, hs, cs, m, dy, dy_bt, dh, dc, dxp, db)
+            _rows(lstm, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, cs, m, dy, dy_bt,
+                  dh, dc, dxp, db if chunks > 1 else db[0])
             d0 = (dh, dc)
         else:
             gates, hns = tape.arrays
             dhn = np.empty((T, B, H), x.dtype)
-            dbn = np.zeros(H)
-            gru.backward(gemm, W_hT, gates, hs, hns, m, dy, dy_bt, dh, dxp, dhn, db, dbn)
+            dbn = np.zeros((chunks, H))
+            _rows(gru, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, hns, m, dy, dy_bt,
+                  dh, dxp, dhn, db if chunks > 1 else db[0], dbn if chunks > 1 else dbn[0])
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)
     g2 = _batched(gemm)
-    b = db.astype(x.dtype)
+    b = db.sum(axis=0).astype(x.dtype)
     if tape.cell != "gru":
         W_h = _matmul(g2, hs2, dxp2, ta=True)  # the recurrent product has the same gradient
     else:
@@ -176,7 +207,7 @@ def layer_backward(cell, p, cache, dy, dstate):
     W_x = _matmul(g2, x.reshape(T * B, D), dxp2, ta=True)
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
     if tape.cell == "gru":
-        grads["b_h"] = np.concatenate([b[:2 * H], dbn.astype(x.dtype)])
+        grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
     dx = _matmul(g2, dxp2, p["W_x"], tb=True).reshape(T, B, D)
     return grads, dx, d0
 

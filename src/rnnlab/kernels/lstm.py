@@ -20,9 +20,11 @@ and a None would double the variants, and the first-call compile time, per argum
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
 
-from ._jit import JIT, add_into, add_sigmoid, add_tanh, all_finite, mm, one_like, tanh_
+from ._jit import JIT, add_into, add_sigmoid, add_tanh, all_finite, mm, one_like, product, tanh_
+from .tile import MR
 
 
 @njit(**JIT)
@@ -43,26 +45,28 @@ def _state_row(g, c, c_new, h_new, H):
 
 
 @njit(**JIT)
-def forward(gemm, W_h, bias, xg, hs, cs, mask):
-    """Run the layer over all steps.
+def forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, b0, b1):
+    """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
     ----------
-    gemm : see :func:`rnnlab.kernels._jit.mm`
-    W_h : ndarray (H, 4H)
+    gemm, tile : see :func:`rnnlab.kernels._jit.product`
+    W_h : ndarray (H, 4H); ``Wp`` the same packed for ``tile``
     bias : ndarray (4H,)
     xg : ndarray (T, B, 4H)
         In: ``x_t W_x``. Out: the gates ``i, f, g, o`` (garbage at padded steps).
     hs, cs : ndarray (T+1, B, H)
         In: ``hs[0]``, ``cs[0]`` the initial state. Out: the states after each step.
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
     T, B, G = xg.shape
     H = G // 4
     masked = mask.shape[0] > 0
+    Ap = np.empty((H, MR), xg.dtype)
     for t in range(T):
-        mm(gemm, hs[t], W_h, xg[t], False, 1)
-        for b in range(B):
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[t, b0:b1], 1, Ap)
+        for b in range(b0, b1):
             if not masked or mask[t, b]:
                 _gates_row(bias, xg[t, b], H)
                 _state_row(xg[t, b], cs[t, b], cs[t + 1, b], hs[t + 1, b], H)
@@ -89,14 +93,23 @@ def _back_row(g, c_prev, c, dh, dc, da, H):
         dc[j] = d * f[j]
 
 
+@njit(parallel=True, **JIT)
+def forward_par(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, chunks):
+    """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
+    B = xg.shape[1]
+    for c in prange(chunks):
+        forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, c * B // chunks,
+                (c + 1) * B // chunks)
+
+
 @njit(**JIT)
-def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db):
-    """Backpropagate through all steps.
+def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db, b0, b1):
+    """Backpropagate rows ``b0:b1`` of the batch through all steps.
 
     Parameters
     ----------
     W_hT : ndarray (4H, H), ``W_h.T`` made contiguous (OpenBLAS runs the transposed
-        product 1.3-2x slower at these sizes)
+        product 1.3-2x slower at these sizes); ``Wp`` the same packed for ``tile``
     gates : ndarray (T, B, 4H), from :func:`forward`
     hs, cs : ndarray (T+1, B, H), from :func:`forward`
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
@@ -106,24 +119,37 @@ def backward(gemm, W_hT, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db):
         In: gradient with respect to the final state. Out: with respect to the initial one.
     da : ndarray (T, B, 4H), out: gradient at the gate pre-activations (zero at padded steps)
     db : ndarray (4H,) of float64, zeros in; out: the bias gradient, the sum of ``da``
+        over these rows
+    b0, b1 : int, the rows this call runs
     """
     T, B, G = gates.shape
     H = G // 4
-    carry = dh.copy()  # (B, H) ping-pong partner of dh for the recurrent product
+    carry = dh[b0:b1].copy()  # ping-pong partner of dh's rows for the recurrent product
+    Ap = np.empty((G, MR), gates.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in range(b0, b1):
             if not masked or mask[t, b]:
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
                 _back_row(gates[t, b], cs[t, b], cs[t + 1, b], dh[b], dc[b], da[t, b], H)
                 add_into(db, da[t, b])
-                carry[b] = 0
+                carry[b - b0] = 0
             else:
                 da[t, b] = 0
-                carry[b] = dh[b]  # a padded step hands its gradient straight back
-        mm(gemm, da[t], W_hT, carry, False, 1)
-        dh[:] = carry
+                carry[b - b0] = dh[b]  # a padded step hands its gradient straight back
+        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1, Ap)
+        dh[b0:b1] = carry
+
+
+@njit(parallel=True, **JIT)
+def backward_par(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db, chunks):
+    """:func:`backward` in ``chunks`` runs of rows, one per thread; ``db`` (chunks, 4H)
+    receives each run's bias gradient."""
+    B = gates.shape[1]
+    for c in prange(chunks):
+        backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db[c],
+                 c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)

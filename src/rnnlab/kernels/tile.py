@@ -1,0 +1,199 @@
+r"""The register-blocked matrix-product tile, written in LLVM IR and compiled at first use.
+
+Shape legend: M, N, K of one product ``C (M, N) = A (M, K) @ B (K, N)``; MR, NR the rows
+and columns of one tile.
+
+BLAS libraries are tuned for large products. The recurrent product of one time step is
+small (16-64 rows, 64-1024 columns) and comes a hundred times per sequence with the same
+right-hand matrix, so a BLAS call pays its argument checks, its packing of ``W_h`` and its
+thread hand-off every step. Here ``W_h`` is packed once per sequence
+(:func:`rnnlab.kernels._jit.pack_b`), the rows of ``h`` once per step, and the product
+runs tile by tile in this function, with each tile's MR x NR partial sums held in vector
+registers for the whole sum over K: per ``k``, NR/W vector loads of the packed ``B``, MR
+broadcasts of ``A`` and MR*NR/W fused multiply-adds.
+
+numba cannot express that (its loops leave LLVM to choose the vectors, and LLVM did not
+keep such accumulators in registers: 4-19 GFLOP/s, measured), so the tile is emitted as
+LLVM IR with explicit vector types and compiled by llvmlite, numba's own LLVM, for this
+machine's CPU. The IR is generic (``llvm.fma``, ``llvm.masked.load/store``); LLVM lowers
+it to AVX-512, AVX2 or NEON as the CPU allows. The function is called from the compiled
+kernels through its address, like BLAS.
+
+The tile (``tile_f32``/``tile_f64``)::
+
+    void tile(i64 K, T* Ap, T* Bp, T* C, i64 ldc, i32 beta, i64 mr, i64 nc)
+
+``Ap`` (K, MR): rows ``0..mr`` of A, packed k-major; ``Bp`` (K, NR): one panel of B;
+``C``: the tile's top-left element, rows ``ldc`` apart. Writes ``C[r, j] = beta * C[r, j]
++ sum_k Ap[k, r] Bp[k, j]`` for ``r < mr``, ``j < nc``; nothing outside.
+"""
+
+from __future__ import annotations
+
+import threading
+
+#: rows of a tile (MR) and vectors per row; NR = VECTORS * lanes (32 float32, 16 float64)
+MR = 8
+VECTORS = 2
+LANES = {"float": 16, "double": 8}
+
+
+def nr(itemsize: int) -> int:
+    """Columns of one packed panel (NR) for a dtype of ``itemsize`` bytes."""
+    return VECTORS * LANES["float" if itemsize == 4 else "double"]
+
+
+def _tile_ir(fty: str) -> str:
+    """IR of one tile function for the floating type ``fty`` ("float" or "double")."""
+    W = LANES[fty]
+    NR = VECTORS * W
+    sfx = f"v{W}f{32 if fty == 'float' else 64}"
+    vt = f"<{W} x {fty}>"
+    mt = f"<{W} x i1>"
+    name = f"tile_f{32 if fty == 'float' else 64}"
+    L = [f"declare {vt} @llvm.fma.{sfx}({vt}, {vt}, {vt})",
+         f"declare {vt} @llvm.masked.load.{sfx}.p0({vt}*, i32, {mt}, {vt})",
+         f"declare void @llvm.masked.store.{sfx}.p0({vt}, {vt}*, i32, {mt})"]
+    masks = [f"%m{v}" for v in range(VECTORS)]
+    # one body per row count mr = 1..MR, each with its accumulators in registers
+    for mr in range(1, MR + 1):
+        L.append(f"define internal void @{name}_{mr}(i64 %K, {fty}* noalias %Ap, "
+                 f"{fty}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, "
+                 + ", ".join(f"{mt} %m{v}" for v in range(VECTORS)) + ") alwaysinline {")
+        L.append("entry:")
+        for r in range(mr):
+            L.append(f"  %co{r} = mul i64 {r}, %ldc")
+            L.append(f"  %crow{r} = getelementptr {fty}, {fty}* %C, i64 %co{r}")
+            for v in range(VECTORS):
+                L.append(f"  %cp{r}_{v}s = getelementptr {fty}, {fty}* %crow{r}, i64 {v * W}")
+                L.append(f"  %cp{r}_{v} = bitcast {fty}* %cp{r}_{v}s to {vt}*")
+        L.append("  %isb = icmp ne i32 %beta, 0")
+        L.append("  br i1 %isb, label %load, label %zero")
+        L.append("load:")
+        for r in range(mr):
+            for v in range(VECTORS):
+                L.append(f"  %c{r}_{v} = call {vt} @llvm.masked.load.{sfx}.p0({vt}* %cp{r}_{v}, "
+                         f"i32 1, {mt} {masks[v]}, {vt} zeroinitializer)")
+        L.append("  br label %check")
+        L.append("zero:")
+        L.append("  br label %check")
+        L.append("check:")
+        for r in range(mr):
+            for v in range(VECTORS):
+                L.append(f"  %s{r}_{v} = phi {vt} [%c{r}_{v}, %load], [zeroinitializer, %zero]")
+        L.append("  %any = icmp sgt i64 %K, 0")
+        L.append("  br i1 %any, label %loop, label %done")
+        L.append("loop:")
+        L.append("  %k = phi i64 [0, %check], [%k1, %loop]")
+        L.append(f"  %ap = phi {fty}* [%Ap, %check], [%ap1, %loop]")
+        L.append(f"  %bp = phi {fty}* [%Bp, %check], [%bp1, %loop]")
+        for r in range(mr):
+            for v in range(VECTORS):
+                L.append(f"  %acc{r}_{v} = phi {vt} [%s{r}_{v}, %check], [%n{r}_{v}, %loop]")
+        for v in range(VECTORS):
+            L.append(f"  %bq{v} = getelementptr {fty}, {fty}* %bp, i64 {v * W}")
+            L.append(f"  %bv{v} = bitcast {fty}* %bq{v} to {vt}*")
+            L.append(f"  %b{v} = load {vt}, {vt}* %bv{v}, align 1")
+        for r in range(mr):
+            L.append(f"  %aq{r} = getelementptr {fty}, {fty}* %ap, i64 {r}")
+            L.append(f"  %a{r} = load {fty}, {fty}* %aq{r}")
+            L.append(f"  %ai{r} = insertelement {vt} undef, {fty} %a{r}, i32 0")
+            L.append(f"  %as{r} = shufflevector {vt} %ai{r}, {vt} undef, <{W} x i32> "
+                     "zeroinitializer")
+            for v in range(VECTORS):
+                L.append(f"  %n{r}_{v} = call {vt} @llvm.fma.{sfx}({vt} %as{r}, {vt} %b{v}, "
+                         f"{vt} %acc{r}_{v})")
+        L.append(f"  %ap1 = getelementptr {fty}, {fty}* %ap, i64 {MR}")
+        L.append(f"  %bp1 = getelementptr {fty}, {fty}* %bp, i64 {NR}")
+        L.append("  %k1 = add i64 %k, 1")
+        L.append("  %more = icmp slt i64 %k1, %K")
+        L.append("  br i1 %more, label %loop, label %done")
+        L.append("done:")
+        for r in range(mr):  # all phi nodes first, then the stores
+            for v in range(VECTORS):
+                L.append(f"  %o{r}_{v} = phi {vt} [%s{r}_{v}, %check], [%n{r}_{v}, %loop]")
+        for r in range(mr):
+            for v in range(VECTORS):
+                L.append(f"  call void @llvm.masked.store.{sfx}.p0({vt} %o{r}_{v}, "
+                         f"{vt}* %cp{r}_{v}, i32 1, {mt} {masks[v]})")
+        L.append("  ret void")
+        L.append("}")
+    # the entry point: column masks from nc, then the body for mr rows
+    iota = [", ".join(f"i64 {i + v * W}" for i in range(W)) for v in range(VECTORS)]
+    L.append(f"define void @{name}(i64 %K, {fty}* noalias %Ap, {fty}* noalias %Bp, "
+             f"{fty}* noalias %C, i64 %ldc, i32 %beta, i64 %mr, i64 %nc) #0 {{")
+    L.append("entry:")
+    L.append(f"  %ncv = insertelement <{W} x i64> undef, i64 %nc, i32 0")
+    L.append(f"  %ncs = shufflevector <{W} x i64> %ncv, <{W} x i64> undef, <{W} x i32> "
+             "zeroinitializer")
+    for v in range(VECTORS):
+        L.append(f"  %m{v} = icmp slt <{W} x i64> <{iota[v]}>, %ncs")
+    margs = ", ".join(f"{mt} %m{v}" for v in range(VECTORS))
+    cases = " ".join(f"i64 {m}, label %t{m}" for m in range(1, MR + 1))
+    L.append(f"  switch i64 %mr, label %exit [{cases}]")
+    for m in range(1, MR + 1):
+        L.append(f"t{m}:")
+        L.append(f"  call void @{name}_{m}(i64 %K, {fty}* %Ap, {fty}* %Bp, {fty}* %C, "
+                 f"i64 %ldc, i32 %beta, {margs})")
+        L.append("  br label %exit")
+    L.append("exit:")
+    L.append("  ret void")
+    L.append("}")
+    return "\n".join(L)
+
+
+def module_ir() -> str:
+    """The whole module: ``tile_f32`` and ``tile_f64``."""
+    # Clang marks functions that use 512-bit vectors this way; without it LLVM splits
+    # them in two on CPUs where it prefers 256-bit vectors (Intel's AVX-512 cores).
+    attrs = 'attributes #0 = { nounwind "min-legal-vector-width"="512" }'
+    return "\n".join([_tile_ir("float"), _tile_ir("double"), attrs])
+
+
+_lock = threading.Lock()
+_engine = None
+_addresses: dict[str, int] = {}
+
+
+def _optimise(llvm, module, target_machine) -> None:
+    if hasattr(llvm, "create_pass_builder"):  # llvmlite >= 0.45: the new pass manager
+        pto = llvm.create_pipeline_tuning_options(3)
+        pb = llvm.create_pass_builder(target_machine, pto)
+        pb.getModulePassManager().run(module, pb)
+    else:
+        pmb = llvm.create_pass_manager_builder()
+        pmb.opt_level = 3
+        pm = llvm.create_module_pass_manager()
+        pmb.populate(pm)
+        pm.run(module)
+
+
+def addresses() -> dict[str, int]:
+    """``{"tile_f32": address, "tile_f64": address}``, compiling the module on first call.
+
+    The machine code lives as long as the process (the engine is kept here).
+    """
+    global _engine
+    with _lock:
+        if not _addresses:
+            import llvmlite.binding as llvm
+
+            try:  # llvmlite < 0.45 wants this; later versions do it themselves
+                llvm.initialize()
+            except Exception:  # noqa: BLE001 - "initialize() is deprecated/removed"
+                pass
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            target = llvm.Target.from_default_triple()
+            tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                              features=llvm.get_host_cpu_features().flatten(),
+                                              opt=3)
+            module = llvm.parse_assembly(module_ir())
+            module.verify()
+            _optimise(llvm, module, tm)
+            engine = llvm.create_mcjit_compiler(module, tm)
+            engine.finalize_object()
+            _engine = engine
+            for name in ("tile_f32", "tile_f64"):
+                _addresses[name] = engine.get_function_address(name)
+    return dict(_addresses)
