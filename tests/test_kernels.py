@@ -363,7 +363,7 @@ def test_tile_product_matches_numpy(dtype):
         Bp = np.empty((-(-N // panel), K, panel), dtype)
         _jit.pack_b(B, Bp)
         C0 = rng.normal(size=(M, N + 3)).astype(dtype)
-        Ap = np.empty((K, tile.MR), dtype)
+        Ap = np.empty((-(-M // tile.MR), K, tile.MR), dtype)
         for beta in (0, 1):
             C = C0.copy()
             _jit.mm_tiled(address, A, Bp, C[:, :N], beta, Ap)

@@ -294,24 +294,30 @@ def mm_tiled(tile, A, Bp, C, beta, Ap):
     """``C = A @ B (+ C if beta)`` with ``B`` packed by :func:`pack_b`, tile by tile.
 
     ``A`` (M, K) and ``C`` (M, N) may be row ranges of larger arrays (each row contiguous);
-    ``Ap`` (K, MR) is scratch for one packed block of rows of ``A``.
+    ``Ap`` (ceil(M / MR), K, MR) is scratch for ``A`` packed in blocks of MR rows.
+    All of ``A`` is packed first, then each panel of ``B`` meets every block of rows while
+    it is in the L1 cache (panel by panel rather than block by block: at H=256 the packed
+    ``W_h`` is 1 MB and would otherwise stream from L2 once per block).
     """
     M, K = A.shape
     N = C.shape[1]
     P, _, NR = Bp.shape
-    MR = Ap.shape[1]
+    MR = Ap.shape[2]
     size = A.itemsize
-    lda, ldc = A.strides[0] // size, C.strides[0] // size
-    a0, c0, ap, bp = A.ctypes.data, C.ctypes.data, Ap.ctypes.data, Bp.ctypes.data
-    for i in range(0, M, MR):
-        mr = min(MR, M - i)
-        for r in range(mr):
-            row = A[i + r]
+    ldc = C.strides[0] // size
+    c0, ap, bp = C.ctypes.data, Ap.ctypes.data, Bp.ctypes.data
+    blocks = (M + MR - 1) // MR
+    for i in range(blocks):
+        block = Ap[i]
+        for r in range(min(MR, M - i * MR)):
+            row = A[i * MR + r]
             for k in range(K):
-                Ap[k, r] = row[k]
-        for p in range(P):
-            _call_tile(tile, K, ap, bp + p * K * NR * size, c0 + (i * ldc + p * NR) * size, ldc,
-                       beta, mr, min(NR, N - p * NR))
+                block[k, r] = row[k]
+    for p in range(P):
+        for i in range(blocks):
+            _call_tile(tile, K, ap + i * K * MR * size, bp + p * K * NR * size,
+                       c0 + (i * MR * ldc + p * NR) * size, ldc, beta, min(MR, M - i * MR),
+                       min(NR, N - p * NR))
 
 
 @njit(**JIT)

@@ -66,7 +66,7 @@ def forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, b0, b1):
     """
     T, B, H = xp.shape
     masked = mask.shape[0] > 0
-    Ap = np.empty((H, MR), xp.dtype)
+    Ap = np.empty(((b1 - b0 + MR - 1) // MR, H, MR), xp.dtype)
     for t in range(T):
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[t, b0:b1], 1, Ap)
         for b in range(b0, b1):
@@ -104,7 +104,7 @@ def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1)
     """
     T = hs.shape[0] - 1
     carry = dh[b0:b1].copy()
-    Ap = np.empty((W_hT.shape[0], MR), hs.dtype)
+    Ap = np.empty(((b1 - b0 + MR - 1) // MR, W_hT.shape[0], MR), hs.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):

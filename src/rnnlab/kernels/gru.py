@@ -55,7 +55,7 @@ def forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, b0, b1):
     H = G // 3
     a = xg[0, b0:b1].copy()  # (b1 - b0, 3H), allocated once
     masked = mask.shape[0] > 0
-    Ap = np.empty((H, MR), xg.dtype)
+    Ap = np.empty(((b1 - b0 + MR - 1) // MR, H, MR), xg.dtype)
     for t in range(T):
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0, Ap)
         for b in range(b0, b1):
@@ -122,7 +122,7 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn
     H = G // 3
     carry = dh[b0:b1].copy()
     dhp = np.empty((b1 - b0, G), gates.dtype)  # this step's gradient at the recurrent product
-    Ap = np.empty((G, MR), gates.dtype)
+    Ap = np.empty(((b1 - b0 + MR - 1) // MR, G, MR), gates.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):

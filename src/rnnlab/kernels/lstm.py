@@ -63,7 +63,7 @@ def forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, b0, b1):
     T, B, G = xg.shape
     H = G // 4
     masked = mask.shape[0] > 0
-    Ap = np.empty((H, MR), xg.dtype)
+    Ap = np.empty(((b1 - b0 + MR - 1) // MR, H, MR), xg.dtype)
     for t in range(T):
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[t, b0:b1], 1, Ap)
         for b in range(b0, b1):
@@ -125,7 +125,7 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, d
     T, B, G = gates.shape
     H = G // 4
     carry = dh[b0:b1].copy()  # ping-pong partner of dh's rows for the recurrent product
-    Ap = np.empty((G, MR), gates.dtype)
+    Ap = np.empty(((b1 - b0 + MR - 1) // MR, G, MR), gates.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
