@@ -168,10 +168,40 @@ def _optimise(llvm, module, target_machine) -> None:
         pm.run(module)
 
 
+def _cache_file(ir_text: str, cpu: str, features: str):
+    """Where the machine code for this IR and CPU is kept: with numba's cached kernels
+    (``NUMBA_CACHE_DIR`` when set, else ``__pycache__`` beside this file)."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    import llvmlite
+
+    key = hashlib.sha256("\0".join([ir_text, cpu, features, llvmlite.__version__]).encode())
+    folder = os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).parent / "__pycache__"
+    return Path(folder) / f"tile-{key.hexdigest()[:20]}.o"
+
+
+def _write_atomically(path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only installation compiles in each process instead (0.3 s)
+
+
 def addresses() -> dict[str, int]:
     """``{"tile_f32": address, "tile_f64": address}``, compiling the module on first call.
 
-    The machine code lives as long as the process (the engine is kept here).
+    The machine code lives as long as the process (the engine is kept here). It is also
+    kept on disk, keyed by the IR, the CPU and llvmlite's version, so later processes
+    skip LLVM's optimisation and code generation (0.26 s measured, against 0.02 s).
     """
     global _engine
     with _lock:
@@ -184,14 +214,23 @@ def addresses() -> dict[str, int]:
                 pass
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
+            cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
             target = llvm.Target.from_default_triple()
-            tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                              features=llvm.get_host_cpu_features().flatten(),
-                                              opt=3)
-            module = llvm.parse_assembly(module_ir())
+            tm = target.create_target_machine(cpu=cpu, features=features, opt=3)
+            text = module_ir()
+            cache = _cache_file(text, cpu, features)
+            try:
+                cached = cache.read_bytes()
+            except OSError:
+                cached = None
+            module = llvm.parse_assembly(text)
             module.verify()
-            _optimise(llvm, module, tm)
+            if cached is None:
+                _optimise(llvm, module, tm)
             engine = llvm.create_mcjit_compiler(module, tm)
+            engine.set_object_cache(
+                notify_func=lambda mod, data: _write_atomically(cache, data),
+                getbuffer_func=lambda mod: cached)
             engine.finalize_object()
             _engine = engine
             for name in ("tile_f32", "tile_f64"):
