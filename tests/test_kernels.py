@@ -399,3 +399,26 @@ def test_tile_that_fails_to_compile_falls_back_to_blas(monkeypatch):
     assert blas.tile_for(np.float64) == 0  # and it is not retried
     for name in plain:
         np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[np.float64])
+
+
+def test_tile_machine_code_is_cached_on_disk(tmp_path):
+    """The first process compiles and stores the tile; the next loads it and gets the same
+    products (NUMBA_CACHE_DIR chooses where, as for numba's kernels)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from rnnlab.kernels import tile, _jit; "
+            "a = tile.addresses()['tile_f64']; rng = np.random.default_rng(0); "
+            "A = rng.normal(size=(5, 7)); B = rng.normal(size=(7, 40)); "
+            "Bp = np.empty((3, 7, 16)); _jit.pack_b(B, Bp); C = np.empty((5, 40)); "
+            "_jit.mm_tiled(a, A, Bp, C, 0, np.empty((1, 7, tile.MR))); "
+            "print(float(np.abs(C - A @ B).max()))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    errors = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        errors.append(float(out.strip().splitlines()[-1]))
+        assert len(list(tmp_path.glob("tile-*.o"))) == 1
+    assert max(errors) < 1e-12
