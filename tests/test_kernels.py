@@ -415,10 +415,13 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
             "_jit.mm_tiled(a, A, Bp, C, 0, np.empty((1, 7, tile.MR))); "
             "print(float(np.abs(C - A @ B).max()))")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    errors = []
+    errors, stamps = [], []
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True).stdout
         errors.append(float(out.strip().splitlines()[-1]))
-        assert len(list(tmp_path.glob("tile-*.o"))) == 1
+        files = list(tmp_path.glob("tile-*.o"))
+        assert len(files) == 1
+        stamps.append(files[0].stat().st_mtime_ns)
+    assert stamps[0] == stamps[1]  # loaded, not compiled and written again
     assert max(errors) < 1e-12
