@@ -12,11 +12,13 @@ own (Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
     with rnnlab.kernels.use_fast(False):    # the plain NumPy reference
         y, state, cache = layer.forward(x)
 
-and set BLAS threads with :func:`threads`. Importing this package does not import
+set threads with :func:`threads`, and the library of the per-step products with
+:func:`use_blas` (rnnlab's tile by default). Importing this package does not import
 numba; the first fast call does, and loads the compiled kernels from numba's on-disk
-cache (``__pycache__`` beside the sources): measured 0.06-0.1 s per cell and dtype, plus
-about 1 s for numba itself. With an empty cache the first call compiles instead: 7-20 s
-per cell and dtype on the (busy) benchmark machine, once per installation.
+cache (``__pycache__`` beside the sources, or ``NUMBA_CACHE_DIR``): measured 0.03-0.06 s
+per cell and dtype, plus about 0.5 s for numba itself and the tile. With an empty cache
+the first call compiles instead: 5-13 s per cell and dtype on the benchmark machine,
+once per installation.
 """
 
 from __future__ import annotations
@@ -115,15 +117,15 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
 
 
 def threads(n: int | None):
-    """BLAS threads for rnnlab inside a ``with`` block; see :func:`rnnlab.kernels.blas.threads`."""
+    """Threads for rnnlab inside a ``with`` block; see :func:`rnnlab.kernels.blas.threads`."""
     from . import blas
 
     return blas.threads(n)
 
 
 def use_blas(name: str):
-    """``"numpy"`` (default) or ``"mkl"`` for the kernels' products inside a ``with`` block;
-    see :func:`rnnlab.kernels.blas.use_blas`."""
+    """``"tile"`` (default), ``"numpy"`` or ``"mkl"`` for the per-step products inside a
+    ``with`` block; see :func:`rnnlab.kernels.blas.use_blas`."""
     from . import blas
 
     return blas.use_blas(name)

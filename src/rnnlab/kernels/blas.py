@@ -7,13 +7,20 @@ very library NumPy uses, found through threadpoolctl and opened with ctypes. If 
 cannot be found (another BLAS vendor, no threadpoolctl) the kernels fall back to a
 compiled loop, which is correct but slower for large H.
 
-Threads: one OpenBLAS thread beats two for the small per-step products of most
-recurrent nets (waking a second thread costs more than it saves, and on a busy machine
-a spinning second thread is ruinous), while the large batched products (input
-projection, weight gradients) gain from all threads. So the per-step loop runs on one
-thread unless a step's product is large (:data:`SINGLE_THREAD_BELOW`), and on all
-allowed threads otherwise. :func:`threads` sets how many are allowed (the default is
-whatever NumPy's BLAS is set to, normally one per core).
+By default the per-step products run in rnnlab's own tile (:mod:`rnnlab.kernels.tile`,
+:func:`tile_for`) and BLAS serves the products batched over all steps; :func:`use_blas`
+sends the per-step products to NumPy's BLAS (or MKL) instead.
+
+Threads: the rows of a batch are independent, so a time loop with more than one thread
+allowed runs its batch in runs of rows, one per thread, each thread looping over all
+steps for its rows with no synchronisation between steps (:func:`loop_chunks`; numba's
+threads, BLAS held to one thread meanwhile). Splitting each step's product among BLAS
+threads instead costs a hand-off per step, which the small per-step products of most
+recurrent nets do not repay; a serial loop (one row, little work, one thread allowed)
+still gives BLAS all threads for a product of :data:`SINGLE_THREAD_BELOW` or more. The
+large batched products (input projection, weight gradients) use all allowed threads.
+:func:`threads` sets how many are allowed (the default is whatever NumPy's BLAS is set
+to, normally one per core).
 """
 
 from __future__ import annotations
@@ -207,10 +214,11 @@ def gemm_for(dtype):
 
 @contextlib.contextmanager
 def threads(n: int | None):
-    """Allow at most ``n`` BLAS threads inside the block (None: BLAS's own setting).
+    """Allow at most ``n`` threads inside the block (None: BLAS's own setting).
 
-    Applies to rnnlab's fast kernels and, while the block runs, to all of NumPy's BLAS.
-    Small per-step products still run on one thread (see the module docstring).
+    Applies to rnnlab's fast kernels (their parallel runs of rows and their BLAS calls)
+    and, while the block runs, to all of NumPy's BLAS. See the module docstring for how
+    the threads are used.
     Pass the same number to ``torch.set_num_threads`` for a fair comparison.
 
     Examples
