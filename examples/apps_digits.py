@@ -5,7 +5,7 @@ rnnlab's Network, one ``Trainer.train_step`` (Adam, global-norm clipping) per mi
 once per seed.
 Prints each seed's test accuracy on the fixed stratified split of
 ``rnnlab.data.images.digits`` (1,347 / 450), their mean, the accuracy of their averaged
-probabilities (an ensemble), and the wall time. Target (issue 7): accuracy >= 0.97.
+probabilities (an ensemble), and the wall time. Target: accuracy >= 0.97.
 
 The defaults (LSTM, 64 units, Adam 1e-2, 30 epochs) were chosen on a validation split carved
 from the training images (300 of them); the test split was not used to choose anything.

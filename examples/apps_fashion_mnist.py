@@ -5,7 +5,7 @@ rnnlab's Network, one ``Trainer.train_step`` (Adam with a cosine schedule, globa
 clipping) per mini-batch. Prints the test accuracy after every epoch (the reported figure is
 the last epoch's; nothing is selected on the test set), time per epoch (wall and CPU) and
 the totals.
-Target (issue 7): accuracy >= 0.90 with an LSTM or GRU (a published GRU baseline: 0.888).
+Target: accuracy >= 0.90 with an LSTM or GRU (a published GRU baseline: 0.888).
 The defaults (GRU 128 on rows) are the setting that reached it. An LSTM 128 on 4x4 patches
 (``--cell lstm --patch 4``, 49 steps of 16) stays below: 0.8858 after 20 epochs (0.88-0.89
 from epoch 13 on), 35 s per epoch with one thread (OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1).

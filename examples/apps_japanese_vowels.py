@@ -5,7 +5,7 @@ the batch is zero-padded and the real lengths are passed to the network, so the 
 reads each utterance's own last state (many-to-one). Trained with rnnlab's Network, Adam
 with a cosine schedule and global-norm clipping, once per seed. Prints each seed's test
 accuracy on the standard 270 / 370 split, their mean, the accuracy of their averaged
-probabilities (an ensemble), and the wall time. Target (issue 7): accuracy >= 0.97.
+probabilities (an ensemble), and the wall time. Target: accuracy >= 0.97.
 
 Training batches get Gaussian noise of standard deviation 1.2 on the real (standardised)
 frames, a data augmentation for 30 utterances per speaker. The settings were chosen by 3-fold

@@ -15,7 +15,7 @@ The defaults (GRU, 32 units, window 20, 100 epochs) were chosen on validation ye
 1929-1968 with the network trained on targets up to 1928 (3 seeds each; more epochs or an
 LSTM overfit there); the test years were not used to choose anything.
 
-Target (issue 7): test RMSE below both persistence and AR. Needs statsmodels:
+Target: test RMSE below both persistence and AR. Needs statsmodels:
 pip install 'rnnlab[data]'.
 
     python examples/apps_sunspots.py [--cell gru] [--hidden 32] [--window 20] [--seeds 5]

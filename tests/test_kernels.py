@@ -363,10 +363,9 @@ def test_tile_product_matches_numpy(dtype):
         Bp = np.empty((-(-N // panel), K, panel), dtype)
         _jit.pack_b(B, Bp)
         C0 = rng.normal(size=(M, N + 3)).astype(dtype)
-        Ap = np.empty((-(-M // tile.MR), K, tile.MR), dtype)
         for beta in (0, 1):
             C = C0.copy()
-            _jit.mm_tiled(address, A, Bp, C[:, :N], beta, Ap)
+            _jit.mm_tiled(address, A, Bp, C[:, :N], beta)
             want = A.astype(np.float64) @ B + (C0[:, :N] if beta else 0)
             tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(C[:, :N], want, err_msg=f"{M, K, N} beta={beta}", **tol)
@@ -412,7 +411,7 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
             "a = tile.addresses()['tile_f64']; rng = np.random.default_rng(0); "
             "A = rng.normal(size=(5, 7)); B = rng.normal(size=(7, 40)); "
             "Bp = np.empty((3, 7, 16)); _jit.pack_b(B, Bp); C = np.empty((5, 40)); "
-            "_jit.mm_tiled(a, A, Bp, C, 0, np.empty((1, 7, tile.MR))); "
+            "_jit.mm_tiled(a, A, Bp, C, 0); "
             "print(float(np.abs(C - A @ B).max()))")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     errors, stamps = [], []

@@ -4,7 +4,7 @@ Shape legend: N sequences, T steps, D features per step, K classes or forecast s
 
 ``rnnlab train --task NAME`` calls :func:`train_task` and ``rnnlab eval RUN`` on such a run
 calls :func:`evaluate_task`. A task is a loader from :mod:`rnnlab.data` with the settings of
-the matching example in ``examples/apps_*.py`` (those that reached the issue's targets) as
+the matching example in ``examples/apps_*.py`` (those that reached their targets) as
 defaults; a recurrent :class:`~rnnlab.Network` reads each sequence and a head on its last
 state gives class probabilities (softmax) or the forecast (linear, sunspots). Training uses
 :class:`rnnlab.Trainer`: Adam, a cosine schedule over all updates, global-norm clipping.

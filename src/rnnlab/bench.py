@@ -22,8 +22,8 @@ Peak memory of a training step is measured the same way for both libraries, in a
 subprocess per row: the growth of the resident set (Linux ``VmHWM`` after resetting it,
 minus ``VmRSS`` before) across one step, after a warm-up on a tiny problem and one
 unmeasured step at full size (thread pools started), with the freed heap returned to
-the system and the model and inputs already built. For rnnlab the NumPy allocations seen by ``tracemalloc``
-are reported too, as a cross-check that counts arrays only.
+the system and the model and inputs already built. For rnnlab the NumPy allocations
+seen by ``tracemalloc`` are reported too, as a cross-check that counts arrays only.
 
 Results go to ``bench.json`` and ``bench.md`` in ``out_dir``.
 """
@@ -49,7 +49,7 @@ from . import kernels
 from .cells import LAYERS
 from .recurrent import Stream
 
-#: (B, T, D, H) rows of issue 4.
+#: (B, T, D, H) rows of the standard benchmark grid.
 GRID = ((32, 100, 64, 128), (64, 50, 128, 256), (1, 100, 32, 64), (128, 28, 28, 128),
         (16, 200, 32, 64))
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
@@ -92,7 +92,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     Returns
     -------
     dict with ``config``, ``machine``, ``compile``, ``rows`` (one per cell and shape) and
-    ``targets`` (issue 4's targets, met or not, row by row).
+    ``targets`` (the speed targets, met or not, row by row).
     """
     cfg = dataclasses.replace(config or BenchConfig(), **_checked(overrides))
     for c in cfg.cells:
@@ -523,7 +523,7 @@ def _first_calls(cells) -> dict:
 
 
 def _targets(rows) -> list:
-    """Issue 4's targets, row by row: met (True), missed (False) or not measurable (None)."""
+    """The speed targets, row by row: met (True), missed (False) or not measurable (None)."""
     out = []
     for row in rows:
         s = row["shape"]
@@ -611,7 +611,7 @@ def markdown(result: dict) -> str:
             d = comp.get(label, {})
             lines.append(f"| {label} | " + " | ".join(_fmt(d.get(k), ".2f") for k in keys) + " |")
     met = result["targets"]
-    lines += ["", "Targets (issue 4): ✓ met, ✗ missed, – not measured", "",
+    lines += ["", "Speed targets: ✓ met, ✗ missed, – not measured", "",
               "| cell | B,T,D,H | " + " | ".join(k for k in _target_keys(met)) + " |",
               "|---|---|" + "---|" * len(_target_keys(met))]
     for t in met:

@@ -153,14 +153,15 @@ def use_blas(name: str):
 
     "tile" is rnnlab's own register-blocked product (:mod:`rnnlab.kernels.tile`), with
     the recurrent weights packed once per sequence; the batched products run in NumPy's
-    BLAS. "numpy" calls NumPy's BLAS for every step too. "mkl" needs the ``mkl`` wheel; its GEMM is 1.2-1.4x faster than OpenBLAS at the
-    per-step sizes of issue 4's grid (measured on the benchmark machine). It runs
-    sequentially (no second thread pool), so the batched products (input projection,
-    weight gradients, ``dx``) go to it too only when one thread is allowed, and to
-    NumPy's BLAS otherwise.
+    BLAS. "numpy" calls NumPy's BLAS for every step too. "mkl" needs the ``mkl`` wheel;
+    its GEMM is 1.2-1.4x faster than OpenBLAS at the per-step sizes of the benchmark grid
+    (measured on the benchmark machine). It runs sequentially (no second thread pool), so
+    the batched products (input projection, weight gradients, ``dx``) go to it too only
+    when one thread is allowed, and to NumPy's BLAS otherwise.
     """
     if name not in BACKENDS:
-        raise ValueError(f"unknown BLAS {name!r}; expected one of {', '.join(map(repr, BACKENDS))}")
+        names = ", ".join(map(repr, BACKENDS))
+        raise ValueError(f"unknown BLAS {name!r}; expected one of {names}")
     if name == "mkl" and mkl() is None:
         raise ValueError("BLAS 'mkl' needs Intel MKL's libmkl_rt (pip install mkl); not found")
     token = _backend.set(name)

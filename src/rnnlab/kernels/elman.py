@@ -7,11 +7,9 @@ vectorises. ``mask`` and ``dy`` as in :mod:`rnnlab.kernels.lstm`.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, add_into, all_finite, mm, one_like, product, sigmoid_, tanh_
-from .tile import MR
 
 #: activation name -> code passed to the kernels
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -66,9 +64,8 @@ def forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, b0, b1):
     """
     T, B, H = xp.shape
     masked = mask.shape[0] > 0
-    Ap = np.empty(((b1 - b0 + MR - 1) // MR, H, MR), xp.dtype)
     for t in range(T):
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[t, b0:b1], 1, Ap)
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[t, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
                 _act_row(act, bias, xp[t, b], hs[t + 1, b])
@@ -104,7 +101,6 @@ def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1)
     """
     T = hs.shape[0] - 1
     carry = dh[b0:b1].copy()
-    Ap = np.empty(((b1 - b0 + MR - 1) // MR, W_hT.shape[0], MR), hs.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
@@ -117,7 +113,7 @@ def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1)
             else:
                 da[t, b] = 0
                 carry[b - b0] = dh[b]
-        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1, Ap)
+        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1)
         dh[b0:b1] = carry
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, add_into, add_sigmoid, all_finite, mm, one_like, product, tanh_
-from .tile import MR
 
 
 @njit(**JIT)
@@ -55,9 +54,8 @@ def forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, b0, b1):
     H = G // 3
     a = xg[0, b0:b1].copy()  # (b1 - b0, 3H), allocated once
     masked = mask.shape[0] > 0
-    Ap = np.empty(((b1 - b0 + MR - 1) // MR, H, MR), xg.dtype)
     for t in range(T):
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0, Ap)
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
                 _cell_row(a[b - b0], b_h, bias, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
@@ -122,7 +120,6 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn
     H = G // 3
     carry = dh[b0:b1].copy()
     dhp = np.empty((b1 - b0, G), gates.dtype)  # this step's gradient at the recurrent product
-    Ap = np.empty(((b1 - b0 + MR - 1) // MR, G, MR), gates.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
@@ -139,7 +136,7 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn
                 dhn[t, b] = 0
                 dhp[r] = 0
                 carry[r] = dh[b]
-        product(gemm, tile, W_hT, Wp, dhp, carry, 1, Ap)
+        product(gemm, tile, W_hT, Wp, dhp, carry, 1)
         dh[b0:b1] = carry
 
 

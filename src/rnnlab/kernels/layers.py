@@ -25,8 +25,13 @@ from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
 from ._jit import mm, mm_tn, pack_b
-from .blas import (allowed_threads, gemm_for, loop_chunks, loop_threads_set, tile_for,
-                   uses_numpy_blas)
+from .blas import (
+    allowed_threads,
+    gemm_for,
+    loop_chunks,
+    tile_for,
+    uses_numpy_blas,
+)
 from .tile import nr
 
 _NAMES = {ElmanCell: "elman", LSTMCell: "lstm", GRUCell: "gru"}

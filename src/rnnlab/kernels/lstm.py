@@ -20,11 +20,9 @@ and a None would double the variants, and the first-call compile time, per argum
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, add_into, add_sigmoid, add_tanh, all_finite, mm, one_like, product, tanh_
-from .tile import MR
 
 
 @njit(**JIT)
@@ -63,9 +61,8 @@ def forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, b0, b1):
     T, B, G = xg.shape
     H = G // 4
     masked = mask.shape[0] > 0
-    Ap = np.empty(((b1 - b0 + MR - 1) // MR, H, MR), xg.dtype)
     for t in range(T):
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[t, b0:b1], 1, Ap)
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[t, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
                 _gates_row(bias, xg[t, b], H)
@@ -125,7 +122,6 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, d
     T, B, G = gates.shape
     H = G // 4
     carry = dh[b0:b1].copy()  # ping-pong partner of dh's rows for the recurrent product
-    Ap = np.empty(((b1 - b0 + MR - 1) // MR, G, MR), gates.dtype)
     masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
@@ -138,7 +134,7 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, d
             else:
                 da[t, b] = 0
                 carry[b - b0] = dh[b]  # a padded step hands its gradient straight back
-        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1, Ap)
+        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1)
         dh[b0:b1] = carry
 
 

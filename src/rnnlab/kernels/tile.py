@@ -57,11 +57,12 @@ def _tile_ir(fty: str) -> str:
     masks = [f"%m{v}" for v in range(VECTORS)]
     # one body per row count mr = 1..MR, each with its accumulators in registers
     for mr in range(1, MR + 1):
-        L.append(f"define internal void @{name}_{mr}(i64 %K, {fty}* noalias %Ap, "
-                 f"{fty}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, "
+        L.append(f"define internal void @{name}_{mr}(i64 %K, {fty}* noalias %Ap, i64 %aks, "
+                 f"i64 %ars, {fty}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, "
                  + ", ".join(f"{mt} %m{v}" for v in range(VECTORS)) + ") alwaysinline {")
         L.append("entry:")
         for r in range(mr):
+            L.append(f"  %ro{r} = mul i64 {r}, %ars")
             L.append(f"  %co{r} = mul i64 {r}, %ldc")
             L.append(f"  %crow{r} = getelementptr {fty}, {fty}* %C, i64 %co{r}")
             for v in range(VECTORS):
@@ -95,7 +96,7 @@ def _tile_ir(fty: str) -> str:
             L.append(f"  %bv{v} = bitcast {fty}* %bq{v} to {vt}*")
             L.append(f"  %b{v} = load {vt}, {vt}* %bv{v}, align 1")
         for r in range(mr):
-            L.append(f"  %aq{r} = getelementptr {fty}, {fty}* %ap, i64 {r}")
+            L.append(f"  %aq{r} = getelementptr {fty}, {fty}* %ap, i64 %ro{r}")
             L.append(f"  %a{r} = load {fty}, {fty}* %aq{r}")
             L.append(f"  %ai{r} = insertelement {vt} undef, {fty} %a{r}, i32 0")
             L.append(f"  %as{r} = shufflevector {vt} %ai{r}, {vt} undef, <{W} x i32> "
@@ -103,7 +104,7 @@ def _tile_ir(fty: str) -> str:
             for v in range(VECTORS):
                 L.append(f"  %n{r}_{v} = call {vt} @llvm.fma.{sfx}({vt} %as{r}, {vt} %b{v}, "
                          f"{vt} %acc{r}_{v})")
-        L.append(f"  %ap1 = getelementptr {fty}, {fty}* %ap, i64 {MR}")
+        L.append(f"  %ap1 = getelementptr {fty}, {fty}* %ap, i64 %aks")
         L.append(f"  %bp1 = getelementptr {fty}, {fty}* %bp, i64 {NR}")
         L.append("  %k1 = add i64 %k, 1")
         L.append("  %more = icmp slt i64 %k1, %K")
@@ -120,8 +121,9 @@ def _tile_ir(fty: str) -> str:
         L.append("}")
     # the entry point: column masks from nc, then the body for mr rows
     iota = [", ".join(f"i64 {i + v * W}" for i in range(W)) for v in range(VECTORS)]
-    L.append(f"define void @{name}(i64 %K, {fty}* noalias %Ap, {fty}* noalias %Bp, "
-             f"{fty}* noalias %C, i64 %ldc, i32 %beta, i64 %mr, i64 %nc) #0 {{")
+    L.append(f"define void @{name}(i64 %K, {fty}* noalias %Ap, i64 %aks, i64 %ars, "
+             f"{fty}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, i64 %mr, "
+             "i64 %nc) #0 {")
     L.append("entry:")
     L.append(f"  %ncv = insertelement <{W} x i64> undef, i64 %nc, i32 0")
     L.append(f"  %ncs = shufflevector <{W} x i64> %ncv, <{W} x i64> undef, <{W} x i32> "
@@ -133,8 +135,8 @@ def _tile_ir(fty: str) -> str:
     L.append(f"  switch i64 %mr, label %exit [{cases}]")
     for m in range(1, MR + 1):
         L.append(f"t{m}:")
-        L.append(f"  call void @{name}_{m}(i64 %K, {fty}* %Ap, {fty}* %Bp, {fty}* %C, "
-                 f"i64 %ldc, i32 %beta, {margs})")
+        L.append(f"  call void @{name}_{m}(i64 %K, {fty}* %Ap, i64 %aks, i64 %ars, "
+                 f"{fty}* %Bp, {fty}* %C, i64 %ldc, i32 %beta, {margs})")
         L.append("  br label %exit")
     L.append("exit:")
     L.append("  ret void")
