@@ -165,3 +165,17 @@ def test_plots_check_their_input(tmp_path):
     with pytest.raises(ValueError):
         apps.plot_forecast([1, 2], [1.0], [1.0, 2.0], tmp_path / "f.png")
     assert is_png(apps.plot_forecast([2000, 2001], [1.0, 2.0], [1.5, 2.5], tmp_path / "f.png"))
+
+
+def test_noise_option_is_recorded_and_checked(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    out = tmp_path / "noisy"
+    assert cli.main(["train", "--task", "digits", *SMALL, "--max-train", "60", "--max-test",
+                     "30", "--noise", "0.3", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["input_noise"] == 0.3
+    bad = tmp_path / "bad"
+    assert cli.main(["train", "--task", "digits", "--noise", "-1", "--out", str(bad)]) == 1
+    assert "noise must be a non-negative number, got -1.0" in error_line(capsys)
+    assert not bad.exists()  # refused before anything is written
+    assert cli.main(["train", "--noise", "0.3"]) == 1  # a task option without --task
+    assert "--task" in error_line(capsys)

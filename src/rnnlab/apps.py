@@ -165,8 +165,8 @@ def _check_positive(v, name):
 
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
-               lr=None, clip=1.0, seed=0, patch=None, horizon=1, out=None, progress=None,
-               max_train=None, max_test=None, echo=print) -> Path:
+               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, out=None,
+               progress=None, max_train=None, max_test=None, echo=print) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -182,6 +182,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         Image tasks: p x q patches in raster order instead of rows.
     horizon : int
         Sunspots: years forecast from each window.
+    noise : float or None
+        Standard deviation of the Gaussian noise added to the real steps of each training
+        batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
     out : path or None
         Run folder (default ``runs/<task>-<time>``); must not hold a run already.
     progress : bool or None
@@ -203,6 +206,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     batch = _check_positive(spec.batch if batch is None else batch, "batch")
     horizon = _check_positive(horizon, "horizon")
     lr = spec.lr if lr is None else lr
+    noise = spec.noise if noise is None else noise
+    if isinstance(noise, bool) or not (isinstance(noise, (int, float)) and noise >= 0
+                                       and math.isfinite(noise)):
+        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if clip is not None and not (isinstance(clip, (int, float)) and clip >= 0
@@ -231,11 +238,11 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
               "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
               "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
-              "input_noise": spec.noise or None, **options}
+              "input_noise": noise or None, **options}
     (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
                            seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
-                           progress=progress, noise=spec.noise, noise_seed=[seed, 1])
+                           progress=progress, noise=noise, noise_seed=[seed, 1])
     echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
          f"{cell} H={hidden}, {epochs} epochs -> {out}")
     t0 = time.perf_counter()
