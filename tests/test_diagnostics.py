@@ -332,3 +332,12 @@ def test_bad_arguments_are_rejected_clearly():
         dg.memory_length([1.0, np.nan])
     with pytest.raises(ValueError, match=r"flow\[0\] must be positive"):
         dg.memory_length([0.0, 1.0])
+
+
+def test_loss_gradient_norms_refuse_a_readout_they_do_not_know():
+    """A readout other than "all"/"last" must not be silently treated as "last"."""
+    net = rnnlab.Network(3, 4, 3, cell="gru", readout="last", seed=0, dtype=np.float64)
+    net.readout = "mean"  # as a future pooled readout would be
+    x, y = np.zeros((2, 5, 3)), np.array([0, 1])
+    with pytest.raises(ValueError, match="readout 'mean'"):
+        dg.loss_gradient_norms(net, x, y)

@@ -336,6 +336,9 @@ def _loss_gradients(net: Network, x, y, state, lengths):
     fw = _forward(layer, x, state, lengths, layer.num_layers - 1)
     W, b = net.params["head.W_y"], net.params["head.b_y"]
     lens = fw.lengths if fw.mask is not None else None
+    if net.readout not in ("all", "last"):  # a readout added later needs its own branch here
+        raise ValueError(f"loss gradients for readout {net.readout!r} are not implemented; "
+                         "expected 'all' or 'last'")
     if net.readout == "all":
         h = fw.outputs if fw.mask is None else fw.outputs * fw.mask  # (T, B, H)
         h = h.transpose(1, 0, 2)  # (B, T, H)
