@@ -301,12 +301,15 @@ def parallel_rows(monkeypatch):
 
 @pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_parallel_runs_of_rows_match_plain(cell, opts, with_lengths, dtype, parallel_rows):
-    """The batch cut into 3 uneven runs of rows (7 rows), each on its own thread."""
+@pytest.mark.parametrize("dtype,backend", [(np.float64, "tile"), (np.float32, "tile"),
+                                           (np.float64, "numpy")], ids=["f64", "f32", "f64-blas"])
+def test_parallel_runs_of_rows_match_plain(cell, opts, with_lengths, dtype, backend,
+                                           parallel_rows):
+    """The batch cut into 3 uneven runs of rows (7 rows), each on its own thread; the
+    per-step products in the tile or in BLAS (then called from the threads at once)."""
     args = case(cell, opts, 2, dtype, with_lengths, B=7, H=9)
     plain = run(*args, fast=False)
-    with kernels.threads(3):
+    with kernels.threads(3), kernels.use_blas(backend):
         fast = run(*args, fast=True)
     assert parallel_rows and set(parallel_rows) == {3}  # forward and backward of each layer
     for name in plain:
