@@ -51,8 +51,8 @@ SINGLE_THREAD_BELOW = 8_000_000
 #: runs its batch in parallel runs of rows when more than one thread is allowed.
 PARALLEL_FROM = 1_000_000
 
-# numba's default "workqueue" threading layer aborts the process when two threads enter
-# parallel code at once; a second caller runs its loop serially instead.
+# numba's "workqueue" threading layer (chosen in _numba_threads) aborts the process when
+# two threads enter parallel code at once; a second caller runs its loop serially instead.
 _parallel = threading.Lock()
 
 _threads: ContextVar[int | None] = ContextVar("rnnlab_threads", default=None)

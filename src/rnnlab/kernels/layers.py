@@ -38,21 +38,23 @@ _NAMES = {ElmanCell: "elman", LSTMCell: "lstm", GRUCell: "gru"}
 
 
 def _drop_stale_cache() -> None:
-    """Delete cached kernels compiled before the last edit of ``_jit.py``.
+    """Delete cached kernels compiled before the last edit of the files they depend on.
 
     numba keys each cached function on its own source file only, and the compiled code
-    includes the helpers it calls from ``_jit.py``; without this an edit there would
-    leave the cell kernels running the old helpers. Only the in-tree cache is checked.
+    includes the helpers it calls from ``_jit.py`` and the constants it takes from
+    ``tile.py`` (the tile's rows, MR); without this an edit there would leave the kernels
+    running old helpers or a wrong MR. Only the in-tree cache is checked.
     """
     here = Path(__file__).parent
     try:
-        edited = (here / "_jit.py").stat().st_mtime
+        tile_edit = (here / "tile.py").stat().st_mtime
+        jit_edit = max((here / "_jit.py").stat().st_mtime, tile_edit)
         for index in (here / "__pycache__").glob("*.nbi"):
-            if not index.name.startswith("_jit.") and index.stat().st_mtime < edited:
+            limit = tile_edit if index.name.startswith("_jit.") else jit_edit
+            if index.stat().st_mtime < limit:
                 index.unlink()
     except OSError:
         pass
-
 
 _drop_stale_cache()
 

@@ -5,9 +5,9 @@ and columns of one tile.
 
 BLAS libraries are tuned for large products. The recurrent product of one time step is
 small (16-64 rows, 64-1024 columns) and comes a hundred times per sequence with the same
-right-hand matrix, so a BLAS call pays its argument checks, its packing of ``W_h`` and its
-thread hand-off every step. Here ``W_h`` is packed once per sequence
-(:func:`rnnlab.kernels._jit.pack_b`), the rows of ``h`` once per step, and the product
+right-hand matrix, so a BLAS call pays its argument checks, its packing of both operands
+and its thread hand-off every step. Here ``W_h`` is packed once per sequence
+(:func:`rnnlab.kernels._jit.pack_b`), the rows of ``h`` are read in place, and the product
 runs tile by tile in this function, with each tile's MR x NR partial sums held in vector
 registers for the whole sum over K: per ``k``, NR/W vector loads of the packed ``B``, MR
 broadcasts of ``A`` and MR*NR/W fused multiply-adds.
@@ -21,11 +21,12 @@ kernels through its address, like BLAS.
 
 The tile (``tile_f32``/``tile_f64``)::
 
-    void tile(i64 K, T* Ap, T* Bp, T* C, i64 ldc, i32 beta, i64 mr, i64 nc)
+    void tile(i64 K, T* A, i64 aks, i64 ars, T* Bp, T* C, i64 ldc, i32 beta, i64 mr, i64 nc)
 
-``Ap`` (K, MR): rows ``0..mr`` of A, packed k-major; ``Bp`` (K, NR): one panel of B;
-``C``: the tile's top-left element, rows ``ldc`` apart. Writes ``C[r, j] = beta * C[r, j]
-+ sum_k Ap[k, r] Bp[k, j]`` for ``r < mr``, ``j < nc``; nothing outside.
+Writes ``C[r, j] = beta * C[r, j] + sum_k A[k * aks + r * ars] * Bp[k * NR + j]`` for
+``r < mr``, ``j < nc`` and nothing outside; ``Bp`` (K, NR) is one packed panel of B, ``C``
+the tile's top-left element with rows ``ldc`` apart. Rows of A read in place have
+``aks = 1, ars = lda``; a block packed k-major would have ``aks = MR, ars = 1``.
 """
 
 from __future__ import annotations
