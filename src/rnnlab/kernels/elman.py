@@ -48,7 +48,7 @@ def _grad_row(act, h, dh, da):
 
 
 @njit(**JIT)
-def forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, b0, b1):
+def forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, b0, b1):
     """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
@@ -56,15 +56,19 @@ def forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, b0, b1):
     gemm, tile : see :func:`rnnlab.kernels._jit.product`
     act : int, activation code
     W_h : ndarray (H, H); ``Wp`` the same packed for ``tile``
+    x, W_x, Wxp : as in :func:`rnnlab.kernels.lstm.forward`
     bias : ndarray (H,)
-    xp : ndarray (T, B, H); in: ``x_t W_x``, out: the pre-activations less the bias
+    xp : ndarray (T, B, H); in: ``x_t W_x`` (or nothing, see ``Wxp``), out: the
+        pre-activations less the bias
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
     T, B, H = xp.shape
-    masked = mask.shape[0] > 0
+    masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
     for t in range(T):
+        if fused:
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xp[t, b0:b1], 0)
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[t, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
@@ -74,11 +78,11 @@ def forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, b0, b1):
 
 
 @njit(parallel=True, **JIT)
-def forward_par(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, chunks):
+def forward_par(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
     B = xp.shape[1]
     for c in prange(chunks):
-        forward(gemm, tile, act, W_h, Wp, bias, xp, hs, mask, c * B // chunks,
+        forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, c * B // chunks,
                 (c + 1) * B // chunks)
 
 

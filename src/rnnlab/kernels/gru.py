@@ -36,15 +36,16 @@ def _cell_row(a, b_h, bias, g, h, hn, h_new, H):
 
 
 @njit(**JIT)
-def forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, b0, b1):
+def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, b0, b1):
     """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
     ----------
     gemm, tile : see :func:`rnnlab.kernels._jit.product`
     W_h : ndarray (H, 3H); ``Wp`` the same packed for ``tile``
+    x, W_x, Wxp : as in :func:`rnnlab.kernels.lstm.forward`
     b_h, bias : ndarray (3H,), the recurrent and the input-side bias
-    xg : ndarray (T, B, 3H); in: ``x_t W_x``, out: ``r, z, n``
+    xg : ndarray (T, B, 3H); in: ``x_t W_x`` (or nothing, see ``Wxp``), out: ``r, z, n``
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
@@ -53,8 +54,10 @@ def forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, b0, b1):
     T, B, G = xg.shape
     H = G // 3
     a = xg[0, b0:b1].copy()  # (b1 - b0, 3H), allocated once
-    masked = mask.shape[0] > 0
+    masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
     for t in range(T):
+        if fused:
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[t, b0:b1], 0)
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
@@ -64,12 +67,12 @@ def forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, b0, b1):
 
 
 @njit(parallel=True, **JIT)
-def forward_par(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, chunks):
+def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
     B = xg.shape[1]
     for c in prange(chunks):
-        forward(gemm, tile, W_h, Wp, b_h, bias, xg, hs, hns, mask, c * B // chunks,
-                (c + 1) * B // chunks)
+        forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask,
+                c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)

@@ -146,25 +146,33 @@ def layer_forward(cell, p, x, state0, mask, partial):
     GH = p["W_h"].shape[1]
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
     Wp = _packed(tile, p["W_h"])
-    # (T, B, G*H) every step at once
-    xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
+    x = np.ascontiguousarray(x)
+    if tile:
+        # x_t W_x step by step inside the loop, by the tile, each run of rows on its thread
+        Wxp = _packed(tile, p["W_x"])
+        xg = np.empty((T, B, GH), x.dtype)
+    else:
+        # (T, B, G*H) every step at once
+        Wxp = _packed(0, p["W_x"])
+        xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
-    with loop_chunks(T, B, H * GH) as chunks:
+    with loop_chunks(T, B, (H + D) * GH if tile else H * GH) as chunks:
         if name == "elman":
             _rows(elman, "forward", chunks, B, gemm, tile, elman.ACTIVATIONS[cell.activation],
-                  p["W_h"], Wp, p["b"], xg, hs, m)
+                  p["W_h"], Wp, x, p["W_x"], Wxp, p["b"], xg, hs, m)
             arrays, final = (), (hs[T].copy(),)
         elif name == "lstm":
             cs = np.empty_like(hs)
             cs[0] = state0[1]
-            _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, p["b"], xg, hs, cs, m)
+            _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
+                  p["b"], xg, hs, cs, m)
             arrays, final = (xg, cs), (hs[T].copy(), cs[T].copy())
         else:
             hns = np.empty_like(hs[1:])
-            _rows(gru, "forward", chunks, B, gemm, tile, p["W_h"], Wp, p["b_h"], p["b"], xg, hs,
-                  hns, m)
+            _rows(gru, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
+                  p["b_h"], p["b"], xg, hs, hns, m)
             arrays, final = (xg, hns), (hs[T].copy(),)
     y = hs[1:].copy() if mask is None else hs[1:] * mask
     return y, final, LayerCache(x, hs, Tape(name, arrays), mask, partial)

@@ -43,16 +43,20 @@ def _state_row(g, c, c_new, h_new, H):
 
 
 @njit(**JIT)
-def forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, b0, b1):
+def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, b0, b1):
     """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
     ----------
     gemm, tile : see :func:`rnnlab.kernels._jit.product`
     W_h : ndarray (H, 4H); ``Wp`` the same packed for ``tile``
+    x, W_x, Wxp : ndarray (T, B, D), (D, 4H) and ``W_x`` packed, to compute ``x_t W_x``
+        step by step, rows still in cache for the gates; ``Wxp`` (0, 0, 0) when ``xg``
+        already holds it
     bias : ndarray (4H,)
     xg : ndarray (T, B, 4H)
-        In: ``x_t W_x``. Out: the gates ``i, f, g, o`` (garbage at padded steps).
+        In: ``x_t W_x`` (or nothing, see ``Wxp``). Out: the gates ``i, f, g, o`` (garbage
+        at padded steps).
     hs, cs : ndarray (T+1, B, H)
         In: ``hs[0]``, ``cs[0]`` the initial state. Out: the states after each step.
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
@@ -60,8 +64,10 @@ def forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, b0, b1):
     """
     T, B, G = xg.shape
     H = G // 4
-    masked = mask.shape[0] > 0
+    masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
     for t in range(T):
+        if fused:
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[t, b0:b1], 0)
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[t, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
@@ -91,11 +97,11 @@ def _back_row(g, c_prev, c, dh, dc, da, H):
 
 
 @njit(parallel=True, **JIT)
-def forward_par(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, chunks):
+def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
     B = xg.shape[1]
     for c in prange(chunks):
-        forward(gemm, tile, W_h, Wp, bias, xg, hs, cs, mask, c * B // chunks,
+        forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, c * B // chunks,
                 (c + 1) * B // chunks)
 
 
