@@ -57,6 +57,7 @@ def _drop_stale_cache() -> None:
     except OSError:
         pass
 
+
 _drop_stale_cache()
 
 
@@ -146,16 +147,12 @@ def layer_forward(cell, p, x, state0, mask, partial):
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
-    Wp = _packed(tile, p["W_h"])
+    Wp, Wxp = _packed(tile, p["W_h"]), _packed(tile, p["W_x"])
     x = np.ascontiguousarray(x)
-    if tile:
-        # x_t W_x step by step inside the loop, by the tile, each run of rows on its thread
-        Wxp = _packed(tile, p["W_x"])
-        xg = np.empty((T, B, GH), x.dtype)
-    else:
-        # (T, B, G*H) every step at once
-        Wxp = _packed(0, p["W_x"])
-        xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
+    # with the tile, x_t W_x is computed step by step inside the loop (each run of rows on
+    # its thread, the rows still in cache for the gates); with BLAS, all steps at once here
+    xg = (np.empty((T, B, GH), x.dtype) if tile
+          else _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH))
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
