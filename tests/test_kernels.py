@@ -426,4 +426,13 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
         assert len(files) == 1
         stamps.append(files[0].stat().st_mtime_ns)
     assert stamps[0] == stamps[1]  # loaded, not compiled and written again
+    # a damaged file is not loaded: the next process compiles again and replaces it
+    from rnnlab.kernels import tile
+
+    files[0].write_bytes(files[0].read_bytes()[:-100] + b"\0" * 100)
+    assert tile._read_checked(files[0]) is None
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    errors.append(float(out.strip().splitlines()[-1]))
+    assert tile._read_checked(files[0]) is not None  # compiled and stored whole again
     assert max(errors) < 1e-12

@@ -186,17 +186,34 @@ def _cache_file(ir_text: str, cpu: str, features: str):
 
 
 def _write_atomically(path, data: bytes) -> None:
+    """Store ``data`` followed by its SHA-256, via a temporary file renamed into place."""
+    import hashlib
     import os
     import tempfile
 
+    tmp = None
     try:
         path.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data + hashlib.sha256(data).digest())
         os.replace(tmp, path)
+    except OSError:  # a read-only installation compiles in each process instead (0.3 s)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _read_checked(path) -> bytes | None:
+    """The machine code stored by :func:`_write_atomically`, or None if it is missing or
+    does not match its checksum (never hand damaged code to the loader)."""
+    import hashlib
+
+    try:
+        raw = path.read_bytes()
     except OSError:
-        pass  # a read-only installation compiles in each process instead (0.3 s)
+        return None
+    data, digest = raw[:-32], raw[-32:]
+    return data if len(raw) > 32 and hashlib.sha256(data).digest() == digest else None
 
 
 def addresses() -> dict[str, int]:
@@ -222,10 +239,7 @@ def addresses() -> dict[str, int]:
             tm = target.create_target_machine(cpu=cpu, features=features, opt=3)
             text = module_ir()
             cache = _cache_file(text, cpu, features)
-            try:
-                cached = cache.read_bytes()
-            except OSError:
-                cached = None
+            cached = _read_checked(cache)
             module = llvm.parse_assembly(text)
             module.verify()
             if cached is None:
