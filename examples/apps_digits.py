@@ -16,11 +16,9 @@ from the training images (300 of them); the test split was not used to choose an
 import argparse
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.data.images import digits
 from rnnlab.optim import cosine
 

@@ -19,11 +19,9 @@ Needs Debian's dataset-fashion-mnist (scripts/install-data.sh).
 import argparse
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.data.images import fashion_mnist
 from rnnlab.optim import cosine
 

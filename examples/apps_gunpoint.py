@@ -17,11 +17,9 @@ never left the initial plateau (training loss 0.22 after 150 epochs), while with
 import argparse
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.data.series import gunpoint
 from rnnlab.optim import cosine
 

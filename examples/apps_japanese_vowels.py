@@ -47,11 +47,9 @@ Needs sktime (or aeon) for the bundled .ts files: pip install 'rnnlab[data]'.
 import argparse
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.apps import NoisyTrainer
 from rnnlab.data.speech import japanese_vowels
 from rnnlab.optim import cosine

@@ -24,11 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.data.speech import wav_folder
 from rnnlab.optim import cosine
 

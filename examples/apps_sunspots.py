@@ -24,11 +24,9 @@ pip install 'rnnlab[data]'.
 import argparse
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.data.series import sunspot_numbers, sunspots, unscale
 from rnnlab.optim import cosine
 

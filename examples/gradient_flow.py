@@ -12,11 +12,9 @@ point that training has to work from.
 import sys
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab import diagnostics as dg
 
 H, T, B, D = 64, 100, 8, 8

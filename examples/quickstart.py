@@ -2,11 +2,9 @@
 
 import time
 
-import rnnlab  # before NumPy: it shortens OpenBLAS's idle-thread spin (README)
-
-# isort: split
 import numpy as np
 
+import rnnlab
 from rnnlab.data.synthetic import adding_accuracy, adding_problem
 from rnnlab.optim import Adam
 

@@ -436,23 +436,3 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
     errors.append(float(out.strip().splitlines()[-1]))
     assert tile._read_checked(files[0]) is not None  # compiled and stored whole again
     assert max(errors) < 1e-12
-
-
-def test_one_warning_when_numpy_came_first_and_openblas_spins(parallel_rows, monkeypatch):
-    """NumPy imported before rnnlab (so OpenBLAS's long spin stays): said once, with the cure."""
-    import warnings
-
-    from rnnlab.kernels import blas
-
-    if "openblas" not in (blas.blas().path or "").lower():
-        pytest.skip("NumPy's BLAS is not OpenBLAS")
-    monkeypatch.setattr(rnnlab, "_OPENBLAS_SPINS", True)
-    monkeypatch.setattr(blas, "_spin_warned", False)
-    args = case("gru", {}, 1, np.float64, False, B=4)
-    with kernels.threads(2):
-        with pytest.warns(RuntimeWarning, match="OPENBLAS_THREAD_TIMEOUT=20"):
-            run(*args, fast=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            run(*args, fast=True)  # not again
-    assert 2 in parallel_rows

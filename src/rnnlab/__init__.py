@@ -14,12 +14,7 @@ import sys as _sys
 # the spinning worker (measured). 2**20 cycles (well under a millisecond) still bridges
 # the gaps between back-to-back BLAS calls. OpenBLAS reads this once, when NumPy loads
 # it, so it applies only if NumPy is not imported yet; a value the user set is kept.
-# If NumPy came first and nobody set the timeout, OpenBLAS keeps its long spin;
-# rnnlab.kernels then says so once, when a parallel loop first runs.
-if "numpy" in _sys.modules:
-    _OPENBLAS_SPINS = "OPENBLAS_THREAD_TIMEOUT" not in _os.environ
-else:
-    _OPENBLAS_SPINS = False
+if "numpy" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from .cells import GRU, LSTM, Elman, RecurrentLayer, layer_from_config

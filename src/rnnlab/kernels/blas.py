@@ -268,28 +268,6 @@ def loop_threads_set(work: int):
         b.set_threads(before)
 
 
-_spin_warned = False
-
-
-def _warn_if_openblas_spins() -> None:
-    """Say once that OpenBLAS's idle threads will slow the parallel loops, and the cure."""
-    global _spin_warned
-    import rnnlab
-
-    if _spin_warned or not getattr(rnnlab, "_OPENBLAS_SPINS", False):
-        return
-    path = blas().path or ""
-    _spin_warned = True
-    if "openblas" in os.path.basename(path).lower():
-        import warnings
-
-        warnings.warn(
-            "NumPy was imported before rnnlab, so OpenBLAS's idle threads spin for about "
-            "0.1 s after every threaded call and slow rnnlab's parallel loops (an LSTM "
-            "training step up to 1.5x, measured). Import rnnlab first, or set "
-            "OPENBLAS_THREAD_TIMEOUT=20 in the environment.", RuntimeWarning, stacklevel=4)
-
-
 def _numba_threads() -> int:
     import numba
 
@@ -316,7 +294,6 @@ def loop_chunks(T: int, B: int, hg: int):
     """
     n = min(allowed_threads(), B, _numba_threads())
     if n > 1 and T * B * hg >= PARALLEL_FROM and _parallel.acquire(blocking=False):
-        _warn_if_openblas_spins()
         try:
             b = blas()
             before = b.get_threads()
