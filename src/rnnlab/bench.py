@@ -173,6 +173,8 @@ def _machine(torch) -> dict:
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
         "torch": None if torch is None else torch.__version__,
+        # how long OpenBLAS's idle threads spin; None: OpenBLAS's default (about 0.1 s)
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
     }
     if kernels.AVAILABLE:
         import numba
@@ -563,7 +565,8 @@ def markdown(result: dict) -> str:
         "glibc keeps freed memory: "
         f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks per library "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
-        f"numba {m.get('numba', 'absent')}; other processes kept "
+        f"numba {m.get('numba', 'absent')}; OPENBLAS_THREAD_TIMEOUT "
+        f"{m.get('openblas_thread_timeout') or 'unset'}; other processes kept "
         f"{_fmt(m.get('other_processes_cores'), '.2f')} cores busy on average meanwhile.",
         "sgemm peak (n=2048): "
         + ", ".join(f"{k} {v:.0f}" for k, v in m["sgemm_peak_gflops"].items()) + " GFLOP/s.",
