@@ -18,7 +18,8 @@ threads, BLAS held to one thread meanwhile). Splitting each step's product among
 threads instead costs a hand-off per step, which the small per-step products of most
 recurrent nets do not repay; a serial loop (one row, little work, one thread allowed)
 still gives BLAS all threads for a product of :data:`SINGLE_THREAD_BELOW` or more. The
-large batched products (input projection, weight gradients) use all allowed threads.
+large batched products (weight gradients, ``dx``; the input projection too when the
+per-step products go to a BLAS) use all allowed threads.
 :func:`threads` sets how many are allowed (the default is whatever NumPy's BLAS is set
 to, normally one per core).
 """
@@ -152,8 +153,10 @@ def use_blas(name: str):
     """Serve the per-step recurrent products from ``name``: "tile" (default), "numpy" or "mkl".
 
     "tile" is rnnlab's own register-blocked product (:mod:`rnnlab.kernels.tile`), with
-    the recurrent weights packed once per sequence; the batched products run in NumPy's
-    BLAS. "numpy" calls NumPy's BLAS for every step too. "mkl" needs the ``mkl`` wheel;
+    the weights packed once per sequence; it also computes the input projection step by
+    step inside the loop, and the weight gradients and ``dx`` run in NumPy's BLAS.
+    "numpy" calls NumPy's BLAS for every step, and for the input projection of all
+    steps at once. "mkl" needs the ``mkl`` wheel;
     its GEMM is 1.2-1.4x faster than OpenBLAS at the per-step sizes of the benchmark grid
     (measured on the benchmark machine). It runs sequentially (no second thread pool), so
     the batched products (input projection, weight gradients, ``dx``) go to it too only
