@@ -283,19 +283,32 @@ def test_step_output_and_state_are_independent_and_follow_replaced_params(fast):
 
 @pytest.fixture
 def parallel_rows(monkeypatch):
-    """Force the parallel time loops (3 runs of rows) and record the runs each call took."""
+    """Force the parallel time loops (3 runs of rows) and the backward's batched products
+    in 3 parts; record the runs each loop took (``seen``) and the parts of each backward's
+    products (``seen.products``)."""
     from rnnlab.kernels import blas, layers
 
     monkeypatch.setattr(blas, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(blas, "PRODUCTS_PARALLEL_FROM", 0)
     monkeypatch.setattr(blas, "_numba_threads", lambda: 3)
-    seen = []
-    real = layers._rows
+
+    class Seen(list):
+        products: list
+
+    seen = Seen()
+    seen.products = []
+    real, real_products = layers._rows, layers._products_par
 
     def spy(module, kernel, chunks, *args):
         seen.append(chunks)
         return real(module, kernel, chunks, *args)
 
+    def spy_products(gemm, parts, *args):
+        seen.products.append(parts)
+        return real_products(gemm, parts, *args)
+
     monkeypatch.setattr(layers, "_rows", spy)
+    monkeypatch.setattr(layers, "_products_par", spy_products)
     return seen
 
 
@@ -306,12 +319,14 @@ def parallel_rows(monkeypatch):
 def test_parallel_runs_of_rows_match_plain(cell, opts, with_lengths, dtype, backend,
                                            parallel_rows):
     """The batch cut into 3 uneven runs of rows (7 rows), each on its own thread; the
-    per-step products in the tile or in BLAS (then called from the threads at once)."""
+    per-step products in the tile or in BLAS (then called from the threads at once); the
+    weight gradients and dx in 3 parts of the T*B = 42 rows (partial sums added)."""
     args = case(cell, opts, 2, dtype, with_lengths, B=7, H=9)
     plain = run(*args, fast=False)
     with kernels.threads(3), kernels.use_blas(backend):
         fast = run(*args, fast=True)
     assert parallel_rows and set(parallel_rows) == {3}  # forward and backward of each layer
+    assert parallel_rows.products == [3, 3]  # the backward of each layer
     for name in plain:
         np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[dtype])
 
@@ -324,9 +339,9 @@ def test_parallel_loop_runs_serially_while_another_thread_is_inside(parallel_row
     with kernels.threads(3):
         with blas._parallel:
             busy = run(*args, fast=True)
-        assert parallel_rows == [1, 1]
+        assert parallel_rows == [1, 1] and parallel_rows.products == []
         free = run(*args, fast=True)
-        assert parallel_rows[2:] == [3, 3]
+        assert parallel_rows[2:] == [3, 3] and parallel_rows.products == [3]
     for name in busy:
         np.testing.assert_allclose(busy[name], free[name], err_msg=name, rtol=0, atol=1e-12)
     assert not blas._parallel.locked()
@@ -436,3 +451,75 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
     errors.append(float(out.strip().splitlines()[-1]))
     assert tile._read_checked(files[0]) is not None  # compiled and stored whole again
     assert max(errors) < 1e-12
+
+
+@pytest.mark.parametrize("n,K,work,expect", [(1, 100, 10**12, 1), (2, 100, 10, 1),
+                                             (2, 100, 10**12, 2), (4, 3, 10**12, 3)])
+def test_product_chunks_choice(n, K, work, expect, monkeypatch):
+    """The batched products go to rnnlab's threads only with threads allowed, rows to
+    share and enough work; BLAS single-threaded inside and restored after."""
+    from rnnlab.kernels import blas
+
+    monkeypatch.setattr(blas, "_numba_threads", lambda: 8)
+    before = blas.blas().get_threads()
+    with kernels.threads(n):
+        with blas.product_chunks(K, work) as parts:
+            assert parts == expect
+            if parts > 1 and before is not None:
+                assert blas.blas().get_threads() == 1
+        assert blas.blas().get_threads() in (None, n)
+    assert blas.blas().get_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["AB", "ATB"])
+@pytest.mark.parametrize("forced", [False, True], ids=["numpy", "parts"])
+def test_matmul_matches_numpy(dtype, trans_a, forced, monkeypatch):
+    """kernels.matmul: in 3 parts on rnnlab's threads (rows, or partial sums over K) or
+    whole in NumPy, the same product; non-contiguous operands are accepted."""
+    from rnnlab.kernels import blas, layers
+
+    calls = []
+    real = layers.matmul_par
+    monkeypatch.setattr(layers, "matmul_par", lambda *a: calls.append(a[-1]) or real(*a))
+    if forced:
+        monkeypatch.setattr(blas, "PRODUCTS_PARALLEL_FROM", 0)
+        monkeypatch.setattr(blas, "_numba_threads", lambda: 3)
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(23, 11)).astype(dtype)
+    B = rng.normal(size=(23 if trans_a else 11, 7)).astype(dtype)
+    want = (A.T if trans_a else A) @ B
+    with kernels.threads(3):
+        got = kernels.matmul(A, B, trans_a)
+        got_views = kernels.matmul(np.asfortranarray(A), B[:, ::-1], trans_a)
+    tol = dict(rtol=1e-12, atol=0) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(got_views, want[:, ::-1], **tol)
+    assert got.dtype == dtype and got.shape == want.shape
+    assert calls == ([3, 3] if forced else [])
+    with kernels.use_fast(False):
+        np.testing.assert_array_equal(kernels.matmul(A, B, trans_a), want)
+
+
+@pytest.mark.parametrize("readout", ["all", "last"])
+def test_network_head_in_parts_matches_plain(readout, parallel_rows, monkeypatch):
+    """A whole network's loss and gradients with the loops, the batched products and the
+    head's products all split over threads, against the plain path (float64)."""
+    from rnnlab.kernels import layers
+
+    heads = []
+    real = layers.matmul_par
+    monkeypatch.setattr(layers, "matmul_par", lambda *a: heads.append(a[-1]) or real(*a))
+    rng = np.random.default_rng(3)
+    net = rnnlab.Network(4, 6, 3, cell="lstm", output="softmax", readout=readout, seed=0,
+                         dtype=np.float64)
+    x = rng.normal(size=(7, 5, 4))
+    y = rng.integers(0, 3, size=(7, 5) if readout == "all" else (7,))
+    with kernels.use_fast(False):
+        plain = net.loss_and_grad(x, y)
+    with kernels.threads(3):
+        fast = net.loss_and_grad(x, y)
+    assert parallel_rows.products == [3] and heads == [3, 3, 3]  # z, dW_y, dh
+    assert fast.loss == pytest.approx(plain.loss, rel=1e-12)
+    for k in plain.grads:
+        np.testing.assert_allclose(fast.grads[k], plain.grads[k], rtol=0, atol=1e-10, err_msg=k)

@@ -18,6 +18,7 @@ import numpy as np
 from . import _checks, losses
 from . import init as _init
 from .cells import LAYERS
+from .kernels import matmul as _matmul
 
 OUTPUTS = ("softmax", "linear")
 READOUTS = ("all", "last")
@@ -156,7 +157,9 @@ class Network:
             h = y  # (B, T, H)
         else:
             h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
-        z = h @ self.params["head.W_y"] + self.params["head.b_y"]
+        W = self.params["head.W_y"]
+        z = _matmul(h.reshape(-1, h.shape[-1]), W).reshape(*h.shape[:-1], W.shape[1])
+        z += self.params["head.b_y"]
         return z, state, NetCache(rc, h, rc.lengths)
 
     def backward(self, cache: NetCache, dz):
@@ -168,10 +171,10 @@ class Network:
         W = self.params["head.W_y"]
         K = W.shape[1]
         grads = {
-            "head.W_y": h.reshape(-1, h.shape[-1]).T @ dz.reshape(-1, K),
+            "head.W_y": _matmul(h.reshape(-1, h.shape[-1]), dz.reshape(-1, K), trans_a=True),
             "head.b_y": dz.reshape(-1, K).sum(axis=0),
         }
-        dh = dz @ W.T
+        dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
         if self.readout == "all":
             g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh)
         else:

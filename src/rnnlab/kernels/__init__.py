@@ -82,6 +82,19 @@ def fast_layers():
 _LAYERS = None
 
 
+def matmul(A, B, trans_a: bool = False):
+    """``A @ B``, or ``A.T @ B`` with ``trans_a``, for 2-D arrays.
+
+    On the fast path a large product of float32 or float64 arrays runs in parts on
+    rnnlab's threads, each part a single-threaded BLAS call, so that BLAS's own thread
+    pool, whose idle threads spin after each call, never runs against the time loops
+    (:func:`rnnlab.kernels.blas.product_chunks`). Otherwise, NumPy's ``@``.
+    """
+    if _fast.get() and AVAILABLE:
+        return fast_layers().matmul(A, B, trans_a)
+    return (A.T if trans_a else A) @ B
+
+
 def keep_freed_memory(limit: int = 1 << 30) -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the system.
 
@@ -131,5 +144,5 @@ def use_blas(name: str):
     return blas.use_blas(name)
 
 
-__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "threads", "use_blas",
-           "use_fast"]
+__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "matmul", "threads",
+           "use_blas", "use_fast"]

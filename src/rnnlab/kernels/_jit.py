@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .tile import MR
@@ -254,6 +254,66 @@ def mm_tn(gemm, A, B, C):
         _gemm64(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
     else:
         _gemm32(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
+
+
+@njit(**JIT)
+def gemm_views(gemm, trans_a, A, trans_b, B, C):
+    """``C = op(A) @ op(B)`` for 2-D views whose rows are strided but whose elements
+    within a row are contiguous (slices of C-contiguous arrays); ``gemm`` not None."""
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    lda, ldb, ldc = A.strides[0] // A.itemsize, B.strides[0] // B.itemsize, \
+        C.strides[0] // C.itemsize
+    if gemm[1]:
+        _gemm64(gemm[0], trans_a, trans_b, M, N, K, A, lda, B, ldb, 0.0, C, ldc)
+    else:
+        _gemm32(gemm[0], trans_a, trans_b, M, N, K, A, lda, B, ldb, 0.0, C, ldc)
+
+
+@njit(parallel=True, **JIT)
+def gradients_par(gemm, x, h, da, dn, W_x, dW_x, dW_h, dx, chunks):
+    """The batched products of a layer's backward, in ``chunks`` parts, one per thread.
+
+    Over the K = T*B rows of the unrolled sequence: ``x`` (K, D) the inputs, ``h`` (K, H)
+    the states each step started from, ``da`` (K, GH) the gradient at the
+    pre-activations, ``dn`` (K, H) the GRU's gradient at its recurrent candidate product
+    ((0, 0) for the other cells). Thread ``c`` takes rows ``K*c//chunks`` to the next
+    part's start and writes ``dW_x[c] = x^T da`` and ``dW_h[c] = h^T da`` over them
+    (partial sums, ``dW_h[c]``'s last H columns from ``dn`` when given) and its rows of
+    ``dx = da W_x^T``. Each part is one single-threaded GEMM (the caller sets the BLAS to
+    one thread): no second thread pool runs, so no BLAS thread is left spinning against
+    the time loops.
+    """
+    K, D = x.shape
+    GH = da.shape[1]
+    split = dW_h.shape[2] - dn.shape[1] if dn.shape[0] > 0 else GH
+    for c in prange(chunks):
+        k0, k1 = K * c // chunks, K * (c + 1) // chunks
+        gemm_views(gemm, True, x[k0:k1], False, da[k0:k1], dW_x[c])
+        gemm_views(gemm, True, h[k0:k1], False, da[k0:k1, :split], dW_h[c, :, :split])
+        if dn.shape[0] > 0:
+            gemm_views(gemm, True, h[k0:k1], False, dn[k0:k1], dW_h[c, :, split:])
+        gemm_views(gemm, False, da[k0:k1], True, W_x, dx[k0:k1])
+
+
+@njit(parallel=True, **JIT)
+def matmul_par(gemm, A, trans_a, B, C, parts):
+    """``op(A) @ B`` in ``parts`` parts, one per thread, each one single-threaded GEMM.
+
+    Without ``trans_a``: ``A`` (M, K), ``C`` (1, M, N), and the parts are runs of rows.
+    With it: ``A`` (K, M), ``B`` (K, N), ``C`` (parts, M, N) receives partial sums over
+    runs of the K rows, for the caller to add.
+    """
+    if trans_a:
+        K = A.shape[0]
+        for c in prange(parts):
+            k0, k1 = K * c // parts, K * (c + 1) // parts
+            gemm_views(gemm, True, A[k0:k1], False, B[k0:k1], C[c])
+    else:
+        M = A.shape[0]
+        for c in prange(parts):
+            m0, m1 = M * c // parts, M * (c + 1) // parts
+            gemm_views(gemm, False, A[m0:m1], False, B, C[0, m0:m1])
 
 
 # the register-blocked tile (rnnlab.kernels.tile) ------------------------------------

@@ -18,8 +18,13 @@ threads, BLAS held to one thread meanwhile). Splitting each step's product among
 threads instead costs a hand-off per step, which the small per-step products of most
 recurrent nets do not repay; a serial loop (one row, little work, one thread allowed)
 still gives BLAS all threads for a product of :data:`SINGLE_THREAD_BELOW` or more. The
-large batched products (weight gradients, ``dx``; the input projection too when the
-per-step products go to a BLAS) use all allowed threads.
+large batched products (weight gradients and ``dx``, from :data:`PRODUCTS_PARALLEL_FROM`
+multiply-adds; the network's output layer through :func:`rnnlab.kernels.matmul`) run in
+parts on the same threads, one single-threaded BLAS call each (:func:`product_chunks`),
+so that BLAS's own thread pool stays asleep: OpenBLAS's idle threads spin for about
+0.1 s after each threaded call and slowed the time loops that followed by up to 1.35x.
+Smaller ones, and the input projection when the per-step products go to a BLAS, use
+BLAS's threads.
 :func:`threads` sets how many are allowed (the default is whatever NumPy's BLAS is set
 to, normally one per core).
 """
@@ -51,6 +56,12 @@ SINGLE_THREAD_BELOW = 8_000_000
 #: A time loop of at least this many multiply-adds in its recurrent products (T*B*H*G)
 #: runs its batch in parallel runs of rows when more than one thread is allowed.
 PARALLEL_FROM = 1_000_000
+
+#: Batched products of at least this many multiply-adds go to rnnlab's threads
+#: (:func:`product_chunks`). Below it, waking numba's threads (about 50 us) and the split
+#: cost more than the idle spin of BLAS's threads (the JapaneseVowels example ran 10-20 %
+#: slower with all of them split, from 16 M multiply-adds).
+PRODUCTS_PARALLEL_FROM = 64_000_000
 
 # numba's "workqueue" threading layer (chosen in _numba_threads) aborts the process when
 # two threads enter parallel code at once; a second caller runs its loop serially instead.
@@ -285,6 +296,30 @@ def _numba_threads() -> int:
 
 
 @contextlib.contextmanager
+def _own_threads(most: int, work: int, start: int):
+    """Up to ``most`` of rnnlab's threads for ``work`` multiply-adds from ``start`` on,
+    with BLAS held at one thread inside (each thread calls it on its own part); yields
+    the count, 0 when the work stays where it is (one thread allowed, too little work,
+    or another thread running parallel code)."""
+    n = min(allowed_threads(), most, _numba_threads())
+    if n < 2 or work < start or not _parallel.acquire(blocking=False):
+        yield 0
+        return
+    try:
+        b = blas()
+        before = b.get_threads()
+        if before is not None and before != 1:
+            b.set_threads(1)
+        try:
+            yield n
+        finally:
+            if before is not None and before != 1:
+                b.set_threads(before)
+    finally:
+        _parallel.release()
+
+
+@contextlib.contextmanager
 def loop_chunks(T: int, B: int, hg: int):
     """How many runs of rows a time loop over ``T`` steps of batch ``B`` takes at once.
 
@@ -295,20 +330,25 @@ def loop_chunks(T: int, B: int, hg: int):
     per :func:`loop_threads_set`) when one thread is allowed, the batch has one row, the
     loop is below :data:`PARALLEL_FROM`, or another thread is running a parallel loop.
     """
-    n = min(allowed_threads(), B, _numba_threads())
-    if n > 1 and T * B * hg >= PARALLEL_FROM and _parallel.acquire(blocking=False):
-        try:
-            b = blas()
-            before = b.get_threads()
-            if before is not None and before != 1:
-                b.set_threads(1)
-            try:
-                yield n
-            finally:
-                if before is not None and before != 1:
-                    b.set_threads(before)
-        finally:
-            _parallel.release()
-        return
+    with _own_threads(B, T * B * hg, PARALLEL_FROM) as n:
+        if n:
+            yield n
+            return
     with loop_threads_set(B * hg):
         yield 1
+
+
+@contextlib.contextmanager
+def product_chunks(K: int, work: int):
+    """In how many parts rnnlab's own threads run a backward's batched products (weight
+    gradients and ``dx``, ``work`` multiply-adds over ``K`` rows), each part one
+    single-threaded BLAS call; 1: they go to NumPy's BLAS whole, with its own threads.
+
+    Keeping them on rnnlab's threads means BLAS's thread pool does not run during
+    training. Its idle threads spin for about 0.1 s after each threaded call
+    (OpenBLAS's default ``OPENBLAS_THREAD_TIMEOUT``), and rnnlab's time loops ran up to
+    1.35x slower against them (LSTM training step at B=32, T=100, D=64, H=128 on the
+    benchmark machine: 40.9 -> 30.0 ms with this).
+    """
+    with _own_threads(K, work, PRODUCTS_PARALLEL_FROM) as n:
+        yield max(n, 1)

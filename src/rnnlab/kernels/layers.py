@@ -25,11 +25,12 @@ from ..cells.elman import ElmanCell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
-from ._jit import mm, mm_tn, pack_b
+from ._jit import gradients_par, matmul_par, mm, mm_tn, pack_b
 from .blas import (
     allowed_threads,
     gemm_for,
     loop_chunks,
+    product_chunks,
     tile_for,
     uses_numpy_blas,
 )
@@ -212,20 +213,66 @@ def layer_backward(cell, p, cache, dy, dstate):
             d0 = (dh,)
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)
-    g2 = _batched(gemm)
+    x2 = x.reshape(T * B, D)
+    dhn2 = dhn.reshape(T * B, H) if tape.cell == "gru" else None
+    work = 0 if gemm is None else T * B * (2 * D + H) * GH
+    with product_chunks(T * B, work) as parts:
+        if parts > 1:
+            W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"])
+        else:
+            g2 = _batched(gemm)
+            if tape.cell != "gru":
+                W_h = _matmul(g2, hs2, dxp2, ta=True)  # the recurrent product's gradient
+            else:
+                # the recurrent product's gradient: dxp's r, z blocks, then dhn
+                W_h = np.concatenate([hs2.T @ dxp2[:, :2 * H], _matmul(g2, hs2, dhn2, ta=True)],
+                                     axis=1)
+            W_x = _matmul(g2, x2, dxp2, ta=True)
+            dx = _matmul(g2, dxp2, p["W_x"], tb=True)
     b = db.sum(axis=0).astype(x.dtype)
-    if tape.cell != "gru":
-        W_h = _matmul(g2, hs2, dxp2, ta=True)  # the recurrent product has the same gradient
-    else:
-        # the recurrent product's gradient: dxp's r, z blocks, then dhn
-        dhn2 = dhn.reshape(T * B, H)
-        W_h = np.concatenate([hs2.T @ dxp2[:, :2 * H], _matmul(g2, hs2, dhn2, ta=True)], axis=1)
-    W_x = _matmul(g2, x.reshape(T * B, D), dxp2, ta=True)
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
     if tape.cell == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
-    dx = _matmul(g2, dxp2, p["W_x"], tb=True).reshape(T, B, D)
+    dx = dx.reshape(T, B, D)
     return grads, dx, d0
+
+
+def _products_par(gemm, chunks, x2, hs2, dxp2, dhn2, W_x):
+    """The weight gradients and ``dx`` in ``chunks`` parts on rnnlab's threads
+    (:func:`rnnlab.kernels._jit.gradients_par`); the partial sums added here."""
+    K, D = x2.shape
+    H, GH = hs2.shape[1], dxp2.shape[1]
+    dW_x = np.empty((chunks, D, GH), x2.dtype)
+    dW_h = np.empty((chunks, H, GH), x2.dtype)
+    dx = np.empty((K, D), x2.dtype)
+    dn = np.zeros((0, 0), x2.dtype) if dhn2 is None else dhn2
+    gradients_par(gemm, x2, hs2, dxp2, dn, W_x, dW_x, dW_h, dx, chunks)
+    return _summed(dW_x), _summed(dW_h), dx
+
+
+def matmul(A, B, trans_a=False):
+    """``A @ B`` (``A.T @ B`` with ``trans_a``) for 2-D float arrays of one dtype; large
+    products run on rnnlab's threads as :func:`_products_par` does (see
+    :func:`rnnlab.kernels.blas.product_chunks`), others in NumPy."""
+    gemm = gemm_for(A.dtype) if A.dtype == B.dtype and A.dtype in (np.float32, np.float64) \
+        else None
+    K, M = A.shape if trans_a else A.shape[::-1]
+    N = B.shape[1]
+    work = 0 if gemm is None or min(M, N, K) == 0 else M * N * K
+    with product_chunks(A.shape[0], work) as parts:
+        if parts == 1:
+            return (A.T if trans_a else A) @ B
+        A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
+        C = np.empty((parts if trans_a else 1, M, N), A.dtype)
+        matmul_par(gemm, A, trans_a, B, C, parts)
+        return _summed(C)
+
+
+def _summed(parts):
+    out = parts[0]
+    for part in parts[1:]:
+        out += part
+    return out
 
 
 def step_layer(cell, p, x_t, state, out=None, *, prepared=False):
