@@ -453,21 +453,25 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
     assert max(errors) < 1e-12
 
 
-@pytest.mark.parametrize("n,K,work,expect", [(1, 100, 10**12, 1), (2, 100, 10, 1),
-                                             (2, 100, 10**12, 2), (4, 3, 10**12, 3)])
-def test_product_chunks_choice(n, K, work, expect, monkeypatch):
-    """The batched products go to rnnlab's threads only with threads allowed, rows to
-    share and enough work; BLAS single-threaded inside and restored after."""
+@pytest.mark.parametrize("n,K,work,hold,expect,blas_inside",
+                         [(1, 100, 10**12, True, 1, "as set"),
+                          (2, 100, 10, True, 1, 1), (2, 100, 10, False, 1, "as set"),
+                          (2, 100, 10**12, False, 2, 1), (4, 3, 10**12, True, 3, 1)])
+def test_product_chunks_choice(n, K, work, hold, expect, blas_inside, monkeypatch):
+    """Products go to rnnlab's threads only with threads allowed, rows to share and
+    enough work; BLAS is held to one thread inside then, and for small products when
+    ``hold``; its setting is restored after."""
     from rnnlab.kernels import blas
 
     monkeypatch.setattr(blas, "_numba_threads", lambda: 8)
     before = blas.blas().get_threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS does not report its threads")
     with kernels.threads(n):
-        with blas.product_chunks(K, work) as parts:
+        with blas.product_chunks(K, work, hold) as parts:
             assert parts == expect
-            if parts > 1 and before is not None:
-                assert blas.blas().get_threads() == 1
-        assert blas.blas().get_threads() in (None, n)
+            assert blas.blas().get_threads() == (n if blas_inside == "as set" else blas_inside)
+        assert blas.blas().get_threads() == n
     assert blas.blas().get_threads() == before
 
 

@@ -339,16 +339,55 @@ def loop_chunks(T: int, B: int, hg: int):
 
 
 @contextlib.contextmanager
-def product_chunks(K: int, work: int):
-    """In how many parts rnnlab's own threads run a backward's batched products (weight
-    gradients and ``dx``, ``work`` multiply-adds over ``K`` rows), each part one
-    single-threaded BLAS call; 1: they go to NumPy's BLAS whole, with its own threads.
+def product_chunks(K: int, work: int, hold: bool = True):
+    """In how many parts rnnlab's own threads run a batched product (the weight
+    gradients and ``dx`` of a backward, the output layer's products; ``work``
+    multiply-adds over ``K`` rows), each part one single-threaded BLAS call.
 
-    Keeping them on rnnlab's threads means BLAS's thread pool does not run during
-    training. Its idle threads spin for about 0.1 s after each threaded call
-    (OpenBLAS's default ``OPENBLAS_THREAD_TIMEOUT``), and rnnlab's time loops ran up to
-    1.35x slower against them (LSTM training step at B=32, T=100, D=64, H=128 on the
-    benchmark machine: 40.9 -> 30.0 ms with this).
+    With more than one thread allowed, a product of :data:`PRODUCTS_PARALLEL_FROM`
+    multiply-adds or more is split over rnnlab's threads (yields the number of parts,
+    BLAS held to one thread inside); a smaller one runs whole (yields 1), with BLAS held
+    to one thread when ``hold``, else with BLAS's own threads. With one thread allowed,
+    or while another thread runs parallel code, BLAS keeps its setting.
+
+    Why: BLAS's idle threads spin for about 0.1 s after each threaded call (OpenBLAS's
+    default ``OPENBLAS_THREAD_TIMEOUT``), and rnnlab's time loops ran up to 1.35x slower
+    against them (LSTM training step at B=32, T=100, D=64, H=128 on the benchmark
+    machine: 40.9 -> 30.0 ms with the products split). For small products the split
+    costs more (waking numba's threads takes about 50 us): the layers pass
+    ``hold=False``, since small nets lost 10-15 % with them held or split (the
+    JapaneseVowels example). The output layer holds them: its products run just before
+    the backward loops of the whole stack (the default ``rnnlab train`` job, whose
+    output products are 42 M multiply-adds: 150 updates in 14-15 s held, 18-19 s not).
     """
-    with _own_threads(K, work, PRODUCTS_PARALLEL_FROM) as n:
-        yield max(n, 1)
+    n = min(allowed_threads(), K, _numba_threads())
+    if n < 2:
+        yield 1
+        return
+    if work >= PRODUCTS_PARALLEL_FROM:
+        with _own_threads(K, work, 0) as parts:
+            if parts:
+                yield parts
+                return
+        yield 1  # another thread is inside parallel code: BLAS as set
+        return
+    if not hold:
+        yield 1
+        return
+    with _blas_held(1):
+        yield 1
+
+
+@contextlib.contextmanager
+def _blas_held(n: int):
+    """BLAS at ``n`` threads inside the block, its setting restored after."""
+    b = blas()
+    before = b.get_threads()
+    if before is None or before == n:
+        yield
+        return
+    b.set_threads(n)
+    try:
+        yield
+    finally:
+        b.set_threads(before)

@@ -216,7 +216,7 @@ def layer_backward(cell, p, cache, dy, dstate):
     x2 = x.reshape(T * B, D)
     dhn2 = dhn.reshape(T * B, H) if tape.cell == "gru" else None
     work = 0 if gemm is None else T * B * (2 * D + H) * GH
-    with product_chunks(T * B, work) as parts:
+    with product_chunks(T * B, work, hold=False) as parts:
         if parts > 1:
             W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"])
         else:
@@ -252,8 +252,8 @@ def _products_par(gemm, chunks, x2, hs2, dxp2, dhn2, W_x):
 
 def matmul(A, B, trans_a=False):
     """``A @ B`` (``A.T @ B`` with ``trans_a``) for 2-D float arrays of one dtype; large
-    products run on rnnlab's threads as :func:`_products_par` does (see
-    :func:`rnnlab.kernels.blas.product_chunks`), others in NumPy."""
+    products run on rnnlab's threads as :func:`_products_par` does, others in NumPy
+    with BLAS held to one thread (see :func:`rnnlab.kernels.blas.product_chunks`)."""
     gemm = gemm_for(A.dtype) if A.dtype == B.dtype and A.dtype in (np.float32, np.float64) \
         else None
     K, M = A.shape if trans_a else A.shape[::-1]
