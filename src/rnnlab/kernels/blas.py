@@ -23,8 +23,8 @@ multiply-adds; the network's output layer through :func:`rnnlab.kernels.matmul`)
 parts on the same threads, one single-threaded BLAS call each (:func:`product_chunks`),
 so that BLAS's own thread pool stays asleep: OpenBLAS's idle threads spin for about
 0.1 s after each threaded call and slowed the time loops that followed by up to 1.35x.
-Smaller ones, and the input projection when the per-step products go to a BLAS, use
-BLAS's threads.
+Smaller ones run whole: the output layer's with BLAS held to one thread, the layers'
+(and the input projection when the per-step products go to a BLAS) on BLAS's threads.
 :func:`threads` sets how many are allowed (the default is whatever NumPy's BLAS is set
 to, normally one per core).
 """
