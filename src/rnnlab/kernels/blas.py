@@ -355,7 +355,7 @@ def product_chunks(K: int, work: int, hold: bool = True):
     against them (LSTM training step at B=32, T=100, D=64, H=128 on the benchmark
     machine: 40.9 -> 30.0 ms with the products split). For small products the split
     costs more (waking numba's threads takes about 50 us): the layers pass
-    ``hold=False``, since small nets lost 10-15 % with them held or split (the
+    ``hold=False``, since small nets lost 10-20 % with them held or split (the
     JapaneseVowels example). The output layer holds them: its products run just before
     the backward loops of the whole stack (the default ``rnnlab train`` job, whose
     output products are 42 M multiply-adds: 150 updates in 14-15 s held, 18-19 s not).
