@@ -243,20 +243,6 @@ def mm(gemm, A, B, C, trans_b, beta):
 
 
 @njit(**JIT)
-def mm_tn(gemm, A, B, C):
-    """``C = A.T @ B`` with ``A`` (K, M), ``B`` (K, N), ``C`` (M, N), all C-contiguous.
-
-    For the weight gradients when the kernels' BLAS is not NumPy's (``gemm`` not None).
-    """
-    K, M = A.shape
-    N = B.shape[1]
-    if gemm[1]:
-        _gemm64(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
-    else:
-        _gemm32(gemm[0], True, False, M, N, K, A, M, B, N, 0.0, C, N)
-
-
-@njit(**JIT)
 def gemm_views(gemm, trans_a, A, trans_b, B, C):
     """``C = op(A) @ op(B)`` for 2-D views whose rows are strided but whose elements
     within a row are contiguous (slices of C-contiguous arrays); ``gemm`` not None."""

@@ -269,17 +269,8 @@ def loop_threads(work: int) -> int:
 @contextlib.contextmanager
 def loop_threads_set(work: int):
     """Set BLAS threads for the per-step loop, restoring the previous count after."""
-    b = blas()
-    before = b.get_threads()
-    want = loop_threads(work)
-    if before is None or want == before:
+    with _blas_held(loop_threads(work)):
         yield
-        return
-    b.set_threads(want)
-    try:
-        yield
-    finally:
-        b.set_threads(before)
 
 
 def _numba_threads() -> int:
@@ -306,15 +297,8 @@ def _own_threads(most: int, work: int, start: int):
         yield 0
         return
     try:
-        b = blas()
-        before = b.get_threads()
-        if before is not None and before != 1:
-            b.set_threads(1)
-        try:
+        with _blas_held(1):
             yield n
-        finally:
-            if before is not None and before != 1:
-                b.set_threads(before)
     finally:
         _parallel.release()
 

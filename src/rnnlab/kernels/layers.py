@@ -26,7 +26,7 @@ from ..cells.elman import ElmanCell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
-from ._jit import gradients_par, matmul_par, mm, mm_tn, pack_b
+from ._jit import gemm_views, gradients_par, matmul_par, pack_b
 from .blas import (
     allowed_threads,
     gemm_for,
@@ -91,10 +91,7 @@ def _matmul(gemm, A, B, *, ta=False, tb=False):
     M = A.shape[1] if ta else A.shape[0]
     N = B.shape[0] if tb else B.shape[1]
     C = np.empty((M, N), A.dtype)
-    if ta:
-        mm_tn(gemm, A, B, C)
-    else:
-        mm(gemm, A, B, C, tb, 0)
+    gemm_views(gemm, ta, A, tb, B, C)
     return C
 
 
