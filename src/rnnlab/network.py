@@ -26,7 +26,7 @@ READOUTS = ("all", "last")
 
 class NetCache(NamedTuple):
     rnn: object  # the layer's StackCache
-    h: np.ndarray  # (B, T, H) or (B, H): what the head read
+    h: np.ndarray  # (B*T, H) or (B, H): what the head read, one row per position
     lengths: np.ndarray | None
 
 
@@ -158,9 +158,10 @@ class Network:
         else:
             h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
         W = self.params["head.W_y"]
-        z = _matmul(h.reshape(-1, h.shape[-1]), W).reshape(*h.shape[:-1], W.shape[1])
+        h2 = h.reshape(-1, h.shape[-1])  # a copy when h is a transposed view: kept for backward
+        z = _matmul(h2, W).reshape(*h.shape[:-1], W.shape[1])
         z += self.params["head.b_y"]
-        return z, state, NetCache(rc, h, rc.lengths)
+        return z, state, NetCache(rc, h2, rc.lengths)
 
     def backward(self, cache: NetCache, dz):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
@@ -171,7 +172,7 @@ class Network:
         W = self.params["head.W_y"]
         K = W.shape[1]
         grads = {
-            "head.W_y": _matmul(h.reshape(-1, h.shape[-1]), dz.reshape(-1, K), trans_a=True),
+            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True),
             "head.b_y": dz.reshape(-1, K).sum(axis=0),
         }
         dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
