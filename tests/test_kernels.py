@@ -5,6 +5,8 @@ differences are the order of floating-point operations); float32 to a tolerance 
 allows the rational tanh of the float32 kernels (a few ulp) carried through time.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -473,6 +475,98 @@ def test_product_chunks_choice(n, K, work, hold, expect, blas_inside, monkeypatc
             assert blas.blas().get_threads() == (n if blas_inside == "as set" else blas_inside)
         assert blas.blas().get_threads() == n
     assert blas.blas().get_threads() == before
+
+
+@pytest.mark.parametrize("spin", [True, False], ids=["spinning", "sleeping"])
+def test_product_chunks_follow_the_threading_layer(spin, monkeypatch):
+    """With spinning threads (OpenMP) small products hold BLAS to one thread unless told
+    otherwise and products split from PRODUCTS_PARALLEL_FROM; with sleeping ones
+    (workqueue) small products keep BLAS's threads and only larger ones split."""
+    from rnnlab.kernels import blas
+
+    monkeypatch.setattr(blas, "_numba_threads", lambda: 8)
+    monkeypatch.setattr(blas, "threads_spin", lambda: spin)
+    if blas.blas().get_threads() is None:
+        pytest.skip("NumPy's BLAS does not report its threads")
+    between = (blas.PRODUCTS_PARALLEL_FROM + blas.PRODUCTS_PARALLEL_FROM_ASLEEP) // 2
+    assert blas.PRODUCTS_PARALLEL_FROM < between < blas.PRODUCTS_PARALLEL_FROM_ASLEEP
+    with kernels.threads(2):
+        with blas.product_chunks(100, 10) as parts:
+            assert parts == 1
+            assert blas.blas().get_threads() == (1 if spin else 2)
+        with blas.product_chunks(100, 10, hold=False) as parts:
+            assert parts == 1 and blas.blas().get_threads() == 2
+        with blas.product_chunks(100, between) as parts:
+            assert parts == (2 if spin else 1)
+
+
+_LAYER_CODE = """
+import numpy as np, numba, rnnlab
+from rnnlab.kernels import blas
+layer = rnnlab.LSTM(3, 64, seed=0)
+x = np.random.default_rng(0).normal(size=(16, 40, 3))
+with rnnlab.kernels.threads(2):
+    y = layer.forward(x)[0]
+print(numba.threading_layer(), blas._openmp_available(), blas.threads_spin())
+"""
+
+
+def test_threading_layer_default_and_user_choice():
+    """rnnlab picks numba's OpenMP layer when it loads (else workqueue) unless the user
+    chose one with NUMBA_THREADING_LAYER, which is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", _LAYER_CODE], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    layer, omp, spin = out[0], out[1] == "True", out[2] == "True"
+    assert layer == ("omp" if omp else "workqueue") and spin == omp
+    env["NUMBA_THREADING_LAYER"] = "workqueue"
+    out = subprocess.run([sys.executable, "-c", _LAYER_CODE], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "workqueue" and out[2] == "False"
+
+
+_FORK_CODE = """
+import multiprocessing as mp, numpy as np, numba, rnnlab
+from rnnlab.kernels import blas
+layer = rnnlab.LSTM(3, 64, seed=0)
+x = np.random.default_rng(0).normal(size=(16, 40, 3))
+
+def child(q):
+    with rnnlab.kernels.threads(2):
+        q.put((layer.forward(x)[0], blas._forked_after_openmp))
+
+if __name__ == "__main__":
+    with rnnlab.kernels.threads(2):
+        y = layer.forward(x)[0]
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    y_child, serial = q.get(timeout=120)
+    p.join(timeout=60)
+    print(p.exitcode, float(np.abs(y_child - y).max()), serial, numba.threading_layer())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_child_forked_after_parallel_loops_runs_and_agrees(tmp_path):
+    """A child forked after rnnlab's parallel loops ran (GNU OpenMP cannot cross a fork)
+    runs its loops serially, with the same results, instead of being ended."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork_child.py"
+    script.write_text(_FORK_CODE)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    code, diff, serial, layer = out.stdout.split()
+    assert code == "0" and float(diff) < 1e-12
+    assert serial == str(layer == "omp")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import sys
 import threading
 from contextvars import ContextVar
 from functools import cache
@@ -58,13 +59,19 @@ SINGLE_THREAD_BELOW = 8_000_000
 PARALLEL_FROM = 1_000_000
 
 #: Batched products of at least this many multiply-adds go to rnnlab's threads
-#: (:func:`product_chunks`). Below it, waking numba's threads (about 50 us) and the split
-#: cost more than the idle spin of BLAS's threads (the JapaneseVowels example ran 10-20 %
-#: slower with all of them split, from 16 M multiply-adds).
-PRODUCTS_PARALLEL_FROM = 64_000_000
+#: (:func:`product_chunks`) when those spin between parallel loops (numba's OpenMP layer,
+#: rnnlab's default, see :func:`_numba_threads`): handing them work costs microseconds.
+#: The JapaneseVowels example (products of 4-20 M multiply-adds) took 5.8-5.9 s from
+#: 4 M on, 7.1-9.5 s from 64 M on.
+PRODUCTS_PARALLEL_FROM = 4_000_000
 
-# numba's "workqueue" threading layer (chosen in _numba_threads) aborts the process when
-# two threads enter parallel code at once; a second caller runs its loop serially instead.
+#: The same for threads that sleep between parallel loops (numba's workqueue layer, the
+#: fallback without an OpenMP runtime): waking them costs about 50 us, and the
+#: JapaneseVowels example ran 10-20 % slower with products split from 16 M on.
+PRODUCTS_PARALLEL_FROM_ASLEEP = 64_000_000
+
+# numba's "workqueue" threading layer aborts the process when two threads enter parallel
+# code at once; a second caller runs its loop serially instead (whatever the layer).
 _parallel = threading.Lock()
 
 _threads: ContextVar[int | None] = ContextVar("rnnlab_threads", default=None)
@@ -274,16 +281,63 @@ def loop_threads_set(work: int):
 
 
 def _numba_threads() -> int:
+    """numba's thread count, its threading layer chosen first (see below)."""
     import numba
 
-    # The "workqueue" layer's idle threads sleep. The OpenMP layer, numba's default when
-    # libgomp is present, keeps them spinning for milliseconds after each parallel loop,
-    # against the BLAS threads of the batched products that follow (those ran up to 1.8x
-    # slower, measured). Chosen only when nobody chose (NUMBA_THREADING_LAYER unset), and
-    # it can only apply before the process's first parallel loop.
+    # The threading layer, chosen only when nobody chose (NUMBA_THREADING_LAYER unset and
+    # numba.config untouched); it applies from the process's first parallel loop on.
+    # OpenMP's idle threads spin for a while after each parallel loop, so the next loop
+    # starts at once; the workqueue layer's sleep, and on a virtual machine waking a
+    # sleeping thread on an idle virtual CPU cost milliseconds: with both threads placed
+    # by the wake-up, two-thread loops ran at one thread's speed (LSTM training step at
+    # B=32, T=100, D=64, H=128: 20-23 ms on workqueue, 13.5-14.5 ms on OpenMP, 24-25 ms on
+    # one thread; interleaved). The spinning threads would slow BLAS's own threads, so
+    # with OpenMP no BLAS call uses more than one thread while rnnlab trains
+    # (:func:`product_chunks` holds it). Without an OpenMP runtime (libgomp), workqueue.
     if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
+        numba.config.THREADING_LAYER = "omp" if _openmp_available() else "workqueue"
     return numba.get_num_threads()
+
+
+@cache
+def _openmp_available() -> bool:
+    try:
+        import numba.np.ufunc.omppool  # noqa: F401  (loads the OpenMP runtime)
+    except ImportError:
+        return False
+    return True
+
+
+def threads_spin() -> bool:
+    """Whether numba's threads spin between parallel loops (its OpenMP layer), so that
+    handing them work is cheap and BLAS must not run threads of its own beside them."""
+    import numba
+
+    try:
+        return numba.threading_layer() == "omp"
+    except ValueError:  # no parallel loop has run yet: the layer that will be loaded
+        _numba_threads()
+        return numba.config.THREADING_LAYER == "omp"
+
+
+# GNU OpenMP cannot run in a child forked after its threads started: numba would end the
+# child at its first parallel loop. A forked child of such a process runs serially.
+_forked_after_openmp = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_openmp
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    try:
+        _forked_after_openmp = numba.threading_layer() == "omp"
+    except ValueError:  # no parallel loop ran in the parent
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager
@@ -293,7 +347,7 @@ def _own_threads(most: int, work: int, start: int):
     the count, 0 when the work stays where it is (one thread allowed, too little work,
     or another thread running parallel code)."""
     n = min(allowed_threads(), most, _numba_threads())
-    if n < 2 or work < start or not _parallel.acquire(blocking=False):
+    if n < 2 or work < start or _forked_after_openmp or not _parallel.acquire(blocking=False):
         yield 0
         return
     try:
@@ -323,39 +377,44 @@ def loop_chunks(T: int, B: int, hg: int):
 
 
 @contextlib.contextmanager
-def product_chunks(K: int, work: int, hold: bool = True):
+def product_chunks(K: int, work: int, hold: bool | None = None):
     """In how many parts rnnlab's own threads run a batched product (the weight
     gradients and ``dx`` of a backward, the output layer's products; ``work``
     multiply-adds over ``K`` rows), each part one single-threaded BLAS call.
 
     With more than one thread allowed, a product of :data:`PRODUCTS_PARALLEL_FROM`
-    multiply-adds or more is split over rnnlab's threads (yields the number of parts,
+    multiply-adds or more (:data:`PRODUCTS_PARALLEL_FROM_ASLEEP` when numba's threads
+    sleep between loops) is split over rnnlab's threads (yields the number of parts,
     BLAS held to one thread inside); a smaller one runs whole (yields 1), with BLAS held
-    to one thread when ``hold``, else with BLAS's own threads. With one thread allowed,
-    or while another thread runs parallel code, BLAS keeps its setting.
+    to one thread when ``hold``, else with BLAS's own threads. ``hold=None`` holds
+    whenever numba's threads spin (:func:`threads_spin`). With one thread allowed, or
+    while another thread runs parallel code, BLAS keeps its setting.
 
-    Why: BLAS's idle threads spin for about 0.1 s after each threaded call (OpenBLAS's
-    default ``OPENBLAS_THREAD_TIMEOUT``), and rnnlab's time loops ran up to 1.35x slower
-    against them (LSTM training step at B=32, T=100, D=64, H=128 on the benchmark
-    machine: 40.9 -> 30.0 ms with the products split). For small products the split
-    costs more (waking numba's threads takes about 50 us): the layers pass
-    ``hold=False``, since small nets lost 10-20 % with them held or split (the
-    JapaneseVowels example). The output layer holds them: its products run just before
-    the backward loops of the whole stack (the default ``rnnlab train`` job, whose
-    output products are 42 M multiply-adds: 150 updates in 14-15 s held, 18-19 s not).
+    Why: idle threads spin after their work, BLAS's for about 0.1 s after each threaded
+    call (OpenBLAS's default ``OPENBLAS_THREAD_TIMEOUT``) and OpenMP's for milliseconds,
+    and whatever runs beside them on the same cores runs slower: rnnlab's time loops up
+    to 1.35x (LSTM training step at B=32, T=100, D=64, H=128: 40.9 -> 30.0 ms with the
+    products split), BLAS's threads beside OpenMP's 3.5x (the JapaneseVowels example,
+    36 s against 10 s). So BLAS's pool never runs beside rnnlab's threads. Only with
+    sleeping threads (workqueue) do small products keep BLAS's threads (``hold=False``
+    from the layers): there small nets lost 10-20 % with them held or split. The output
+    layer holds them in any case: its products run just before the backward loops of
+    the whole stack (the default ``rnnlab train`` job: 150 updates in 14-15 s held,
+    18-19 s not, on workqueue).
     """
     n = min(allowed_threads(), K, _numba_threads())
     if n < 2:
         yield 1
         return
-    if work >= PRODUCTS_PARALLEL_FROM:
+    spin = threads_spin()
+    if work >= (PRODUCTS_PARALLEL_FROM if spin else PRODUCTS_PARALLEL_FROM_ASLEEP):
         with _own_threads(K, work, 0) as parts:
             if parts:
                 yield parts
                 return
         yield 1  # another thread is inside parallel code: BLAS as set
         return
-    if not hold:
+    if not (spin if hold is None else hold):
         yield 1
         return
     with _blas_held(1):

@@ -214,7 +214,7 @@ def layer_backward(cell, p, cache, dy, dstate):
     x2 = x.reshape(T * B, D)
     dhn2 = dhn.reshape(T * B, H) if tape.cell == "gru" else None
     work = 0 if gemm is None else T * B * (2 * D + H) * GH
-    with product_chunks(T * B, work, hold=False) as parts:
+    with product_chunks(T * B, work) as parts:
         if parts > 1:
             W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"])
         else:
@@ -257,7 +257,7 @@ def matmul(A, B, trans_a=False):
     K, M = A.shape if trans_a else A.shape[::-1]
     N = B.shape[1]
     work = 0 if gemm is None or min(M, N, K) == 0 else M * N * K
-    with product_chunks(A.shape[0], work) as parts:
+    with product_chunks(A.shape[0], work, hold=True) as parts:
         if parts == 1:
             return (A.T if trans_a else A) @ B
         A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
