@@ -161,6 +161,10 @@ def test_bench_writes_json_and_markdown(tmp_path):
     result = json.loads((out / "bench.json").read_text())
     (row,) = result["rows"]
     assert row["cell"] == "gru" and (out / "bench.md").read_text().count("| gru |") >= 1
+    # the machine and the threads it was taken with are on record
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and "threading_layer" in machine and "cpu_model" in machine
+    assert f"{machine['cores']} cores" in (out / "bench.md").read_text()
 
 
 def test_bench_marks_results_taken_on_a_busy_machine(tmp_path, monkeypatch, capsys):

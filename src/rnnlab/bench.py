@@ -130,6 +130,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     result["rows"] = rows
     result["targets"] = _targets(rows)
     result["machine"]["load_average_end"] = os.getloadavg()
+    result["machine"]["threading_layer"] = _threading_layer()
     cpu_end, wall = _cpu_seconds(), time.perf_counter() - wall0
     others = None
     if cpu0 is not None and cpu_end is not None and wall > 0:
@@ -170,6 +171,7 @@ def _machine(torch) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
         "torch": None if torch is None else torch.__version__,
@@ -184,6 +186,28 @@ def _machine(torch) -> dict:
         info["numba"] = numba.__version__
         info["blas"] = blas.blas().path
     return info
+
+
+def _cpu_model() -> str | None:
+    """The processor's name as Linux reports it (``model name``), else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _threading_layer() -> str | None:
+    """numba's threading layer once a parallel loop has run, else None."""
+    try:
+        import numba
+
+        return numba.threading_layer()
+    except (ImportError, ValueError):
+        return None
 
 
 # timing -------------------------------------------------------------------------------
@@ -561,7 +585,10 @@ def markdown(result: dict) -> str:
         "",
         *(["**Taken on a busy machine: the ratios are not reliable.**", ""]
           if result.get("busy") else []),
-        f"{cfg['threads']} thread(s); rnnlab's per-step products: {cfg['blas']}; float32; "
+        f"{m.get('cpu_model') or m.get('cpu')}, {m.get('cores')} cores; "
+        f"{cfg['threads']} thread(s); numba threading layer "
+        f"{m.get('threading_layer') or 'none'}; rnnlab's per-step products: {cfg['blas']}; "
+        "float32; "
         "glibc keeps freed memory: "
         f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks per library "
         f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
