@@ -43,6 +43,11 @@ def run(layer, x, h0, lengths, dy, dstate, fast):
         y, state, cache = layer.forward(x, h0, lengths=lengths)
         grads, dx, d0 = layer.backward(cache, dy, dstate)
         y_step, state_step = layer.step(x[:, 0], h0)
+        y_inf, state_inf = layer.infer(x, h0, lengths=lengths)
+    # inference runs the same arithmetic without the tape: the same values to the bit
+    np.testing.assert_array_equal(y_inf, y)
+    for a, b in zip(parts(state_inf), parts(state), strict=True):
+        np.testing.assert_array_equal(a, b)
     saved = cache.layers[0].saved
     assert isinstance(saved, kernels.Tape) == fast, "the path that ran is not the one asked for"
     out = {"y": y, "dx": dx, "y_step": y_step}
@@ -76,6 +81,43 @@ def test_fast_path_matches_plain(cell, opts, num_layers, with_lengths, dtype):
     for name in plain:
         assert fast[name].dtype == plain[name].dtype, name
         np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[dtype])
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_inference_keeps_one_step_of_gates(cell, threads, monkeypatch):
+    """``infer`` hands the kernels one step's gate buffer (and the LSTM two cell states)
+    instead of T steps' worth, keeps no cache, and gets forward's values."""
+    from rnnlab.kernels import blas, layers
+
+    if blas.tile_for(np.float32) == 0:
+        pytest.skip("the tile did not compile here")
+    seen = []
+    real = layers._rows
+
+    def spy(module, kernel, chunks, B, *args):
+        seen.append([a.shape for a in args if isinstance(a, np.ndarray) and a.ndim == 3])
+        return real(module, kernel, chunks, B, *args)
+
+    monkeypatch.setattr(layers, "_rows", spy)
+    monkeypatch.setattr(blas, "PARALLEL_FROM", 0)
+    layer, x, h0, lengths, _, _ = case(cell, {}, 2, np.float32, True, B=7, T=9, H=6)
+    with kernels.threads(threads):
+        y, state, _ = layer.forward(x, h0, lengths=lengths)
+        n = len(seen)
+        y_inf, state_inf = layer.infer(x, h0, lengths=lengths)
+    G = {"elman": 1, "lstm": 4, "gru": 3}[cell]
+    T, B, H = 9, 7, 6
+    # the kernels' 3-D arguments: packed W_h, x, packed W_x, gates, states (and the
+    # LSTM's cell states or the GRU's n blocks)
+    assert [shapes[3] for shapes in seen[:n]] == [(T, B, G * H)] * 2  # forward: all steps
+    for shapes in seen[n:]:  # inference, each layer of the stack
+        assert shapes[3] == (1, B, G * H) and shapes[4] == (T + 1, B, H)
+        if cell != "elman":
+            assert shapes[5] == ((2, B, H) if cell == "lstm" else (1, B, H))
+    np.testing.assert_array_equal(y_inf, y)
+    for a, b in zip(parts(state_inf), parts(state), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
@@ -341,9 +383,9 @@ def test_parallel_loop_runs_serially_while_another_thread_is_inside(parallel_row
     with kernels.threads(3):
         with blas._parallel:
             busy = run(*args, fast=True)
-        assert parallel_rows == [1, 1] and parallel_rows.products == []
+        assert parallel_rows == [1, 1, 1] and parallel_rows.products == []  # with infer
         free = run(*args, fast=True)
-        assert parallel_rows[2:] == [3, 3] and parallel_rows.products == [3]
+        assert parallel_rows[3:] == [3, 3, 3] and parallel_rows.products == [3]
     for name in busy:
         np.testing.assert_allclose(busy[name], free[name], err_msg=name, rtol=0, atol=1e-12)
     assert not blas._parallel.locked()

@@ -73,6 +73,27 @@ def test_predict_shapes_and_probabilities():
     assert v.shape == (3, 3)
 
 
+@pytest.mark.parametrize("readout", ["all", "last"])
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_infer_and_loss_equal_forward_without_a_cache(readout, cell):
+    """``infer`` (and ``loss``, ``predict``, which use it) give forward's outputs and
+    state exactly, with lengths and two layers, and keep nothing for backward."""
+    rng = np.random.default_rng(1)
+    net = rnnlab.Network(3, 7, 4, num_layers=2, cell=cell, readout=readout, seed=0)
+    x = rng.normal(size=(5, 6, 3)).astype(np.float32)
+    lengths = [6, 2, 0, 5, 6]
+    z, state, cache = net.forward(x, lengths=lengths)
+    z_inf, state_inf = net.infer(x, lengths=lengths)
+    np.testing.assert_array_equal(z_inf, z)
+    for a, b in zip(state_inf if cell == "lstm" else [state_inf],
+                    state if cell == "lstm" else [state], strict=True):
+        np.testing.assert_array_equal(a, b)
+    y = rng.integers(0, 4, size=z.shape[:-1])
+    assert net.loss(x, y, lengths=lengths) == net.output_loss(z, y, cache.lengths)[0]
+    np.testing.assert_array_equal(net.predict(x, lengths=lengths),
+                                  rnnlab.losses.softmax(z))
+
+
 def test_readout_last_reads_each_sequences_own_last_step():
     rng = np.random.default_rng(1)
     net = rnnlab.Network(2, 4, 3, cell="lstm", output="linear", readout="last", seed=2,

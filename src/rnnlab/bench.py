@@ -7,7 +7,8 @@ number of threads for both libraries, :func:`run_bench` times
 
 * a training step: forward and the full backward (all weight gradients and ``dx``),
   from a loss whose gradient ``dy`` is given, as ``layer.backward`` takes it;
-* inference: a forward pass (PyTorch under ``torch.inference_mode``);
+* inference: a forward pass keeping nothing for backward (``layer.infer``; PyTorch
+  under ``torch.inference_mode``);
 * a streaming step at batch 1: ``layer.step`` (the layer contract, which checks and
   converts its arguments on every call) and :class:`rnnlab.recurrent.Stream` (which keeps
   the state and does that once); PyTorch's module called with T = 1 and its state,
@@ -306,7 +307,7 @@ def _time_row(cell, shape, cfg, torch) -> dict:
         layer.backward(cache, dy)
 
     def r_infer():
-        layer.forward(x)
+        layer.infer(x)  # nothing kept for backward, as under torch.inference_mode
 
     x1 = x[:1, 0]  # (1, D)
 

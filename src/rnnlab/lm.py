@@ -170,7 +170,7 @@ def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | No
     V = net.output_size
     state, total, count = None, 0.0, 0
     for x, y in StreamBatcher(ids, batch, window):
-        z, state, _ = net.forward(one_hot(x, V, net.dtype), state)
+        z, state = net.infer(one_hot(x, V, net.dtype), state)
         loss, _ = losses.softmax_cross_entropy(z.reshape(-1, V), y.reshape(-1))
         total += loss * y.size
         count += y.size
@@ -444,7 +444,7 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
     ids = vocab.encode(prime) if prime else np.array([], dtype=np.int32)
     if len(ids) == 0:
         ids = vocab.encode("\n") if "\n" in vocab.itos else np.array([1], np.int32)
-    z, state, _ = net.forward(one_hot(ids[None, :], V, net.dtype))
+    z, state = net.infer(one_hot(ids[None, :], V, net.dtype))
     logits = z[0, -1].astype(np.float64)
     stream = Stream(net.rnn, 1, state)  # checks once, then one lean step per token
     W, b = net.params["head.W_y"], net.params["head.b_y"]

@@ -18,6 +18,7 @@ import numpy as np
 from . import _checks, losses
 from . import init as _init
 from .cells import LAYERS
+from .cells.base import StackCache
 from .kernels import matmul as _matmul
 
 OUTPUTS = ("softmax", "linear")
@@ -151,8 +152,18 @@ class Network:
         state : final recurrent state
         cache : for :meth:`backward`
         """
+        z, state, caches, h2, lens = self._run(x, state, lengths, keep=True)
+        return z, state, NetCache(StackCache(caches, lens), h2, lens)
+
+    def infer(self, x, state=None, *, lengths=None):
+        """Run the network for its outputs only: ``(z, state)`` as :meth:`forward` returns
+        them, keeping nothing for backward (faster and lighter)."""
+        z, state, _, _, _ = self._run(x, state, lengths, keep=False)
+        return z, state
+
+    def _run(self, x, state, lengths, keep: bool):
         self._sync()
-        y, state, rc = self.rnn.forward(x, state, lengths=lengths)
+        y, state, caches, lens = self.rnn._run(x, state, lengths, keep)
         if self.readout == "all":
             h = y  # (B, T, H)
         else:
@@ -161,7 +172,7 @@ class Network:
         h2 = h.reshape(-1, h.shape[-1])  # a copy when h is a transposed view: kept for backward
         z = _matmul(h2, W).reshape(*h.shape[:-1], W.shape[1])
         z += self.params["head.b_y"]
-        return z, state, NetCache(rc, h2, rc.lengths)
+        return z, state, caches, h2, lens
 
     def backward(self, cache: NetCache, dz):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
@@ -250,8 +261,8 @@ class Network:
 
     def loss(self, x, y, *, lengths=None, state=None) -> float:
         """The mean loss over real positions, without gradients."""
-        z, _, cache = self.forward(x, state, lengths=lengths)
-        return self.output_loss(z, y, cache.lengths)[0]
+        z, _, _, _, lens = self._run(x, state, lengths, keep=False)
+        return self.output_loss(z, y, lens)[0]
 
     def step(self, x_t, state=None):
         """One streaming step: ``x_t`` (B, D) -> ``(z_t (B, K) logits or values, new state)``.
@@ -265,7 +276,7 @@ class Network:
 
     def predict(self, x, *, lengths=None, state=None) -> np.ndarray:
         """Class probabilities (softmax) or values (linear): (B, T, K) or (B, K)."""
-        z, _, _ = self.forward(x, state, lengths=lengths)
+        z, _ = self.infer(x, state, lengths=lengths)
         return losses.softmax(z) if self.output == "softmax" else z
 
     # ------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class LayerCache(NamedTuple):
     partial: np.ndarray | None  # (T,) True where some sequence is padded at that step
 
 
-def layer_forward(cell, p, x, state0, mask, partial, *, fast=None):
+def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
     """Run one layer over a sequence.
 
     Parameters
@@ -58,17 +58,20 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None):
     fast : bool or None
         Use the fused kernel (True), the plain loop below (False), or follow
         :func:`rnnlab.kernels.use_fast` (None).
+    keep : bool
+        Keep what backward needs; False (inference) returns None for the cache, and the
+        fast path then stores no per-step gates.
 
     Returns
     -------
     y : ndarray (T, B, H), zero at padded steps
     state : tuple of (B, H), each sequence's state after its last real step
-    cache : LayerCache
+    cache : LayerCache, or None when not ``keep``
     """
     if kernels.active(cell, fast):
         from .kernels import layers
 
-        return layers.layer_forward(cell, p, x, state0, mask, partial)
+        return layers.layer_forward(cell, p, x, state0, mask, partial, keep)
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     xp = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, -1)  # (T, B, G*H) all steps in one GEMM
@@ -84,9 +87,10 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None):
             new = tuple(np.where(m, n, o) for n, o in zip(new, state, strict=True))
         state = new
         hs[t + 1] = state[0]
-        saved.append(s)
+        if keep:
+            saved.append(s)
     y = hs[1:].copy() if mask is None else hs[1:] * mask
-    return y, state, LayerCache(x, hs, saved, mask, partial)
+    return y, state, (LayerCache(x, hs, saved, mask, partial) if keep else None)
 
 
 def layer_backward(cell, p, cache, dy, dstate):
@@ -149,12 +153,14 @@ def layer_params(params, k):
     return {name[len(prefix):]: v for name, v in params.items() if name.startswith(prefix)}
 
 
-def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None):
-    """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples."""
+def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None,
+                  keep=True):
+    """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples.
+    ``keep=False``: inference, the caches are None (see :func:`layer_forward`)."""
     caches, finals = [], []
     for k in range(num_layers):
         x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask,
-                                        partial, fast=fast)
+                                        partial, fast=fast, keep=keep)
         caches.append(cache)
         finals.append(state)
     return x, finals, caches

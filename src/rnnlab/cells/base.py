@@ -184,6 +184,21 @@ class RecurrentLayer:
         state : the final state, each sequence's own state after its last real step
         cache : StackCache for :meth:`backward`
         """
+        y, state, caches, lens = self._run(x, state, lengths, keep=True)
+        return y, state, StackCache(caches, lens)
+
+    def infer(self, x, state=None, *, lengths=None):
+        """Run the layer for its outputs only: ``(y, state)``, as :meth:`forward` returns
+        them, keeping nothing for backward (PyTorch's ``torch.no_grad()``).
+
+        Faster and lighter than :meth:`forward`: the fast kernels store no per-step gates
+        and ``y`` is not copied.
+        """
+        y, state, _, _ = self._run(x, state, lengths, keep=False)
+        return y, state
+
+    def _run(self, x, state, lengths, keep: bool):
+        """:meth:`forward`'s work: ``(y, state, per-layer caches or Nones, lengths)``."""
         x = _checks.array(x, "x", (None, None, self.input_size), self.dtype)
         B, T, _ = x.shape
         if B == 0 or T == 0:
@@ -197,9 +212,9 @@ class RecurrentLayer:
                 partial = ~mask.all(axis=(1, 2))
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
         y, finals, caches = recurrent.stack_forward(
-            self.cell, self.params, self.num_layers, xt, states, mask, partial
+            self.cell, self.params, self.num_layers, xt, states, mask, partial, keep=keep
         )
-        return y.transpose(1, 0, 2), self._state_out(finals), StackCache(caches, lens)
+        return y.transpose(1, 0, 2), self._state_out(finals), caches, lens
 
     def backward(self, cache: StackCache, dy=None, dstate=None):
         """Backpropagation through time over the sequence that ``forward`` ran.

@@ -59,20 +59,23 @@ def forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, b0, b1):
     x, W_x, Wxp : as in :func:`rnnlab.kernels.lstm.forward`
     bias : ndarray (H,)
     xp : ndarray (T, B, H); in: ``x_t W_x`` (or nothing, see ``Wxp``), out: the
-        pre-activations less the bias
+        pre-activations less the bias; for inference (1, B, H), serving every step (and
+        ``Wxp`` must be given)
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
-    T, B, H = xp.shape
+    T = hs.shape[0] - 1
+    keep = xp.shape[0] == T
     masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
     for t in range(T):
+        g = t if keep else 0
         if fused:
-            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xp[t, b0:b1], 0)
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[t, b0:b1], 1)
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xp[g, b0:b1], 0)
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[g, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
-                _act_row(act, bias, xp[t, b], hs[t + 1, b])
+                _act_row(act, bias, xp[g, b], hs[t + 1, b])
             else:
                 hs[t + 1, b] = hs[t, b]
 
@@ -80,7 +83,7 @@ def forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, b0, b1):
 @njit(parallel=True, **JIT)
 def forward_par(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
-    B = xp.shape[1]
+    B = hs.shape[1]
     for c in prange(chunks):
         forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, c * B // chunks,
                 (c + 1) * B // chunks)

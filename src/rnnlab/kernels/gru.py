@@ -50,18 +50,23 @@ def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, b0, 
     hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
+
+    Inference keeps neither: ``xg`` (1, B, 3H) and ``hns`` (1, B, H) then serve every
+    step (and ``Wxp`` must be given).
     """
-    T, B, G = xg.shape
-    H = G // 3
-    a = xg[0, b0:b1].copy()  # (b1 - b0, 3H), allocated once
+    T = hs.shape[0] - 1
+    H = hs.shape[2]
+    keep = xg.shape[0] == T
+    a = np.empty((b1 - b0, 3 * H), hs.dtype)  # this step's h W_h, allocated once
     masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
     for t in range(T):
+        g = t if keep else 0
         if fused:
-            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[t, b0:b1], 0)
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[g, b0:b1], 0)
         product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
-                _cell_row(a[b - b0], b_h, bias, xg[t, b], hs[t, b], hns[t, b], hs[t + 1, b], H)
+                _cell_row(a[b - b0], b_h, bias, xg[g, b], hs[t, b], hns[g, b], hs[t + 1, b], H)
             else:
                 hs[t + 1, b] = hs[t, b]
 
@@ -69,7 +74,7 @@ def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, b0, 
 @njit(parallel=True, **JIT)
 def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
-    B = xg.shape[1]
+    B = hs.shape[1]
     for c in prange(chunks):
         forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask,
                 c * B // chunks, (c + 1) * B // chunks)

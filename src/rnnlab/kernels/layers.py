@@ -136,8 +136,13 @@ def _rows(module, kernel, chunks, B, *args):
         getattr(module, kernel + "_par")(*args, chunks)
 
 
-def layer_forward(cell, p, x, state0, mask, partial):
-    """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`."""
+def layer_forward(cell, p, x, state0, mask, partial, keep=True):
+    """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`.
+
+    ``keep=False`` (inference): no cache (None), and with the tile the gates (and the
+    LSTM's cell states) live in one step's buffer, overwritten every step, instead of
+    T steps' worth of memory; ``y`` is then a view of the states, not a copy.
+    """
     from ..recurrent import LayerCache
 
     name = _NAMES[type(cell)]
@@ -148,9 +153,10 @@ def layer_forward(cell, p, x, state0, mask, partial):
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
     Wp, Wxp = _packed(tile, p["W_h"]), _packed(tile, p["W_x"])
     x = np.ascontiguousarray(x)
+    rolling = tile and not keep  # the kernels reuse one step's buffers (see their docs)
     # with the tile, x_t W_x is computed step by step inside the loop (each run of rows on
     # its thread, the rows still in cache for the gates); with BLAS, all steps at once here
-    xg = (np.empty((T, B, GH), x.dtype) if tile
+    xg = (np.empty((1 if rolling else T, B, GH), x.dtype) if tile
           else _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH))
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
@@ -161,16 +167,18 @@ def layer_forward(cell, p, x, state0, mask, partial):
                   p["W_h"], Wp, x, p["W_x"], Wxp, p["b"], xg, hs, m)
             arrays, final = (), (hs[T].copy(),)
         elif name == "lstm":
-            cs = np.empty_like(hs)
+            cs = np.empty((2 if rolling else T + 1, B, H), x.dtype)
             cs[0] = state0[1]
             _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
                   p["b"], xg, hs, cs, m)
-            arrays, final = (xg, cs), (hs[T].copy(), cs[T].copy())
+            arrays, final = (xg, cs), (hs[T].copy(), cs[T % 2 if rolling else T].copy())
         else:
-            hns = np.empty_like(hs[1:])
+            hns = np.empty((1 if rolling else T, B, H), x.dtype)
             _rows(gru, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
                   p["b_h"], p["b"], xg, hs, hns, m)
             arrays, final = (xg, hns), (hs[T].copy(),)
+    if not keep:
+        return (hs[1:] if mask is None else hs[1:] * mask), final, None
     y = hs[1:].copy() if mask is None else hs[1:] * mask
     return y, final, LayerCache(x, hs, Tape(name, arrays), mask, partial)
 

@@ -56,26 +56,32 @@ def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, b0, b1):
     bias : ndarray (4H,)
     xg : ndarray (T, B, 4H)
         In: ``x_t W_x`` (or nothing, see ``Wxp``). Out: the gates ``i, f, g, o`` (garbage
-        at padded steps).
-    hs, cs : ndarray (T+1, B, H)
-        In: ``hs[0]``, ``cs[0]`` the initial state. Out: the states after each step.
+        at padded steps). Inference keeps no gates: ``xg`` (1, B, 4H) then serves every
+        step (and ``Wxp`` must be given).
+    hs : ndarray (T+1, B, H)
+        In: ``hs[0]`` the initial state. Out: the states after each step.
+    cs : ndarray (T+1, B, H), as ``hs`` for the cell state; for inference (2, B, H),
+        ``cs[t % 2]`` holding ``c_t``
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
-    T, B, G = xg.shape
-    H = G // 4
+    T = hs.shape[0] - 1
+    H = hs.shape[2]
+    keep = xg.shape[0] == T  # else one step's gates, overwritten at every step
     masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
     for t in range(T):
+        g = t if keep else 0
+        c0, c1 = (t, t + 1) if keep else (t % 2, (t + 1) % 2)
         if fused:
-            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[t, b0:b1], 0)
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[t, b0:b1], 1)
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[g, b0:b1], 0)
+        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[g, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
-                _gates_row(bias, xg[t, b], H)
-                _state_row(xg[t, b], cs[t, b], cs[t + 1, b], hs[t + 1, b], H)
+                _gates_row(bias, xg[g, b], H)
+                _state_row(xg[g, b], cs[c0, b], cs[c1, b], hs[t + 1, b], H)
             else:
                 hs[t + 1, b] = hs[t, b]
-                cs[t + 1, b] = cs[t, b]
+                cs[c1, b] = cs[c0, b]
 
 
 @njit(**JIT)
@@ -99,7 +105,7 @@ def _back_row(g, c_prev, c, dh, dc, da, H):
 @njit(parallel=True, **JIT)
 def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
-    B = xg.shape[1]
+    B = hs.shape[1]
     for c in prange(chunks):
         forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, c * B // chunks,
                 (c + 1) * B // chunks)
