@@ -190,6 +190,12 @@ def test_bench_times_each_library_in_blocks():
     calls = []
     med, low = bench._median_times({"a": lambda: calls.append("a"),
                                     "b": lambda: calls.append("b")}, repeats=5, warmup=1)
-    # pass 1: a (1 warm-up + 3 timed), b (same); pass 2 in reverse: b, a (1 + 2 each)
+    # blocks of at most 3 timed calls after 1 warm-up, passes in alternating order:
+    # a, b (1 + 3 each), then b, a (1 + 2 each)
     assert "".join(calls) == "aaaa" + "bbbb" + "bbb" + "aaa"
+    calls.clear()
+    bench._median_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                        repeats=7, warmup=1, block=2)
+    assert "".join(calls) == "aaabbb" + "bbbaaa" + "aaabbb" + "bbaa"
+    assert set(med) == set(low) == {"a", "b"}
     assert set(med) == set(low) == {"a", "b"}

@@ -214,29 +214,34 @@ def _threading_layer() -> str | None:
 # timing -------------------------------------------------------------------------------
 
 
-def _median_times(fns: dict, repeats: int, warmup: int) -> tuple[dict, dict]:
+def _median_times(fns: dict, repeats: int, warmup: int, block: int = 3) -> tuple[dict, dict]:
     """Median and minimum seconds of each callable, timed in blocks, one library at a time.
 
     Both libraries keep thread pools whose idle threads spin for a while before they
-    sleep (OpenBLAS's, PyTorch's OpenMP). Alternating single calls would time each
-    library against the other's spinning threads, which on 2 cores cost whichever ran
-    second up to 2x. So each library runs ``warmup`` untimed calls and then a block of
-    timed ones; two passes in opposite orders split ``repeats`` between them. The
-    median is the figure reported; the minimum is kept too, to show bursts of load.
+    sleep (OpenBLAS's, the OpenMP runtimes of numba and PyTorch). Alternating single
+    calls would time each library against the other's spinning threads, which on 2 cores
+    cost whichever ran second up to 2x. So each library runs ``warmup`` untimed calls and
+    then a block of at most ``block`` timed ones; passes over the libraries, in
+    alternating order, share out ``repeats``. Short blocks spread each library's calls
+    over the whole run: on a shared virtual machine the speed drifts by 30 % and more for
+    seconds at a time, and one long block per library caught such a phase (a 1.30 median
+    ratio whose ratio of minima was 0.82; 0.80-0.83 interleaved). The median is the figure
+    reported; the minimum is kept too, to show bursts of load.
     """
     times = {k: [] for k in fns}
     keys = list(fns)
-    first = (repeats + 1) // 2
-    for order, n in ((keys, first), (keys[::-1], repeats - first)):
-        for k in order:
-            if n == 0:
-                continue
+    left, flip = repeats, False
+    while left > 0:
+        n = min(block, left)
+        for k in (keys[::-1] if flip else keys):
             for _ in range(max(warmup, 1)):
                 fns[k]()
             for _ in range(n):
                 t = time.perf_counter()
                 fns[k]()
                 times[k].append(time.perf_counter() - t)
+        left -= n
+        flip = not flip
     return ({k: statistics.median(v) for k, v in times.items()},
             {k: min(v) for k, v in times.items()})
 
@@ -591,8 +596,9 @@ def markdown(result: dict) -> str:
         f"{m.get('threading_layer') or 'none'}; rnnlab's per-step products: {cfg['blas']}; "
         "float32; "
         "glibc keeps freed memory: "
-        f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks per library "
-        f"after {cfg['warmup']} warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
+        f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks of at "
+        f"most 3 per library, libraries alternating, each block after {cfg['warmup']} "
+        "warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
         f"numba {m.get('numba', 'absent')}; OPENBLAS_THREAD_TIMEOUT "
         f"{m.get('openblas_thread_timeout') or 'unset'}; other processes kept "
         f"{_fmt(m.get('other_processes_cores'), '.2f')} cores busy on average meanwhile.",
