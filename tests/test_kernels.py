@@ -434,6 +434,25 @@ def test_tile_product_matches_numpy(dtype):
             np.testing.assert_array_equal(C[:, N:], C0[:, N:])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_batch_one_product_matches_numpy(dtype):
+    """The streaming step's one-row product (``mm`` at M = 1, :func:`vm`): K in blocks of
+    four and a remainder, beta 0 and 1, N not a multiple of the vector width."""
+    from rnnlab.kernels import _jit, blas
+
+    rng = np.random.default_rng(0)
+    tol = dict(rtol=0, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    for K, N in [(1, 1), (3, 7), (4, 33), (130, 768), (257, 1024)]:
+        A = rng.normal(size=(1, K)).astype(dtype)
+        B = rng.normal(size=(K, N)).astype(dtype)
+        C0 = rng.normal(size=(1, N)).astype(dtype)
+        for beta in (0, 1):
+            C = C0.copy()
+            _jit.mm(blas.gemm_for(dtype), A, B, C, False, beta)
+            want = A.astype(np.float64) @ B + (C0 if beta else 0)
+            np.testing.assert_allclose(C, want, err_msg=f"{K, N} beta={beta}", **tol)
+
+
 @pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
 def test_per_step_products_in_numpy_blas_match_plain(cell, opts):
     """``use_blas("numpy")``: the per-step products through BLAS instead of the tile."""
