@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rnnlab import cli, lm
@@ -164,7 +165,8 @@ def test_bench_writes_json_and_markdown(tmp_path):
     # the machine and the threads it was taken with are on record
     machine = result["machine"]
     assert machine["cores"] >= 1 and "threading_layer" in machine and "cpu_model" in machine
-    assert f"{machine['cores']} cores" in (out / "bench.md").read_text()
+    md = (out / "bench.md").read_text()
+    assert f"{machine['cores']} cores" in md and f"numpy {np.__version__}," in md
 
 
 def test_bench_marks_results_taken_on_a_busy_machine(tmp_path, monkeypatch, capsys):

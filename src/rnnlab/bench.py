@@ -598,7 +598,7 @@ def markdown(result: dict) -> str:
         "glibc keeps freed memory: "
         f"{cfg['keep_freed_memory']}; median of {cfg['repeats']} repeats in blocks of at "
         f"most 3 per library, libraries alternating, each block after {cfg['warmup']} "
-        "warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
+        f"warm-up calls; numpy {m['numpy']}, torch {m['torch']}, "
         f"numba {m.get('numba', 'absent')}; OPENBLAS_THREAD_TIMEOUT "
         f"{m.get('openblas_thread_timeout') or 'unset'}; other processes kept "
         f"{_fmt(m.get('other_processes_cores'), '.2f')} cores busy on average meanwhile.",
