@@ -18,15 +18,19 @@ threads, BLAS held to one thread meanwhile). Splitting each step's product among
 threads instead costs a hand-off per step, which the small per-step products of most
 recurrent nets do not repay; a serial loop (one row, little work, one thread allowed)
 still gives BLAS all threads for a product of :data:`SINGLE_THREAD_BELOW` or more. The
-large batched products (weight gradients and ``dx``, from :data:`PRODUCTS_PARALLEL_FROM`
+batched products (weight gradients and ``dx``, from :data:`PRODUCTS_PARALLEL_FROM`
 multiply-adds; the network's output layer through :func:`rnnlab.kernels.matmul`) run in
 parts on the same threads, one single-threaded BLAS call each (:func:`product_chunks`),
 so that BLAS's own thread pool stays asleep: OpenBLAS's idle threads spin for about
 0.1 s after each threaded call and slowed the time loops that followed by up to 1.35x.
-Smaller ones run whole: the output layer's with BLAS held to one thread, the layers'
-(and the input projection when the per-step products go to a BLAS) on BLAS's threads.
-:func:`threads` sets how many are allowed (the default is whatever NumPy's BLAS is set
-to, normally one per core).
+Smaller ones run whole with BLAS held to one thread.
+
+rnnlab's threads are numba's, on its OpenMP layer where an OpenMP runtime is present
+(:func:`_numba_threads` says why), else on its workqueue layer; with the latter, whose
+threads sleep between loops and are slow to wake, products split only from
+:data:`PRODUCTS_PARALLEL_FROM_ASLEEP` on and the layers' smaller ones keep BLAS's
+threads. :func:`threads` sets how many are allowed (the default is whatever NumPy's BLAS
+is set to, normally one per core).
 """
 
 from __future__ import annotations
