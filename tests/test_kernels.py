@@ -120,6 +120,35 @@ def test_inference_keeps_one_step_of_gates(cell, threads, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_one_layer_step_takes_the_lean_path_and_agrees(cell, monkeypatch):
+    """A one-layer ``step`` with a ready state goes straight to the kernel
+    (``layers.step_one``) and gives the plain path's values; a state in another dtype,
+    or holding NaN, takes the general path, which converts it or names the problem."""
+    from rnnlab.kernels import layers
+
+    calls = []
+    real = layers.step_one
+    monkeypatch.setattr(layers, "step_one", lambda *a: calls.append(1) or real(*a))
+    layer, x, h0, _, _, _ = case(cell, {}, 1, np.float32, False, B=3)
+    y1, s1 = layer.step(x[:, 0])  # state None
+    y2, s2 = layer.step(x[:, 1], s1)
+    assert len(calls) == 2
+    with kernels.use_fast(False):
+        p1, ps1 = layer.step(x[:, 0])
+        p2, ps2 = layer.step(x[:, 1], ps1)
+    for a, b in [(y1, p1), (y2, p2), *zip(parts(s2), parts(ps2), strict=True)]:
+        np.testing.assert_allclose(a, b, **TOL[np.float32])
+    wide = tuple(a.astype(np.float64) for a in parts(s1))
+    y3, _ = layer.step(x[:, 1], wide if cell == "lstm" else wide[0])
+    assert len(calls) == 2  # converted by the general path
+    np.testing.assert_array_equal(y3, y2)
+    bad = tuple(a.copy() for a in parts(s1))
+    bad[0][0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        layer.step(x[:, 1], bad if cell == "lstm" else bad[0])
+
+
 @pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
 def test_larger_batch_and_no_dy(cell, opts):
     """Many rows through BLAS; gradient from the final state only (``dy=None``)."""

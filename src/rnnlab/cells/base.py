@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _checks, recurrent
+from .. import _checks, kernels, recurrent
 from .. import init as _init
 
 
@@ -259,6 +259,10 @@ class RecurrentLayer:
                 and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
             x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
         B = x_t.shape[0]
+        if self.num_layers == 1:
+            out = self._step_one(x_t, state, B)
+            if out is not None:
+                return out
         states = self._state_in(state, B, copy=False, finite=False)
         # the new state is written straight into its public (L, B, H) arrays
         outs = [np.empty((self.num_layers, B, self.hidden_size), self.dtype)
@@ -272,6 +276,30 @@ class RecurrentLayer:
             self._state_in(state, B, copy=False)
             raise ValueError("x_t or the state contains NaN or Inf")  # not reached
         return y.copy(), outs[0] if self.n_state == 1 else tuple(outs)
+
+    def _step_one(self, x_t, state, B):
+        """:meth:`step` of a one-layer stack on the fast kernels, for a state that is None
+        or already in the public layout and dtype; None when it does not apply (the
+        general path then runs, and names any bad value). The same kernel as the general
+        path, without its per-layer lists (a third of a small step's time)."""
+        layer_ps, prepared = self._step_params()
+        if not prepared or not kernels.active(self.cell):
+            return None
+        shape, dt = (1, B, self.hidden_size), self.dtype
+        if state is None:
+            parts = tuple(np.zeros(shape, dt) for _ in range(self.n_state))
+        else:
+            parts = state if self.n_state > 1 else (state,)
+            if type(parts) is not tuple or len(parts) != self.n_state:
+                return None
+            for a in parts:
+                if not (type(a) is np.ndarray and a.dtype == dt and a.shape == shape
+                        and a.flags.c_contiguous):
+                    return None
+        outs = tuple(np.empty(shape, dt) for _ in range(self.n_state))
+        if not kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t, parts, outs):
+            return None  # NaN or Inf: the general path finds and names it
+        return outs[0][0].copy(), outs[0] if self.n_state == 1 else outs
 
     def _step_params(self):
         """Per-layer parameter dicts for a step, and whether all are C-contiguous in the
