@@ -22,6 +22,28 @@ def test_shapes_dtypes_and_state_layout(cls):
     np.testing.assert_array_equal(y[:, -1], parts[0][-1])
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
+@pytest.mark.parametrize("cls", LAYERS)
+def test_forward_output_is_read_only_and_backward_unharmed(cls, fast):
+    """forward's y shares memory with the cache (no copy): it is handed out read-only, so
+    an in-place change fails loudly instead of corrupting backward; a copy is writable."""
+    layer = cls(3, 5, 2, seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(4, 7, 3))
+    dy = np.random.default_rng(1).normal(size=(4, 7, 5))
+    with rnnlab.kernels.use_fast(fast):
+        y, _, cache = layer.forward(x)
+        want = layer.backward(layer.forward(x)[2], dy)[0]
+        with pytest.raises(ValueError, match="read-only"):
+            y *= 2
+        mine = y.copy()
+        mine *= 2
+        got = layer.backward(cache, dy)[0]
+        y_inf, _ = layer.infer(x)
+    assert y_inf.flags.writeable  # nothing is kept: the caller owns it
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
 @pytest.mark.parametrize("cls", LAYERS)
 def test_streaming_step_equals_forward(cls):
     layer = cls(3, 4, 2, seed=1, dtype=np.float64)

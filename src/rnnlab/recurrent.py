@@ -64,7 +64,8 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
 
     Returns
     -------
-    y : ndarray (T, B, H), zero at padded steps
+    y : ndarray (T, B, H), zero at padded steps; without padding a view of the cache's
+        states, which the layers' public ``forward`` hands out read-only
     state : tuple of (B, H), each sequence's state after its last real step
     cache : LayerCache, or None when not ``keep``
     """
@@ -89,7 +90,7 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
         hs[t + 1] = state[0]
         if keep:
             saved.append(s)
-    y = hs[1:].copy() if mask is None else hs[1:] * mask
+    y = hs[1:] if mask is None else hs[1:] * mask  # a view of the cache's states: see below
     return y, state, (LayerCache(x, hs, saved, mask, partial) if keep else None)
 
 

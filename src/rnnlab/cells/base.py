@@ -180,11 +180,13 @@ class RecurrentLayer:
 
         Returns
         -------
-        y : ndarray (B, T, H), the top layer's outputs
+        y : ndarray (B, T, H), the top layer's outputs, read-only: it shares memory with
+            the cache that backward reads (``y.copy()`` for a writable array)
         state : the final state, each sequence's own state after its last real step
         cache : StackCache for :meth:`backward`
         """
         y, state, caches, lens = self._run(x, state, lengths, keep=True)
+        y.flags.writeable = False  # it shares memory with the cache (no copy is made)
         return y, state, StackCache(caches, lens)
 
     def infer(self, x, state=None, *, lengths=None):
