@@ -239,8 +239,10 @@ def test_threads_context_restores_blas_setting():
 
 @pytest.mark.parametrize("cell,opts", CELLS, ids=CELL_IDS)
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
-def test_stream_matches_repeated_layer_step(cell, opts, fast):
-    layer, x, h0, _, _, _ = case(cell, opts, 2, np.float64, False)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_stream_matches_repeated_layer_step(cell, opts, fast, num_layers):
+    """One layer takes the direct path to its kernel in both; two, the stack's."""
+    layer, x, h0, _, _, _ = case(cell, opts, num_layers, np.float64, False)
     stream = recurrent.Stream(layer, x.shape[0], h0, fast=fast)
     state = h0
     for t in range(x.shape[1]):
@@ -305,10 +307,11 @@ def test_use_blas_rejects_unknown_names():
                          + [("lstm", "c")])
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_step_and_stream_refuse_non_finite_input(cell, where, fast, bad):
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_step_and_stream_refuse_non_finite_input(cell, where, fast, bad, num_layers):
     """layer.step checks finiteness inside the step kernel; the error still names the value,
     and a Stream keeps its state when refusing."""
-    layer = LAYERS[cell](3, 4, 2, seed=0)
+    layer = LAYERS[cell](3, 4, num_layers, seed=0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3)).astype(np.float32)
     state = random_state(layer, 2, rng)
@@ -317,8 +320,8 @@ def test_step_and_stream_refuse_non_finite_input(cell, where, fast, bad):
         x[1, 2] = bad
         msg = r"x_t contains NaN or Inf \(first at index \(1, 2\)\)"
     else:
-        st[0 if where == "h" else 1][1, 0, 3] = bad
-        msg = r"state.* contains NaN or Inf \(first at index \(1, 0, 3\)\)"
+        st[0 if where == "h" else 1][num_layers - 1, 0, 3] = bad
+        msg = rf"state.* contains NaN or Inf \(first at index \({num_layers - 1}, 0, 3\)\)"
     state = st[0] if layer.n_state == 1 else tuple(st)
     with kernels.use_fast(fast), pytest.raises(ValueError, match=msg):
         layer.step(x, state)

@@ -258,8 +258,18 @@ class Stream:
         if x.shape != self._shape:
             raise ValueError(f"x_t must have shape {self._shape}, got {x.shape}")
         layer_ps, prepared = self.layer._step_params()
-        y, states, finite = step_stack(self.layer.cell, layer_ps, x, self._states,
-                                       prepared=prepared, fast=self._fast)
+        cell = self.layer.cell
+        if len(layer_ps) == 1 and prepared and kernels.active(cell, self._fast):
+            # one layer: straight to its kernel, the new state in fresh arrays (the caller
+            # may keep the returned output, which is the new h)
+            new = tuple(np.empty_like(s) for s in self._states[0])
+            if kernels.fast_layers().step_one(cell, layer_ps[0], x, self._states[0], new):
+                self._states = [new]
+                return new[0]
+            finite = False
+        else:
+            y, states, finite = step_stack(cell, layer_ps, x, self._states, prepared=prepared,
+                                           fast=self._fast)
         if not finite:  # the state stays as it was
             _checks.array(x, "x_t", self._shape, self.layer.dtype)  # names the bad entry
             raise ValueError("the stream's state holds NaN or Inf")

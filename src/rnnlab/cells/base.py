@@ -299,7 +299,9 @@ class RecurrentLayer:
                         and a.flags.c_contiguous):
                     return None
         outs = tuple(np.empty(shape, dt) for _ in range(self.n_state))
-        if not kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t, parts, outs):
+        if not kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t,
+                                              tuple(a[0] for a in parts),
+                                              tuple(a[0] for a in outs)):
             return None  # NaN or Inf: the general path finds and names it
         return outs[0][0].copy(), outs[0] if self.n_state == 1 else outs
 

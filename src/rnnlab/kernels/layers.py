@@ -320,19 +320,18 @@ def step_layer(cell, p, x_t, state, out=None, *, prepared=False):
 
 def step_one(cell, p, x_t, state, out) -> bool:
     """:func:`step_layer` for callers that have checked everything: ``p`` C-contiguous
-    arrays of ``x_t``'s dtype, ``state`` and ``out`` tuples of C-contiguous (1, B, H)
-    arrays (a one-layer stack's public state). Writes the new state into ``out``; returns
-    whether ``x_t`` and ``state`` were all finite."""
+    arrays of ``x_t``'s dtype, ``state`` and ``out`` tuples of C-contiguous (B, H) arrays
+    (``out`` not aliasing ``state``). Writes the new state into ``out``; returns whether
+    ``x_t`` and ``state`` were all finite."""
     name = _NAMES[type(cell)]
     gemm = gemm_for(x_t.dtype)
     W_h = p["W_h"]
     a = np.empty((x_t.shape[0], W_h.shape[1]), x_t.dtype)
     if name == "elman":
         return elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], W_h, p["b"],
-                          x_t, state[0][0], a, out[0][0])
+                          x_t, state[0], a, out[0])
     if name == "lstm":
-        return lstm.step(gemm, p["W_x"], W_h, p["b"], x_t, state[0][0], state[1][0], a,
-                         out[0][0], out[1][0])
-    return gru.step(gemm, p["W_x"], W_h, p["b"], p["b_h"], x_t, state[0][0], np.empty_like(a),
-                    a, np.empty_like(out[0][0]), out[0][0])
-
+        return lstm.step(gemm, p["W_x"], W_h, p["b"], x_t, state[0], state[1], a, out[0],
+                         out[1])
+    return gru.step(gemm, p["W_x"], W_h, p["b"], p["b_h"], x_t, state[0], np.empty_like(a), a,
+                    np.empty_like(out[0]), out[0])
