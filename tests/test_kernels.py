@@ -120,6 +120,36 @@ def test_inference_keeps_one_step_of_gates(cell, threads, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
+@pytest.mark.parametrize("path", ["plain", "fast", "parts"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_backward_without_input_gradient(cell, opts, path, num_layers, monkeypatch):
+    """``input_grad=False`` returns dx None and the same weight and state gradients, on the
+    plain path, the fast one, and with the products split over threads (no dx rows)."""
+    from rnnlab.kernels import blas, layers
+
+    seen = []
+    real = layers.gradients_par
+    monkeypatch.setattr(layers, "gradients_par", lambda *a: seen.append(a[-2].shape[0])
+                        or real(*a))
+    if path == "parts":
+        monkeypatch.setattr(blas, "PRODUCTS_PARALLEL_FROM", 0)
+        monkeypatch.setattr(blas, "PRODUCTS_PARALLEL_FROM_ASLEEP", 0)
+    layer, x, h0, lengths, dy, dstate = case(cell, opts, num_layers, np.float64, True)
+    with kernels.use_fast(path != "plain"), kernels.threads(3 if path == "parts" else 1):
+        _, _, cache = layer.forward(x, h0, lengths=lengths)
+        g1, dx1, d1 = layer.backward(cache, dy, dstate)
+        g2, dx2, d2 = layer.backward(cache, dy, dstate, input_grad=False)
+    assert dx1.shape == x.shape and dx2 is None
+    for name in g1:
+        np.testing.assert_array_equal(g2[name], g1[name], err_msg=name)
+    for a, b in zip(parts(d1), parts(d2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    if path == "parts":  # per layer: dx rows with input_grad; the bottom one none without
+        T, B = x.shape[1], x.shape[0]
+        assert seen == [T * B] * num_layers + [T * B] * (num_layers - 1) + [0]
+
+
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_one_layer_step_takes_the_lean_path_and_agrees(cell, monkeypatch):
     """A one-layer ``step`` with a ready state goes straight to the kernel

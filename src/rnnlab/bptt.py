@@ -106,9 +106,9 @@ class Truncated:
             older.append(cache)
         z, final, cache = net.forward(xw, state, lengths=lw)
         loss, dz = net.output_loss(z, yw, cache.lengths)
-        grads, _, dstate = net.backward(cache, dz)
+        grads, _, dstate = net.backward(cache, dz, input_grad=False)
         for oc in reversed(older):
-            g, _, dstate = net.rnn.backward(oc, dstate=dstate)
+            g, _, dstate = net.rnn.backward(oc, dstate=dstate, input_grad=False)
             for k, v in g.items():
                 grads[f"rnn.{k}"] += v
         if self.history.maxlen:

@@ -174,10 +174,11 @@ class Network:
         z += self.params["head.b_y"]
         return z, state, caches, h2, lens
 
-    def backward(self, cache: NetCache, dz):
+    def backward(self, cache: NetCache, dz, *, input_grad: bool = True):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
 
-        Returns ``(grads, dx, dstate0)``.
+        Returns ``(grads, dx, dstate0)``; ``dx`` is None with ``input_grad=False``, which
+        skips that product (see :meth:`rnnlab.LSTM.backward`).
         """
         h = cache.h
         W = self.params["head.W_y"]
@@ -188,12 +189,12 @@ class Network:
         }
         dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
         if self.readout == "all":
-            g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh)
+            g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh, input_grad=input_grad)
         else:
             B = dh.shape[0]
             dstate = self.rnn.initial_state(B)
             (dstate[0] if isinstance(dstate, tuple) else dstate)[-1] = dh
-            g, dx, d0 = self.rnn.backward(cache.rnn, dstate=dstate)
+            g, dx, d0 = self.rnn.backward(cache.rnn, dstate=dstate, input_grad=input_grad)
         grads.update({f"rnn.{k}": v for k, v in g.items()})
         return grads, dx, d0
 
@@ -245,7 +246,7 @@ class Network:
         """
         z, final, cache = self.forward(x, state, lengths=lengths)
         loss, dz = self.output_loss(z, y, cache.lengths)
-        grads, _, _ = self.backward(cache, dz)
+        grads, _, _ = self.backward(cache, dz, input_grad=False)
         return LossResult(loss, grads, final)
 
     def output_loss(self, z, y, lengths=None):

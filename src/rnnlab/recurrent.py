@@ -94,24 +94,25 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
     return y, state, (LayerCache(x, hs, saved, mask, partial) if keep else None)
 
 
-def layer_backward(cell, p, cache, dy, dstate):
+def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
     """Backpropagate through one layer's unfolded sequence (BPTT).
 
     Parameters
     ----------
     dy : ndarray (T, B, H) or None, gradient with respect to the layer's outputs
     dstate : tuple of (B, H), gradient with respect to the final state
+    need_dx : bool, False to skip the input gradient (one product of the three)
 
     Returns
     -------
     grads : dict like ``p``
-    dx : ndarray (T, B, D)
+    dx : ndarray (T, B, D), or None without ``need_dx``
     dstate0 : tuple of (B, H), gradient with respect to the initial state
     """
     if isinstance(cache.saved, kernels.Tape):
         from .kernels import layers
 
-        return layers.layer_backward(cell, p, cache, dy, dstate)
+        return layers.layer_backward(cell, p, cache, dy, dstate, need_dx)
     x, hs, saved, mask, partial = cache
     T, B, D = x.shape
     GH = p["W_h"].shape[1]
@@ -144,7 +145,7 @@ def layer_backward(cell, p, cache, dy, dstate):
     }
     if cell.recurrent_bias:
         grads["b_h"] = dhp2.sum(axis=0)
-    dx = (dxp2 @ p["W_x"].T).reshape(T, B, D)
+    dx = (dxp2 @ p["W_x"].T).reshape(T, B, D) if need_dx else None
     return grads, dx, d
 
 
@@ -167,11 +168,13 @@ def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=No
     return x, finals, caches
 
 
-def stack_backward(cell, params, num_layers, caches, dy, dstates):
-    """Backward through a stack; returns ``(grads with l{k}. names, dx, per-layer dstate0)``."""
+def stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=True):
+    """Backward through a stack; returns ``(grads with l{k}. names, dx, per-layer dstate0)``,
+    ``dx`` None without ``need_dx`` (the bottom layer then skips that product)."""
     grads, d0 = {}, [None] * num_layers
     for k in range(num_layers - 1, -1, -1):
-        g, dy, d0[k] = layer_backward(cell, layer_params(params, k), caches[k], dy, dstates[k])
+        g, dy, d0[k] = layer_backward(cell, layer_params(params, k), caches[k], dy, dstates[k],
+                                      need_dx=need_dx or k > 0)
         grads.update({f"l{k}.{name}": v for name, v in g.items()})
     return grads, dy, d0
 

@@ -218,7 +218,7 @@ class RecurrentLayer:
         )
         return y.transpose(1, 0, 2), self._state_out(finals), caches, lens
 
-    def backward(self, cache: StackCache, dy=None, dstate=None):
+    def backward(self, cache: StackCache, dy=None, dstate=None, *, input_grad: bool = True):
         """Backpropagation through time over the sequence that ``forward`` ran.
 
         Parameters
@@ -226,11 +226,14 @@ class RecurrentLayer:
         cache : the third value ``forward`` returned
         dy : array (B, T, H) or None, gradient of the loss with respect to ``y``
         dstate : gradient with respect to the final state (same layout as the state) or None
+        input_grad : bool
+            False skips the gradient with respect to ``x`` (``dx`` is then None), one of
+            the bottom layer's three batched products, when only the weights are trained.
 
         Returns
         -------
         grads : dict like :attr:`params`
-        dx : ndarray (B, T, D)
+        dx : ndarray (B, T, D), or None without ``input_grad``
         dstate0 : gradient with respect to the initial state, in the state's layout
         """
         if not isinstance(cache, StackCache):
@@ -241,9 +244,10 @@ class RecurrentLayer:
             dyt = _checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
         dstates = self._state_in(dstate, B, "dstate")
         grads, dx, d0 = recurrent.stack_backward(
-            self.cell, self.params, self.num_layers, cache.layers, dyt, dstates
+            self.cell, self.params, self.num_layers, cache.layers, dyt, dstates,
+            need_dx=bool(input_grad),
         )
-        return grads, dx.transpose(1, 0, 2), self._state_out(d0)
+        return grads, None if dx is None else dx.transpose(1, 0, 2), self._state_out(d0)
 
     def _ready(self, a) -> bool:
         """Whether ``a`` is a C-contiguous (L, ?, H) array of this layer's dtype."""

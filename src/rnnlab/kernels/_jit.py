@@ -293,9 +293,9 @@ def gradients_par(gemm, x, h, da, dn, W_x, dW_x, dW_h, dx, chunks):
     ((0, 0) for the other cells). Thread ``c`` takes rows ``K*c//chunks`` to the next
     part's start and writes ``dW_x[c] = x^T da`` and ``dW_h[c] = h^T da`` over them
     (partial sums, ``dW_h[c]``'s last H columns from ``dn`` when given) and its rows of
-    ``dx = da W_x^T``. Each part is one single-threaded GEMM (the caller sets the BLAS to
-    one thread): no second thread pool runs, so no BLAS thread is left spinning against
-    the time loops.
+    ``dx = da W_x^T`` (none when ``dx`` has no rows: the input gradient is not wanted).
+    Each part is one single-threaded GEMM (the caller sets the BLAS to one thread): no
+    second thread pool runs, so no BLAS thread is left spinning against the time loops.
     """
     K, D = x.shape
     GH = da.shape[1]
@@ -306,7 +306,8 @@ def gradients_par(gemm, x, h, da, dn, W_x, dW_x, dW_h, dx, chunks):
         gemm_views(gemm, True, h[k0:k1], False, da[k0:k1, :split], dW_h[c, :, :split])
         if dn.shape[0] > 0:
             gemm_views(gemm, True, h[k0:k1], False, dn[k0:k1], dW_h[c, :, split:])
-        gemm_views(gemm, False, da[k0:k1], True, W_x, dx[k0:k1])
+        if dx.shape[0] > 0:
+            gemm_views(gemm, False, da[k0:k1], True, W_x, dx[k0:k1])
 
 
 @njit(parallel=True, **JIT)

@@ -183,7 +183,7 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     return y, final, (LayerCache(x, hs, Tape(name, arrays), mask, partial) if keep else None)
 
 
-def layer_backward(cell, p, cache, dy, dstate):
+def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
     """Fast :func:`rnnlab.recurrent.layer_backward` for a cache made by :func:`layer_forward`."""
     x, hs, tape, mask, _ = cache
     p = _params(p, x.dtype)
@@ -221,10 +221,10 @@ def layer_backward(cell, p, cache, dy, dstate):
     hs2 = hs[:-1].reshape(T * B, H)
     x2 = x.reshape(T * B, D)
     dhn2 = dhn.reshape(T * B, H) if tape.cell == "gru" else None
-    work = 0 if gemm is None else T * B * (2 * D + H) * GH
+    work = 0 if gemm is None else T * B * ((2 if need_dx else 1) * D + H) * GH
     with product_chunks(T * B, work) as parts:
         if parts > 1:
-            W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"])
+            W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"], need_dx)
         else:
             g2 = _batched(gemm)
             if tape.cell != "gru":
@@ -234,26 +234,26 @@ def layer_backward(cell, p, cache, dy, dstate):
                 W_h = np.concatenate([hs2.T @ dxp2[:, :2 * H], _matmul(g2, hs2, dhn2, ta=True)],
                                      axis=1)
             W_x = _matmul(g2, x2, dxp2, ta=True)
-            dx = _matmul(g2, dxp2, p["W_x"], tb=True)
+            dx = _matmul(g2, dxp2, p["W_x"], tb=True) if need_dx else None
     b = db.sum(axis=0).astype(x.dtype)
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
     if tape.cell == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
-    dx = dx.reshape(T, B, D)
-    return grads, dx, d0
+    return grads, None if dx is None else dx.reshape(T, B, D), d0
 
 
-def _products_par(gemm, chunks, x2, hs2, dxp2, dhn2, W_x):
-    """The weight gradients and ``dx`` in ``chunks`` parts on rnnlab's threads
-    (:func:`rnnlab.kernels._jit.gradients_par`); the partial sums added here."""
+def _products_par(gemm, chunks, x2, hs2, dxp2, dhn2, W_x, need_dx=True):
+    """The weight gradients and ``dx`` (None without ``need_dx``) in ``chunks`` parts on
+    rnnlab's threads (:func:`rnnlab.kernels._jit.gradients_par`); the partial sums added
+    here."""
     K, D = x2.shape
     H, GH = hs2.shape[1], dxp2.shape[1]
     dW_x = np.empty((chunks, D, GH), x2.dtype)
     dW_h = np.empty((chunks, H, GH), x2.dtype)
-    dx = np.empty((K, D), x2.dtype)
+    dx = np.empty((K if need_dx else 0, D), x2.dtype)
     dn = np.zeros((0, 0), x2.dtype) if dhn2 is None else dhn2
     gradients_par(gemm, x2, hs2, dxp2, dn, W_x, dW_x, dW_h, dx, chunks)
-    return _summed(dW_x), _summed(dW_h), dx
+    return _summed(dW_x), _summed(dW_h), (dx if need_dx else None)
 
 
 def matmul(A, B, trans_a=False):
