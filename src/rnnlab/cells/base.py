@@ -193,8 +193,8 @@ class RecurrentLayer:
         """Run the layer for its outputs only: ``(y, state)``, as :meth:`forward` returns
         them, keeping nothing for backward (PyTorch's ``torch.no_grad()``).
 
-        Faster and lighter than :meth:`forward`: the fast kernels store no per-step gates
-        and ``y`` is not copied.
+        Faster and lighter than :meth:`forward`: the fast kernels store no per-step gates.
+        ``y`` is the caller's to change (forward's is read-only).
         """
         y, state, _, _ = self._run(x, state, lengths, keep=False)
         return y, state
@@ -287,7 +287,7 @@ class RecurrentLayer:
         """:meth:`step` of a one-layer stack on the fast kernels, for a state that is None
         or already in the public layout and dtype; None when it does not apply (the
         general path then runs, and names any bad value). The same kernel as the general
-        path, without its per-layer lists (a third of a small step's time)."""
+        path, without its per-layer lists (1.5-2 us of a 6-13 us step, measured)."""
         layer_ps, prepared = self._step_params()
         if not prepared or not kernels.active(self.cell):
             return None

@@ -291,13 +291,13 @@ def _numba_threads() -> int:
     # The threading layer, chosen only when nobody chose (NUMBA_THREADING_LAYER unset and
     # numba.config untouched); it applies from the process's first parallel loop on.
     # OpenMP's idle threads spin for a while after each parallel loop, so the next loop
-    # starts at once; the workqueue layer's sleep, and on a virtual machine waking a
-    # sleeping thread on an idle virtual CPU cost milliseconds: with both threads placed
-    # by the wake-up, two-thread loops ran at one thread's speed (LSTM training step at
-    # B=32, T=100, D=64, H=128: 20-23 ms on workqueue, 13.5-14.5 ms on OpenMP, 24-25 ms on
-    # one thread; interleaved). The spinning threads would slow BLAS's own threads, so
-    # with OpenMP no BLAS call uses more than one thread while rnnlab trains
-    # (:func:`product_chunks` holds it). Without an OpenMP runtime (libgomp), workqueue.
+    # starts at once; the workqueue layer's threads sleep, and on the benchmark machine (a
+    # virtual machine) a two-thread loop that had to wake them mostly ran at one thread's
+    # speed (LSTM training step at B=32, T=100, D=64, H=128: 20-23 ms on workqueue,
+    # 13.5-14.5 ms on OpenMP, 24-25 ms on one thread; interleaved). The spinning threads
+    # would slow BLAS's own threads, so with OpenMP no BLAS call uses more than one thread
+    # while rnnlab trains (:func:`product_chunks` holds it). Without an OpenMP runtime
+    # (libgomp), workqueue.
     if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "omp" if _openmp_available() else "workqueue"
     return numba.get_num_threads()
