@@ -90,7 +90,7 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
         hs[t + 1] = state[0]
         if keep:
             saved.append(s)
-    y = hs[1:] if mask is None else hs[1:] * mask  # a view of the cache's states: see below
+    y = hs[1:] if mask is None else hs[1:] * mask  # a view of the cache's states (see Returns)
     return y, state, (LayerCache(x, hs, saved, mask, partial) if keep else None)
 
 
