@@ -265,8 +265,10 @@ class Stream:
         if len(layer_ps) == 1 and prepared and kernels.active(cell, self._fast):
             # one layer: straight to its kernel, the new state in fresh arrays (the caller
             # may keep the returned output, which is the new h)
-            new = tuple(np.empty_like(s) for s in self._states[0])
-            if kernels.fast_layers().step_one(cell, layer_ps[0], x, self._states[0], new):
+            old = self._states[0]
+            new = (np.empty_like(old[0]),) if len(old) == 1 else \
+                (np.empty_like(old[0]), np.empty_like(old[1]))  # no generator: 0.5 us less
+            if kernels.fast_layers().step_one(cell, layer_ps[0], x, old, new):
                 self._states = [new]
                 return new[0]
             finite = False
