@@ -303,17 +303,12 @@ class RecurrentLayer:
                 if not (type(a) is np.ndarray and a.dtype == dt and a.shape == shape
                         and a.flags.c_contiguous):
                     return None
-        h_out = np.empty(shape, dt)
-        if pair:
-            c_out = np.empty(shape, dt)
-            ok = kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t,
-                                                (parts[0][0], parts[1][0]), (h_out[0], c_out[0]))
-        else:
-            ok = kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t, (parts[0][0],),
-                                                (h_out[0],))
-        if not ok:
+        outs = (np.empty(shape, dt), np.empty(shape, dt)) if pair else (np.empty(shape, dt),)
+        views_in = (parts[0][0], parts[1][0]) if pair else (parts[0][0],)
+        views_out = (outs[0][0], outs[1][0]) if pair else (outs[0][0],)
+        if not kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t, views_in, views_out):
             return None  # NaN or Inf: the general path finds and names it
-        return h_out[0].copy(), (h_out, c_out) if pair else h_out
+        return outs[0][0].copy(), outs if pair else outs[0]
 
     def _step_params(self):
         """Per-layer parameter dicts for a step, and whether all are C-contiguous in the
