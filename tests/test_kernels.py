@@ -121,6 +121,40 @@ def test_inference_keeps_one_step_of_gates(cell, threads, monkeypatch):
 
 
 @pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_batch_one_projects_the_inputs_before_the_loop(cell, opts, with_lengths, dtype,
+                                                      monkeypatch):
+    """At batch 1 the tile computes ``x W_x`` for all steps before the loop (one row per
+    step would read all of ``W_x`` per row); at batch 2 inside it. Both agree with the
+    plain path, and inference keeps T steps of gates at batch 1."""
+    from rnnlab.kernels import blas, layers
+
+    if blas.tile_for(np.float32) == 0:
+        pytest.skip("the tile did not compile here")
+    seen = []
+    real = layers._rows
+
+    def spy(module, kernel, chunks, B, *args):
+        if kernel == "forward":
+            seen.append((B, [a.shape for a in args if isinstance(a, np.ndarray) and a.ndim == 3]))
+        return real(module, kernel, chunks, B, *args)
+
+    monkeypatch.setattr(layers, "_rows", spy)
+    for B in (1, 2):
+        args = case(cell, opts, 2, dtype, with_lengths, B=B, T=7)
+        fast = run(*args, fast=True)
+        plain = run(*args, fast=False)
+        for name in plain:
+            np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **TOL[dtype])
+    # per call: packed W_h, x, packed W_x (empty when projected before), gates, states...
+    assert {B for B, _ in seen} == {1, 2}
+    for B, shapes in seen:
+        assert (shapes[2][0] == 0) == (B == 1)
+        assert shapes[3][0] == 7 or B == 2  # batch 1: T steps of x W_x, also for infer
+
+
+@pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])
 @pytest.mark.parametrize("path", ["plain", "fast", "parts"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_backward_without_input_gradient(cell, opts, path, num_layers, monkeypatch):

@@ -26,7 +26,7 @@ from ..cells.elman import ElmanCell
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
-from ._jit import gemm_views, gradients_par, matmul_par, pack_b
+from ._jit import gemm_views, gradients_par, matmul_par, mm_tiled, pack_b
 from .blas import (
     allowed_threads,
     gemm_for,
@@ -67,6 +67,12 @@ def supports(cell) -> bool:
     """Whether a kernel exists for ``cell`` (rnnlab's own cells; not subclasses)."""
     return type(cell) in _NAMES
 
+
+#: batch size from which the forward loop computes ``x_t W_x`` step by step (see
+#: :func:`layer_forward`); below it, one tile product over all steps. At batch 1 that
+#: made forward 5-20 % faster (interleaved, T=100, H=64-128, all cells); at 2-4 rows it
+#: was within noise.
+INPUT_IN_LOOP_FROM = 2
 
 _NO_MASK = np.zeros((0, 0), bool)  # kernels take empty arrays for absent ones (one variant)
 
@@ -139,11 +145,11 @@ def _rows(module, kernel, chunks, B, *args):
 def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`.
 
-    ``keep=False`` (inference): no cache (None), and with the tile the gates (and the
-    LSTM's cell states) live in one step's buffer, overwritten every step, instead of
-    T steps' worth of memory. ``y`` is a view of the states (the cache's ``hs[1:]``)
-    unless ``mask`` zeroes its padded steps: copying it cost 1 ms of a 15 ms LSTM
-    training step at B=128, T=28, H=128.
+    ``keep=False`` (inference): no cache (None), and with the tile (at batch 2 and up,
+    see :data:`INPUT_IN_LOOP_FROM`) the gates (and the LSTM's cell states) live in one
+    step's buffer, overwritten every step, instead of T steps' worth of memory. ``y`` is
+    a view of the states (the cache's ``hs[1:]``) unless ``mask`` zeroes its padded
+    steps: copying it cost 1 ms of a 15 ms LSTM training step at B=128, T=28, H=128.
     """
     from ..recurrent import LayerCache
 
@@ -155,11 +161,20 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
     Wp, Wxp = _packed(tile, p["W_h"]), _packed(tile, p["W_x"])
     x = np.ascontiguousarray(x)
-    rolling = tile and not keep  # the kernels reuse one step's buffers (see their docs)
-    # with the tile, x_t W_x is computed step by step inside the loop (each run of rows on
-    # its thread, the rows still in cache for the gates); with BLAS, all steps at once here
-    xg = (np.empty((1 if rolling else T, B, GH), x.dtype) if tile
-          else _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH))
+    # with the tile and B >= INPUT_IN_LOOP_FROM, x_t W_x is computed step by step inside
+    # the loop (each run of rows on its thread, the rows still in cache for the gates);
+    # for one row the tile would read all of W_x for that row alone every step, so the T
+    # rows go through it at once here, MR rows per read (as they go to BLAS without it)
+    in_loop = bool(tile) and B >= INPUT_IN_LOOP_FROM
+    rolling = in_loop and not keep  # the kernels reuse one step's buffers (see their docs)
+    if in_loop:
+        xg = np.empty((1 if rolling else T, B, GH), x.dtype)
+    elif tile:
+        xg = np.empty((T, B, GH), x.dtype)
+        mm_tiled(tile, x.reshape(T * B, D), Wxp, xg.reshape(T * B, GH), 0)
+        Wxp = Wxp[:0]
+    else:
+        xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
@@ -217,6 +232,7 @@ def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
             _rows(gru, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, hns, m, dy, dy_bt,
                   dh, dxp, dhn, db if chunks > 1 else db[0], dbn if chunks > 1 else dbn[0])
             d0 = (dh,)
+    del W_hT, Wp  # not needed by the products below, which are the step's memory peak
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)
     x2 = x.reshape(T * B, D)
