@@ -505,6 +505,28 @@ def test_loop_chunks_choice(n, B, work, expect, monkeypatch):
     assert blas.blas().get_threads() == before
 
 
+@pytest.mark.parametrize("B,work,expect", [(1, 10**9, 1), (8, 10, 1), (8, 10**9, 2)])
+def test_loop_chunks_without_blas_inside_leave_blas_alone(B, work, expect, monkeypatch):
+    """A loop whose products run in the tile: the serial loop keeps BLAS's setting (the
+    BLAS-per-step loop of a small product sets one thread), runs of rows as before."""
+    from rnnlab.kernels import blas
+
+    if blas.blas().get_threads() is None:
+        pytest.skip("BLAS threads cannot be read here")
+    monkeypatch.setattr(blas, "_numba_threads", lambda: 8)
+    calls = []
+    real = blas.blas().set_threads
+    monkeypatch.setattr(blas.blas(), "set_threads", lambda n: (calls.append(n), real(n)))
+    with kernels.threads(2):
+        calls.clear()
+        with blas.loop_chunks(1, B, work // B, blas_inside=False) as chunks:
+            assert chunks == expect
+            assert calls == ([] if chunks == 1 else [1])
+        if chunks == 1:
+            with blas.loop_chunks(1, B, 10 // B) as chunks:  # BLAS per step, small
+                assert chunks == 1 and blas.blas().get_threads() == 1
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_tile_product_matches_numpy(dtype):
     """Every row count of a tile (1..MR and more), ragged last panels, K = 0, beta 0/1,
@@ -568,6 +590,7 @@ def test_tile_that_fails_to_compile_falls_back_to_blas(monkeypatch):
 
     monkeypatch.setattr(tile, "addresses", broken)
     monkeypatch.setattr(blas, "_tile_failed", False)
+    monkeypatch.setattr(blas, "_tile_addresses", {})
     args = case("gru", {}, 1, np.float64, True)
     plain = run(*args, fast=False)
     with pytest.warns(RuntimeWarning, match="no LLVM here"):

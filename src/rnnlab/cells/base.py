@@ -135,6 +135,9 @@ class RecurrentLayer:
                 h, c = state
                 return [(h[k], c[k]) for k in range(L)]
         if state is None:
+            if copy:  # fresh zeros per layer, nothing to convert
+                return [tuple(np.zeros((batch, H), self.dtype) for _ in range(self.n_state))
+                        for _ in range(L)]
             parts = [np.zeros((L, batch, H), self.dtype) for _ in range(self.n_state)]
         else:
             if self.n_state == 1:
@@ -162,9 +165,18 @@ class RecurrentLayer:
         return [tuple(np.array(s[k]) for s in parts) for k in range(L)]
 
     def _state_out(self, states: list):
-        """List over layers of tuples of (B, H) -> the public layout."""
-        parts = tuple(np.stack([st[i] for st in states]) for i in range(self.n_state))
-        return parts[0] if self.n_state == 1 else parts
+        """List over layers of tuples of (B, H) -> the public layout (new arrays).
+
+        Filled layer by layer rather than by ``np.stack``, whose checks cost 2.5 us per
+        array (5 us of a 150 us LSTM inference at batch 1)."""
+        parts = []
+        for i in range(self.n_state):
+            first = states[0][i]
+            out = np.empty((len(states),) + first.shape, first.dtype)
+            for k, st in enumerate(states):
+                out[k] = st[i]
+            parts.append(out)
+        return parts[0] if self.n_state == 1 else tuple(parts)
 
     # the contract ---------------------------------------------------------------------------
     def forward(self, x, state=None, *, lengths=None):

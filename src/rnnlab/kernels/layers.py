@@ -178,7 +178,7 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
     m = _mask2d(mask)
-    with loop_chunks(T, B, (H + D) * GH if tile else H * GH) as chunks:
+    with loop_chunks(T, B, (H + D) * GH if tile else H * GH, blas_inside=not tile) as chunks:
         if name == "elman":
             _rows(elman, "forward", chunks, B, gemm, tile, elman.ACTIVATIONS[cell.activation],
                   p["W_h"], Wp, x, p["W_x"], Wxp, p["b"], xg, hs, m)
@@ -211,7 +211,7 @@ def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
     Wp = _packed(tile, W_hT)
     dxp = np.empty((T, B, GH), x.dtype)  # gradient at the pre-activations x_t W_x + b
-    with loop_chunks(T, B, H * GH) as chunks:
+    with loop_chunks(T, B, H * GH, blas_inside=not tile) as chunks:
         # float64 sums, one row per run of rows, summed inside the loop while each row is
         # in cache
         db = np.zeros((chunks, GH))
