@@ -7,6 +7,7 @@ vectorises. ``mask`` and ``dy`` as in :mod:`rnnlab.kernels.lstm`.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, add_into, all_finite, mm, one_like, product, sigmoid_, tanh_
@@ -135,11 +136,14 @@ def backward_par(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, chu
 
 
 @njit(**JIT)
-def step(gemm, act, W_x, W_h, bias, x, h, a, h_out):
-    """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``; ``a`` (B, H) scratch.
+def step(gemm, act, W_x, W_h, bias, x, h, h_out):
+    """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``.
 
     Returns whether ``x`` and ``h`` were all finite (the caller's input check, for free).
+    The scratch is allocated here: each array argument costs the call ~0.15 us more than
+    an allocation inside.
     """
+    a = np.empty((x.shape[0], W_h.shape[1]), x.dtype)
     mm(gemm, h, W_h, a, False, 0)
     mm(gemm, x, W_x, a, False, 1)
     for b in range(x.shape[0]):

@@ -160,13 +160,16 @@ def backward_par(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp,
 
 
 @njit(**JIT)
-def step(gemm, W_x, W_h, bias, b_h, x, h, xg, a, hn, h_out):
+def step(gemm, W_x, W_h, bias, b_h, x, h, h_out):
     """One streaming step: ``x`` (B, D), ``h`` (B, H) -> ``h_out``.
 
-    ``xg``, ``a`` (B, 3H) and ``hn`` (B, H) are scratch. Returns whether ``x`` and ``h``
-    were all finite.
+    Returns whether ``x`` and ``h`` were all finite. The scratch is allocated here (see
+    :func:`rnnlab.kernels.elman.step`).
     """
     H = h.shape[1]
+    xg = np.empty((x.shape[0], W_h.shape[1]), x.dtype)
+    a = np.empty_like(xg)
+    hn = np.empty_like(h)
     mm(gemm, x, W_x, xg, False, 0)
     mm(gemm, h, W_h, a, False, 0)
     for b in range(x.shape[0]):

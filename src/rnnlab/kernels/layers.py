@@ -315,22 +315,19 @@ def step_layer(cell, p, x_t, state, out=None, *, prepared=False):
         state = tuple(np.ascontiguousarray(s) for s in state)
     dtype = x_t.dtype
     B = x_t.shape[0]
-    H, GH = p["W_h"].shape
+    H = p["W_h"].shape[0]
     gemm = gemm_for(dtype)
     h = state[0]
     h_out = np.empty((B, H), dtype) if out is None else out[0]
-    a = np.empty((B, GH), dtype)
     if name == "elman":
         ok = elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
-                        x_t, h, a, h_out)
+                        x_t, h, h_out)
         return (h_out,), ok
     if name == "lstm":
         c_out = np.empty_like(h_out) if out is None else out[1]
-        ok = lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, h, state[1], a, h_out, c_out)
+        ok = lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, h, state[1], h_out, c_out)
         return (h_out, c_out), ok
-    xg = np.empty_like(a)
-    ok = gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, xg, a,
-                  np.empty_like(h_out), h_out)
+    ok = gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, h_out)
     return (h_out,), ok
 
 
@@ -341,13 +338,10 @@ def step_one(cell, p, x_t, state, out) -> bool:
     ``x_t`` and ``state`` were all finite."""
     name = _NAMES[type(cell)]
     gemm = gemm_for(x_t.dtype)
-    W_h = p["W_h"]
-    a = np.empty((x_t.shape[0], W_h.shape[1]), x_t.dtype)
     if name == "elman":
-        return elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], W_h, p["b"],
-                          x_t, state[0], a, out[0])
+        return elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
+                          x_t, state[0], out[0])
     if name == "lstm":
-        return lstm.step(gemm, p["W_x"], W_h, p["b"], x_t, state[0], state[1], a, out[0],
+        return lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, state[0], state[1], out[0],
                          out[1])
-    return gru.step(gemm, p["W_x"], W_h, p["b"], p["b_h"], x_t, state[0], np.empty_like(a), a,
-                    np.empty_like(out[0]), out[0])
+    return gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, state[0], out[0])

@@ -20,6 +20,7 @@ and a None would double the variants, and the first-call compile time, per argum
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from ._jit import JIT, add_into, add_sigmoid, add_tanh, all_finite, mm, one_like, product, tanh_
@@ -161,14 +162,15 @@ def backward_par(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, d
 
 
 @njit(**JIT)
-def step(gemm, W_x, W_h, bias, x, h, c, a, h_out, c_out):
+def step(gemm, W_x, W_h, bias, x, h, c, h_out, c_out):
     """One streaming step: ``x`` (B, D), state ``h, c`` (B, H) -> ``h_out, c_out``.
 
-    ``a`` (B, 4H) is scratch; ``h_out``/``c_out`` may not alias ``h``/``c``. Returns
-    whether ``x``, ``h`` and ``c`` were all finite.
+    ``h_out``/``c_out`` may not alias ``h``/``c``. Returns whether ``x``, ``h`` and ``c``
+    were all finite. The scratch is allocated here (see :func:`rnnlab.kernels.elman.step`).
     """
     B = x.shape[0]
     H = h.shape[1]
+    a = np.empty((B, W_h.shape[1]), x.dtype)
     mm(gemm, h, W_h, a, False, 0)
     mm(gemm, x, W_x, a, False, 1)
     for b in range(B):
