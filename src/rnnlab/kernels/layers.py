@@ -7,7 +7,8 @@ Shape legend: T time, B batch, D input features, H hidden units, G gates per cel
 
 What runs per step, inside the compiled loop: the recurrent product, the input
 projection ``x_t W_x`` (rnnlab's tile, :mod:`rnnlab.kernels.tile`, with ``W_h`` and ``W_x``
-packed once per call), and the fused gate maths. What is batched over time, in NumPy's
+packed once per call; at batch 1 the projection runs for all steps before the loop), and
+the fused gate maths. What is batched over time, in NumPy's
 BLAS: the weight gradients (GEMMs over all T*B rows) and the input gradient ``dx``, large
 ones in parts on rnnlab's threads (:func:`rnnlab.kernels.blas.product_chunks`); with
 ``use_blas("numpy")`` the input projection too, and the recurrent product goes to BLAS
