@@ -127,7 +127,8 @@ def test_batch_one_projects_the_inputs_before_the_loop(cell, opts, with_lengths,
                                                       monkeypatch):
     """At batch 1 the tile computes ``x W_x`` for all steps before the loop (one row per
     step would read all of ``W_x`` per row); at batch 2 inside it. Both agree with the
-    plain path, and inference keeps T steps of gates at batch 1."""
+    plain path, and inference keeps T steps of gates at batch 1 unless they would take
+    more than ``INPUT_BEFORE_LOOP_MAX_BYTES``."""
     from rnnlab.kernels import blas, layers
 
     if blas.tile_for(np.float32) == 0:
@@ -152,6 +153,18 @@ def test_batch_one_projects_the_inputs_before_the_loop(cell, opts, with_lengths,
     for B, shapes in seen:
         assert (shapes[2][0] == 0) == (B == 1)
         assert shapes[3][0] == 7 or B == 2  # batch 1: T steps of x W_x, also for infer
+    # a long sequence's inference keeps one step's buffer instead
+    monkeypatch.setattr(layers, "INPUT_BEFORE_LOOP_MAX_BYTES", 0)
+    seen.clear()
+    layer, x, h0, lengths, _, _ = case(cell, opts, 1, dtype, with_lengths, B=1, T=7)
+    y, state, _ = layer.forward(x, h0, lengths=lengths)
+    y_inf, state_inf = layer.infer(x, h0, lengths=lengths)
+    (_, fwd), (_, inf) = seen
+    assert fwd[2][0] == 0 and fwd[3][0] == 7  # training projects before the loop still
+    assert inf[2][0] > 0 and inf[3][0] == 1
+    np.testing.assert_allclose(y_inf, y, **TOL[dtype])
+    for a, b in zip(parts(state_inf), parts(state), strict=True):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
 
 
 @pytest.mark.parametrize("cell,opts", [CELLS[0], CELLS[3], CELLS[4]], ids=["elman", "lstm", "gru"])

@@ -205,7 +205,9 @@ class RecurrentLayer:
         """Run the layer for its outputs only: ``(y, state)``, as :meth:`forward` returns
         them, keeping nothing for backward (PyTorch's ``torch.no_grad()``).
 
-        Faster and lighter than :meth:`forward`: the fast kernels store no per-step gates.
+        Faster and lighter than :meth:`forward`: the fast kernels store no per-step gates
+        (at batch 1, up to 1 MB of them: see
+        :data:`rnnlab.kernels.layers.INPUT_BEFORE_LOOP_MAX_BYTES`).
         ``y`` is the caller's to change (forward's is read-only).
         """
         y, state, _, _ = self._run(x, state, lengths, keep=False)

@@ -74,6 +74,10 @@ def supports(cell) -> bool:
 #: made forward 5-20 % faster (interleaved, T=100, H=64-128, all cells); at 2-4 rows it
 #: was within noise.
 INPUT_IN_LOOP_FROM = 2
+#: inference at batch 1 projects all steps before the loop only while they take at most
+#: this many bytes; beyond, it keeps one step's buffer (a long sequence would otherwise
+#: hold G times its output's memory in ``x W_x``)
+INPUT_BEFORE_LOOP_MAX_BYTES = 1 << 20
 
 _NO_MASK = np.zeros((0, 0), bool)  # kernels take empty arrays for absent ones (one variant)
 
@@ -146,9 +150,9 @@ def _rows(module, kernel, chunks, B, *args):
 def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`.
 
-    ``keep=False`` (inference): no cache (None), and with the tile (at batch 2 and up,
-    see :data:`INPUT_IN_LOOP_FROM`) the gates (and the LSTM's cell states) live in one
-    step's buffer, overwritten every step, instead of T steps' worth of memory. ``y`` is
+    ``keep=False`` (inference): no cache (None), and with the tile the gates (and the
+    LSTM's cell states) live in one step's buffer, overwritten every step, instead of T
+    steps' worth of memory (at batch 1 only beyond :data:`INPUT_BEFORE_LOOP_MAX_BYTES`). ``y`` is
     a view of the states (the cache's ``hs[1:]``) unless ``mask`` zeroes its padded
     steps: copying it cost 1 ms of a 15 ms LSTM training step at B=128, T=28, H=128.
     """
@@ -165,8 +169,10 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     # with the tile and B >= INPUT_IN_LOOP_FROM, x_t W_x is computed step by step inside
     # the loop (each run of rows on its thread, the rows still in cache for the gates);
     # for one row the tile would read all of W_x for that row alone every step, so the T
-    # rows go through it at once here, MR rows per read (as they go to BLAS without it)
-    in_loop = bool(tile) and B >= INPUT_IN_LOOP_FROM
+    # rows go through it at once here, MR rows per read (as they go to BLAS without it);
+    # inference only while that stays small
+    in_loop = bool(tile) and (B >= INPUT_IN_LOOP_FROM or (
+        not keep and T * B * GH * x.itemsize > INPUT_BEFORE_LOOP_MAX_BYTES))
     rolling = in_loop and not keep  # the kernels reuse one step's buffers (see their docs)
     if in_loop:
         xg = np.empty((1 if rolling else T, B, GH), x.dtype)
