@@ -60,7 +60,8 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
         :func:`rnnlab.kernels.use_fast` (None).
     keep : bool
         Keep what backward needs; False (inference) returns None for the cache, and the
-        fast path then stores no per-step gates.
+        fast path then stores no per-step gates (but see
+        :func:`rnnlab.kernels.layers.layer_forward` at batch 1).
 
     Returns
     -------

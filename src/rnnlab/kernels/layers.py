@@ -315,27 +315,13 @@ def step_layer(cell, p, x_t, state, out=None, *, prepared=False):
     Returns ``(new_state, finite)``, ``finite`` telling whether ``x_t`` and ``state``
     held only finite values (checked inside the kernel, where it costs nothing).
     """
-    name = _NAMES[type(cell)]
     if not prepared:
         p = _params(p, x_t.dtype)
         x_t = np.ascontiguousarray(x_t)
         state = tuple(np.ascontiguousarray(s) for s in state)
-    dtype = x_t.dtype
-    B = x_t.shape[0]
-    H = p["W_h"].shape[0]
-    gemm = gemm_for(dtype)
-    h = state[0]
-    h_out = np.empty((B, H), dtype) if out is None else out[0]
-    if name == "elman":
-        ok = elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
-                        x_t, h, h_out)
-        return (h_out,), ok
-    if name == "lstm":
-        c_out = np.empty_like(h_out) if out is None else out[1]
-        ok = lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, h, state[1], h_out, c_out)
-        return (h_out, c_out), ok
-    ok = gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, h, h_out)
-    return (h_out,), ok
+    if out is None:
+        out = tuple(np.empty((x_t.shape[0], p["W_h"].shape[0]), x_t.dtype) for _ in state)
+    return out, step_one(cell, p, x_t, state, out)
 
 
 def step_one(cell, p, x_t, state, out) -> bool:
