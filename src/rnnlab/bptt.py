@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import positive_int
+from .checks import positive_int
 
 
 class WindowResult(NamedTuple):

@@ -187,8 +187,8 @@ def _diagnose(args) -> int:
     import numpy as np
 
     from . import diagnostics, lm, plots
-    from ._checks import positive_int
     from .cells import LAYERS
+    from .checks import positive_int
 
     steps = positive_int(args.steps, "steps")
     batch = positive_int(args.batch, "batch")

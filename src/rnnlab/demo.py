@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _checks
+from . import checks
 
 TASKS = ("recall", "adding")
 CELLS = ("elman", "lstm", "gru")
@@ -72,7 +72,7 @@ def delayed_recall(n: int, lag: int, *, seed) -> tuple[np.ndarray, np.ndarray]:
     Y : int64 (n,)
         The class, 0-3.
     """
-    n, lag = _checks.positive_int(n, "n"), _checks.positive_int(lag, "lag")
+    n, lag = checks.positive_int(n, "n"), checks.positive_int(lag, "lag")
     rng = np.random.default_rng(seed)
     Y = rng.integers(0, _RECALL_CLASSES, size=n)
     symbols = rng.integers(_RECALL_CLASSES, _RECALL_CLASSES + _RECALL_DISTRACTORS,
@@ -155,27 +155,27 @@ class MemoryConfig:
             if not values:
                 raise ValueError(f"{name} must name at least one of {list(options)}, got none")
             for v in values:
-                _checks.choice(v, name[:-1], options)
+                checks.choice(v, name[:-1], options)
             setattr(self, name, tuple(dict.fromkeys(values)))
         if not tuple(self.lags):
             raise ValueError("lags must hold at least one lag, got none")
-        self.lags = tuple(sorted({_checks.positive_int(v, "lag") for v in self.lags}))
+        self.lags = tuple(sorted({checks.positive_int(v, "lag") for v in self.lags}))
         if not tuple(self.seeds):
             raise ValueError("seeds must hold at least one seed, got none")
         for s in self.seeds:
             if isinstance(s, bool) or not isinstance(s, int) or s < 0:
                 raise ValueError(f"seeds must be non-negative integers, got {s!r}")
         self.seeds = tuple(dict.fromkeys(self.seeds))
-        _checks.choice(self.optimizer, "optimizer", OPTIMIZERS)
+        checks.choice(self.optimizer, "optimizer", OPTIMIZERS)
         for name in ("epochs", "train", "test", "batch", "hidden", "probe", "records"):
-            _checks.positive_int(getattr(self, name), name)
+            checks.positive_int(getattr(self, name), name)
         for name, v in (("lr", self.lr), ("clip_norm", self.clip_norm)):
             if v is not None and not (_number(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
         if not _number(self.forget_bias):
             raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
-        _checks.choice(self.init, "init", ("uniform", "orthogonal"))
-        _checks.float_dtype(self.dtype)
+        checks.choice(self.init, "init", ("uniform", "orthogonal"))
+        checks.float_dtype(self.dtype)
 
     @property
     def learning_rate(self) -> float:
@@ -229,7 +229,7 @@ def run_one(cfg: MemoryConfig, task: str, cell: str, lag: int, seed: int) -> dic
     train_rng, test_rng = (np.random.default_rng(s) for s in stream.spawn(2))
     X, Y = _task_data(task, cfg.train, lag, train_rng)
     Xt, Yt = _task_data(task, cfg.test, lag, test_rng)
-    dtype = _checks.float_dtype(cfg.dtype)
+    dtype = checks.float_dtype(cfg.dtype)
     X, Xt = X.astype(dtype), Xt.astype(dtype)
     recall = task == "recall"
     net = Network(X.shape[2], cfg.hidden, _RECALL_CLASSES if recall else 1, cell=cell,
@@ -330,7 +330,7 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     """
     cfg = config if config is not None else MemoryConfig()
     cfg = MemoryConfig.from_dict({**dataclasses.asdict(cfg), **overrides})
-    jobs = _checks.positive_int(jobs, "jobs")
+    jobs = checks.positive_int(jobs, "jobs")
     echo = echo or (lambda *a, **k: None)
     out = Path(out)
     t0 = time.perf_counter()

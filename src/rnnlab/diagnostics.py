@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _checks, recurrent
+from . import checks, recurrent
 from .cells.base import RecurrentLayer
 from .network import Network
 
@@ -126,19 +126,19 @@ def _initial_states(layer: RecurrentLayer, state, B: int) -> list:
             raise ValueError(f"state of an LSTM must be a tuple (h, c) of two ({L}, {B}, {H}) "
                              f"arrays, got {type(state).__name__}")
         names = ("state",) if n == 1 else ("state h", "state c")
-        parts = [_checks.array(s, nm, (L, B, H), np.float64)
+        parts = [checks.array(s, nm, (L, B, H), np.float64)
                  for s, nm in zip(parts, names, strict=True)]
     return [tuple(s[k] for s in parts) for k in range(L)]
 
 
 def _forward(layer: RecurrentLayer, x, state, lengths, level: int) -> _Forward:
     """Run layers 0..level of a float64 layer with the cells' plain ``step``; keep ``level``."""
-    x = _checks.array(x, "x", (None, None, layer.input_size), np.float64)
+    x = checks.array(x, "x", (None, None, layer.input_size), np.float64)
     B, T, _ = x.shape
     if B == 0 or T == 0:
         raise ValueError(f"x must hold at least one sequence of at least one step, got shape "
                          f"{x.shape}")
-    lens = np.full(B, T, np.int64) if lengths is None else _checks.lengths(lengths, B, T)
+    lens = np.full(B, T, np.int64) if lengths is None else checks.lengths(lengths, B, T)
     if lens.max() == 0:
         raise ValueError("every sequence is empty (all lengths are 0): nothing to diagnose")
     states = _initial_states(layer, state, B)
@@ -255,7 +255,7 @@ def gradient_flow(model, x, *, state=None, lengths=None, norm: str = "fro",
     8
     """
     layer = _layer64(model)
-    norm = _checks.choice(norm, "norm", NORMS)
+    norm = checks.choice(norm, "norm", NORMS)
     fw = _forward(layer, x, state, lengths, _level(layer, level))
     cell, p = layer.cell, fw.params
     B, H = fw.outputs.shape[1], layer.hidden_size

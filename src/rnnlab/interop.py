@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from . import _checks
+from . import checks
 from .cells import GRU, LSTM, Elman, RecurrentLayer
 
 #: rnnlab cell name -> for each of PyTorch's gate blocks in PyTorch's order, the index of the
@@ -108,7 +108,7 @@ def _describe(module) -> tuple[str, dict]:
 def _module_dtype(module, dtype) -> np.dtype:
     """``dtype`` if given, else the module's parameter dtype; float32 or float64 only."""
     if dtype is not None:
-        return _checks.float_dtype(dtype)
+        return checks.float_dtype(dtype)
     torch_dtype = next(module.parameters()).dtype
     names = {"torch.float32": np.float32, "torch.float64": np.float64}
     if str(torch_dtype) not in names:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, _checks, io, losses
+from . import __version__, checks, io, losses
 from .data.corpus import default_corpus, split_text
 from .data.text import StreamBatcher, Vocab, one_hot, read_text
 from .network import Network
@@ -109,13 +109,13 @@ class LMConfig:
         return "\n".join(lines) + "\n"
 
     def check(self) -> None:
-        _checks.choice(self.tokens, "tokens", ("char", "word"))
-        _checks.choice(self.cell, "cell", ("lstm", "gru", "elman"))
+        checks.choice(self.tokens, "tokens", ("char", "word"))
+        checks.choice(self.cell, "cell", ("lstm", "gru", "elman"))
         for name in ("hidden", "layers", "bptt", "batch", "max_vocab", "eval_every",
                      "eval_tokens", "checkpoint_every"):
-            _checks.positive_int(getattr(self, name), name)
+            checks.positive_int(getattr(self, name), name)
         if self.steps is not None:
-            _checks.positive_int(self.steps, "steps")
+            checks.positive_int(self.steps, "steps")
         for name in ("lr", "time_budget"):
             v = getattr(self, name)
             if v is not None and not (_number(v) and v > 0):
@@ -434,11 +434,11 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
     ``prime`` is read first (every character must be in the vocabulary); sampling draws
     from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest tokens.
     """
-    length = _checks.positive_int(length, "length")
+    length = checks.positive_int(length, "length")
     if not (_number(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     if top_k is not None:
-        top_k = _checks.positive_int(top_k, "top_k")
+        top_k = checks.positive_int(top_k, "top_k")
     rng = np.random.default_rng(rng)
     V = len(vocab)
     ids = vocab.encode(prime) if prime else np.array([], dtype=np.int32)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks, losses
+from . import checks, losses
 from . import init as _init
 from .cells import LAYERS
 from .cells.base import StackCache
@@ -86,10 +86,10 @@ class Network:
         seed=None,
         dtype=np.float32,
     ):
-        self.cell = _checks.choice(cell, "cell", tuple(LAYERS))
-        self.output = _checks.choice(output, "output", OUTPUTS)
-        self.readout = _checks.choice(readout, "readout", READOUTS)
-        self.output_size = _checks.positive_int(output_size, "output_size")
+        self.cell = checks.choice(cell, "cell", tuple(LAYERS))
+        self.output = checks.choice(output, "output", OUTPUTS)
+        self.readout = checks.choice(readout, "readout", READOUTS)
+        self.output_size = checks.positive_int(output_size, "output_size")
         self.activation, self.forget_bias = activation, forget_bias
         options = {}
         if cell == "elman":
@@ -222,7 +222,7 @@ class Network:
                 raise ValueError(f"labels must be in [0, {K}), got y{list(i)} = {int(a[i])}")
             a = np.where(a < 0, 0, np.minimum(a, K - 1)).reshape(-1)
         else:
-            a = _checks.array(y, "y", z_shape, self.dtype).reshape(-1, K)
+            a = checks.array(y, "y", z_shape, self.dtype).reshape(-1, K)
         weight = None
         if self.readout == "all" and lengths is not None:
             T = z_shape[1]

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _checks, kernels
+from . import checks, kernels
 
 
 class LayerCache(NamedTuple):
@@ -277,7 +277,7 @@ class Stream:
             y, states, finite = step_stack(cell, layer_ps, x, self._states, prepared=prepared,
                                            fast=self._fast)
         if not finite:  # the state stays as it was
-            _checks.array(x, "x_t", self._shape, self.layer.dtype)  # names the bad entry
+            checks.array(x, "x_t", self._shape, self.layer.dtype)  # names the bad entry
             raise ValueError("the stream's state holds NaN or Inf")
         self._states = states
         return y

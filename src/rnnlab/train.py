@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _checks, bptt, clip, io, optim
+from . import bptt, checks, clip, io, optim
 from .progress import Progress
 
 CHECKPOINT_FORMAT = "rnnlab-checkpoint"
@@ -134,19 +134,19 @@ class Trainer:
         self.lr = lr
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.bptt = bptt.parse_bptt(bptt_steps)
-        self.batch_size = _checks.positive_int(batch_size, "batch_size")
+        self.batch_size = checks.positive_int(batch_size, "batch_size")
         self.seed = seed
         self.schedule = schedule
-        self.on_nonfinite = _checks.choice(on_nonfinite, "on_nonfinite", ("stop", "skip"))
+        self.on_nonfinite = checks.choice(on_nonfinite, "on_nonfinite", ("stop", "skip"))
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.checkpoint_every = (None if checkpoint_every is None
-                                 else _checks.positive_int(checkpoint_every, "checkpoint_every"))
+                                 else checks.positive_int(checkpoint_every, "checkpoint_every"))
         self.log = None if log is None else Path(log)
-        self.log_every = _checks.positive_int(log_every, "log_every")
-        self.patience = None if patience is None else _checks.positive_int(patience, "patience")
+        self.log_every = checks.positive_int(log_every, "log_every")
+        self.patience = None if patience is None else checks.positive_int(patience, "patience")
         self.progress = progress
         self.diagnostics_every = (None if diagnostics_every is None else
-                                  _checks.positive_int(diagnostics_every, "diagnostics_every"))
+                                  checks.positive_int(diagnostics_every, "diagnostics_every"))
         self.diagnostics_probe = diagnostics_probe
         for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
             if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
@@ -202,7 +202,7 @@ class Trainer:
         History
         """
         X, Y, lengths = self._check_data(X, Y, lengths, "X", "Y")
-        epochs = _checks.positive_int(epochs, "epochs")
+        epochs = checks.positive_int(epochs, "epochs")
         val = None
         if validation is not None:
             if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
@@ -342,7 +342,7 @@ class Trainer:
         if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"diagnostics_probe must be a non-empty array (b, T, "
                              f"{self.net.rnn.input_size}), got shape {x.shape}")
-        return _checks.array(x, "diagnostics_probe", (None, None, self.net.rnn.input_size),
+        return checks.array(x, "diagnostics_probe", (None, None, self.net.rnn.input_size),
                              self.net.dtype), None
 
     def _record_flow(self, probe, history: History) -> None:
@@ -365,12 +365,12 @@ class Trainer:
         if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"{xname} must be a non-empty array (N, T, {net.rnn.input_size}), "
                              f"got shape {X.shape}")
-        X = _checks.array(X, xname, (None, None, net.rnn.input_size), net.dtype)
+        X = checks.array(X, xname, (None, None, net.rnn.input_size), net.dtype)
         Y = np.asarray(Y)
         if len(Y) != len(X):
             raise ValueError(f"{xname} holds {len(X)} sequences but {yname} holds {len(Y)}")
         if lengths is not None:
-            lengths = _checks.lengths(lengths, len(X), X.shape[1])
+            lengths = checks.lengths(lengths, len(X), X.shape[1])
         # the network checks shape and range of the targets; do it once, up front
         z_shape = (len(X),) + ((X.shape[1],) if net.readout == "all" else ()) + (net.output_size,)
         net.check_targets(Y, z_shape, lengths)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _checks, kernels, recurrent
+from .. import checks, kernels, recurrent
 from .. import init as _init
 
 
@@ -59,11 +59,11 @@ class RecurrentLayer:
         dtype=np.float32,
         init: str = "uniform",
     ):
-        self.input_size = _checks.positive_int(input_size, "input_size")
-        self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
-        self.num_layers = _checks.positive_int(num_layers, "num_layers")
-        self.dtype = _checks.float_dtype(dtype)
-        self.init = _checks.choice(init, "init", _init.SCHEMES)
+        self.input_size = checks.positive_int(input_size, "input_size")
+        self.hidden_size = checks.positive_int(hidden_size, "hidden_size")
+        self.num_layers = checks.positive_int(num_layers, "num_layers")
+        self.dtype = checks.float_dtype(dtype)
+        self.init = checks.choice(init, "init", _init.SCHEMES)
         self.cell = self._make_cell()
         rng = _init.rng_from(seed)
         self.params: dict[str, np.ndarray] = {}
@@ -112,7 +112,7 @@ class RecurrentLayer:
     # state conversion --------------------------------------------------------------------
     def initial_state(self, batch_size: int):
         """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM."""
-        B = _checks.positive_int(batch_size, "batch_size")
+        B = checks.positive_int(batch_size, "batch_size")
         shape = (self.num_layers, B, self.hidden_size)
         z = [np.zeros(shape, self.dtype) for _ in range(self.n_state)]
         return z[0] if self.n_state == 1 else tuple(z)
@@ -151,7 +151,7 @@ class RecurrentLayer:
                 parts = state
             labels = ("h", "c")
             parts = [
-                _checks.array(s, f"{name} {labels[i]}" if self.n_state > 1 else name,
+                checks.array(s, f"{name} {labels[i]}" if self.n_state > 1 else name,
                               (L, None, H), self.dtype, finite=finite)
                 for i, s in enumerate(parts)
             ]
@@ -215,14 +215,14 @@ class RecurrentLayer:
 
     def _run(self, x, state, lengths, keep: bool):
         """:meth:`forward`'s work: ``(y, state, per-layer caches or Nones, lengths)``."""
-        x = _checks.array(x, "x", (None, None, self.input_size), self.dtype)
+        x = checks.array(x, "x", (None, None, self.input_size), self.dtype)
         B, T, _ = x.shape
         if B == 0 or T == 0:
             raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
         states = self._state_in(state, B)
         mask, partial, lens = None, None, None
         if lengths is not None:
-            lens = _checks.lengths(lengths, B, T)
+            lens = checks.lengths(lengths, B, T)
             if (lens < T).any():
                 mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None]  # (T, B, 1)
                 partial = ~mask.all(axis=(1, 2))
@@ -255,7 +255,7 @@ class RecurrentLayer:
         T, B = cache.layers[0].x.shape[:2]
         dyt = None
         if dy is not None:
-            dyt = _checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
+            dyt = checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
         dstates = self._state_in(dstate, B, "dstate")
         grads, dx, d0 = recurrent.stack_backward(
             self.cell, self.params, self.num_layers, cache.layers, dyt, dstates,
@@ -277,7 +277,7 @@ class RecurrentLayer:
         """
         if not (type(x_t) is np.ndarray and x_t.dtype == self.dtype and x_t.ndim == 2
                 and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
-            x_t = _checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
+            x_t = checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
         B = x_t.shape[0]
         if self.num_layers == 1:
             out = self._step_one(x_t, state, B)
@@ -292,7 +292,7 @@ class RecurrentLayer:
         y, _, finite = recurrent.step_stack(self.cell, layer_ps, x_t, states, dest,
                                             prepared=prepared)
         if not finite:  # the step checked finiteness for free; now name the culprit
-            _checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
+            checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
             self._state_in(state, B, copy=False)
             raise ValueError("x_t or the state contains NaN or Inf")  # not reached
         return y.copy(), outs[0] if self.n_state == 1 else tuple(outs)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab import _checks
+from rnnlab import checks
 
 __all__ = ["UNK", "StreamBatcher", "Vocab", "one_hot", "read_text", "tokenize_words"]
 
@@ -202,7 +202,7 @@ class Vocab:
     unk_id = 0
 
     def __init__(self, itos: Sequence[str], *, tokens: str = "char"):
-        self.tokens = _checks.choice(tokens, "tokens", _KINDS)
+        self.tokens = checks.choice(tokens, "tokens", _KINDS)
         self.itos = tuple(itos)
         self._stoi = {s: i for i, s in enumerate(self.itos)}
         if self.tokens == "char":
@@ -248,13 +248,13 @@ class Vocab:
             If `text` is empty, `tokens` is unknown, or a limit is not a positive integer
             (`max_size` must also leave room for one token beyond the reserved ones).
         """
-        tokens = _checks.choice(tokens, "tokens", _KINDS)
+        tokens = checks.choice(tokens, "tokens", _KINDS)
         if not isinstance(text, str) or not text:
             raise ValueError(f"text must be a non-empty str, got {text!r:.40}")
-        min_count = _checks.positive_int(min_count, "min_count")
+        min_count = checks.positive_int(min_count, "min_count")
         reserved = _RESERVED[tokens]
         if max_size is not None:
-            max_size = _checks.positive_int(max_size, "max_size")
+            max_size = checks.positive_int(max_size, "max_size")
             if max_size <= len(reserved):
                 raise ValueError(
                     f"max_size must exceed the {len(reserved)} reserved id(s) of a {tokens} "
@@ -510,8 +510,8 @@ class StreamBatcher:
             raise ValueError(
                 f"ids must be a 1-D array of integers, got shape {ids.shape} dtype {ids.dtype}"
             )
-        self.batch_size = _checks.positive_int(batch_size, "batch_size")
-        self.bptt = _checks.positive_int(bptt, "bptt")
+        self.batch_size = checks.positive_int(batch_size, "batch_size")
+        self.bptt = checks.positive_int(bptt, "bptt")
         if seed is not None and (not _is_int(seed) or seed < 0):
             raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
         self.seed = None if seed is None else int(seed)
@@ -638,8 +638,8 @@ def one_hot(ids, vocab_size: int, dtype=np.float32) -> np.ndarray:
     row gather ``W_x[ids]``: a future fast path can skip both the (B, T, V) array and the
     GEMM, and add rows of ``dx`` into ``dW_x`` by id (``np.add.at``) on the way back.
     """
-    vocab_size = _checks.positive_int(vocab_size, "vocab_size")
-    dtype = _checks.float_dtype(dtype)
+    vocab_size = checks.positive_int(vocab_size, "vocab_size")
+    dtype = checks.float_dtype(dtype)
     a = np.asarray(ids)
     if a.size and a.dtype.kind not in "iu":
         raise ValueError(f"ids must be integers, got dtype {a.dtype}")
