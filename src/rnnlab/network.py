@@ -163,7 +163,7 @@ class Network:
 
     def _run(self, x, state, lengths, keep: bool):
         self._sync()
-        y, state, caches, lens = self.rnn._run(x, state, lengths, keep)
+        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep)
         if self.readout == "all":
             h = y  # (B, T, H)
         else:

@@ -247,21 +247,21 @@ class Stream:
 
     def __init__(self, layer, batch_size: int = 1, state=None, *, fast=None):
         self.layer = layer
-        self._states = layer._state_in(state, batch_size)  # list over layers of tuples (B, H)
+        self._states = layer.split_state(state, batch_size)  # list over layers of tuples (B, H)
         self._shape = (batch_size, layer.input_size)
         self._fast = fast
 
     @property
     def state(self):
         """The current state in the public layout: (L, B, H), or (h, c) for the LSTM."""
-        return self.layer._state_out(self._states)
+        return self.layer.join_state(self._states)
 
     def step(self, x_t) -> np.ndarray:
         """Advance one step: ``x_t`` (B, D) -> the top layer's output (B, H)."""
         x = np.ascontiguousarray(x_t, dtype=self.layer.dtype)
         if x.shape != self._shape:
             raise ValueError(f"x_t must have shape {self._shape}, got {x.shape}")
-        layer_ps, prepared = self.layer._step_params()
+        layer_ps, prepared = self.layer.step_params()
         cell = self.layer.cell
         if len(layer_ps) == 1 and prepared and kernels.active(cell, self._fast):
             # one layer: straight to its kernel, the new state in fresh arrays (the caller

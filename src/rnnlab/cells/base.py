@@ -117,9 +117,10 @@ class RecurrentLayer:
         z = [np.zeros(shape, self.dtype) for _ in range(self.n_state)]
         return z[0] if self.n_state == 1 else tuple(z)
 
-    def _state_in(self, state, batch: int, name: str = "state", *, copy: bool = True,
+    def split_state(self, state, batch: int, name: str = "state", *, copy: bool = True,
                   finite: bool = True) -> list:
-        """Public state (or None for zeros) -> list over layers of tuples of (B, H).
+        """A state in the public layout (or None for zeros) -> a list over layers of tuples
+        of (B, H), the layout of the time loop (:mod:`rnnlab.recurrent`); checked.
 
         ``copy=False`` returns views of the caller's (checked, C-contiguous) arrays, for
         callers that only read them; ``finite=False`` leaves the NaN/Inf check to the caller.
@@ -164,8 +165,9 @@ class RecurrentLayer:
             return [tuple(s[k] for s in parts) for k in range(L)]
         return [tuple(np.array(s[k]) for s in parts) for k in range(L)]
 
-    def _state_out(self, states: list):
-        """List over layers of tuples of (B, H) -> the public layout (new arrays).
+    def join_state(self, states: list):
+        """The inverse of :meth:`split_state`: a list over layers of tuples of (B, H) ->
+        the public layout (new arrays).
 
         Filled layer by layer rather than by ``np.stack``, whose checks cost 2.5 us per
         array (5 us of a 150 us LSTM inference at batch 1)."""
@@ -197,7 +199,7 @@ class RecurrentLayer:
         state : the final state, each sequence's own state after its last real step
         cache : StackCache for :meth:`backward`
         """
-        y, state, caches, lens = self._run(x, state, lengths, keep=True)
+        y, state, caches, lens = self.run(x, state, lengths, keep=True)
         y.flags.writeable = False  # it shares memory with the cache (no copy is made)
         return y, state, StackCache(caches, lens)
 
@@ -210,16 +212,19 @@ class RecurrentLayer:
         :data:`rnnlab.kernels.layers.INPUT_BEFORE_LOOP_MAX_BYTES`).
         ``y`` is the caller's to change (forward's is read-only).
         """
-        y, state, _, _ = self._run(x, state, lengths, keep=False)
+        y, state, _, _ = self.run(x, state, lengths, keep=False)
         return y, state
 
-    def _run(self, x, state, lengths, keep: bool):
-        """:meth:`forward`'s work: ``(y, state, per-layer caches or Nones, lengths)``."""
+    def run(self, x, state=None, lengths=None, *, keep: bool = True):
+        """What :meth:`forward` and :meth:`infer` share, for callers that build on a layer
+        (:class:`rnnlab.Network`): ``(y, state, caches, lengths)``, with ``caches`` a list
+        of per-layer caches (Nones unless ``keep``) and ``lengths`` the checked (B,) array
+        or None. ``y`` is writable here; :meth:`forward` hands it out read-only."""
         x = checks.array(x, "x", (None, None, self.input_size), self.dtype)
         B, T, _ = x.shape
         if B == 0 or T == 0:
             raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
-        states = self._state_in(state, B)
+        states = self.split_state(state, B)
         mask, partial, lens = None, None, None
         if lengths is not None:
             lens = checks.lengths(lengths, B, T)
@@ -230,7 +235,7 @@ class RecurrentLayer:
         y, finals, caches = recurrent.stack_forward(
             self.cell, self.params, self.num_layers, xt, states, mask, partial, keep=keep
         )
-        return y.transpose(1, 0, 2), self._state_out(finals), caches, lens
+        return y.transpose(1, 0, 2), self.join_state(finals), caches, lens
 
     def backward(self, cache: StackCache, dy=None, dstate=None, *, input_grad: bool = True):
         """Backpropagation through time over the sequence that ``forward`` ran.
@@ -256,12 +261,12 @@ class RecurrentLayer:
         dyt = None
         if dy is not None:
             dyt = checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
-        dstates = self._state_in(dstate, B, "dstate")
+        dstates = self.split_state(dstate, B, "dstate")
         grads, dx, d0 = recurrent.stack_backward(
             self.cell, self.params, self.num_layers, cache.layers, dyt, dstates,
             need_dx=bool(input_grad),
         )
-        return grads, None if dx is None else dx.transpose(1, 0, 2), self._state_out(d0)
+        return grads, None if dx is None else dx.transpose(1, 0, 2), self.join_state(d0)
 
     def _ready(self, a) -> bool:
         """Whether ``a`` is a C-contiguous (L, ?, H) array of this layer's dtype."""
@@ -283,17 +288,17 @@ class RecurrentLayer:
             out = self._step_one(x_t, state, B)
             if out is not None:
                 return out
-        states = self._state_in(state, B, copy=False, finite=False)
+        states = self.split_state(state, B, copy=False, finite=False)
         # the new state is written straight into its public (L, B, H) arrays
         outs = [np.empty((self.num_layers, B, self.hidden_size), self.dtype)
                 for _ in range(self.n_state)]
         dest = [tuple(o[k] for o in outs) for k in range(self.num_layers)]
-        layer_ps, prepared = self._step_params()
+        layer_ps, prepared = self.step_params()
         y, _, finite = recurrent.step_stack(self.cell, layer_ps, x_t, states, dest,
                                             prepared=prepared)
         if not finite:  # the step checked finiteness for free; now name the culprit
             checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
-            self._state_in(state, B, copy=False)
+            self.split_state(state, B, copy=False)
             raise ValueError("x_t or the state contains NaN or Inf")  # not reached
         return y.copy(), outs[0] if self.n_state == 1 else tuple(outs)
 
@@ -302,7 +307,7 @@ class RecurrentLayer:
         or already in the public layout and dtype; None when it does not apply (the
         general path then runs, and names any bad value). The same kernel as the general
         path, without its per-layer lists (1.5-2 us of a 6-13 us step, measured)."""
-        layer_ps, prepared = self._step_params()
+        layer_ps, prepared = self.step_params()
         if not prepared or not kernels.active(self.cell):
             return None
         shape, dt, pair = (1, B, self.hidden_size), self.dtype, self.n_state == 2
@@ -324,7 +329,7 @@ class RecurrentLayer:
             return None  # NaN or Inf: the general path finds and names it
         return outs[0][0].copy(), outs if pair else outs[0]
 
-    def _step_params(self):
+    def step_params(self):
         """Per-layer parameter dicts for a step, and whether all are C-contiguous in the
         layer's dtype (then the kernels skip their conversions).
 
