@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab import kernels, recurrent
+from rnnlab import engine, kernels, recurrent
 
 pytest.importorskip("numba")
 
@@ -198,29 +198,28 @@ def test_backward_without_input_gradient(cell, opts, path, num_layers, monkeypat
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
-def test_one_layer_step_takes_the_lean_path_and_agrees(cell, monkeypatch):
-    """A one-layer ``step`` with a ready state goes straight to the kernel
-    (``layers.step_one``) and gives the plain path's values; a state in another dtype,
-    or holding NaN, takes the general path, which converts it or names the problem."""
+def test_one_layer_step_is_one_kernel_call_and_agrees(cell, monkeypatch):
+    """A one-layer ``step`` is one kernel call (``layers.step_one``) through the one
+    streaming entry, and gives the plain path's values; a state in another dtype is
+    converted first (the same values), and one holding NaN is named."""
     from rnnlab.kernels import layers
 
-    calls, general = [], []
-    real, real_general = layers.step_one, layers.step_layer
-    monkeypatch.setattr(layers, "step_one", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(layers, "step_layer",
-                        lambda *a, **k: general.append(1) or real_general(*a, **k))
+    calls = []
+    real = layers.step_one
+    monkeypatch.setattr(layers, "step_one", lambda *a, **k: calls.append(1) or real(*a, **k))
     layer, x, h0, _, _, _ = case(cell, {}, 1, np.float32, False, B=3)
     y1, s1 = layer.step(x[:, 0])  # state None
     y2, s2 = layer.step(x[:, 1], s1)
-    assert len(calls) == 2 and not general
+    assert len(calls) == 2
     with kernels.use_fast(False):
         p1, ps1 = layer.step(x[:, 0])
         p2, ps2 = layer.step(x[:, 1], ps1)
+    assert len(calls) == 2  # the plain path calls no kernel
     for a, b in [(y1, p1), (y2, p2), *zip(parts(s2), parts(ps2), strict=True)]:
         np.testing.assert_allclose(a, b, **TOL[np.float32])
     wide = tuple(a.astype(np.float64) for a in parts(s1))
     y3, _ = layer.step(x[:, 1], wide if cell == "lstm" else wide[0])
-    assert len(general) == 1  # converted by the general path
+    assert len(calls) == 3
     np.testing.assert_array_equal(y3, y2)
     bad = tuple(a.copy() for a in parts(s1))
     bad[0][0, 1, 2] = np.nan
@@ -274,12 +273,12 @@ def test_fast_argument_and_missing_numba(monkeypatch):
     params = recurrent.layer_params(layer.params, 0)
     xt = np.ascontiguousarray(x.transpose(1, 0, 2))
     state0 = (np.zeros((2, 3), np.float32),)
-    _, _, cache = recurrent.layer_forward(layer.cell, params, xt, state0, None, None, fast=False)
+    _, _, cache = engine.layer_forward(layer.cell, params, xt, state0, None, None, fast=False)
     assert isinstance(cache.saved, list)
-    _, _, cache = recurrent.layer_forward(layer.cell, params, xt, state0, None, None, fast=True)
+    _, _, cache = engine.layer_forward(layer.cell, params, xt, state0, None, None, fast=True)
     assert isinstance(cache.saved, kernels.Tape)
     monkeypatch.setattr(kernels, "AVAILABLE", False)
-    assert not kernels.active(layer.cell, fast=True)
+    assert engine.kernel_of(layer.cell, fast=True) is None
     _, _, cache = layer.forward(x)
     assert isinstance(cache.layers[0].saved, list)
 
@@ -288,7 +287,8 @@ def test_unknown_cell_takes_the_plain_path():
     class MyCell(type(rnnlab.Elman(1, 1).cell)):
         pass
 
-    assert not kernels.active(MyCell("tanh"), fast=True)
+    assert engine.kernel_of(rnnlab.Elman(1, 1).cell, fast=True) == "elman"
+    assert engine.kernel_of(MyCell("tanh"), fast=True) is None
 
 
 def test_use_fast_and_threads_reject_bad_values():
@@ -322,7 +322,7 @@ def test_threads_context_restores_blas_setting():
 def test_stream_matches_repeated_layer_step(cell, opts, fast, num_layers):
     """One layer takes the direct path to its kernel in both; two, the stack's."""
     layer, x, h0, _, _, _ = case(cell, opts, num_layers, np.float64, False)
-    stream = recurrent.Stream(layer, x.shape[0], h0, fast=fast)
+    stream = rnnlab.Stream(layer, x.shape[0], h0, fast=fast)
     state = h0
     for t in range(x.shape[1]):
         y, state = layer.step(x[:, t], state)
@@ -405,7 +405,7 @@ def test_step_and_stream_refuse_non_finite_input(cell, where, fast, bad, num_lay
     with kernels.use_fast(fast), pytest.raises(ValueError, match=msg):
         layer.step(x, state)
     if where == "x":
-        stream = recurrent.Stream(layer, 2, fast=fast)
+        stream = rnnlab.Stream(layer, 2, fast=fast)
         before = [s.copy() for s in parts(stream.state)]
         with pytest.raises(ValueError, match=msg):
             stream.step(x)

@@ -9,7 +9,7 @@ import importlib
 from .cells import GRU, LSTM, Elman, RecurrentLayer, layer_from_config
 from .io import load, save
 from .network import Network
-from .recurrent import Stream
+from .stream import Stream
 from .train import Trainer
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ number of threads for both libraries, :func:`run_bench` times
 * inference: a forward pass keeping nothing for backward (``layer.infer``; PyTorch
   under ``torch.inference_mode``);
 * a streaming step at batch 1: ``layer.step`` (the layer contract, which checks and
-  converts its arguments on every call) and :class:`rnnlab.recurrent.Stream` (which keeps
+  converts its arguments on every call) and :class:`rnnlab.Stream` (which keeps
   the state and does that once); PyTorch's module called with T = 1 and its state,
 
 reporting the median over repeats after warm-up, each library timed in blocks of its
@@ -48,19 +48,20 @@ import numpy as np
 
 from . import kernels
 from .cells import LAYERS
-from .recurrent import Stream
+from .stream import Stream
 
 #: (B, T, D, H) rows of the standard benchmark grid.
 GRID = ((32, 100, 64, 128), (64, 50, 128, 256), (1, 100, 32, 64), (128, 28, 28, 128),
         (16, 200, 32, 64))
-GATES = {"elman": 1, "lstm": 4, "gru": 3}
+#: gates per cell, from each cell's own facts
+GATES = {name: len(layer.Cell.gates) for name, layer in LAYERS.items()}
 
 
 @dataclass
 class BenchConfig:
     """What to measure; :func:`run_bench` rejects unknown keys."""
 
-    cells: tuple = ("elman", "lstm", "gru")  # any of "elman", "lstm", "gru"
+    cells: tuple = tuple(LAYERS)  # any of the cells' names: "elman", "lstm", "gru"
     shapes: tuple = GRID  # (B, T, D, H) rows
     threads: int | None = None  # threads for both libraries; None: one per available core
     repeats: int = 7  # timed repeats per measurement; the median is reported
@@ -606,7 +607,7 @@ def markdown(result: dict) -> str:
         + ", ".join(f"{k} {v:.0f}" for k, v in m["sgemm_peak_gflops"].items()) + " GFLOP/s.",
         "Ratio = rnnlab time / PyTorch time (below 1: rnnlab faster). GFLOP/s counts matrix "
         "products only. Stream: `layer.step` (checks and converts its arguments every call); "
-        "Stream: `rnnlab.recurrent.Stream.step`, the same maths with the state kept. "
+        "Stream: `rnnlab.Stream.step`, the same maths with the state kept. "
         "GEMMs only: the training step's matrix products alone, NumPy's BLAS over PyTorch's "
         "(what the BLAS allows). "
         "Memory: resident-set growth over one training step (MB), same method "
@@ -669,7 +670,7 @@ def _target_keys(targets) -> list:
 
 def add_arguments(ap) -> None:
     """The benchmark's command-line options (``rnnlab bench`` and benchmarks/bench_cells.py)."""
-    ap.add_argument("--cells", nargs="+", default=["elman", "lstm", "gru"])
+    ap.add_argument("--cells", nargs="+", default=list(LAYERS))
     ap.add_argument("--shape", nargs=4, type=int, action="append", metavar=("B", "T", "D", "H"),
                     help="a (B, T, D, H) row; repeat for several (default: the standard grid)")
     ap.add_argument("--threads", type=int, default=None, help="default: one per core")

@@ -5,13 +5,14 @@ Time is 1-based in the maths and 0-based in arrays: :math:`h_t` is a layer's out
 step :math:`t` (``y[:, t - 1]``), :math:`h_0` its initial state, :math:`h_T` its last output.
 
 Everything here is exact, computed by backpropagating through the stored sequence with each
-cell's own ``step_back`` (the cell contract of :mod:`rnnlab.recurrent`), never by finite
+cell's own ``step_back`` (the cell protocol of :mod:`rnnlab.cells.cell`), never by finite
 differences, and in float64 whatever the model's dtype, so that a flow of 1e-60 at lag 100
 shows as 1e-60 and not as float32's underflow to zero.
 
-The functions run their own forward loop with each cell's plain ``step`` rather than reading
-a layer's cache: a cache made by a fused kernel keeps its per-step values in another layout,
-and the per-step backward below needs exactly what ``step`` saves.
+The functions run the library's one reference loop (:mod:`rnnlab.recurrent`) rather than
+reading a layer's cache: a cache made by a fused kernel keeps its per-step values in
+another layout, and the per-step measurements need exactly what ``step`` saves. They watch
+that loop through its per-step hooks instead of writing loops of their own.
 
 Cost, for a trainer calling these every N updates: :func:`gradient_flow` is about H backward
 passes over ``x`` (no weight gradients); pass a handful of sequences (``x[:4]``), not the
@@ -33,14 +34,6 @@ from .network import Network
 
 #: norms of the Jacobian :func:`gradient_flow` can report
 NORMS = ("fro", "spectral")
-#: each cell's nonlinearities, in the order :func:`saturation` reports them
-NONLINEARITIES = {
-    "elman": ("h",),
-    "lstm": ("i", "f", "g", "o", "tanh(c)"),
-    "gru": ("r", "z", "n"),
-}
-#: the gate blocks of W_h, in the fused order
-GATES = {"elman": ("",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 # rows of one backward pass in gradient_flow (H probes x sequences): bounds memory at about
 # _MAX_ROWS * 4H floats per array; larger batches run in several passes
 _MAX_ROWS = 8192
@@ -72,9 +65,6 @@ def _layer64(model) -> RecurrentLayer:
     else:
         raise ValueError("expected an rnnlab layer (Elman, LSTM, GRU) or a Network, got "
                          f"{type(model).__name__}")
-    if layer.cell_name not in NONLINEARITIES:
-        raise ValueError(f"diagnostics know the cells {sorted(NONLINEARITIES)}, "
-                         f"got {layer.cell_name!r}")
     out = copy.copy(layer)  # cells are stateless, so sharing layer.cell is safe
     out.dtype = np.dtype(np.float64)
     out.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
@@ -102,37 +92,29 @@ def _level(layer: RecurrentLayer, level) -> int:
 
 @dataclass
 class _Forward:
-    """One layer's forward, recorded step by step for the per-step backward loops."""
+    """One layer's forward, recorded step by step for the per-step measurements."""
 
     params: dict  # that layer's W_x, W_h, b (b_h), float64
-    saved: list  # per step, what the cell's step returned for step_back
-    outputs: np.ndarray  # (T, B, H) that layer's h_1 .. h_T (padded steps repeat the state)
+    cache: recurrent.LayerCache  # the reference loop's, ``saved`` a list over steps
     final: tuple  # each sequence's state after its last real step, tuple of (B, H)
-    mask: np.ndarray | None  # (T, B, 1) True on real steps, None when nothing is padded
     lengths: np.ndarray  # (B,) real steps per sequence
 
+    @property
+    def saved(self) -> list:
+        return self.cache.saved
 
-def _initial_states(layer: RecurrentLayer, state, B: int) -> list:
-    """The public state layout (or None) -> per layer, a tuple of ``n_state`` (B, H)."""
-    L, H, n = layer.num_layers, layer.hidden_size, layer.n_state
-    if state is None:
-        parts = [np.zeros((L, B, H)) for _ in range(n)]
-    else:
-        if n == 1:
-            parts = [state]
-        elif isinstance(state, (tuple, list)) and len(state) == n:
-            parts = list(state)
-        else:
-            raise ValueError(f"state of an LSTM must be a tuple (h, c) of two ({L}, {B}, {H}) "
-                             f"arrays, got {type(state).__name__}")
-        names = ("state",) if n == 1 else ("state h", "state c")
-        parts = [checks.array(s, nm, (L, B, H), np.float64)
-                 for s, nm in zip(parts, names, strict=True)]
-    return [tuple(s[k] for s in parts) for k in range(L)]
+    @property
+    def outputs(self) -> np.ndarray:
+        """(T, B, H) the layer's h_1 .. h_T (padded steps repeat the state)."""
+        return self.cache.hs[1:]
+
+    @property
+    def mask(self):
+        return self.cache.mask
 
 
 def _forward(layer: RecurrentLayer, x, state, lengths, level: int) -> _Forward:
-    """Run layers 0..level of a float64 layer with the cells' plain ``step``; keep ``level``."""
+    """Run layers 0..level of a float64 layer in the reference loop; keep ``level``."""
     x = checks.array(x, "x", (None, None, layer.input_size), np.float64)
     B, T, _ = x.shape
     if B == 0 or T == 0:
@@ -141,26 +123,33 @@ def _forward(layer: RecurrentLayer, x, state, lengths, level: int) -> _Forward:
     lens = np.full(B, T, np.int64) if lengths is None else checks.lengths(lengths, B, T)
     if lens.max() == 0:
         raise ValueError("every sequence is empty (all lengths are 0): nothing to diagnose")
-    states = _initial_states(layer, state, B)
-    mask = None if (lens == T).all() else (np.arange(T)[:, None] < lens[None, :])[:, :, None]
-    cell = layer.cell
+    states = layer.split_state(state, B)
+    mask, partial = None, None
+    if (lens < T).any():
+        mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None]  # (T, B, 1)
+        partial = ~mask.all(axis=(1, 2))
     inp = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
     for k in range(level + 1):
         p = recurrent.layer_params(layer.params, k)
-        xp = inp @ p["W_x"] + p["b"]  # (T, B, G*H)
-        st, saved = states[k], []
-        out = np.empty((T, B, layer.hidden_size))
-        for t in range(T):
-            new, s = cell.step(p, xp[t], st)
-            if mask is not None:
-                # a padded step keeps the state, as the library's own loop does
-                new = tuple(np.where(mask[t], a, o) for a, o in zip(new, st, strict=True))
-            st = new
-            out[t] = st[0]
-            saved.append(s)
         # the next layer reads zeros at padded steps, as from layer.forward
-        inp = out if mask is None else out * mask
-    return _Forward(p, saved, out, st, mask, lens)
+        inp, final, cache = recurrent.layer_forward(layer.cell, p, inp, states[k], mask,
+                                                    partial)
+    return _Forward(p, cache, final, lens)
+
+
+class _Tiled:
+    """Step ``t``'s saved values for sequences ``sl``, stacked ``copies`` times along the
+    batch, made when the loop asks for them (all steps at once would take ``copies``
+    times the forward's memory)."""
+
+    def __init__(self, saved, sl: slice, copies: int):
+        self.saved, self.sl, self.copies = saved, sl, copies
+
+    def __len__(self):
+        return len(self.saved)
+
+    def __getitem__(self, t):
+        return _rows(self.saved[t], self.sl, self.copies)
 
 
 def _rows(saved, sl: slice, copies: int):
@@ -268,8 +257,8 @@ def gradient_flow(model, x, *, state=None, lengths=None, norm: str = "fro",
         last = fw.lengths[sl] - 1  # (Bc,) each sequence's last real step, -1 if empty
         # row p*Bc + b probes output unit p of sequence b: it starts as e_p at b's last step
         probes = np.repeat(np.eye(H), Bc, axis=0)  # (H*Bc, H)
-        d = tuple(np.zeros((H * Bc, H)) for _ in range(cell.n_state))
-        for t in range(int(last.max()), -1, -1):
+
+        def probe(t, d, last=last, probes=probes, Bc=Bc):
             starts = np.tile(last == t, H)  # (H*Bc,)
             if starts.any():
                 dh = d[0].copy()
@@ -285,8 +274,14 @@ def gradient_flow(model, x, *, state=None, lengths=None, norm: str = "fro",
             live = lag >= 0
             np.add.at(total, lag[live], n[live])
             np.add.at(count, lag[live], 1)
-            if t > 0:  # the gradient with respect to h_0 would be lag T, not reported
-                _, _, d = cell.step_back(p, _rows(fw.saved[t], sl, H), d)
+            return d
+
+        # the backward loop from the last real step of the longest sequence: its rows
+        # carry zeros until their own last step, so no mask is needed
+        tiled = _Tiled(fw.saved[:Tmax], sl, H)
+        d0 = tuple(np.zeros((H * Bc, H)) for _ in range(cell.n_state))
+        recurrent.layer_backward(cell, p, recurrent.LayerCache(None, None, tiled, None, None),
+                                 None, d0, need_dx=False, need_weights=False, hook=probe)
     flow = total / count
     return flow / flow[0] if relative else flow
 
@@ -355,21 +350,16 @@ def _loss_gradients(net: Network, x, y, state, lengths):
         dy = dh.transpose(1, 0, 2)  # (T, B, H)
     else:
         d[0] = dh
-    d = tuple(d)
     out = np.zeros(T)
-    cell, p, mask = layer.cell, fw.params, fw.mask
-    for t in range(T - 1, -1, -1):
-        if dy is not None:
-            d = (d[0] + dy[t],) + d[1:]
+    mask = fw.mask
+
+    def record(t, d):
         # on padded steps the carried gradient belongs to a held state, not to an h_t
         g = d[0] if mask is None else d[0] * mask[t]
         out[t] = np.sqrt(np.sum(g * g))
-        if t > 0:
-            _, _, prev = cell.step_back(p, fw.saved[t], d)
-            if mask is not None and not mask[t].all():
-                # a padded step passed the state through: its gradient passes straight back
-                prev = tuple(np.where(mask[t], a, o) for a, o in zip(prev, d, strict=True))
-            d = prev
+
+    recurrent.layer_backward(layer.cell, fw.params, fw.cache, dy, tuple(d), need_dx=False,
+                             need_weights=False, hook=record)
     return loss, out[: int(fw.lengths.max())]
 
 
@@ -437,33 +427,15 @@ def spectral_radius(model) -> dict[str, float]:
     """
     layer = _layer64(model)
     H = layer.hidden_size
-    gates = GATES[layer.cell_name]
+    gates = layer.cell.gates
     out = {}
     for k in range(layer.num_layers):
         W = layer.params[f"l{k}.W_h"]  # (H, G*H)
         for i, g in enumerate(gates):
-            name = f"l{k}.W_h" + (f".{g}" if g else "")
+            name = f"l{k}.W_h" + (f".{g}" if len(gates) > 1 else "")
             ev = np.linalg.eigvals(W[:, i * H:(i + 1) * H])
             out[name] = float(np.max(np.abs(ev)))
     return out
-
-
-def _nonlinear_outputs(layer: RecurrentLayer, saved) -> dict:
-    """name -> (output (B, H), activation) for one step of this cell's saved values."""
-    name = layer.cell_name
-    if name == "elman":
-        return {"h": (saved, layer.activation)}
-    if name == "lstm":
-        gates, _c, tc = saved  # gates (B, 4H) after their activations, i f g o
-        H = tc.shape[1]
-        acts = ("sigmoid", "sigmoid", "tanh", "sigmoid")
-        out = {g: (gates[:, i * H:(i + 1) * H], a)
-               for i, (g, a) in enumerate(zip("ifgo", acts, strict=True))}
-        out["tanh(c)"] = (tc, "tanh")
-        return out
-    _h, rz, n, _hn = saved  # GRU: r, z (B, 2H) and n (B, H)
-    H = n.shape[1]
-    return {"r": (rz[:, :H], "sigmoid"), "z": (rz[:, H:], "sigmoid"), "n": (n, "tanh")}
 
 
 def _relative_slope(y: np.ndarray, activation: str) -> np.ndarray:
@@ -517,12 +489,12 @@ def saturation(model, x, *, state=None, lengths=None, threshold: float = 0.1,
         raise ValueError(f"threshold must be a number in (0, 1), got {threshold!r}")
     fw = _forward(layer, x, state, lengths, _level(layer, level))
     Tmax = int(fw.lengths.max())
-    names = NONLINEARITIES[layer.cell_name]
+    names = layer.cell.nonlinearities
     out = {n: np.zeros(Tmax) for n in (*names, "all")}
     for t in range(Tmax):
         live = t < fw.lengths  # (B,)
         hit = total = 0
-        for name, (y, act) in _nonlinear_outputs(layer, fw.saved[t]).items():
+        for name, (y, act) in layer.cell.nonlinear_outputs(fw.saved[t]).items():
             s = (_relative_slope(y[live], act) < threshold).sum()
             out[name][t] = s / y[live].size
             hit, total = hit + s, total + y[live].size
@@ -584,7 +556,7 @@ class Report:
 
 def _describe(layer: RecurrentLayer) -> str:
     name = type(layer).__name__
-    if layer.cell_name == "elman":
+    if "activation" in layer.options:
         name += f"({layer.activation})"
     L = layer.num_layers
     return f"{name}, {L} layer{'s' if L > 1 else ''}, H={layer.hidden_size}"

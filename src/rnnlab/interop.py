@@ -7,9 +7,10 @@ The two libraries store the same numbers differently:
 
 * rnnlab keeps ``W_x`` (D_k, G*H) and ``W_h`` (H, G*H) so a step is ``x @ W_x + h @ W_h``;
   PyTorch keeps ``weight_ih_l{k}`` (G*H, D_k) and ``weight_hh_l{k}`` (G*H, H), the transposes.
-* The G H-wide gate blocks may come in a different order. :data:`TORCH_GATE_ORDER` is the one
-  place that says how; today the orders agree (``i, f, g, o`` and ``r, z, n``), but every
-  conversion still goes through the table so changing a cell's order changes one line.
+* The G H-wide gate blocks may come in a different order. Each cell states PyTorch's order
+  (:attr:`rnnlab.cells.Cell.torch_gates`) and :data:`TORCH_GATE_ORDER` derives the
+  permutations; today the orders agree (``i, f, g, o`` and ``r, z, n``), but every
+  conversion still goes through them, so changing a cell's order changes one line there.
 * PyTorch has two biases, ``bias_ih`` and ``bias_hh``. For the Elman and LSTM cells they only
   ever enter as a sum, which is rnnlab's single ``b``; converting back puts all of ``b`` in
   ``bias_ih`` and zeros in ``bias_hh``. The GRU needs both, because the reset gate multiplies
@@ -25,18 +26,13 @@ import warnings
 import numpy as np
 
 from . import checks
-from .cells import GRU, LSTM, Elman, RecurrentLayer
+from .cells import LAYERS, RecurrentLayer
 
 #: rnnlab cell name -> for each of PyTorch's gate blocks in PyTorch's order, the index of the
-#: same gate among rnnlab's blocks. rnnlab's orders: Elman (h,), LSTM (i, f, g, o), GRU (r, z, n);
-#: PyTorch's orders are the same, so every permutation is the identity.
+#: same gate among rnnlab's blocks (from each cell's own facts; today every one the identity)
 TORCH_GATE_ORDER: dict[str, tuple[int, ...]] = {
-    "elman": (0,),
-    "lstm": (0, 1, 2, 3),
-    "gru": (0, 1, 2),
+    name: layer.Cell.torch_order() for name, layer in LAYERS.items()
 }
-
-_LAYER_CLASSES = {"elman": Elman, "lstm": LSTM, "gru": GRU}
 
 
 def _reorder_blocks(a: np.ndarray, order, axis: int) -> np.ndarray:
@@ -80,23 +76,22 @@ def _describe(module) -> tuple[str, dict]:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"
         )
-    if isinstance(module, nn.LSTM):
-        cell, opts = "lstm", {}
-        if module.proj_size > 0:
-            raise ValueError(
-                f"nn.LSTM with proj_size={module.proj_size} is not supported: rnnlab's LSTM "
-                "has no output projection (proj_size must be 0)"
-            )
-    elif isinstance(module, nn.GRU):
-        cell, opts = "gru", {}
-    elif isinstance(module, nn.RNN):
-        cell, opts = "elman", {"activation": module.nonlinearity}
-        if module.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nn.RNN nonlinearity {module.nonlinearity!r} is not supported")
-    else:
+    cell = next((name for name, layer in LAYERS.items()
+                 if isinstance(module, getattr(nn, layer.Cell.torch_module))), None)
+    if cell is None:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"
         )
+    if getattr(module, "proj_size", 0) > 0:
+        raise ValueError(
+            f"nn.LSTM with proj_size={module.proj_size} is not supported: rnnlab's LSTM "
+            "has no output projection (proj_size must be 0)"
+        )
+    opts = {}
+    if "activation" in LAYERS[cell].options:  # nn.RNN's nonlinearity
+        opts["activation"] = module.nonlinearity
+        if module.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nn.RNN nonlinearity {module.nonlinearity!r} is not supported")
     if module.bidirectional:
         raise ValueError(
             f"bidirectional=True {type(module).__name__} is not supported: "
@@ -140,7 +135,7 @@ def _collect(module, cell: str, dtype: np.dtype, grads: bool) -> dict[str, np.nd
         bias = []
         if module.bias:
             b_ih, b_hh = get(f"bias_ih_l{k}"), get(f"bias_hh_l{k}")
-            if cell == "gru":
+            if LAYERS[cell].Cell.recurrent_bias:  # the GRU's b_h: the two stay apart
                 bias = [b_ih, b_hh]
             elif grads:
                 # b_ih and b_hh enter only as a sum, so each one's gradient is the sum's
@@ -203,7 +198,7 @@ def from_torch(module, *, dtype=None) -> RecurrentLayer:
             stacklevel=2,
         )
     # seed=0 only so the constructor does not draw OS entropy; every weight is replaced below
-    layer = _LAYER_CLASSES[cell](
+    layer = LAYERS[cell](
         module.input_size, module.hidden_size, module.num_layers, seed=0, dtype=dt, **opts
     )
     params = _collect(module, cell, dt, grads=False)
@@ -277,25 +272,22 @@ def to_torch(layer: RecurrentLayer):
     # built on the meta device so construction neither draws from torch's global generator
     # nor spends time on an initialisation that is overwritten at once
     kwargs = {"batch_first": True, "device": "meta", "dtype": torch_dtype}
-    if cell == "elman":
+    if "activation" in layer.options:
         if layer.activation not in ("tanh", "relu"):
             raise ValueError(
                 f"Elman activation {layer.activation!r} has no PyTorch equivalent: "
                 "nn.RNN offers only 'tanh' and 'relu'"
             )
-        module = nn.RNN(*args, nonlinearity=layer.activation, **kwargs)
-    elif cell == "lstm":
-        module = nn.LSTM(*args, **kwargs)
-    else:
-        module = nn.GRU(*args, **kwargs)
-    module = module.to_empty(device="cpu")
+        kwargs["nonlinearity"] = layer.activation
+    module = getattr(nn, layer.cell.torch_module)(*args, **kwargs).to_empty(device="cpu")
+    two_biases = layer.cell.recurrent_bias
     with torch.no_grad():
         for k in range(layer.num_layers):
             p = {name: layer.params[f"l{k}.{name}"] for name in ("W_x", "W_h", "b", "b_h")
                  if f"l{k}.{name}" in layer.params}
-            bias = [p["b"], p["b_h"]] if cell == "gru" else [p["b"]]
+            bias = [p["b"], p["b_h"]] if two_biases else [p["b"]]
             w_ih, w_hh, bias = _rnnlab_to_torch_layout(cell, p["W_x"], p["W_h"], bias)
-            if cell != "gru":
+            if not two_biases:
                 bias.append(np.zeros_like(bias[0]))
             values = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": bias[0], "bias_hh": bias[1]}
             for name, v in values.items():

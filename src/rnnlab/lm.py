@@ -38,7 +38,7 @@ from .data.corpus import default_corpus, split_text
 from .data.text import StreamBatcher, Vocab, one_hot, read_text
 from .network import Network
 from .progress import Progress
-from .recurrent import Stream
+from .stream import Stream
 from .train import Trainer
 
 RUN_FORMAT = "rnnlab-run"

@@ -91,17 +91,15 @@ class Network:
         self.readout = checks.choice(readout, "readout", READOUTS)
         self.output_size = checks.positive_int(output_size, "output_size")
         self.activation, self.forget_bias = activation, forget_bias
-        options = {}
-        if cell == "elman":
-            options["activation"] = activation
-        elif activation != "tanh":
+        layer = LAYERS[cell]
+        given = {"activation": activation, "forget_bias": forget_bias}
+        if "activation" not in layer.options and activation != "tanh":
             raise ValueError(f"activation applies to the elman cell only, got {activation!r} "
                              f"with cell {cell!r}")
-        if cell == "lstm":
-            options["forget_bias"] = forget_bias
+        options = {name: v for name, v in given.items() if name in layer.options}
         rng = _init.rng_from(seed)
-        self.rnn = LAYERS[cell](input_size, hidden_size, num_layers, seed=rng, dtype=dtype,
-                                init=init, **options)
+        self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
+                         **options)
         H, K, k = self.rnn.hidden_size, self.output_size, 1.0 / np.sqrt(self.rnn.hidden_size)
         self.params = {f"rnn.{name}": v for name, v in self.rnn.params.items()}
         # as PyTorch's nn.Linear: U(-1/sqrt(H), 1/sqrt(H))

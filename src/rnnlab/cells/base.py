@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import checks, kernels, recurrent
+from .. import checks, engine
 from .. import init as _init
+from ..recurrent import layer_params
 
 
 class StackCache(NamedTuple):
@@ -47,7 +48,10 @@ class RecurrentLayer:
         (and ``l{k}.b_h`` for the GRU); G the number of gates.
     """
 
-    cell_name: str = ""
+    #: the cell class (its facts: :mod:`rnnlab.cells.cell`)
+    Cell: type = None
+    #: the layer's own options beyond the common ones, in its config (``activation``)
+    options: tuple = ()
 
     def __init__(
         self,
@@ -78,14 +82,15 @@ class RecurrentLayer:
                 self.params[f"l{k}.{name}"] = v.astype(self.dtype)
 
     # hooks for the cell modules ---------------------------------------------------------
+    @property
+    def cell_name(self) -> str:
+        return self.Cell.name
+
     def _make_cell(self):
-        raise NotImplementedError
+        return self.Cell()
 
     def _adjust_init(self, p: dict) -> None:
         """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias)."""
-
-    def _cell_config(self) -> dict:
-        return {}
 
     # configuration ----------------------------------------------------------------------
     @property
@@ -98,7 +103,7 @@ class RecurrentLayer:
             "num_layers": self.num_layers,
             "dtype": self.dtype.name,
             "init": self.init,
-            **self._cell_config(),
+            **{name: getattr(self, name) for name in self.options},
         }
 
     def __repr__(self) -> str:
@@ -232,7 +237,7 @@ class RecurrentLayer:
                 mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None]  # (T, B, 1)
                 partial = ~mask.all(axis=(1, 2))
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
-        y, finals, caches = recurrent.stack_forward(
+        y, finals, caches = engine.stack_forward(
             self.cell, self.params, self.num_layers, xt, states, mask, partial, keep=keep
         )
         return y.transpose(1, 0, 2), self.join_state(finals), caches, lens
@@ -262,7 +267,7 @@ class RecurrentLayer:
         if dy is not None:
             dyt = checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
         dstates = self.split_state(dstate, B, "dstate")
-        grads, dx, d0 = recurrent.stack_backward(
+        grads, dx, d0 = engine.stack_backward(
             self.cell, self.params, self.num_layers, cache.layers, dyt, dstates,
             need_dx=bool(input_grad),
         )
@@ -277,57 +282,30 @@ class RecurrentLayer:
     def step(self, x_t, state=None):
         """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``.
 
-        For long streams :class:`rnnlab.recurrent.Stream` does the same with the state
-        kept, without converting it at every step.
+        For long streams :class:`rnnlab.Stream` does the same with the state kept,
+        without converting it at every step.
         """
         if not (type(x_t) is np.ndarray and x_t.dtype == self.dtype and x_t.ndim == 2
                 and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
             x_t = checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
         B = x_t.shape[0]
-        if self.num_layers == 1:
-            out = self._step_one(x_t, state, B)
-            if out is not None:
-                return out
         states = self.split_state(state, B, copy=False, finite=False)
-        # the new state is written straight into its public (L, B, H) arrays
-        outs = [np.empty((self.num_layers, B, self.hidden_size), self.dtype)
-                for _ in range(self.n_state)]
-        dest = [tuple(o[k] for o in outs) for k in range(self.num_layers)]
+        # the new state is written straight into its public (L, B, H) arrays; written
+        # out for one and two state arrays (a generator costs ~0.5 us here)
+        shape, dt = (self.num_layers, B, self.hidden_size), self.dtype
+        if self.n_state == 1:
+            outs = (np.empty(shape, dt),)
+            dest = [(outs[0][k],) for k in range(self.num_layers)]
+        else:
+            outs = (np.empty(shape, dt), np.empty(shape, dt))
+            dest = [(outs[0][k], outs[1][k]) for k in range(self.num_layers)]
         layer_ps, prepared = self.step_params()
-        y, _, finite = recurrent.step_stack(self.cell, layer_ps, x_t, states, dest,
-                                            prepared=prepared)
+        y, _, finite = engine.step(self.cell, layer_ps, x_t, states, dest, prepared=prepared)
         if not finite:  # the step checked finiteness for free; now name the culprit
             checks.array(x_t, "x_t", (None, self.input_size), self.dtype)
             self.split_state(state, B, copy=False)
             raise ValueError("x_t or the state contains NaN or Inf")  # not reached
-        return y.copy(), outs[0] if self.n_state == 1 else tuple(outs)
-
-    def _step_one(self, x_t, state, B):
-        """:meth:`step` of a one-layer stack on the fast kernels, for a state that is None
-        or already in the public layout and dtype; None when it does not apply (the
-        general path then runs, and names any bad value). The same kernel as the general
-        path, without its per-layer lists (1.5-2 us of a 6-13 us step, measured)."""
-        layer_ps, prepared = self.step_params()
-        if not prepared or not kernels.active(self.cell):
-            return None
-        shape, dt, pair = (1, B, self.hidden_size), self.dtype, self.n_state == 2
-        # written out for one and two state arrays: generators cost ~0.5 us apiece here
-        if state is None:
-            parts = (np.zeros(shape, dt), np.zeros(shape, dt)) if pair else (np.zeros(shape, dt),)
-        else:
-            parts = state if pair else (state,)
-            if type(parts) is not tuple or len(parts) != self.n_state:
-                return None
-            for a in parts:
-                if not (type(a) is np.ndarray and a.dtype == dt and a.shape == shape
-                        and a.flags.c_contiguous):
-                    return None
-        outs = (np.empty(shape, dt), np.empty(shape, dt)) if pair else (np.empty(shape, dt),)
-        views_in = (parts[0][0], parts[1][0]) if pair else (parts[0][0],)
-        views_out = (outs[0][0], outs[1][0]) if pair else (outs[0][0],)
-        if not kernels.fast_layers().step_one(self.cell, layer_ps[0], x_t, views_in, views_out):
-            return None  # NaN or Inf: the general path finds and names it
-        return outs[0][0].copy(), outs if pair else outs[0]
+        return y.copy(), outs[0] if self.n_state == 1 else outs
 
     def step_params(self):
         """Per-layer parameter dicts for a step, and whether all are C-contiguous in the
@@ -342,7 +320,7 @@ class RecurrentLayer:
             map(operator.is_, cached[0], vals)
         ):
             return cached[1], cached[2]
-        layer_ps = [recurrent.layer_params(self.params, k) for k in range(self.num_layers)]
+        layer_ps = [layer_params(self.params, k) for k in range(self.num_layers)]
         prepared = all(
             type(v) is np.ndarray and v.dtype == self.dtype and v.flags.c_contiguous for v in vals
         )

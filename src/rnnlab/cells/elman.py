@@ -7,18 +7,30 @@ from __future__ import annotations
 
 from .. import activations
 from .base import RecurrentLayer
+from .cell import Cell
 
 
-class ElmanCell:
+class ElmanCell(Cell):
     r"""One Elman step, :math:`h_t = \Phi(x_t W_x + h_{t-1} W_h + b)`, and its backward."""
 
-    n_gates = 1
-    n_state = 1
-    recurrent_bias = False
+    name = "elman"
+    gates = ("h",)
+    state = ("h",)
+    nonlinearities = ("h",)
+    torch_module = "RNN"
+    torch_gates = ("h",)
+    kernel = "elman"
 
     def __init__(self, activation: str = "tanh"):
         self.activation = activation
         self.f, self.f_grad = activations.get(activation)
+        self._kernel_options = {"activation": activation}  # made once: streaming asks often
+
+    def kernel_options(self):
+        return self._kernel_options
+
+    def nonlinear_outputs(self, saved):
+        return {"h": (saved, self.activation)}
 
     def step(self, p, xp_t, state):
         (h,) = state
@@ -54,7 +66,8 @@ class Elman(RecurrentLayer):
     has two biases whose sum is ``b``.
     """
 
-    cell_name = "elman"
+    Cell = ElmanCell
+    options = ("activation",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, activation="tanh", **kwargs):
         activations.get(activation)  # reject an unknown name before drawing any weights
@@ -63,6 +76,3 @@ class Elman(RecurrentLayer):
 
     def _make_cell(self):
         return ElmanCell(self.activation)
-
-    def _cell_config(self):
-        return {"activation": self.activation}

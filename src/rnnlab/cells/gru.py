@@ -11,14 +11,25 @@ import numpy as np
 
 from ..activations import sigmoid
 from .base import RecurrentLayer
+from .cell import Cell
 
 
-class GRUCell:
+class GRUCell(Cell):
     """One GRU step and its backward; the recurrent product has its own bias ``b_h``."""
 
-    n_gates = 3
-    n_state = 1
+    name = "gru"
+    gates = ("r", "z", "n")
+    state = ("h",)
+    nonlinearities = ("r", "z", "n")
     recurrent_bias = True
+    torch_module = "GRU"
+    torch_gates = ("r", "z", "n")
+    kernel = "gru"
+
+    def nonlinear_outputs(self, saved):
+        _h, rz, n, _hn = saved  # r, z (B, 2H) and n (B, H)
+        H = n.shape[1]
+        return {"r": (rz[:, :H], "sigmoid"), "z": (rz[:, H:], "sigmoid"), "n": (n, "tanh")}
 
     def step(self, p, xp_t, state):
         (h,) = state
@@ -68,7 +79,4 @@ class GRU(RecurrentLayer):
     only the recurrent one.
     """
 
-    cell_name = "gru"
-
-    def _make_cell(self):
-        return GRUCell()
+    Cell = GRUCell

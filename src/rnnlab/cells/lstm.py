@@ -11,14 +11,28 @@ import numpy as np
 
 from ..activations import sigmoid
 from .base import RecurrentLayer
+from .cell import Cell
 
 
-class LSTMCell:
+class LSTMCell(Cell):
     """One LSTM step on state ``(h, c)`` and its backward."""
 
-    n_gates = 4
-    n_state = 2
-    recurrent_bias = False
+    name = "lstm"
+    gates = ("i", "f", "g", "o")
+    state = ("h", "c")
+    nonlinearities = ("i", "f", "g", "o", "tanh(c)")
+    torch_module = "LSTM"
+    torch_gates = ("i", "f", "g", "o")
+    kernel = "lstm"
+    _activations = ("sigmoid", "sigmoid", "tanh", "sigmoid")
+
+    def nonlinear_outputs(self, saved):
+        gates, _c, tc = saved  # gates (B, 4H) after their activations
+        H = tc.shape[1]
+        out = {g: (gates[:, i * H:(i + 1) * H], a)
+               for i, (g, a) in enumerate(zip(self.gates, self._activations, strict=True))}
+        out["tanh(c)"] = (tc, "tanh")
+        return out
 
     def step(self, p, xp_t, state):
         h, c = state
@@ -70,7 +84,8 @@ class LSTM(RecurrentLayer):
     The state is the pair ``(h, c)``. PyTorch's ``nn.LSTM`` has two biases whose sum is ``b``.
     """
 
-    cell_name = "lstm"
+    Cell = LSTMCell
+    options = ("forget_bias",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, forget_bias=1.0, **kwargs):
         if forget_bias is not None and not np.isfinite(forget_bias):
@@ -78,13 +93,7 @@ class LSTM(RecurrentLayer):
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
-    def _make_cell(self):
-        return LSTMCell()
-
     def _adjust_init(self, p):
         if self.forget_bias is not None:
             H = self.hidden_size
             p["b"][H:2 * H] = self.forget_bias
-
-    def _cell_config(self):
-        return {"forget_bias": self.forget_bias}

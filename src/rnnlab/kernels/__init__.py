@@ -5,8 +5,12 @@ one source of truth for the maths; the kernels here compute the same thing with 
 whole time loop compiled by numba, and ``tests/test_kernels.py`` holds them to it
 (float64 within 1e-10) on every test run.
 
-The fast path is used whenever numba is importable and the cell is one of rnnlab's
-own (Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
+The kernels are leaves: they take arrays and a kernel id (a cell's
+:attr:`~rnnlab.cells.Cell.kernel`) and import nothing of rnnlab outside this package;
+:mod:`rnnlab.engine` is the one module that sees both them and the reference loop.
+
+The fast path is used whenever numba is importable and the cell declares a kernel
+(Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
 :func:`use_fast`::
 
     with rnnlab.kernels.use_fast(False):    # the plain NumPy reference
@@ -41,7 +45,7 @@ class Tape(NamedTuple):
     kernel, so backward takes the path that forward took.
     """
 
-    cell: str  # "elman", "lstm" or "gru"
+    kernel: str  # the kernel id: "elman", "lstm" or "gru"
     arrays: tuple  # the cell's arrays over time, see rnnlab.kernels.layers
 
 
@@ -61,12 +65,12 @@ def use_fast(enabled: bool = True):
         _fast.reset(token)
 
 
-def active(cell, fast: bool | None = None) -> bool:
-    """Whether ``cell`` runs on the fast path (``fast`` overrides the context's choice)."""
-    want = _fast.get() if fast is None else fast
-    if not (want and AVAILABLE):
+def active(kernel: str | None, fast: bool | None = None) -> bool:
+    """Whether the kernel ``kernel`` (an id, or None for none) runs: numba is there, the
+    context (or ``fast``, which overrides it) asks for the fast path, and the id is known."""
+    if kernel is None or not (_fast.get() if fast is None else fast) or not AVAILABLE:
         return False
-    return fast_layers().supports(cell)
+    return fast_layers().supports(kernel)
 
 
 def fast_layers():

@@ -1,9 +1,10 @@
 """The fast path of one layer: the batched products in NumPy, the time loop in a kernel.
 
 Shape legend: T time, B batch, D input features, H hidden units, G gates per cell
-(1 Elman, 4 LSTM, 3 GRU). Arguments and results mirror
-:func:`rnnlab.recurrent.layer_forward`, :func:`~rnnlab.recurrent.layer_backward` and
-:func:`~rnnlab.recurrent.step_stack`, whose plain versions are the reference.
+(1 Elman, 4 LSTM, 3 GRU). A leaf: arrays and a kernel id in, arrays out; the functions
+compute what :func:`rnnlab.recurrent.layer_forward` and
+:func:`~rnnlab.recurrent.layer_backward` compute (the reference) and what one step of a
+cell's ``step`` computes, and :mod:`rnnlab.engine` decides which runs.
 
 What runs per step, inside the compiled loop: the recurrent product, the input
 projection ``x_t W_x`` (rnnlab's tile, :mod:`rnnlab.kernels.tile`, with ``W_h`` and ``W_x``
@@ -23,9 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cells.elman import ElmanCell
-from ..cells.gru import GRUCell
-from ..cells.lstm import LSTMCell
 from . import Tape, elman, gru, lstm
 from ._jit import gemm_views, gradients_par, matmul_par, mm_tiled, pack_b
 from .blas import (
@@ -38,7 +36,9 @@ from .blas import (
 )
 from .tile import nr
 
-_NAMES = {ElmanCell: "elman", LSTMCell: "lstm", GRUCell: "gru"}
+#: the kernel ids: each names a cell whose step and step_back the kernel computes
+#: (:attr:`rnnlab.cells.Cell.kernel`)
+KERNELS = ("elman", "lstm", "gru")
 
 
 def _drop_stale_cache() -> None:
@@ -64,9 +64,9 @@ def _drop_stale_cache() -> None:
 _drop_stale_cache()
 
 
-def supports(cell) -> bool:
-    """Whether a kernel exists for ``cell`` (rnnlab's own cells; not subclasses)."""
-    return type(cell) in _NAMES
+def supports(kernel) -> bool:
+    """Whether ``kernel`` is the id of a kernel here."""
+    return kernel in KERNELS
 
 
 #: batch size from which the forward loop computes ``x_t W_x`` step by step (see
@@ -147,8 +147,13 @@ def _rows(module, kernel, chunks, B, *args):
         getattr(module, kernel + "_par")(*args, chunks)
 
 
-def layer_forward(cell, p, x, state0, mask, partial, keep=True):
-    """Fast :func:`rnnlab.recurrent.layer_forward`; the cache's ``saved`` is a :class:`Tape`.
+def layer_forward(kernel, p, x, state0, mask, keep=True, *, activation="tanh"):
+    """The fast :func:`rnnlab.recurrent.layer_forward` of the cell ``kernel`` names.
+
+    ``x`` (T, B, D) C-contiguous, ``state0`` a tuple of (B, H), ``mask`` (T, B, 1) or
+    None; ``activation`` the Elman cell's. Returns ``(y, final, hs, tape)``: ``hs``
+    (T+1, B, H) the states and ``tape`` the :class:`Tape` that :func:`layer_backward`
+    reads (None when not ``keep``).
 
     ``keep=False`` (inference): no cache (None), and with the tile the gates (and the
     LSTM's cell states) live in one step's buffer, overwritten every step, instead of T
@@ -156,16 +161,13 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     a view of the states (the cache's ``hs[1:]``) unless ``mask`` zeroes its padded
     steps: copying it cost 1 ms of a 15 ms LSTM training step at B=128, T=28, H=128.
     """
-    from ..recurrent import LayerCache
-
-    name = _NAMES[type(cell)]
+    name = kernel
     p = _params(p, x.dtype)
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
     Wp, Wxp = _packed(tile, p["W_h"]), _packed(tile, p["W_x"])
-    x = np.ascontiguousarray(x)
     # with the tile and B >= INPUT_IN_LOOP_FROM, x_t W_x is computed step by step inside
     # the loop (each run of rows on its thread, the rows still in cache for the gates);
     # for one row the tile would read all of W_x for that row alone every step, so the T
@@ -187,7 +189,7 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
     m = _mask2d(mask)
     with loop_chunks(T, B, (H + D) * GH if tile else H * GH, blas_inside=not tile) as chunks:
         if name == "elman":
-            _rows(elman, "forward", chunks, B, gemm, tile, elman.ACTIVATIONS[cell.activation],
+            _rows(elman, "forward", chunks, B, gemm, tile, elman.ACTIVATIONS[activation],
                   p["W_h"], Wp, x, p["W_x"], Wxp, p["b"], xg, hs, m)
             arrays, final = (), (hs[T].copy(),)
         elif name == "lstm":
@@ -202,12 +204,12 @@ def layer_forward(cell, p, x, state0, mask, partial, keep=True):
                   p["b_h"], p["b"], xg, hs, hns, m)
             arrays, final = (xg, hns), (hs[T].copy(),)
     y = hs[1:] if mask is None else hs[1:] * mask  # a view: the caller protects it
-    return y, final, (LayerCache(x, hs, Tape(name, arrays), mask, partial) if keep else None)
+    return y, final, hs, (Tape(name, arrays) if keep else None)
 
 
-def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
-    """Fast :func:`rnnlab.recurrent.layer_backward` for a cache made by :func:`layer_forward`."""
-    x, hs, tape, mask, _ = cache
+def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, *, activation="tanh"):
+    """The fast :func:`rnnlab.recurrent.layer_backward` from what :func:`layer_forward`
+    returned (``hs``, ``tape``) for ``x`` and ``mask``; ``(grads, dx, dstate0)``."""
     p = _params(p, x.dtype)
     T, B, D = x.shape
     H, GH = p["W_h"].shape
@@ -222,11 +224,11 @@ def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
         # float64 sums, one row per run of rows, summed inside the loop while each row is
         # in cache
         db = np.zeros((chunks, GH))
-        if tape.cell == "elman":
-            _rows(elman, "backward", chunks, B, gemm, tile, elman.ACTIVATIONS[cell.activation],
+        if tape.kernel == "elman":
+            _rows(elman, "backward", chunks, B, gemm, tile, elman.ACTIVATIONS[activation],
                   W_hT, Wp, hs, m, dy, dy_bt, dh, dxp, db if chunks > 1 else db[0])
             d0 = (dh,)
-        elif tape.cell == "lstm":
+        elif tape.kernel == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
             _rows(lstm, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, cs, m, dy, dy_bt,
@@ -243,14 +245,14 @@ def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
     dxp2 = dxp.reshape(T * B, GH)
     hs2 = hs[:-1].reshape(T * B, H)
     x2 = x.reshape(T * B, D)
-    dhn2 = dhn.reshape(T * B, H) if tape.cell == "gru" else None
+    dhn2 = dhn.reshape(T * B, H) if tape.kernel == "gru" else None
     work = 0 if gemm is None else T * B * ((2 if need_dx else 1) * D + H) * GH
     with product_chunks(T * B, work) as parts:
         if parts > 1:
             W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"], need_dx)
         else:
             g2 = _batched(gemm)
-            if tape.cell != "gru":
+            if tape.kernel != "gru":
                 W_h = _matmul(g2, hs2, dxp2, ta=True)  # the recurrent product's gradient
             else:
                 # the recurrent product's gradient: dxp's r, z blocks, then dhn
@@ -260,7 +262,7 @@ def layer_backward(cell, p, cache, dy, dstate, need_dx=True):
             dx = _matmul(g2, dxp2, p["W_x"], tb=True) if need_dx else None
     b = db.sum(axis=0).astype(x.dtype)
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
-    if tape.cell == "gru":
+    if tape.kernel == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
     return grads, None if dx is None else dx.reshape(T, B, D), d0
 
@@ -304,35 +306,17 @@ def _summed(parts):
     return out
 
 
-def step_layer(cell, p, x_t, state, out=None, *, prepared=False):
-    """One streaming step of one layer: ``x_t`` (B, D), ``state`` tuple of (B, H).
+def step_one(kernel, p, x_t, state, out, *, activation="tanh") -> bool:
+    """One streaming step of one layer: ``x_t`` (B, D), ``state`` and ``out`` tuples of
+    (B, H); ``p``, ``x_t``, ``state`` and ``out`` all C-contiguous arrays of one dtype (the
+    caller checks: the kernels hand raw pointers to BLAS), ``out`` not aliasing ``state``.
 
-    ``out``: optional tuple of C-contiguous (B, H) arrays (one per state part) that
-    receive the new state; fresh arrays when None. ``prepared``: the caller guarantees
-    ``p``, ``x_t`` and ``state`` are C-contiguous arrays of one dtype (skips the
-    conversions, which cost as much as a small step).
-
-    Returns ``(new_state, finite)``, ``finite`` telling whether ``x_t`` and ``state``
-    held only finite values (checked inside the kernel, where it costs nothing).
-    """
-    if not prepared:
-        p = _params(p, x_t.dtype)
-        x_t = np.ascontiguousarray(x_t)
-        state = tuple(np.ascontiguousarray(s) for s in state)
-    if out is None:
-        out = tuple(np.empty((x_t.shape[0], p["W_h"].shape[0]), x_t.dtype) for _ in state)
-    return out, step_one(cell, p, x_t, state, out)
-
-
-def step_one(cell, p, x_t, state, out) -> bool:
-    """:func:`step_layer` for callers that have checked everything: ``p`` C-contiguous
-    arrays of ``x_t``'s dtype, ``state`` and ``out`` tuples of C-contiguous (B, H) arrays
-    (``out`` not aliasing ``state``). Writes the new state into ``out``; returns whether
-    ``x_t`` and ``state`` were all finite."""
-    name = _NAMES[type(cell)]
+    Writes the new state into ``out``; returns whether ``x_t`` and ``state`` were all
+    finite (checked inside the kernel, where it costs nothing)."""
+    name = kernel
     gemm = gemm_for(x_t.dtype)
     if name == "elman":
-        return elman.step(gemm, elman.ACTIVATIONS[cell.activation], p["W_x"], p["W_h"], p["b"],
+        return elman.step(gemm, elman.ACTIVATIONS[activation], p["W_x"], p["W_h"], p["b"],
                           x_t, state[0], out[0])
     if name == "lstm":
         return lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, state[0], state[1], out[0],

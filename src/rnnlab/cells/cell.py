@@ -1,0 +1,89 @@
+"""The cell protocol: what one recurrent cell is, written down once.
+
+Shape legend: B batch, H hidden units, G gates per cell, so a layer's fused blocks are
+G*H wide: ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,).
+
+A cell is a small stateless object (its options, such as the Elman activation, fixed at
+construction) that owns every fact about itself; the loop over time
+(:mod:`rnnlab.recurrent`), the kernels' dispatch (:mod:`rnnlab.engine`), PyTorch
+conversion (:mod:`rnnlab.interop`), diagnostics and benchmarks read them from here and
+from nowhere else. The maths is two functions, side by side:
+
+* ``step(p, xp_t, state) -> (new_state, saved)``: one step given the input projection
+  ``xp_t = x_t W_x + b`` (B, G*H) and ``state``, a tuple of ``n_state`` (B, H) arrays;
+  ``new_state[0]`` is the output ``h_t``; ``saved`` is what ``step_back`` needs.
+* ``step_back(p, saved, dstate) -> (d_xp, d_hp, dstate_prev)``: the gradients with respect
+  to the input projection and to the recurrent product ``h_{t-1} W_h (+ b_h)``, both
+  (B, G*H) (the same array when the two enter only as a sum), and to the previous state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_NO_OPTIONS: dict = {}
+
+class Cell:
+    """Base of the cells: the facts each cell states, and the two functions it defines.
+
+    Attributes
+    ----------
+    name : str
+        The registry key (``"lstm"``), used in configurations and model files.
+    gates : tuple of str
+        The fused gate order: block ``i`` of the G*H columns is gate ``gates[i]``.
+    state : tuple of str
+        The state arrays, ``("h",)`` or ``("h", "c")``; ``state[0]`` is the output.
+    nonlinearities : tuple of str
+        What :meth:`nonlinear_outputs` reports, in order (saturation diagnostics).
+    recurrent_bias : bool
+        Whether the recurrent product has its own bias ``b_h`` (the GRU's).
+    torch_module : str
+        PyTorch's module for this cell (``"LSTM"`` for ``torch.nn.LSTM``).
+    torch_gates : tuple of str
+        PyTorch's gate order, in this cell's gate names.
+    kernel : str or None
+        The fused kernel of :mod:`rnnlab.kernels` computing exactly ``step`` and
+        ``step_back`` over a whole sequence, or None for the plain loop. Only the class
+        that declares it gets it: a subclass, whose ``step`` may differ, runs the plain
+        loop unless it declares a kernel of its own.
+    """
+
+    name: str = ""
+    gates: tuple = ()
+    state: tuple = ("h",)
+    nonlinearities: tuple = ()
+    recurrent_bias: bool = False
+    torch_module: str = ""
+    torch_gates: tuple = ()
+    kernel: str | None = None
+
+    @property
+    def n_gates(self) -> int:
+        return len(self.gates)
+
+    @property
+    def n_state(self) -> int:
+        return len(self.state)
+
+    @classmethod
+    def torch_order(cls) -> tuple[int, ...]:
+        """For each of PyTorch's gate blocks in PyTorch's order, the index of the same gate
+        among this cell's blocks (the identity when the orders agree)."""
+        return tuple(cls.gates.index(g) for g in cls.torch_gates)
+
+    def kernel_options(self) -> dict:
+        """Keyword options the kernel takes besides the arrays (e.g. the activation);
+        the caller only reads it."""
+        return _NO_OPTIONS
+
+    def step(self, p: dict, xp_t: np.ndarray, state: tuple):
+        raise NotImplementedError
+
+    def step_back(self, p: dict, saved, dstate: tuple):
+        raise NotImplementedError
+
+    def nonlinear_outputs(self, saved) -> dict:
+        """name -> (output (B, H), activation name) of each nonlinearity at one step, from
+        what :meth:`step` saved; the names are :attr:`nonlinearities`."""
+        raise NotImplementedError

@@ -1,0 +1,133 @@
+"""The engine: the one place that sees both the reference loop and the fused kernels.
+
+Shape legend: T time, B batch, D input features, H hidden units, L layers.
+
+Each call here picks a path: the cell's kernel (:mod:`rnnlab.kernels`, when numba is
+there, the context asks for it, see :func:`rnnlab.kernels.use_fast`, and the cell declares
+one, :attr:`rnnlab.cells.Cell.kernel`) or the plain loop of :mod:`rnnlab.recurrent`,
+which is the reference. A cache remembers which path made it (its ``saved`` is a
+:class:`rnnlab.kernels.Tape` on the fast path), and backward takes that path. Stacks of
+layers and the one streaming :func:`step` are written here, once, for both paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels, recurrent
+from .recurrent import LayerCache, layer_params
+
+
+def kernel_of(cell, fast: bool | None = None) -> str | None:
+    """The id of the kernel that runs ``cell`` now, or None for the plain loop.
+
+    Only a kernel the cell's own class declares counts: a subclass, whose ``step`` may
+    differ, inherits none.
+    """
+    kernel = vars(type(cell)).get("kernel")
+    return kernel if kernels.active(kernel, fast) else None
+
+
+def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
+    """:func:`rnnlab.recurrent.layer_forward` on the path ``fast`` (None: the context's).
+
+    ``keep=False`` (inference): no cache, and the kernels then store no per-step gates
+    (but see :data:`rnnlab.kernels.layers.INPUT_BEFORE_LOOP_MAX_BYTES` at batch 1).
+    """
+    kernel = kernel_of(cell, fast)
+    if kernel is None:
+        return recurrent.layer_forward(cell, p, x, state0, mask, partial, keep=keep)
+    x = np.ascontiguousarray(x)
+    y, final, hs, tape = kernels.fast_layers().layer_forward(
+        kernel, p, x, state0, mask, keep, **cell.kernel_options())
+    return y, final, (LayerCache(x, hs, tape, mask, partial) if keep else None)
+
+
+def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
+    """:func:`rnnlab.recurrent.layer_backward` on the path that made ``cache``."""
+    if not isinstance(cache.saved, kernels.Tape):
+        return recurrent.layer_backward(cell, p, cache, dy, dstate, need_dx=need_dx)
+    return kernels.fast_layers().layer_backward(
+        p, cache.x, cache.hs, cache.saved, cache.mask, dy, dstate, need_dx,
+        **cell.kernel_options())
+
+
+def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None,
+                  keep=True):
+    """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples.
+
+    Returns ``(y (T, B, H) of the top layer, per-layer final states, per-layer caches)``;
+    with ``keep=False`` the caches are None (see :func:`layer_forward`).
+    """
+    caches, finals = [], []
+    for k in range(num_layers):
+        x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask,
+                                        partial, fast=fast, keep=keep)
+        caches.append(cache)
+        finals.append(state)
+    return x, finals, caches
+
+
+def stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=True):
+    """Backward through a stack; returns ``(grads with l{k}. names, dx, per-layer dstate0)``,
+    ``dx`` None without ``need_dx`` (the bottom layer then skips that product)."""
+    grads, d0 = {}, [None] * num_layers
+    for k in range(num_layers - 1, -1, -1):
+        g, dy, d0[k] = layer_backward(cell, layer_params(params, k), caches[k], dy, dstates[k],
+                                      need_dx=need_dx or k > 0)
+        grads.update({f"l{k}.{name}": v for name, v in g.items()})
+    return grads, dy, d0
+
+
+def step(cell, layer_ps, x_t, states, out=None, *, prepared=False, fast=None):
+    """One streaming step through a stack: the one entry of every streaming path.
+
+    Parameters
+    ----------
+    cell : the stack's cell
+    layer_ps : list over layers of parameter dicts (see :func:`rnnlab.recurrent.layer_params`)
+    x_t : ndarray (B, D)
+    states : list over layers of tuples of (B, H)
+    out : list over layers of tuples of C-contiguous (B, H) arrays that receive the new
+        states (not aliasing ``states``), or None for fresh arrays
+    prepared : the caller guarantees that ``x_t``, every parameter and every state are
+        C-contiguous arrays of one dtype, so the kernels skip their conversions (which
+        cost about as much as a small step)
+    fast : bool or None, as in :func:`layer_forward`
+
+    Returns
+    -------
+    h_top : ndarray (B, H), the top layer's new ``h`` (the same array as its new state)
+    new : list over layers of tuples of (B, H)
+    finite : bool, whether ``x_t`` and every state held only finite values; when False
+        the step stopped at the first layer where they did not (checked inside the kernel,
+        where it costs nothing)
+    """
+    kernel = kernel_of(cell, fast)
+    options = cell.kernel_options() if kernel is not None else None
+    new = []
+    for k, p in enumerate(layer_ps):
+        state = states[k]
+        dest = None if out is None else out[k]
+        if kernel is None:
+            if not (np.isfinite(x_t).all() and all(np.isfinite(a).all() for a in state)):
+                return x_t, new, False
+            fresh = recurrent.step(cell, p, x_t, state)
+            if dest is None:
+                dest = fresh
+            else:
+                for d, s in zip(dest, fresh, strict=True):
+                    d[...] = s
+        else:
+            if not prepared:
+                p = {name: np.ascontiguousarray(v, dtype=x_t.dtype) for name, v in p.items()}
+                x_t = np.ascontiguousarray(x_t)
+                state = tuple(np.ascontiguousarray(s, dtype=x_t.dtype) for s in state)
+            if dest is None:
+                dest = tuple(np.empty((x_t.shape[0], p["W_h"].shape[0]), x_t.dtype)
+                             for _ in state)
+            if not kernels.fast_layers().step_one(kernel, p, x_t, state, dest, **options):
+                return x_t, new, False
+        new.append(dest)
+        x_t = dest[0]
+    return x_t, new, True
