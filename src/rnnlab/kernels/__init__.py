@@ -30,23 +30,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from contextvars import ContextVar
-from typing import NamedTuple
+
+from .tape import Tape
 
 #: True when numba can be imported, i.e. the fast path is possible at all.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
 _fast: ContextVar[bool] = ContextVar("rnnlab_fast", default=True)
-
-
-class Tape(NamedTuple):
-    """What a fast forward keeps for its backward: the ``saved`` of its LayerCache.
-
-    The plain path's ``saved`` is a list over steps; a ``Tape`` marks a cache made by a
-    kernel, so backward takes the path that forward took.
-    """
-
-    kernel: str  # the kernel id: "elman", "lstm" or "gru"
-    arrays: tuple  # the cell's arrays over time, see rnnlab.kernels.layers
 
 
 @contextlib.contextmanager

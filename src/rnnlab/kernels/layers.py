@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Tape, elman, gru, lstm
+from . import elman, gru, lstm
 from ._jit import gemm_views, gradients_par, matmul_par, mm_tiled, pack_b
 from .blas import (
     allowed_threads,
@@ -34,6 +34,7 @@ from .blas import (
     tile_for,
     uses_numpy_blas,
 )
+from .tape import Tape
 from .tile import nr
 
 #: the kernel ids: each names a cell whose step and step_back the kernel computes
