@@ -171,7 +171,7 @@ def test_temporal_order_seeds():
 
 @pytest.mark.parametrize(
     ("n", "length", "match"),
-    [(0, 100, "n must be"), (5, 9, "length must be an int >= 10"), (5, 100.0, "length")],
+    [(0, 100, "n must be"), (5, 9, "length must be an integer >= 10"), (5, 100.0, "length")],
 )
 def test_temporal_order_bad_arguments(n, length, match):
     with pytest.raises(ValueError, match=match):

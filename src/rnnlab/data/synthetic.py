@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnlab.checks import integer
 from rnnlab.init import rng_from
 
 __all__ = [
@@ -57,17 +58,6 @@ def _rng(seed: int | np.random.Generator) -> np.random.Generator:
     if seed is None:
         raise ValueError("seed must be a non-negative int or a np.random.Generator, got None")
     return rng_from(seed)
-
-
-def _count(value: object, what: str, minimum: int) -> int:
-    """Return `value` as an int if it is an integer >= `minimum`, else raise ValueError."""
-    if (
-        not isinstance(value, int | np.integer)
-        or isinstance(value, bool | np.bool_)
-        or value < minimum
-    ):
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def adding_problem(
@@ -108,8 +98,8 @@ def adding_problem(
     ValueError
         If `n`, `length` or `seed` is invalid.
     """
-    n = _count(n, "n", 1)
-    length = _count(length, "length", 2)
+    n = integer(n, "n", minimum=1)
+    length = integer(length, "length", minimum=2)
     rng = _rng(seed)
     half = length // 2
     values = rng.random((n, length), dtype=np.float32)
@@ -225,8 +215,8 @@ def temporal_order(
     ValueError
         If `n`, `length` or `seed` is invalid.
     """
-    n = _count(n, "n", 1)
-    length = _count(length, "length", _TEMPORAL_ORDER_MIN_LENGTH)
+    n = integer(n, "n", minimum=1)
+    length = integer(length, "length", minimum=_TEMPORAL_ORDER_MIN_LENGTH)
     rng = _rng(seed)
     b_sym, e_sym, x_sym = 4, 5, 6
     symbols = rng.integers(0, 4, size=(n, length))
@@ -296,10 +286,10 @@ def copy_task(
     ValueError
         If an argument is invalid.
     """
-    n = _count(n, "n", 1)
-    length = _count(length, "length", 1)
-    n_symbols = _count(n_symbols, "n_symbols", 1)
-    delay = _count(delay, "delay", 1)
+    n = integer(n, "n", minimum=1)
+    length = integer(length, "length", minimum=1)
+    n_symbols = integer(n_symbols, "n_symbols", minimum=1)
+    delay = integer(delay, "delay", minimum=1)
     rng = _rng(seed)
     total = 2 * length + delay
     data = rng.integers(1, n_symbols + 1, size=(n, length))
