@@ -1,7 +1,10 @@
 """Tests of rnnlab.optim: optimisers against torch.optim, state round-trips, schedules."""
 
+import importlib.util
 import itertools
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,6 +196,91 @@ def test_state_dict_npz_round_trip_is_bit_identical(name, kwargs, tmp_path):
     assert second.state_dict().keys() == ref.state_dict().keys()
 
 
+# The state-dict format that checkpoints written before the optimisers became specs
+# (commit 10a3769) hold as optim/<key> arrays: hyper-parameter names per optimiser, and the
+# buffers each of CONFIGS keeps per parameter.
+OLD_HYPER = {
+    "sgd": "lr momentum weight_decay nesterov",
+    "adam": "lr beta1 beta2 eps weight_decay",
+    "adamw": "lr beta1 beta2 eps weight_decay",
+    "rmsprop": "lr alpha eps weight_decay momentum centered",
+    "adagrad": "lr lr_decay weight_decay initial_accumulator_value eps",
+}
+OLD_BUFFERS = ["", "", "momentum_buffer", "momentum_buffer", "m v", "m v", "m v", "m v",
+               "square_avg", "square_avg momentum_buffer", "square_avg grad_avg",
+               "square_avg grad_avg momentum_buffer", "sum", "sum"]
+OLD_COMMIT = "10a3769d7d07aa40177b778a4e32322df5682f7d"
+
+
+def old_keys(i):
+    name = CONFIGS[i][0]
+    return ({"step"} | {f"{name}.{h}" for h in OLD_HYPER[name].split()}
+            | {f"{name}.{b}.{p}" for b in OLD_BUFFERS[i].split() for p in make_params()})
+
+
+def through_checkpoint(state, tmp_path):
+    """`state` written and read back as rnnlab.train does with its checkpoints."""
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **{f"optim/{k}": np.asarray(v) for k, v in state.items()})
+    with np.load(path, allow_pickle=False) as f:
+        return {k[6:]: (f[k].item() if f[k].ndim == 0 else f[k]) for k in f.files}
+
+
+@pytest.mark.parametrize("i", range(len(CONFIGS)), ids=CONFIG_IDS)
+def test_state_dict_keeps_the_checkpoint_format(i):
+    name, kwargs = CONFIGS[i]
+    params = make_params()
+    opt = make_optimizer(name, **kwargs)
+    opt.step(params, make_grad_sequence(params, 1)[0])
+    state = opt.state_dict()
+    assert set(state) == old_keys(i)
+    assert type(state["step"]) is int
+    assert all(type(state[f"{name}.{h}"]) in (int, float) for h in OLD_HYPER[name].split())
+
+
+@pytest.fixture(scope="module")
+def old_optim(tmp_path_factory):
+    """The optim module as it was at OLD_COMMIT, from git (skipped where history is absent)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        text = subprocess.run(["git", "-C", str(root), "show", f"{OLD_COMMIT}:src/rnnlab/optim.py"],
+                              capture_output=True, check=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"git history with commit {OLD_COMMIT} is not available")
+    path = tmp_path_factory.mktemp("old") / "old_optim.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("old_optim", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("i", range(len(CONFIGS)), ids=CONFIG_IDS)
+def test_old_state_dict_loads_and_continues_identically(i, old_optim, tmp_path):
+    name, kwargs = CONFIGS[i]
+    params = make_params()
+    grad_seq = make_grad_sequence(params, 8)
+    ref = {k: v.copy() for k, v in params.items()}
+    old = old_optim.make_optimizer(name, **kwargs)
+    for grads in grad_seq:
+        old.step(ref, grads)
+
+    run = {k: v.copy() for k, v in params.items()}
+    old = old_optim.make_optimizer(name, **kwargs)
+    for grads in grad_seq[:4]:
+        old.step(run, grads)
+    state = old.state_dict()
+    assert set(state) == old_keys(i)
+    new = make_optimizer(name, params=run)
+    new.load_state_dict(through_checkpoint(state, tmp_path))
+    for grads in grad_seq[4:]:
+        new.step(run, grads)
+    for k in params:
+        assert run[k].tobytes() == ref[k].tobytes(), k
+    assert set(new.state_dict()) == old_keys(i)
+    assert repr(new) == repr(old)
+
+
 def test_state_dict_is_a_copy():
     params = make_params()
     opt = Adam(lr=0.1)
@@ -375,7 +463,7 @@ def test_make_optimizer_classes_and_unknown_name():
         ("sgd", {"momentum": 1.0}, "momentum"),
         ("sgd", {"momentum": -0.1}, "momentum"),
         ("sgd", {"nesterov": True}, "nesterov"),
-        ("sgd", {"momentum": 0.9, "nesterov": 1}, "nesterov must be a bool"),
+        ("sgd", {"momentum": 0.9, "nesterov": 1}, "nesterov must be True or False"),
         ("sgd", {"weight_decay": -1e-4}, "weight_decay"),
         ("adam", {"betas": (0.9, 1.0)}, r"betas\[1\]"),
         ("adam", {"betas": (-0.1, 0.9)}, r"betas\[0\]"),

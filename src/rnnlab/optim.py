@@ -1,26 +1,17 @@
 """Optimisers and learning-rate schedules for parameter sets.
 
-A parameter set is a plain ``dict[str, np.ndarray]`` (float32 or float64) and its
-gradients are a dict with the same keys and shapes. The optimisers here update
-the parameter arrays in place, keep their per-parameter state keyed by parameter
-name, and follow the update equations of ``torch.optim`` exactly (single-tensor
-code path, ``maximize=False``, no AMSGrad), so results can be checked against
-PyTorch to rounding error.
+A parameter set is a ``dict[str, np.ndarray]`` (float32 or float64); its gradients are a dict
+with the same keys and shapes. The optimisers update the arrays in place and follow
+``torch.optim`` (single-tensor path, ``maximize=False``, no AMSGrad) to rounding error.
 
-Classes
--------
-Optimizer
-    Base class: binding to a parameter set, ``step``, ``state_dict`` and
-    ``load_state_dict``.
-SGD, Adam, AdamW, RMSProp, Adagrad
-    The optimisers, created directly or through :func:`make_optimizer`.
+Each optimiser is a small spec, as in optax: its hyper-parameters (dataclass fields, each
+with its check), ``init`` (the buffers one parameter needs) and ``update`` (one parameter's
+step). :class:`Optimizer` does the rest once: binding to parameter names, checking inputs,
+counting steps, ``state_dict``/``load_state_dict`` and the repr.
 
-Schedules
----------
-A schedule is any callable ``schedule(step) -> lr`` with ``step`` counting
-optimiser steps from 0; pass its value as ``optimizer.step(..., lr=schedule(i))``.
-:func:`constant`, :func:`step_decay`, :func:`cosine` and :func:`warmup` build
-the common ones.
+A schedule is a callable ``schedule(step) -> lr``, ``step`` counting optimiser steps from 0:
+``optimizer.step(..., lr=schedule(i))``. :func:`constant`, :func:`step_decay`,
+:func:`cosine` and :func:`warmup` build the common ones.
 
 Examples
 --------
@@ -29,33 +20,23 @@ Examples
 >>> opt = make_optimizer("adam", lr=0.1)
 >>> sched = warmup(cosine(0.1, total_steps=100), warmup_steps=10)
 >>> for i in range(3):
-...     grads = {"w": 2 * params["w"]}
-...     opt.step(params, grads, lr=sched(i))
+...     opt.step(params, {"w": 2 * params["w"]}, lr=sched(i))
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import InitVar, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = [
-    "SGD",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "Optimizer",
-    "RMSProp",
-    "Schedule",
-    "StateDict",
-    "constant",
-    "cosine",
-    "make_optimizer",
-    "step_decay",
-    "warmup",
-]
+from . import checks
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSProp", "Schedule", "StateDict",
+           "constant", "cosine", "make_optimizer", "step_decay", "warmup"]
 
 StateDict = dict[str, np.ndarray | float | int]
 """Flat optimiser state: saveable with ``np.savez(..., **state)`` and ``allow_pickle=False``."""
@@ -63,70 +44,31 @@ StateDict = dict[str, np.ndarray | float | int]
 Schedule = Callable[[int], float]
 """A learning-rate schedule: maps the step index (from 0) to a learning rate."""
 
-
-# ---------------------------------------------------------------------------
-# validation helpers
-# ---------------------------------------------------------------------------
-
-
-def _is_number(value: object) -> bool:
-    # bool is an int subclass, but True as a learning rate is always a mistake.
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
+# The ranges hyper-parameters take, as options of checks.number.
+_NONNEG = {"low": 0}
+_FRACTION = {"low": 0, "high": 1, "high_open": True}
+# PyTorch accepts eps=0, but then a zero gradient gives 0/0 = nan.
+_POSITIVE = {"low": 0, "low_open": True}
 
 
-def _check_float(value: object, what: str, ok: Callable[[float], bool], expected: str) -> float:
-    """Return `value` as a Python float if it is finite and `ok`, else raise ValueError.
-
-    Converting to a Python float matters: NumPy's promotion rules keep a float32
-    array float32 when combined with a Python float, but not with np.float64.
-    """
-    if not _is_number(value) or not math.isfinite(value) or not ok(float(value)):
-        raise ValueError(f"{what} must be {expected}, got {value!r}")
-    return float(value)
+def _hyper(default: Any, check: Callable[..., Any] = checks.number, *, label: str | None = None,
+           init: bool = True, **options: Any) -> Any:
+    """A hyper-parameter: a dataclass field that :meth:`Optimizer._checked` checks with
+    ``check(value, label or its name, **options)``."""
+    return field(default=default, init=init,
+                 metadata={"check": check, "label": label, "options": options})
 
 
-def _check_int(value: object, what: str, minimum: int) -> int:
-    """Return `value` as a Python int if it is an integer >= `minimum`, else raise ValueError."""
-    if (
-        not isinstance(value, int | np.integer)
-        or isinstance(value, bool | np.bool_)
-        or value < minimum
-    ):
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_bool(value: object, what: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{what} must be a bool, got {value!r}")
-    return bool(value)
-
-
-def _lr(value: object) -> float:
-    return _check_float(value, "lr", lambda x: x >= 0, "a non-negative finite float")
-
-
-def _nonneg(value: object, what: str) -> float:
-    return _check_float(value, what, lambda x: x >= 0, "a non-negative finite float")
-
-
-def _unit(value: object, what: str) -> float:
-    return _check_float(value, what, lambda x: 0 <= x < 1, "a float in [0, 1)")
-
-
-def _eps(value: object) -> float:
-    # PyTorch accepts eps=0, but then a zero gradient gives 0/0 = nan; refuse it.
-    return _check_float(value, "eps", lambda x: x > 0, "a positive finite float")
+# Keyword-only hyper-parameters after the positional ``params``; identity equality, as a
+# stateful object should have (and so that it stays hashable).
+_spec = dataclass(eq=False, kw_only=True)
 
 
 def _check_arrays(arrays: object, what: str, *, writeable: bool) -> Mapping[str, np.ndarray]:
     """Check that `arrays` maps str names to floating-point ndarrays."""
     if not isinstance(arrays, Mapping):
         raise ValueError(
-            f"{what} must be a dict mapping names to numpy arrays, got {type(arrays).__name__}"
-        )
+            f"{what} must be a dict mapping names to numpy arrays, got {type(arrays).__name__}")
     for name, a in arrays.items():
         if not isinstance(name, str):
             raise ValueError(f"{what} keys must be str, got {name!r}")
@@ -146,25 +88,24 @@ def _scalar(value: object, what: str) -> Any:
     return a.item()
 
 
-# ---------------------------------------------------------------------------
-# optimisers
-# ---------------------------------------------------------------------------
+def _unmatched(what: str, expected: Mapping[str, Any], got: Mapping[str, Any]) -> str:
+    return (f"{what} do not match the optimizer's parameters: missing "
+            f"{sorted(set(expected) - set(got))}, unexpected {sorted(set(got) - set(expected))}")
 
 
+@dataclass(eq=False)
 class Optimizer:
-    """Base class of the optimisers: state handling shared by all of them.
+    """Base class of the optimisers: what they all do the same way.
 
-    An optimiser is *bound* to a parameter set (names, shapes and dtypes) either
-    at construction, by passing `params`, or at its first :meth:`step`. From then
-    on every call must use parameters with the same names, shapes and dtypes.
-    Passing `params` up front lets :meth:`load_state_dict` check a checkpoint
-    against the model before any step is taken.
+    An optimiser is *bound* to a parameter set (names, shapes and dtypes) at construction,
+    by passing `params`, or at its first :meth:`step`; from then on every call must use the
+    same names, shapes and dtypes. Binding up front lets :meth:`load_state_dict` check a
+    checkpoint against the model before any step.
 
     Parameters
     ----------
     params : dict of str to np.ndarray, optional
-        Parameter set to bind to. Only names, shapes and dtypes are recorded;
-        the arrays themselves are not kept.
+        Parameter set to bind to; only names, shapes and dtypes are recorded.
 
     Attributes
     ----------
@@ -173,19 +114,15 @@ class Optimizer:
 
     Notes
     -----
-    Subclasses define ``name`` (the state-dict prefix), ``_hyper`` (names of the
-    hyper-parameter attributes), ``_flags`` (those that are bools),
-    ``_validate`` (check and normalise hyper-parameters), ``_buffer_names``
-    (per-parameter state arrays given the hyper-parameters) and ``_update``.
+    A subclass is a ``_spec`` dataclass whose ``_hyper`` fields are its hyper-parameters; it
+    sets ``name`` (the state-dict prefix) and defines :meth:`init` and :meth:`update`.
     """
 
     name: ClassVar[str] = ""
-    _hyper: ClassVar[tuple[str, ...]] = ()
-    _flags: ClassVar[frozenset[str]] = frozenset()
+    params: InitVar[Mapping[str, np.ndarray] | None] = None
 
-    lr: float
-
-    def __init__(self, params: Mapping[str, np.ndarray] | None = None) -> None:
+    def __post_init__(self, params: Mapping[str, np.ndarray] | None) -> None:
+        vars(self).update(self._checked(self.hyperparameters))
         self.n_steps = 0
         # name -> (shape, dtype) of the bound parameter set; None until bound.
         self._specs: dict[str, tuple[tuple[int, ...], np.dtype]] | None = None
@@ -194,67 +131,56 @@ class Optimizer:
         if params is not None:
             self._bind(_check_arrays(params, "params", writeable=False))
 
-    # -- hooks for subclasses ------------------------------------------------
+    def init(self) -> dict[str, float]:
+        """The buffers a parameter needs with these hyper-parameters: name -> start value."""
+        return {}
 
-    @classmethod
-    def _validate(cls, **hyper: Any) -> dict[str, Any]:
-        """Check hyper-parameters; return them normalised (Python floats and bools)."""
+    def update(self, p: np.ndarray, g: np.ndarray, buf: dict[str, np.ndarray], lr: float,
+               t: int) -> None:
+        """Update `p` and its buffers `buf` in place from its gradient `g` at step `t` (from 1)."""
         raise NotImplementedError
-
-    @classmethod
-    def _buffer_names(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        """Names of the per-parameter state arrays needed with these hyper-parameters."""
-        return ()
-
-    def _initial(self, buffer: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """Initial value of a state array."""
-        return np.zeros(shape, dtype=dtype)
-
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
-    ) -> None:
-        """Update `p` in place from gradient `g` (same dtype) at step number `t` (from 1)."""
-        raise NotImplementedError
-
-    # -- public API ----------------------------------------------------------
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
         """The hyper-parameters, by name (a copy)."""
-        return {h: getattr(self, h) for h in self._hyper}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def _configure(self, **hyper: Any) -> None:
-        for h, v in self._validate(**hyper).items():
-            setattr(self, h, v)
+    @classmethod
+    def _checked(cls, hyper: Mapping[str, Any]) -> dict[str, Any]:
+        """`hyper` checked, as Python floats and bools (NumPy keeps float32 float32 with those)."""
+        return {f.name: f.metadata["check"](hyper[f.name], f.metadata["label"] or f.name,
+                                            **f.metadata["options"]) for f in fields(cls)}
 
     def _bind(self, params: Mapping[str, np.ndarray]) -> None:
         self._specs = {name: (p.shape, p.dtype) for name, p in params.items()}
         self._state = {name: {} for name in params}
 
-    def _check_bound(self, params: Mapping[str, np.ndarray]) -> None:
-        assert self._specs is not None
-        if set(params) != set(self._specs):
-            missing = sorted(set(self._specs) - set(params))
-            extra = sorted(set(params) - set(self._specs))
+    def _check_step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray],
+                    lr: float | None) -> float:
+        """Check the arguments of :meth:`step`; return the step's learning rate."""
+        _check_arrays(params, "params", writeable=True)
+        _check_arrays(grads, "grads", writeable=False)
+        if set(grads) != set(params):
             raise ValueError(
-                f"params do not match the optimizer's parameters: missing {missing}, "
-                f"unexpected {extra}"
-            )
+                f"grads keys {sorted(grads)} do not match params keys {sorted(params)}")
         for name, p in params.items():
-            shape, dtype = self._specs[name]
-            if p.shape != shape or p.dtype != dtype:
+            if grads[name].shape != p.shape:
                 raise ValueError(
-                    f"params[{name!r}] has shape {p.shape} and dtype {p.dtype}, but the "
-                    f"optimizer state expects shape {shape} and dtype {dtype}"
-                )
+                    f"grads[{name!r}] has shape {grads[name].shape}, expected {p.shape}")
+        lr = self.lr if lr is None else checks.number(lr, "lr", **_NONNEG)
+        if self._specs is not None:
+            if set(params) != set(self._specs):
+                raise ValueError(_unmatched("params", self._specs, params))
+            for name, p in params.items():
+                shape, dtype = self._specs[name]
+                if p.shape != shape or p.dtype != dtype:
+                    raise ValueError(
+                        f"params[{name!r}] has shape {p.shape} and dtype {p.dtype}, but the "
+                        f"optimizer state expects shape {shape} and dtype {dtype}")
+        return lr
 
-    def step(
-        self,
-        params: Mapping[str, np.ndarray],
-        grads: Mapping[str, np.ndarray],
-        *,
-        lr: float | None = None,
-    ) -> None:
+    def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray], *,
+             lr: float | None = None) -> None:
         """Take one optimisation step, updating `params` in place.
 
         Parameters
@@ -262,76 +188,55 @@ class Optimizer:
         params : dict of str to np.ndarray
             Parameter set; each array is updated in place and keeps its dtype.
         grads : dict of str to np.ndarray
-            Gradients with the same keys and shapes as `params`; not modified.
-            Gradients of another float dtype are cast to the parameter's dtype.
+            Gradients with the same keys and shapes, not modified; cast to `params`' dtypes.
         lr : float, optional
-            Learning rate for this step only (e.g. from a schedule); the stored
-            ``lr`` is used when omitted.
+            Learning rate for this step only (e.g. from a schedule); default the stored ``lr``.
 
         Raises
         ------
         ValueError
-            If names, shapes or dtypes do not match, or `lr` is negative. The
-            parameters and the optimiser state are unchanged in that case.
+            If names, shapes or dtypes do not match, or `lr` is negative; then nothing changes.
         """
-        _check_arrays(params, "params", writeable=True)
-        _check_arrays(grads, "grads", writeable=False)
-        if set(grads) != set(params):
-            raise ValueError(
-                f"grads keys {sorted(grads)} do not match params keys {sorted(params)}"
-            )
-        for name, p in params.items():
-            if grads[name].shape != p.shape:
-                raise ValueError(
-                    f"grads[{name!r}] has shape {grads[name].shape}, expected {p.shape}"
-                )
-        step_lr = self.lr if lr is None else _lr(lr)
+        lr = self._check_step(params, grads, lr)
         if self._specs is None:
             self._bind(params)
-        else:
-            self._check_bound(params)
-
-        buffers = self._buffer_names(self.hyperparameters)
+        starts = self.init()
         self.n_steps += 1
         for name, p in params.items():
-            state = self._state[name]
-            for b in buffers:
-                # Created lazily so a hyper-parameter changed by hand (e.g. momentum
-                # switched on) still finds its buffer.
-                if b not in state:
-                    state[b] = self._initial(b, p.shape, p.dtype)
-            g = np.asarray(grads[name], dtype=p.dtype)
-            self._update(p, g, state, step_lr, self.n_steps)
+            buf = self._state[name]
+            for b, start in starts.items():
+                # Made when first needed, so that a hyper-parameter changed by hand (e.g.
+                # momentum switched on) still finds its buffer.
+                if b not in buf:
+                    buf[b] = np.full(p.shape, start, dtype=p.dtype)
+            self.update(p, np.asarray(grads[name], dtype=p.dtype), buf, lr, self.n_steps)
 
     def state_dict(self) -> StateDict:
         """Return the optimiser state as a flat dict of arrays and scalars.
 
-        Keys are ``"step"``, ``"<name>.<hyper-parameter>"`` (bools stored as 0/1)
-        and ``"<name>.<buffer>.<parameter name>"`` for the per-parameter arrays,
-        e.g. ``"adam.m.W"``. Arrays are copies. The dict can be written with
+        Keys are ``"step"``, ``"<name>.<hyper-parameter>"`` (bools stored as 0/1) and
+        ``"<name>.<buffer>.<parameter name>"`` for the per-parameter arrays, e.g.
+        ``"adam.m.W"``. Arrays are copies. The dict can be written with
         ``np.savez(path, **state)`` and read back with ``allow_pickle=False``.
         """
         d: StateDict = {"step": self.n_steps}
         for h, v in self.hyperparameters.items():
             d[f"{self.name}.{h}"] = int(v) if isinstance(v, bool) else v
-        buffers = self._buffer_names(self.hyperparameters)
-        if self._specs is not None:
-            for pname, (shape, dtype) in self._specs.items():
-                state = self._state[pname]
-                for b in buffers:
-                    arr = state.get(b)
-                    d[f"{self.name}.{b}.{pname}"] = (
-                        self._initial(b, shape, dtype) if arr is None else arr.copy()
-                    )
+        for pname, (shape, dtype) in (self._specs or {}).items():
+            for b, start in self.init().items():
+                arr = self._state[pname].get(b)
+                d[f"{self.name}.{b}.{pname}"] = (
+                    np.full(shape, start, dtype=dtype) if arr is None else arr.copy())
         return d
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state saved by :meth:`state_dict` of the same optimiser class.
 
-        Hyper-parameters, step count and per-parameter arrays are all restored,
-        so continuing gives bit-identical updates (like PyTorch, the saved
-        hyper-parameters replace the ones given to the constructor). A mapping
-        read from an .npz file (0-d arrays for scalars) is accepted.
+        Hyper-parameters (replacing the constructor's, as in PyTorch), step count and
+        buffers are restored, so continuing gives bit-identical updates. A mapping read
+        from an .npz file (0-d arrays for scalars) is accepted. A bound optimiser casts the
+        arrays to its parameters' dtypes; an unbound one binds to the names, shapes and
+        dtypes in `state` (if it has per-parameter arrays).
 
         Parameters
         ----------
@@ -341,101 +246,76 @@ class Optimizer:
         Raises
         ------
         ValueError
-            If keys are missing or unexpected (e.g. a state of another optimiser
-            class), a hyper-parameter is invalid, or - when the optimiser is
-            bound - parameter names or shapes differ from the bound parameters.
-            Nothing is changed in that case.
-
-        Notes
-        -----
-        When the optimiser is bound, arrays are cast to the bound parameters'
-        dtypes; otherwise it becomes bound to the names, shapes and dtypes found
-        in `state` (a state with no per-parameter arrays leaves it unbound).
+            If keys are missing or unexpected (e.g. another optimiser's state), a
+            hyper-parameter is invalid, or the parameter names or shapes differ from the
+            bound ones. Nothing is changed then.
         """
         if not isinstance(state, Mapping):
             raise ValueError(f"state must be a mapping, got {type(state).__name__}")
-        hyper_keys = {f"{self.name}.{h}": h for h in self._hyper}
+        hyper_keys = {f"{self.name}.{f.name}": f for f in fields(self)}
         missing = [k for k in ("step", *hyper_keys) if k not in state]
         if missing:
-            raise ValueError(
-                f"state dict is missing keys {missing}; expected a state saved by "
-                f"{type(self).__name__}"
-            )
-        n_steps = _check_int(_scalar(state["step"], "step"), "state dict 'step'", 0)
+            raise ValueError(f"state dict is missing keys {missing}; expected a state saved by "
+                             f"{type(self).__name__}")
+        # Everything goes into a copy first, which replaces this state only once all passed.
+        new = copy.copy(self)
+        new.n_steps = checks.integer(_scalar(state["step"], "step"), "state dict 'step'",
+                                     minimum=0)
         raw = {}
-        for key, h in hyper_keys.items():
+        for key, f in hyper_keys.items():
             v = _scalar(state[key], key)
-            if h in self._flags and isinstance(v, int) and v in (0, 1):
-                v = bool(v)
-            raw[h] = v
-        hyper = self._validate(**raw)
-        buffers = self._buffer_names(hyper)
+            # state_dict saves a bool as 0/1; a flag's default tells which ones to turn back.
+            bool_saved = isinstance(f.default, bool) and isinstance(v, int) and v in (0, 1)
+            raw[f.name] = bool(v) if bool_saved else v
+        vars(new).update(self._checked(raw))
+        starts = new.init()
 
-        found: dict[str, dict[str, np.ndarray]] = {}
+        found: dict[str, dict[str, np.ndarray]] = {}  # parameter -> buffer -> array
         unexpected = []
         for key in state:
-            if key == "step" or key in hyper_keys:
-                continue
-            for b in buffers:
-                prefix = f"{self.name}.{b}."
-                if key.startswith(prefix) and len(key) > len(prefix):
-                    found.setdefault(key[len(prefix) :], {})[b] = np.asarray(state[key])
-                    break
-            else:
+            # Buffer names have no dot; parameter names may ("lstm.b").
+            b, _, pname = key.removeprefix(f"{self.name}.").partition(".")
+            if key.startswith(f"{self.name}.") and b in starts and pname:
+                found.setdefault(pname, {})[b] = np.asarray(state[key])
+            elif key != "step" and key not in hyper_keys:
                 unexpected.append(key)
         if unexpected:
-            raise ValueError(
-                f"state dict has unexpected keys {sorted(unexpected)}; expected a state "
-                f"saved by {type(self).__name__} with hyper-parameters {hyper}"
-            )
+            raise ValueError(f"state dict has unexpected keys {sorted(unexpected)}; expected a "
+                             f"state saved by {type(self).__name__} with hyper-parameters "
+                             f"{new.hyperparameters}")
         for pname, bufs in found.items():
-            lacking = [b for b in buffers if b not in bufs]
+            lacking = [f"{self.name}.{b}.{pname}" for b in starts if b not in bufs]
             if lacking:
+                raise ValueError(f"state dict lacks {lacking}")
+        if not found:
+            if starts and new.n_steps > 0:
                 raise ValueError(
-                    f"state dict lacks {[f'{self.name}.{b}.{pname}' for b in lacking]}"
-                )
+                    f"state dict has step {new.n_steps} but no per-parameter state arrays")
+        elif new._specs is None:
+            first = next(iter(starts))
+            new._specs = {pname: (bufs[first].shape, bufs[first].dtype)
+                          for pname, bufs in found.items()}
+        elif set(found) != set(new._specs):
+            raise ValueError(_unmatched("state dict parameters", new._specs, found))
 
-        specs = self._specs
-        if specs is not None and found:
-            if set(found) != set(specs):
-                raise ValueError(
-                    "state dict parameters do not match the optimizer's parameters: "
-                    f"missing {sorted(set(specs) - set(found))}, "
-                    f"unexpected {sorted(set(found) - set(specs))}"
-                )
-        elif specs is None and found:
-            specs = {}
-            for pname, bufs in found.items():
-                first = bufs[buffers[0]]
-                specs[pname] = (first.shape, first.dtype)
-        elif buffers and n_steps > 0:
-            raise ValueError(f"state dict has step {n_steps} but no per-parameter state arrays")
-
-        new_state: dict[str, dict[str, np.ndarray]] = {}
-        if specs is not None:
-            for pname, (shape, dtype) in specs.items():
-                new_state[pname] = {}
-                for b, arr in found.get(pname, {}).items():
-                    if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
-                        raise ValueError(
-                            f"state dict entry '{self.name}.{b}.{pname}' has shape "
-                            f"{arr.shape} and dtype {arr.dtype}, expected a float array "
-                            f"of shape {shape}"
-                        )
-                    new_state[pname][b] = np.array(arr, dtype=dtype, copy=True)
-
-        # Everything validated: commit.
-        for h, v in hyper.items():
-            setattr(self, h, v)
-        self.n_steps = n_steps
-        self._specs = specs
-        self._state = new_state
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{h}={v!r}" for h, v in self.hyperparameters.items())
-        return f"{type(self).__name__}({args})"
+        new._state = {}
+        for pname, (shape, dtype) in (new._specs or {}).items():
+            new._state[pname] = {}
+            for b, arr in found.get(pname, {}).items():
+                if arr.shape != shape or not np.issubdtype(arr.dtype, np.floating):
+                    raise ValueError(
+                        f"state dict entry '{self.name}.{b}.{pname}' has shape {arr.shape} and "
+                        f"dtype {arr.dtype}, expected a float array of shape {shape}")
+                new._state[pname][b] = np.array(arr, dtype=dtype, copy=True)
+        vars(self).update(vars(new))
 
 
+# The InitVar's default stays behind as a class attribute; ``opt.params`` reading None would
+# say "no parameters" of a bound optimiser.
+del Optimizer.params
+
+
+@_spec
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, as ``torch.optim.SGD``.
 
@@ -461,54 +341,33 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
-    _hyper = ("lr", "momentum", "weight_decay", "nesterov")
-    _flags = frozenset({"nesterov"})
-
-    momentum: float
-    weight_decay: float
-    nesterov: bool
-
-    def __init__(
-        self,
-        params: Mapping[str, np.ndarray] | None = None,
-        *,
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-    ) -> None:
-        self._configure(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-        super().__init__(params)
+    lr: float = _hyper(1e-3, **_NONNEG)
+    momentum: float = _hyper(0.0, **_FRACTION)
+    weight_decay: float = _hyper(0.0, **_NONNEG)
+    nesterov: bool = _hyper(False, checks.boolean)
 
     @classmethod
-    def _validate(cls, **hyper: Any) -> dict[str, Any]:
-        out = {
-            "lr": _lr(hyper["lr"]),
-            "momentum": _unit(hyper["momentum"], "momentum"),
-            "weight_decay": _nonneg(hyper["weight_decay"], "weight_decay"),
-            "nesterov": _check_bool(hyper["nesterov"], "nesterov"),
-        }
-        if out["nesterov"] and out["momentum"] == 0:
+    def _checked(cls, hyper: Mapping[str, Any]) -> dict[str, Any]:
+        hyper = super()._checked(hyper)
+        if hyper["nesterov"] and hyper["momentum"] == 0:
             raise ValueError("nesterov=True requires momentum > 0, got momentum=0.0")
-        return out
+        return hyper
 
-    @classmethod
-    def _buffer_names(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        return ("momentum_buffer",) if hyper["momentum"] != 0 else ()
+    def init(self):
+        return {"momentum_buffer": 0.0} if self.momentum != 0 else {}
 
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
-    ) -> None:
+    def update(self, p, g, buf, lr, t):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
         if self.momentum != 0:
-            buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
+            b = buf["momentum_buffer"]
+            b *= self.momentum
+            b += g
+            g = g + self.momentum * b if self.nesterov else b
         p -= lr * g
 
 
+@_spec
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015), as ``torch.optim.Adam`` without AMSGrad.
 
@@ -524,9 +383,10 @@ class Adam(Optimizer):
     params : dict of str to np.ndarray, optional
         Parameter set to bind to (see :class:`Optimizer`).
     lr : float, default 1e-3
-        Learning rate (>= 0).
+        Learning rate (>= 0), the step size before the bias corrections.
     betas : tuple of float, default (0.9, 0.999)
-        Decay rates of the first and second moment estimates, each in [0, 1).
+        Decay rates ``(beta1, beta2)`` of the first and second moment estimates, each in
+        [0, 1); kept as the hyper-parameters ``beta1`` and ``beta2``.
     eps : float, default 1e-8
         Term added to the denominator (> 0).
     weight_decay : float, default 0.0
@@ -534,57 +394,31 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
     # AdamW shares the update and only switches this on.
     _decoupled: ClassVar[bool] = False
+    lr: float = _hyper(1e-3, **_NONNEG)
+    beta1: float = _hyper(0.9, label="betas[0]", init=False, **_FRACTION)
+    beta2: float = _hyper(0.999, label="betas[1]", init=False, **_FRACTION)
+    betas: InitVar[tuple[float, float]] = (0.9, 0.999)
+    eps: float = _hyper(1e-8, **_POSITIVE)
+    weight_decay: float = _hyper(0.0, **_NONNEG)
 
-    beta1: float
-    beta2: float
-    eps: float
-    weight_decay: float
-
-    def __init__(
-        self,
-        params: Mapping[str, np.ndarray] | None = None,
-        *,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-    ) -> None:
+    def __post_init__(self, params, betas):
         if not isinstance(betas, tuple | list) or len(betas) != 2:
             raise ValueError(f"betas must be a pair of floats in [0, 1), got {betas!r}")
-        self._configure(lr=lr, beta1=betas[0], beta2=betas[1], eps=eps, weight_decay=weight_decay)
-        super().__init__(params)
+        self.beta1, self.beta2 = betas
+        super().__post_init__(params)
 
-    @property
-    def betas(self) -> tuple[float, float]:
-        """``(beta1, beta2)``."""
-        return (self.beta1, self.beta2)
+    def init(self):
+        return {"m": 0.0, "v": 0.0}
 
-    @classmethod
-    def _validate(cls, **hyper: Any) -> dict[str, Any]:
-        return {
-            "lr": _lr(hyper["lr"]),
-            "beta1": _unit(hyper["beta1"], "betas[0]"),
-            "beta2": _unit(hyper["beta2"], "betas[1]"),
-            "eps": _eps(hyper["eps"]),
-            "weight_decay": _nonneg(hyper["weight_decay"], "weight_decay"),
-        }
-
-    @classmethod
-    def _buffer_names(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        return ("m", "v")
-
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
-    ) -> None:
+    def update(self, p, g, buf, lr, t):
         if self.weight_decay != 0:
             if self._decoupled:
                 p *= 1 - lr * self.weight_decay
             else:
                 g = g + self.weight_decay * p
-        m, v = state["m"], state["v"]
+        m, v = buf["m"], buf["v"]
         # PyTorch updates m with lerp, whose rounding is m + w * (g - m).
         m += (1 - self.beta1) * (g - m)
         v *= self.beta2
@@ -598,43 +432,27 @@ class Adam(Optimizer):
         p -= upd
 
 
+# ``betas`` is the constructor's InitVar, whose default stays behind as a class attribute;
+# a view of the two hyper-parameters takes its place.
+Adam.betas = property(lambda self: (self.beta1, self.beta2), doc="``(beta1, beta2)``.")
+
+
+@_spec
 class AdamW(Adam):
     """AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``.
 
-    Identical to :class:`Adam` except that weight decay is decoupled from the
-    gradient: each step first shrinks the parameters, ``p = p * (1 - lr *
-    weight_decay)`` (with this step's learning rate), then applies the Adam
-    update with the raw gradient.
-
-    Parameters
-    ----------
-    params : dict of str to np.ndarray, optional
-        Parameter set to bind to (see :class:`Optimizer`).
-    lr : float, default 1e-3
-        Learning rate (>= 0).
-    betas : tuple of float, default (0.9, 0.999)
-        Decay rates of the moment estimates, each in [0, 1).
-    eps : float, default 1e-8
-        Term added to the denominator (> 0).
-    weight_decay : float, default 1e-2
-        Decoupled weight-decay coefficient (>= 0); PyTorch's default.
+    :class:`Adam` with the weight decay decoupled from the gradient: each step first
+    shrinks the parameters, ``p = p * (1 - lr * weight_decay)`` (with this step's learning
+    rate), then applies the Adam update with ``g = grad``. Its parameters are Adam's but for
+    the default ``weight_decay=1e-2`` (PyTorch's).
     """
 
     name = "adamw"
     _decoupled = True
-
-    def __init__(
-        self,
-        params: Mapping[str, np.ndarray] | None = None,
-        *,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    weight_decay: float = _hyper(1e-2, **_NONNEG)
 
 
+@_spec
 class RMSProp(Optimizer):
     """RMSProp (Hinton, 2012), as ``torch.optim.RMSprop``.
 
@@ -662,77 +480,36 @@ class RMSProp(Optimizer):
     momentum : float, default 0.0
         Momentum factor in [0, 1).
     centered : bool, default False
-        Normalise by an estimate of the gradient's variance instead of its
-        second moment.
+        Normalise by an estimate of the gradient's variance instead of its second moment.
 
     Notes
     -----
-    In the centred variant ``s - a**2`` is a variance, non-negative in exact
-    arithmetic, but rounding can make it slightly negative when the gradient is
-    nearly constant; it is clamped at 0 where PyTorch would produce nan.
+    In the centred variant ``s - a**2`` is a variance, non-negative in exact arithmetic,
+    but rounding can make it slightly negative when the gradient is nearly constant; it is
+    clamped at 0 where PyTorch would produce nan.
     """
 
     name = "rmsprop"
-    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
-    _flags = frozenset({"centered"})
+    lr: float = _hyper(1e-2, **_NONNEG)
+    alpha: float = _hyper(0.99, **_FRACTION)
+    eps: float = _hyper(1e-8, **_POSITIVE)
+    weight_decay: float = _hyper(0.0, **_NONNEG)
+    momentum: float = _hyper(0.0, **_FRACTION)
+    centered: bool = _hyper(False, checks.boolean)
 
-    alpha: float
-    eps: float
-    weight_decay: float
-    momentum: float
-    centered: bool
+    def init(self):
+        wanted = {"square_avg": True, "grad_avg": self.centered,
+                  "momentum_buffer": self.momentum > 0}
+        return {b: 0.0 for b, on in wanted.items() if on}
 
-    def __init__(
-        self,
-        params: Mapping[str, np.ndarray] | None = None,
-        *,
-        lr: float = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        centered: bool = False,
-    ) -> None:
-        self._configure(
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-        )
-        super().__init__(params)
-
-    @classmethod
-    def _validate(cls, **hyper: Any) -> dict[str, Any]:
-        return {
-            "lr": _lr(hyper["lr"]),
-            "alpha": _unit(hyper["alpha"], "alpha"),
-            "eps": _eps(hyper["eps"]),
-            "weight_decay": _nonneg(hyper["weight_decay"], "weight_decay"),
-            "momentum": _unit(hyper["momentum"], "momentum"),
-            "centered": _check_bool(hyper["centered"], "centered"),
-        }
-
-    @classmethod
-    def _buffer_names(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        names = ["square_avg"]
-        if hyper["centered"]:
-            names.append("grad_avg")
-        if hyper["momentum"] > 0:
-            names.append("momentum_buffer")
-        return tuple(names)
-
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
-    ) -> None:
+    def update(self, p, g, buf, lr, t):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
-        sq = state["square_avg"]
+        sq = buf["square_avg"]
         sq *= self.alpha
         sq += (1 - self.alpha) * np.square(g)
         if self.centered:
-            ga = state["grad_avg"]
+            ga = buf["grad_avg"]
             ga += (1 - self.alpha) * (g - ga)
             avg = sq - np.square(ga)
             # A variance, but rounding can push it below 0 (then sqrt gives nan).
@@ -742,16 +519,17 @@ class RMSProp(Optimizer):
             avg = np.sqrt(sq)
         avg += self.eps
         if self.momentum > 0:
-            buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += g / avg
-            p -= lr * buf
+            b = buf["momentum_buffer"]
+            b *= self.momentum
+            b += g / avg
+            p -= lr * b
         else:
             upd = np.divide(g, avg, out=avg)
             upd *= lr
             p -= upd
 
 
+@_spec
 class Adagrad(Optimizer):
     """Adagrad (Duchi et al., 2011), as ``torch.optim.Adagrad``.
 
@@ -766,7 +544,7 @@ class Adagrad(Optimizer):
     params : dict of str to np.ndarray, optional
         Parameter set to bind to (see :class:`Optimizer`).
     lr : float, default 1e-2
-        Learning rate (>= 0); PyTorch's default.
+        Initial learning rate (>= 0), PyTorch's default; `lr_decay` lowers it step by step.
     lr_decay : float, default 0.0
         Learning-rate decay (>= 0).
     weight_decay : float, default 0.0
@@ -778,58 +556,20 @@ class Adagrad(Optimizer):
     """
 
     name = "adagrad"
-    _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    lr: float = _hyper(1e-2, **_NONNEG)
+    lr_decay: float = _hyper(0.0, **_NONNEG)
+    weight_decay: float = _hyper(0.0, **_NONNEG)
+    initial_accumulator_value: float = _hyper(0.0, **_NONNEG)
+    eps: float = _hyper(1e-10, **_POSITIVE)
 
-    lr_decay: float
-    weight_decay: float
-    initial_accumulator_value: float
-    eps: float
+    def init(self):
+        return {"sum": self.initial_accumulator_value}
 
-    def __init__(
-        self,
-        params: Mapping[str, np.ndarray] | None = None,
-        *,
-        lr: float = 1e-2,
-        lr_decay: float = 0.0,
-        weight_decay: float = 0.0,
-        initial_accumulator_value: float = 0.0,
-        eps: float = 1e-10,
-    ) -> None:
-        self._configure(
-            lr=lr,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            eps=eps,
-        )
-        super().__init__(params)
-
-    @classmethod
-    def _validate(cls, **hyper: Any) -> dict[str, Any]:
-        return {
-            "lr": _lr(hyper["lr"]),
-            "lr_decay": _nonneg(hyper["lr_decay"], "lr_decay"),
-            "weight_decay": _nonneg(hyper["weight_decay"], "weight_decay"),
-            "initial_accumulator_value": _nonneg(
-                hyper["initial_accumulator_value"], "initial_accumulator_value"
-            ),
-            "eps": _eps(hyper["eps"]),
-        }
-
-    @classmethod
-    def _buffer_names(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        return ("sum",)
-
-    def _initial(self, buffer: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return np.full(shape, self.initial_accumulator_value, dtype=dtype)
-
-    def _update(
-        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
-    ) -> None:
+    def update(self, p, g, buf, lr, t):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
         clr = lr / (1 + (t - 1) * self.lr_decay)
-        s = state["sum"]
+        s = buf["sum"]
         s += np.square(g)
         std = np.sqrt(s)
         std += self.eps
@@ -839,8 +579,7 @@ class Adagrad(Optimizer):
 
 
 _OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)
-}
+    cls.name: cls for cls in (SGD, Adam, AdamW, RMSProp, Adagrad)}
 
 
 def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
@@ -849,8 +588,7 @@ def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
     Parameters
     ----------
     name : str
-        One of ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``
-        (case-insensitive).
+        ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"`` (any case).
     **kwargs
         Passed to the optimiser's constructor (``params``, ``lr``, ...).
 
@@ -873,12 +611,15 @@ def make_optimizer(name: str, **kwargs: Any) -> Optimizer:
 # learning-rate schedules
 # ---------------------------------------------------------------------------
 
+# Fields are the arguments; identity equality and the shared repr below.
+_schedule = dataclass(eq=False, repr=False)
+
 
 class _Schedule:
-    """Base of the schedules: validates the step and gives a readable repr."""
+    """Base of the schedules: checks the step; shows as e.g. ``Cosine(lr=1.0, ...)``."""
 
     def __call__(self, step: int) -> float:
-        return self._at(_check_int(step, "step", 0))
+        return self._at(checks.integer(step, "step", minimum=0))
 
     def _at(self, step: int) -> float:
         raise NotImplementedError
@@ -888,60 +629,54 @@ class _Schedule:
         return f"{type(self).__name__.lstrip('_')}({args})"
 
 
+@_schedule
 class _Constant(_Schedule):
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
+    lr: float
 
     def _at(self, step: int) -> float:
         return self.lr
 
 
+@_schedule
 class _StepDecay(_Schedule):
-    def __init__(self, lr: float, step_size: int, gamma: float) -> None:
-        self.lr = lr
-        self.step_size = step_size
-        self.gamma = gamma
+    lr: float
+    step_size: int
+    gamma: float
 
     def _at(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
 
 
+@_schedule
 class _Cosine(_Schedule):
-    def __init__(self, lr: float, total_steps: int, min_lr: float) -> None:
-        self.lr = lr
-        self.total_steps = total_steps
-        self.min_lr = min_lr
+    lr: float
+    total_steps: int
+    min_lr: float
 
     def _at(self, step: int) -> float:
         frac = min(step, self.total_steps) / self.total_steps
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * frac))
 
 
+@_schedule
 class _Warmup(_Schedule):
-    def __init__(self, schedule: Schedule, warmup_steps: int) -> None:
-        self.schedule = schedule
-        self.warmup_steps = warmup_steps
+    schedule: Schedule
+    warmup_steps: int
 
     def _at(self, step: int) -> float:
         lr = self.schedule(step)
-        if step < self.warmup_steps:
-            return lr * (step + 1) / self.warmup_steps
-        return lr
+        return lr * (step + 1) / self.warmup_steps if step < self.warmup_steps else lr
 
 
 def constant(lr: float) -> Schedule:
-    """Return the schedule ``step -> lr``.
-
-    Raises
-    ------
-    ValueError
-        If `lr` is negative or not finite.
-    """
-    return _Constant(_lr(lr))
+    """Return the schedule ``step -> lr``; `lr` must be finite and >= 0 (else ValueError)."""
+    return _Constant(checks.number(lr, "lr", **_NONNEG))
 
 
 def step_decay(lr: float, step_size: int, gamma: float) -> Schedule:
     """Return the schedule ``step -> lr * gamma ** (step // step_size)``.
+
+    Arguments out of range raise ValueError, as in all the schedules.
 
     Parameters
     ----------
@@ -951,17 +686,10 @@ def step_decay(lr: float, step_size: int, gamma: float) -> Schedule:
         Number of steps between decays (>= 1).
     gamma : float
         Multiplicative decay factor in (0, 1].
-
-    Raises
-    ------
-    ValueError
-        If an argument is out of range.
     """
-    return _StepDecay(
-        _lr(lr),
-        _check_int(step_size, "step_size", 1),
-        _check_float(gamma, "gamma", lambda x: 0 < x <= 1, "a float in (0, 1]"),
-    )
+    return _StepDecay(checks.number(lr, "lr", **_NONNEG),
+                      checks.positive_int(step_size, "step_size"),
+                      checks.number(gamma, "gamma", low=0, high=1, low_open=True))
 
 
 def cosine(lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
@@ -978,25 +706,19 @@ def cosine(lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
         Length of the annealing (>= 1).
     min_lr : float, default 0.0
         Final learning rate, in [0, lr].
-
-    Raises
-    ------
-    ValueError
-        If an argument is out of range.
     """
-    lr = _lr(lr)
-    total_steps = _check_int(total_steps, "total_steps", 1)
-    min_lr = _check_float(min_lr, "min_lr", lambda x: 0 <= x <= lr, f"a float in [0, lr={lr}]")
-    return _Cosine(lr, total_steps, min_lr)
+    lr = checks.number(lr, "lr", **_NONNEG)
+    return _Cosine(lr, checks.positive_int(total_steps, "total_steps"),
+                   checks.number(min_lr, "min_lr", low=0, high=lr))
 
 
 def warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
     """Add a linear warm-up to `schedule`.
 
-    ``step -> schedule(step) * (step + 1) / warmup_steps`` while
-    ``step < warmup_steps``, then ``schedule(step)``. The wrapped schedule keeps
-    counting from step 0 (it is not shifted by the warm-up), so the warm-up
-    reaches the full value ``schedule(warmup_steps - 1)`` at its last step.
+    ``step -> schedule(step) * (step + 1) / warmup_steps`` while ``step < warmup_steps``,
+    then ``schedule(step)``. The wrapped schedule keeps counting from step 0 (it is not
+    shifted by the warm-up), so the warm-up reaches the full value
+    ``schedule(warmup_steps - 1)`` at its last step.
 
     Parameters
     ----------
@@ -1004,12 +726,7 @@ def warmup(schedule: Schedule, warmup_steps: int) -> Schedule:
         The schedule to warm up, e.g. from :func:`cosine`.
     warmup_steps : int
         Length of the warm-up (>= 0; 0 means no warm-up).
-
-    Raises
-    ------
-    ValueError
-        If `schedule` is not callable or `warmup_steps` is negative.
     """
     if not callable(schedule):
         raise ValueError(f"schedule must be a callable step -> lr, got {schedule!r}")
-    return _Warmup(schedule, _check_int(warmup_steps, "warmup_steps", 0))
+    return _Warmup(schedule, checks.integer(warmup_steps, "warmup_steps", minimum=0))
