@@ -21,11 +21,11 @@ from .recurrent import LayerCache, layer_params
 def kernel_of(cell, fast: bool | None = None) -> str | None:
     """The id of the kernel that runs ``cell`` now, or None for the plain loop.
 
-    Only a kernel the cell's own class declares counts: a subclass, whose ``step`` may
-    differ, inherits none.
+    Only a kernel the cell's own class declares counts (:attr:`rnnlab.cells.Cell.own_kernel`):
+    a subclass, whose ``step`` may differ, inherits none.
     """
-    kernel = vars(type(cell)).get("kernel")
-    return kernel if kernels.active(kernel, fast) else None
+    kernel = cell.own_kernel
+    return kernel if kernel is not None and kernels.active(kernel, fast) else None
 
 
 def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
@@ -104,30 +104,41 @@ def step(cell, layer_ps, x_t, states, out=None, *, prepared=False, fast=None):
         where it costs nothing)
     """
     kernel = kernel_of(cell, fast)
-    options = cell.kernel_options() if kernel is not None else None
+    if kernel is None:
+        return _plain_step(cell, layer_ps, x_t, states, out)
+    step_one, options = kernels.fast_layers().step_one, cell.kernel_options()
     new = []
     for k, p in enumerate(layer_ps):
         state = states[k]
-        dest = None if out is None else out[k]
-        if kernel is None:
-            if not (np.isfinite(x_t).all() and all(np.isfinite(a).all() for a in state)):
-                return x_t, new, False
-            fresh = recurrent.step(cell, p, x_t, state)
-            if dest is None:
-                dest = fresh
-            else:
-                for d, s in zip(dest, fresh, strict=True):
-                    d[...] = s
+        if not prepared:
+            p = {name: np.ascontiguousarray(v, dtype=x_t.dtype) for name, v in p.items()}
+            x_t = np.ascontiguousarray(x_t)
+            state = tuple(np.ascontiguousarray(s, dtype=x_t.dtype) for s in state)
+        if out is not None:
+            dest = out[k]
+        elif len(state) == 1:  # written out: a generator costs ~0.5 us here
+            dest = (np.empty_like(state[0]),)
         else:
-            if not prepared:
-                p = {name: np.ascontiguousarray(v, dtype=x_t.dtype) for name, v in p.items()}
-                x_t = np.ascontiguousarray(x_t)
-                state = tuple(np.ascontiguousarray(s, dtype=x_t.dtype) for s in state)
-            if dest is None:
-                dest = tuple(np.empty((x_t.shape[0], p["W_h"].shape[0]), x_t.dtype)
-                             for _ in state)
-            if not kernels.fast_layers().step_one(kernel, p, x_t, state, dest, **options):
-                return x_t, new, False
+            dest = (np.empty_like(state[0]), np.empty_like(state[1]))
+        if not step_one(kernel, p, x_t, state, dest, **options):
+            return x_t, new, False
+        new.append(dest)
+        x_t = dest[0]
+    return x_t, new, True
+
+
+def _plain_step(cell, layer_ps, x_t, states, out):
+    """:func:`step` on the reference path (:func:`rnnlab.recurrent.step`)."""
+    new = []
+    for k, p in enumerate(layer_ps):
+        state = states[k]
+        if not (np.isfinite(x_t).all() and all(np.isfinite(a).all() for a in state)):
+            return x_t, new, False
+        dest = recurrent.step(cell, p, x_t, state)
+        if out is not None:
+            for d, s in zip(out[k], dest, strict=True):
+                d[...] = s
+            dest = out[k]
         new.append(dest)
         x_t = dest[0]
     return x_t, new, True

@@ -69,6 +69,7 @@ class RecurrentLayer:
         self.dtype = checks.float_dtype(dtype)
         self.init = checks.choice(init, "init", _init.SCHEMES)
         self.cell = self._make_cell()
+        self.n_state = self.cell.n_state  # 1 for h, 2 for the LSTM's (h, c)
         rng = _init.rng_from(seed)
         self.params: dict[str, np.ndarray] = {}
         for k in range(self.num_layers):
@@ -110,9 +111,6 @@ class RecurrentLayer:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "cell")
         return f"{type(self).__name__}({opts})"
 
-    @property
-    def n_state(self) -> int:
-        return self.cell.n_state
 
     # state conversion --------------------------------------------------------------------
     def initial_state(self, batch_size: int):

@@ -45,8 +45,10 @@ class Cell:
     kernel : str or None
         The fused kernel of :mod:`rnnlab.kernels` computing exactly ``step`` and
         ``step_back`` over a whole sequence, or None for the plain loop. Only the class
-        that declares it gets it: a subclass, whose ``step`` may differ, runs the plain
-        loop unless it declares a kernel of its own.
+        that declares it gets it (``own_kernel``): a subclass, whose ``step`` may differ,
+        runs the plain loop unless it declares a kernel of its own.
+    n_gates, n_state : int
+        ``len(gates)`` and ``len(state)``.
     """
 
     name: str = ""
@@ -58,13 +60,17 @@ class Cell:
     torch_gates: tuple = ()
     kernel: str | None = None
 
-    @property
-    def n_gates(self) -> int:
-        return len(self.gates)
+    #: derived from ``gates``, ``state`` and ``kernel`` for each class as it is defined
+    #: (plain attributes: the streaming step reads them at every call)
+    n_gates: int = 0
+    n_state: int = 1
+    own_kernel: str | None = None
 
-    @property
-    def n_state(self) -> int:
-        return len(self.state)
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.n_gates, cls.n_state = len(cls.gates), len(cls.state)
+        # only a kernel the class declares itself: a subclass's step may differ
+        cls.own_kernel = cls.__dict__.get("kernel")
 
     @classmethod
     def torch_order(cls) -> tuple[int, ...]:

@@ -33,6 +33,9 @@ from contextvars import ContextVar
 
 from .tape import Tape
 
+#: the kernel ids: each names a cell whose step and step_back a kernel here computes
+#: (:attr:`rnnlab.cells.Cell.kernel`)
+KERNELS = ("elman", "lstm", "gru")
 #: True when numba can be imported, i.e. the fast path is possible at all.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
@@ -58,9 +61,8 @@ def use_fast(enabled: bool = True):
 def active(kernel: str | None, fast: bool | None = None) -> bool:
     """Whether the kernel ``kernel`` (an id, or None for none) runs: numba is there, the
     context (or ``fast``, which overrides it) asks for the fast path, and the id is known."""
-    if kernel is None or not (_fast.get() if fast is None else fast) or not AVAILABLE:
-        return False
-    return fast_layers().supports(kernel)
+    return (kernel in KERNELS and AVAILABLE
+            and (_fast.get() if fast is None else fast))
 
 
 def fast_layers():

@@ -37,9 +37,6 @@ from .blas import (
 from .tape import Tape
 from .tile import nr
 
-#: the kernel ids: each names a cell whose step and step_back the kernel computes
-#: (:attr:`rnnlab.cells.Cell.kernel`)
-KERNELS = ("elman", "lstm", "gru")
 
 
 def _drop_stale_cache() -> None:
@@ -63,11 +60,6 @@ def _drop_stale_cache() -> None:
 
 
 _drop_stale_cache()
-
-
-def supports(kernel) -> bool:
-    """Whether ``kernel`` is the id of a kernel here."""
-    return kernel in KERNELS
 
 
 #: batch size from which the forward loop computes ``x_t W_x`` step by step (see
