@@ -140,10 +140,7 @@ class MemoryConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> MemoryConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown memory-demo setting(s) {unknown}; known: {sorted(names)}")
+        checks.known_keys(d, [f.name for f in dataclasses.fields(cls)], "memory-demo setting")
         cfg = cls(**d)
         cfg.check()
         return cfg

@@ -38,10 +38,10 @@ from ._version import __version__
 from .data.corpus import default_corpus, split_text
 from .data.text import StreamBatcher, Vocab, one_hot, read_text
 from .network import Network
-from .progress import Progress
+from .progress import Progress, sigint_flag
 from .recurrent import Stream
 from .saving import load
-from .train import Trainer, sigint_flag
+from .train import Trainer
 
 RUN_FORMAT = "rnnlab-run"
 RUN_VERSION = 1
@@ -74,10 +74,7 @@ class LMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
         """Build from a mapping; unknown keys are refused, values checked."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(names)}")
+        checks.known_keys(d, [f.name for f in dataclasses.fields(cls)], "config key")
         d = dict(d)
         for k in _NO_LIMIT:  # TOML has no null: 0 stands for "no limit"
             if d.get(k) == 0:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -30,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import bptt, checkpoint, checks, clip, optim
-from .progress import Progress
+from .progress import Progress, sigint_flag
 
 
 class NonFiniteError(FloatingPointError):
@@ -260,26 +259,20 @@ class Trainer:
                     self._record_flow(probe, history)  # the starting point, before any update
                 for epoch in range(start.position["epoch"], epochs):
                     tally = _Tally()
-                    for b, idx, window, carried in self._batches(len(X), epoch, start):
-                        lb = None if lengths is None else lengths[idx]
-                        for u in self.batch_updates(X[idx], Y[idx], lb, window=window,
-                                                    carried=carried):
-                            tally.add(u.info)
-                            self._log_step(epoch, u.info)
-                            if (probe is not None and not u.info.skipped
-                                    and self.step_count % self.diagnostics_every == 0):
-                                self._record_flow(probe, history)
-                            bar.update(0, loss=u.info.loss)
-                            if interrupted or (self.checkpoint_every and
-                                               self.step_count % self.checkpoint_every == 0):
-                                # resume at the next window of this batch, or the next batch
-                                here = ({"epoch": epoch, "batch": b + 1, "window": 0}
-                                        if u.window is None else
-                                        {"epoch": epoch, "batch": b, "window": u.window})
-                                self._checkpoint(here, u.carried, history, best)
-                            if interrupted:
-                                raise KeyboardInterrupt
-                        bar.update(1)
+                    for here, u in self._epoch_updates(X, Y, lengths, epoch, start):
+                        tally.add(u.info)
+                        self._log_step(epoch, u.info)
+                        if (probe is not None and not u.info.skipped
+                                and self.step_count % self.diagnostics_every == 0):
+                            self._record_flow(probe, history)
+                        bar.update(0, loss=u.info.loss)
+                        if interrupted or (self.checkpoint_every
+                                           and self.step_count % self.checkpoint_every == 0):
+                            self._checkpoint(here, u.carried, history, best)
+                        if interrupted:
+                            raise KeyboardInterrupt
+                        if u.window is None:
+                            bar.update(1)  # a batch done
                     best, stop = self._end_epoch(epoch, tally, val, history, best)
                     bar.note(f"epoch {epoch + 1}: loss {history.train_loss[-1]:.4f}" + (
                         "" if val is None else f", validation {history.val_loss[-1]:.4f}"))
@@ -297,18 +290,21 @@ class Trainer:
                 self.net.params[k][...] = v
         return history
 
-    def _batches(self, N: int, epoch: int, start: checkpoint.Checkpoint):
-        """``(batch, indices, first window, carried states)`` of the epoch's batches, from
-        where ``start`` stands in its own epoch."""
-        perm = np.random.default_rng([self.seed, epoch]).permutation(N)
+    def _epoch_updates(self, X, Y, lengths, epoch: int, start: checkpoint.Checkpoint):
+        """Yield ``(position, Update)`` for the updates of ``epoch``, from where ``start``
+        stands in it; ``position`` is where to resume after that update."""
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(X))
         pos = start.position
-        first = pos["batch"] if epoch == pos["epoch"] else 0
-        for b in range(first, -(-N // self.batch_size)):
+        for b in range(pos["batch"] if epoch == pos["epoch"] else 0,
+                       -(-len(X) // self.batch_size)):
             idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
-            if (epoch, b) == (pos["epoch"], pos["batch"]):
-                yield b, idx, pos["window"], start.states
-            else:
-                yield b, idx, 0, None
+            resumed = (epoch, b) == (pos["epoch"], pos["batch"])
+            for u in self.batch_updates(X[idx], Y[idx], None if lengths is None else lengths[idx],
+                                        window=pos["window"] if resumed else 0,
+                                        carried=start.states if resumed else None):
+                # resume at the next window of this batch, or at the next batch
+                yield ({"epoch": epoch, "batch": b + 1, "window": 0} if u.window is None
+                       else {"epoch": epoch, "batch": b, "window": u.window}), u
 
     def _end_epoch(self, epoch: int, tally, val, history: History, best):
         """Record the epoch in the history and the log, and decide on early stopping.
@@ -483,30 +479,3 @@ def first_nonfinite(loss, grads) -> str | None:
         if not np.isfinite(g).all():
             return f"the gradient of {name}"
     return None
-
-
-@contextmanager
-def sigint_flag():
-    """Within the block Ctrl-C sets a flag instead of raising, so that a training loop
-    finishes its update and writes a checkpoint first.
-
-    Yields a list that turns true (non-empty) at the first Ctrl-C; a second Ctrl-C raises
-    ``KeyboardInterrupt`` at once. Outside the main thread Ctrl-C is left alone.
-    """
-    flag: list = []
-
-    def handler(signum, frame):
-        if flag:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        flag.append(True)
-
-    try:
-        old = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not in the main thread
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        if old is not None:  # None: a handler not set from Python, which cannot be restored
-            signal.signal(signal.SIGINT, old)
