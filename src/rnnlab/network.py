@@ -104,7 +104,8 @@ class Network:
     ----------
     params : dict[str, ndarray]
         ``rnn.l{k}.*`` for the recurrent layers (see :class:`rnnlab.LSTM`), ``head.W_y``
-        (H, K) and ``head.b_y`` (K,). Optimisers update these arrays in place.
+        (H, K) and ``head.b_y`` (K,). Optimisers update these arrays in place; the layer
+        holds the same arrays (:class:`Params`), also after an entry is replaced.
     """
 
     def __init__(
@@ -178,7 +179,8 @@ class Network:
         return int(sum(v.size for v in self.params.values()))
 
     def _sync(self):
-        # Params keeps the layer's dict current; this only re-points it, for ``_run``
+        # redundant now that Params keeps the layer's dict current; ``_run`` still calls it
+        # (its body is being rewritten elsewhere): remove the call and this method together
         self.rnn.params = {k[4:]: v for k, v in self.params.items() if k.startswith("rnn.")}
 
     # ------------------------------------------------------------------------------------
