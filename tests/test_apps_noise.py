@@ -62,3 +62,33 @@ def test_japanese_vowels_run_records_its_noise(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["input_noise"] == apps.TASKS["japanese-vowels"].noise > 0
     assert cli.main(["eval", str(out)]) == 0
+
+
+def test_noise_is_applied_under_truncated_bptt_too():
+    """The noise comes in through the Trainer's batch hook, which both BPTT paths call."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 6, 3)), rng.integers(0, 4, size=(8, 6))
+    seen = []
+
+    def net():
+        n = rnnlab.Network(3, 5, 4, seed=0, dtype=np.float64)
+        real = n.forward
+
+        def spy(x, *a, **k):
+            seen.append(np.array(x))
+            return real(x, *a, **k)
+
+        n.forward = spy
+        return n
+
+    plain, noisy = net(), net()
+    rnnlab.Trainer(plain, "adam", 1e-2, bptt_steps=3, batch_size=8, progress=False).fit(X, y)
+    clean = seen[:]
+    seen.clear()
+    apps.NoisyTrainer(noisy, "adam", 1e-2, bptt_steps=3, batch_size=8, progress=False,
+                      noise=0.5).fit(X, y)
+    assert len(seen) == len(clean) == 2  # two windows of three steps
+    for got, want in zip(seen, clean, strict=True):
+        assert got.shape == want.shape == (8, 3, 3)
+        assert 0.3 < (got - want).std() < 0.7
+    assert not np.array_equal(noisy.params["rnn.l0.W_h"], plain.params["rnn.l0.W_h"])

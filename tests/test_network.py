@@ -127,3 +127,28 @@ def test_unknown_options_are_refused():
         rnnlab.Network(2, 3, 4, readout="first")
     with pytest.raises(ValueError, match="elman cell only"):
         rnnlab.Network(2, 3, 4, cell="lstm", activation="relu")
+
+
+def test_a_replaced_parameter_reaches_the_layer_and_truncated_bptt():
+    """net.params is the one source of truth: the layer holds the very same arrays."""
+    from rnnlab import bptt
+
+    rng = np.random.default_rng(0)
+    net = rnnlab.Network(3, 4, 5, cell="gru", seed=0, dtype=np.float64)
+    assert all(net.rnn.params[k[4:]] is v for k, v in net.params.items() if k[:4] == "rnn.")
+    x, y = rng.normal(size=(2, 6, 3)), rng.integers(0, 5, size=(2, 6))
+    net.params["rnn.l0.W_h"] = net.params["rnn.l0.W_h"] * 3.0  # a new array, not in place
+    assert net.rnn.params["l0.W_h"] is net.params["rnn.l0.W_h"]
+    net.params.update({"head.b_y": np.ones(5)})
+    # k2 reaches back over the earlier windows: those run on the layer alone
+    loss, grads = 0.0, None
+    for res in bptt.Truncated(net, x, y, None, 2, 6):
+        loss += res.loss * res.count
+        grads = res.grads if grads is None else {k: grads[k] + res.grads[k] for k in grads}
+    other = rnnlab.Network(3, 4, 5, cell="gru", seed=0, dtype=np.float64)
+    for k, v in net.params.items():
+        other.params[k][...] = v
+    full = other.loss_and_grad(x, y)
+    assert loss / y.size == pytest.approx(full.loss, rel=1e-12)
+    with pytest.raises(TypeError, match="cannot be removed"):
+        del net.params["head.W_y"]

@@ -29,14 +29,16 @@ examples do that this does not: ensembles over seeds (the CLI trains one network
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .io import read_run_info
+from . import checks, io
+from ._version import __version__
+from .network import Network
+from .saving import load
 from .train import Trainer
 
 __all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
@@ -137,31 +139,25 @@ class NoisyTrainer(Trainer):
     """A :class:`~rnnlab.Trainer` that adds Gaussian noise of standard deviation ``noise`` to
     the real steps of every training batch (data augmentation; padded steps stay zero and
     :meth:`evaluate` sees the inputs unchanged). ``noise_seed`` seeds the noise.
+
+    The noise comes in through the Trainer's batch hook :meth:`prepare_batch`, so full and
+    truncated BPTT both see it: one draw per batch, shared by all of the batch's windows.
     """
 
     def __init__(self, net, *args, noise: float, noise_seed=0, **kwargs):
         super().__init__(net, *args, **kwargs)
-        if not (isinstance(noise, (int, float)) and not isinstance(noise, bool)
-                and noise >= 0 and math.isfinite(noise)):
-            raise ValueError(f"noise must be a non-negative number, got {noise!r}")
-        self.noise = float(noise)
-        self._noise_rng = np.random.default_rng(noise_seed)
+        self.noise = checks.number(noise, "noise", low=0)
+        self.noise_rng = np.random.default_rng(noise_seed)
 
-    def train_step(self, x, y, *, lengths=None, state=None):
-        if self.noise:
-            x = np.asarray(x, dtype=self.net.dtype)  # (B, T, D)
-            e = self.noise * self._noise_rng.standard_normal(x.shape, dtype=x.dtype)
-            if lengths is not None:
-                real = np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]  # (B, T)
-                e *= real[:, :, None]
-            x = x + e
-        return super().train_step(x, y, lengths=lengths, state=state)
-
-
-def _check_positive(v, name):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return v
+    def prepare_batch(self, x, y, lengths):
+        if not self.noise:
+            return x, y
+        x = np.asarray(x, dtype=self.net.dtype)  # (B, T, D)
+        e = self.noise * self.noise_rng.standard_normal(x.shape, dtype=x.dtype)
+        if lengths is not None:
+            real = np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]  # (B, T)
+            e *= real[:, :, None]
+        return x + e, y
 
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
@@ -194,32 +190,23 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     echo : callable for the one-line summaries (``print``)
     """
-    import rnnlab
-
     from .optim import cosine
 
     spec = _task(task)
     cell = spec.cell if cell is None else cell
-    hidden = _check_positive(spec.hidden if hidden is None else hidden, "hidden")
-    layers = _check_positive(layers, "layers")
-    epochs = _check_positive(spec.epochs if epochs is None else epochs, "epochs")
-    batch = _check_positive(spec.batch if batch is None else batch, "batch")
-    horizon = _check_positive(horizon, "horizon")
+    hidden = checks.positive_int(spec.hidden if hidden is None else hidden, "hidden")
+    layers = checks.positive_int(layers, "layers")
+    epochs = checks.positive_int(spec.epochs if epochs is None else epochs, "epochs")
+    batch = checks.positive_int(spec.batch if batch is None else batch, "batch")
+    horizon = checks.positive_int(horizon, "horizon")
     lr = spec.lr if lr is None else lr
     noise = spec.noise if noise is None else noise
-    if isinstance(noise, bool) or not (isinstance(noise, (int, float)) and noise >= 0
-                                       and math.isfinite(noise)):
-        raise ValueError(f"noise must be a non-negative number, got {noise!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if clip is not None and not (isinstance(clip, (int, float)) and clip >= 0
-                                 and math.isfinite(clip)):
-        raise ValueError(f"clip must be a non-negative number, got {clip!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    for name, v in (("max_train", max_train), ("max_test", max_test)):
-        if v is not None:
-            _check_positive(v, name)
+    checks.number(noise, "noise", low=0)
+    checks.positive_number(lr, "lr")
+    checks.optional(checks.number, clip, "clip", low=0)
+    checks.integer(seed, "seed", minimum=0)
+    checks.optional(checks.positive_int, max_train, "max_train")
+    checks.optional(checks.positive_int, max_test, "max_test")
     out = Path(out) if out is not None else Path("runs") / (
         f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
     if (out / "run.json").exists():
@@ -230,9 +217,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         data = data.head(max_train or len(data.X_train), max_test or len(data.X_test))
     options.update(max_test=max_test, max_train=max_train)
     forecasting = spec.kind == "forecasting"
-    net = rnnlab.Network(data.input_size, hidden, data.output_size, cell=cell,
-                         num_layers=layers, output="linear" if forecasting else "softmax",
-                         readout="last", seed=seed)
+    net = Network(data.input_size, hidden, data.output_size, cell=cell,
+                  num_layers=layers, output="linear" if forecasting else "softmax",
+                  readout="last", seed=seed)
     total = epochs * -(-len(data.X_train) // batch)
     out.mkdir(parents=True, exist_ok=True)
     config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
@@ -253,9 +240,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
                "steps": history.steps, "seconds": round(seconds, 3),
                **_score(net, data, forecasting)[0]}
-    info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": rnnlab.__version__,
+    info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
             "task": task, "options": options, "meta": data.meta, "results": results}
-    _write_json(out / "run.json", info)
+    io.write_json(out / "run.json", info)
     try:
         from .plots import plot_loss
         plot_loss({"training": history.train_loss}, out / "loss.png", xlabel="epoch",
@@ -264,12 +251,6 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         pass  # plotting is optional: the numbers are in metrics.jsonl
     echo(f"{task}: {_summary(results)}; training {seconds:.1f} s; wrote {out}")
     return out
-
-
-def _write_json(path: Path, info: dict) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _predict(net, X, lengths, chunk: int = 1000) -> np.ndarray:
@@ -307,7 +288,7 @@ def _summary(r: dict) -> str:
 
 def open_task_run(path) -> dict:
     """The ``run.json`` of a task run folder (ValueError if it is not one)."""
-    return read_run_info(path, TASK_FORMAT, TASK_VERSION, "task run folder")
+    return io.read_run_info(path, TASK_FORMAT, TASK_VERSION, "task run folder")
 
 
 def evaluate_task(run) -> dict:
@@ -317,8 +298,6 @@ def evaluate_task(run) -> dict:
     ``RUN/confusion.png``) or ``{"task", "rmse", "persistence_rmse", "horizon", "n_test",
     "units", "plot"}`` for forecasting (``RUN/forecast.png``; RMSE in sunspot numbers).
     """
-    from . import io
-
     run = Path(run)
     info = open_task_run(run)
     task, options = info["task"], info["options"]
@@ -330,7 +309,7 @@ def evaluate_task(run) -> dict:
                          f"than the run saved; the data changed since training")
     if options.get("max_test") is not None:
         data = data.head(len(data.X_train), options["max_test"])
-    net = io.load(run / "model.rnnlab")
+    net = load(run / "model.rnnlab")
     forecasting = _task(task).kind == "forecasting"
     results, arrays = _score(net, data, forecasting)
     if forecasting:
@@ -351,11 +330,6 @@ def evaluate_task(run) -> dict:
 # ----------------------------------------------------------------------------------------
 
 
-def _figure(size):
-    from .plots import _figure as figure
-    return figure(size)
-
-
 def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
     """A confusion matrix (rows: true class, columns: predicted) as a PNG heat map with the
     counts written in the cells.
@@ -366,9 +340,9 @@ def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
     labels : K class names
     path : str or Path, a ``.png`` file
     """
-    from .plots import _png_path, _save
+    from .plots import figure, png_path, save_figure
 
-    path = _png_path(path)
+    path = png_path(path)
     m = np.asarray(matrix)
     labels = [str(c) for c in labels]
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(labels):
@@ -378,7 +352,7 @@ def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
     side = min(3.0 + 0.4 * K, 10.0)
     margin = 0.6 + 0.075 * longest  # inches for the tick labels and the axis title
     width, height = side + margin + 1.9, side + margin + 0.5
-    fig = _figure((width, height))
+    fig = figure((width, height))
     fig.subplots_adjust(left=margin / width, right=1 - 0.8 / width,
                         bottom=margin / height, top=1 - 0.45 / height)
     ax = fig.add_subplot()
@@ -398,7 +372,7 @@ def plot_confusion(matrix, labels, path, *, title: str | None = None) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "Confusion matrix")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_forecast(years, observed, forecast, path, *, title: str | None = None) -> Path:
@@ -410,16 +384,16 @@ def plot_forecast(years, observed, forecast, path, *, title: str | None = None) 
     observed, forecast : N values each, in the series' units
     path : str or Path, a ``.png`` file
     """
-    from .plots import _png_path, _save
+    from .plots import figure, png_path, save_figure
 
-    path = _png_path(path)
+    path = png_path(path)
     x = np.asarray(years, dtype=np.float64)
     obs = np.asarray(observed, dtype=np.float64)
     fc = np.asarray(forecast, dtype=np.float64)
     if not (x.ndim == obs.ndim == fc.ndim == 1 and len(x) == len(obs) == len(fc) > 0):
         raise ValueError(f"years, observed and forecast must be 1-D of one non-zero length, "
                          f"got shapes {x.shape}, {obs.shape}, {fc.shape}")
-    fig = _figure((8.0, 4.2))
+    fig = figure((8.0, 4.2))
     ax = fig.add_subplot()
     ax.plot(x, obs, color="black", lw=1.6, marker="o", ms=3, label="observed")
     ax.plot(x, fc, color="tab:red", lw=1.6, ls="--", marker="s", ms=3, label="forecast")
@@ -428,4 +402,4 @@ def plot_forecast(years, observed, forecast, path, *, title: str | None = None) 
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(title or "Forecast")
-    return _save(fig, path)
+    return save_figure(fig, path)

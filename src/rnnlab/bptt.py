@@ -67,13 +67,18 @@ class Truncated:
     lengths : (B,) or None
     k1, k2 : window and truncation length
     state : initial state or None
+    position : index of the first window to run
+    carried : list or None
+        To continue at ``position`` where an earlier pass stopped: what its :meth:`carried`
+        returned there.
 
     Iterating calls ``net`` lazily: each item is a :class:`WindowResult` computed with the
     parameters as they are at that moment, so an optimiser may update them in between.
     ``position`` is the index of the next window; ``state`` the state carried into it.
     """
 
-    def __init__(self, net, x, y, lengths, k1: int, k2: int, state=None, position: int = 0):
+    def __init__(self, net, x, y, lengths, k1: int, k2: int, state=None, position: int = 0,
+                 carried=None):
         if net.readout != "all":
             raise ValueError("truncated BPTT needs readout='all' (a loss at every step); "
                              "a many-to-one network trains with full BPTT (bptt_steps=None)")
@@ -85,6 +90,17 @@ class Truncated:
         self.state = net.rnn.initial_state(x.shape[0]) if state is None else state
         # (x, lengths, start state) of the windows that the next k2 steps reach back into
         self.history: deque = deque(maxlen=k2 // k1 - 1)
+        if carried:
+            self.state = carried[0]
+            for i, start in enumerate(carried[1:]):
+                w = position - len(carried) + 1 + i
+                a, b = w * k1, min((w + 1) * k1, self.T)
+                self.history.append((x[:, a:b], window_lengths(lengths, a, b), start))
+
+    def carried(self) -> list:
+        """The states to continue from: the one into the next window, then the start states
+        of the earlier windows it reaches back into (pass them back as ``carried``)."""
+        return [self.state] + [start for _, _, start in self.history]
 
     def __iter__(self):
         return self
@@ -102,7 +118,8 @@ class Truncated:
         older = []
         state = self.history[0][2] if self.history else self.state
         for xo, lo, _ in self.history:
-            _, state, cache = _rnn_forward(net, xo, state, lo)
+            # the layer reads the network's own parameter arrays (rnnlab.network.Params)
+            _, state, cache = net.rnn.forward(xo, state, lengths=lo)
             older.append(cache)
         z, final, cache = net.forward(xw, state, lengths=lw)
         loss, dz = net.output_loss(z, yw, cache.lengths)
@@ -117,8 +134,3 @@ class Truncated:
         self.position = w + 1
         count = int(B * (b - a) if lw is None else lw.sum())
         return WindowResult(loss, grads, final, count)
-
-
-def _rnn_forward(net, x, state, lengths):
-    net._sync()
-    return net.rnn.forward(x, state, lengths=lengths)

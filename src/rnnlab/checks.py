@@ -156,3 +156,11 @@ def lengths(value, batch: int, steps: int) -> np.ndarray:
             f"got lengths[{i}] = {int(a[i])}"
         )
     return a
+
+
+def known_keys(mapping, known, what: str) -> None:
+    """Refuse a key of ``mapping`` that is not in ``known`` (a config override is accepted
+    only for a setting that exists): "unknown {what}(s) ['x']; known: [...]"."""
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(known)}")

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from . import __version__
+from ._version import __version__
 
 _TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test")
 _LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")

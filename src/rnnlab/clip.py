@@ -22,6 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import checks
+
 __all__ = ["clip_by_global_norm", "clip_by_value", "global_norm"]
 
 
@@ -37,18 +39,6 @@ def _check_grads(grads: Mapping[str, np.ndarray]) -> None:
         if not isinstance(g, np.ndarray) or not np.issubdtype(g.dtype, np.floating):
             kind = g.dtype if isinstance(g, np.ndarray) else type(g).__name__
             raise ValueError(f"grads[{name!r}] must be a floating-point numpy array, got {kind}")
-
-
-def _check_positive(value: float, what: str) -> float:
-    """Return `value` as a float if it is a positive finite number, else raise ValueError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float | np.integer | np.floating)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{what} must be a positive finite float, got {value!r}")
-    return float(value)
 
 
 def global_norm(grads: Mapping[str, np.ndarray]) -> float:
@@ -116,7 +106,7 @@ def clip_by_global_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> flo
     entry into nan or zero and hide the problem, so the caller (typically the
     trainer) decides whether to skip the step or stop.
     """
-    max_norm = _check_positive(max_norm, "max_norm")
+    max_norm = checks.positive_number(max_norm, "max_norm")
     norm = global_norm(grads)
     if not math.isfinite(norm):
         return norm
@@ -150,7 +140,7 @@ def clip_by_value(grads: Mapping[str, np.ndarray], limit: float) -> float:
         If `limit` is not a positive finite number or `grads` is not a mapping
         of floating-point arrays.
     """
-    limit = _check_positive(limit, "limit")
+    limit = checks.positive_number(limit, "limit")
     _check_grads(grads)
     largest = 0.0
     for g in grads.values():

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -141,10 +140,7 @@ class MemoryConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> MemoryConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown memory-demo setting(s) {unknown}; known: {sorted(names)}")
+        checks.known_keys(d, [f.name for f in dataclasses.fields(cls)], "memory-demo setting")
         cfg = cls(**d)
         cfg.check()
         return cfg
@@ -169,11 +165,9 @@ class MemoryConfig:
         checks.choice(self.optimizer, "optimizer", OPTIMIZERS)
         for name in ("epochs", "train", "test", "batch", "hidden", "probe", "records"):
             checks.positive_int(getattr(self, name), name)
-        for name, v in (("lr", self.lr), ("clip_norm", self.clip_norm)):
-            if v is not None and not (_number(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-        if not _number(self.forget_bias):
-            raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias!r}")
+        checks.optional(checks.positive_number, self.lr, "lr")
+        checks.optional(checks.positive_number, self.clip_norm, "clip_norm")
+        checks.number(self.forget_bias, "forget_bias")
         checks.choice(self.init, "init", ("uniform", "orthogonal"))
         checks.float_dtype(self.dtype)
 
@@ -207,10 +201,6 @@ class MemoryConfig:
             "flow": f"|dh_T/dh_(T-lag)|_F / |I|_F of the trained layer, mean over "
                     f"{self.probe} test sequences; median over seeds",
         }
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ------------------------------------------------------------------------------------------
@@ -438,13 +428,11 @@ def _g(v: float) -> str:
 # ------------------------------------------------------------------------------------------
 def plot_memory(result: MemoryResult, path) -> Path:
     """One figure: per task, success against lag and flow at the lag against lag, per cell."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .plots import figure, save_figure
 
     cfg, path = result.config, Path(path)
     n = len(cfg.tasks)
-    fig = Figure(figsize=(11.0, 3.6 * n + 1.3))
-    FigureCanvasAgg(fig)
+    fig = figure((11.0, 3.6 * n + 1.3))
     top = 1 - 1.15 / (3.6 * n + 1.3)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / (3.6 * n + 1.3) + 0.04,
                         top=top, hspace=0.42, wspace=0.22)
@@ -490,6 +478,4 @@ def plot_memory(result: MemoryResult, path) -> Path:
                  + f": {c['optimiser']}\n{c['budget']}\ninit {c['initialisation']}; "
                  f"{c['network']}; seeds {', '.join(map(str, cfg.seeds))} (faint: each seed)",
                  fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
-    return path
+    return save_figure(fig, path, dpi=100)

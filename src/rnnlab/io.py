@@ -1,12 +1,18 @@
-"""Model files: NumPy ``.npz`` archives of plain arrays and a JSON header, never pickle.
+"""Files: NumPy ``.npz`` archives of plain arrays with a JSON header, never pickle.
 
-A file holds one array per parameter (``param/<name>``) and ``meta``: UTF-8 JSON bytes with
-the format name, its version, the rnnlab version that wrote it, what kind of object it is
-(``network`` or ``layer``) and its configuration. Loading never executes code
-(``allow_pickle=False``), checks every name, shape and dtype against the configuration, and
+This module knows file formats, not models: it imports nothing of rnnlab but the version,
+so every other module may use it. :mod:`rnnlab.saving` turns models into records and back.
+
+A *model record* holds one array per parameter (``param/<name>``) and ``meta``: UTF-8 JSON
+bytes with the format name, its version, the rnnlab version that wrote it, what kind of
+object it is (``network`` or ``layer``) and its configuration. Reading never executes code
+(``allow_pickle=False``), and :func:`load_params` checks every name, shape and dtype and
 refuses a file that does not match instead of half-loading it. Writing goes to a temporary
 file in the same folder that is then renamed over the target, so a crash mid-write leaves
 the old file intact.
+
+Model files, checkpoints (:mod:`rnnlab.checkpoint`) and run folders' ``run.json`` all start
+with ``{"format": name, "version": n, ...}``; :func:`check_header` is their one check.
 """
 
 from __future__ import annotations
@@ -16,11 +22,27 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from ._version import __version__
+
 FORMAT = "rnnlab-model"
 VERSION = 1
+
+
+class Record(NamedTuple):
+    """A model file's content: what it is and its parameters."""
+
+    kind: str  # "network" or "layer"
+    config: dict  # the object's ``config``
+    arrays: dict  # every array of the file, ``param/<name>`` among them
+    meta: dict  # the whole header
+
+
+# ----------------------------------------------------------------------------------------
+# archives
 
 
 def atomic_write_npz(path, arrays: dict) -> None:
@@ -42,27 +64,12 @@ def atomic_write_npz(path, arrays: dict) -> None:
         raise
 
 
-def _meta_array(meta: dict) -> np.ndarray:
-    return np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-
-
-def save(obj, path) -> None:
-    """Save a :class:`~rnnlab.Network` or a recurrent layer to ``path``."""
-    from . import __version__
-    from .cells import RecurrentLayer
-    from .network import Network
-
-    if isinstance(obj, Network):
-        kind = "network"
-    elif isinstance(obj, RecurrentLayer):
-        kind = "layer"
-    else:
-        raise ValueError(f"can save a Network or a recurrent layer, got {type(obj).__name__}")
-    meta = {"format": FORMAT, "version": VERSION, "rnnlab": __version__, "kind": kind,
-            "config": obj.config}
-    arrays = {f"param/{k}": v for k, v in obj.params.items()}
-    arrays["meta"] = _meta_array(meta)
-    atomic_write_npz(path, arrays)
+def write_json(path, record: dict) -> None:
+    """Write ``record`` as indented JSON at ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    tmp.replace(path)
 
 
 def read_npz(path, what: str = "rnnlab model file") -> dict:
@@ -77,18 +84,34 @@ def read_npz(path, what: str = "rnnlab model file") -> dict:
         raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from None
 
 
-def read_meta(arrays: dict, path) -> dict:
+# ----------------------------------------------------------------------------------------
+# headers
+
+
+def meta_array(meta: dict) -> np.ndarray:
+    """``meta`` as the uint8 array of its JSON bytes, to store beside the other arrays."""
+    return np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+
+
+def read_meta(arrays: dict, path, fmt: str = FORMAT, version: int = VERSION,
+              what: str = "rnnlab model file") -> dict:
+    """The JSON header ``arrays["meta"]`` of an archive, checked by :func:`check_header`."""
     try:
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
     except (KeyError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        raise ValueError(f"{path} is not an rnnlab model file (no readable header)") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an rnnlab model file (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(
-            f"{path} was written in model format version {meta.get('version')!r} "
-            f"(by rnnlab {meta.get('rnnlab')}); this rnnlab reads version {VERSION}"
-        )
+        raise ValueError(f"{path} is not an {what} (no readable header)") from None
+    return check_header(meta, path, fmt, version, what)
+
+
+def check_header(meta, path, fmt: str, version: int, what: str) -> dict:
+    """``meta`` if it names format ``fmt`` at ``version``; else a ValueError of one line."""
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        got = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{path} is not an {what} (format {got!r}, expected {fmt!r})")
+    if meta.get("version") != version:
+        writer = f" (by rnnlab {meta['rnnlab']})" if "rnnlab" in meta else ""
+        raise ValueError(f"{path} is an {what} of format version {meta.get('version')!r}"
+                         f"{writer}; this rnnlab reads version {version}")
     return meta
 
 
@@ -108,33 +131,27 @@ def read_run_info(path, fmt: str, version: int, what: str = "run folder") -> dic
         raise ValueError(f"{path} is not a run folder (no run.json)") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError(f"{info_file} is corrupt (not JSON)") from None
-    if not isinstance(info, dict) or info.get("format") != fmt:
-        raise ValueError(f"{path} is not an rnnlab {what} (run.json format is not {fmt!r})")
-    if info.get("version") != version:
-        raise ValueError(f"{path} is a {what} of format version {info.get('version')!r} "
-                         f"(rnnlab {info.get('rnnlab')}); this rnnlab reads version {version}")
-    return info
+    return check_header(info, path, fmt, version, f"rnnlab {what}")
 
 
-def load(path):
-    """Load a model file written by :func:`save`: a :class:`~rnnlab.Network` or a layer."""
-    from .cells import layer_from_config
-    from .network import Network
+# ----------------------------------------------------------------------------------------
+# model records
 
+
+def write_record(path, kind: str, config: dict, params: dict) -> None:
+    """Write a model record (header and ``param/<name>`` arrays) to ``path`` atomically."""
+    meta = {"format": FORMAT, "version": VERSION, "rnnlab": __version__, "kind": kind,
+            "config": config}
+    arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays["meta"] = meta_array(meta)
+    atomic_write_npz(path, arrays)
+
+
+def read_record(path) -> Record:
+    """The model record at ``path``, its header checked (the parameters are not, yet)."""
     arrays = read_npz(path)
     meta = read_meta(arrays, path)
-    config = meta.get("config")
-    try:
-        if meta.get("kind") == "network":
-            obj = Network(**config, seed=0)
-        elif meta.get("kind") == "layer":
-            obj = layer_from_config({**config, "seed": 0})
-        else:
-            raise ValueError(f"unknown kind {meta.get('kind')!r}")
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path} has an invalid configuration: {e}") from None
-    load_params(obj.params, arrays, path)
-    return obj
+    return Record(meta.get("kind"), meta.get("config"), arrays, meta)
 
 
 def load_params(params: dict, arrays: dict, path, prefix: str = "param/") -> None:

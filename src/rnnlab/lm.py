@@ -24,20 +24,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
 import sys
 import time
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checks, io, losses
+from . import checks, io, losses
+from ._version import __version__
 from .data.corpus import default_corpus, split_text
 from .data.text import StreamBatcher, Vocab, one_hot, read_text
 from .network import Network
-from .progress import Progress
+from .progress import Progress, sigint_flag
+from .saving import load
 from .stream import Stream
 from .train import Trainer
 
@@ -72,10 +74,7 @@ class LMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
         """Build from a mapping; unknown keys are refused, values checked."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(names)}")
+        checks.known_keys(d, [f.name for f in dataclasses.fields(cls)], "config key")
         d = dict(d)
         for k in _NO_LIMIT:  # TOML has no null: 0 stands for "no limit"
             if d.get(k) == 0:
@@ -114,30 +113,19 @@ class LMConfig:
         for name in ("hidden", "layers", "bptt", "batch", "max_vocab", "eval_every",
                      "eval_tokens", "checkpoint_every"):
             checks.positive_int(getattr(self, name), name)
-        if self.steps is not None:
-            checks.positive_int(self.steps, "steps")
-        for name in ("lr", "time_budget"):
-            v = getattr(self, name)
-            if v is not None and not (_number(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-        if not (_number(self.clip) and self.clip >= 0):
-            raise ValueError(f"clip must be a number >= 0, got {self.clip!r}")
-        if not (_number(self.validation_fraction) and 0 < self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must be between 0 and 1, "
-                             f"got {self.validation_fraction!r}")
-        if not isinstance(self.sample_every, int) or self.sample_every < 0:
-            raise ValueError(f"sample_every must be an integer >= 0, got {self.sample_every!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        checks.optional(checks.positive_int, self.steps, "steps")
+        checks.positive_number(self.lr, "lr")
+        checks.optional(checks.positive_number, self.time_budget, "time_budget")
+        checks.number(self.clip, "clip", low=0)
+        checks.number(self.validation_fraction, "validation_fraction", low=0, high=1,
+                      low_open=True, high_open=True)
+        checks.integer(self.sample_every, "sample_every", minimum=0)
+        checks.integer(self.seed, "seed", minimum=0)
         if self.steps is None and self.time_budget is None:
             raise ValueError("give steps or time_budget (or both): training needs an end")
 
 
 _NO_LIMIT = ("steps", "time_budget")
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ----------------------------------------------------------------------------------------
@@ -203,16 +191,10 @@ def open_run(path) -> Run:
         vocab = Vocab.from_json((path / "vocab.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{path} has no vocab.json") from None
-    net = io.load(path / "model.rnnlab")
+    net = load(path / "model.rnnlab")
     if not isinstance(net, Network) or net.output_size != len(vocab):
         raise ValueError(f"{path}: the model does not match the vocabulary")
     return Run(path, cfg, vocab, net, info)
-
-
-def _write_info(path: Path, info: dict) -> None:
-    tmp = path / ".run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
-    tmp.replace(path / "run.json")
 
 
 def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) -> Path:
@@ -230,146 +212,183 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
 
     Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``.
     """
-    if resume is not None:
-        run_dir = Path(resume)
-        saved = open_run(run_dir)
-        cfg = dataclasses.replace(saved.config, steps=cfg.steps, time_budget=cfg.time_budget)
-        cfg.check()
-        vocab, info = saved.vocab, saved.info
-    else:
-        cfg.check()
-        run_dir = Path(out) if out is not None else Path("runs") / (
-            f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ValueError(f"{run_dir} exists and is not empty; choose another --out "
-                             f"or --resume it")
-        vocab, info = None, None
-    corpus = load_corpus(cfg)
-    if vocab is None:
-        vocab = Vocab.build(corpus.train, tokens=cfg.tokens,
-                            max_size=cfg.max_vocab if cfg.tokens == "word" else None)
-    train_ids = vocab.encode(corpus.train, unk=True)
-    val_ids = vocab.encode(corpus.validation, unk=True)
-    V = len(vocab)
-    batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed)
-    net = Network(V, cfg.hidden, V, cell=cfg.cell, num_layers=cfg.layers, output="softmax",
-                  readout="all", seed=cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(net, "adam", cfg.lr, clip_norm=cfg.clip or None, batch_size=cfg.batch,
-                      seed=cfg.seed, log=None, progress=False)
-    state, elapsed0, curve = None, 0.0, {"train": [], "val": []}
-    ckpt = run_dir / "checkpoint.ckpt"
-    if resume is not None:
-        extra, states = trainer.load_checkpoint(ckpt)
-        batcher.load_state_dict(extra["batcher"])
-        state = _state_from(net, states[0]) if states else None
-        elapsed0, curve = extra["elapsed"], extra["curve"]
-    else:
+    job = _Job(cfg, out, resume, progress, echo)
+    cfg, trainer, bar = job.cfg, job.trainer, job.bar
+    with job.metrics_file():
+        with sigint_flag() as interrupted:
+            try:
+                while not job.finished():
+                    x, y = next(job.windows)
+                    # one update on the Trainer's loop: forward, backward, guard, clip, step
+                    info, job.state = trainer.train_step(one_hot(x, job.V, job.net.dtype), y,
+                                                         state=job.state)
+                    step = trainer.step_count
+                    job.record(info)
+                    if step % cfg.eval_every == 0:
+                        job.validate(cfg.eval_tokens, note=True)
+                    if cfg.sample_every and step % cfg.sample_every == 0:
+                        job.sample()
+                    if step % cfg.checkpoint_every == 0:
+                        job.save()
+                    if interrupted:
+                        raise KeyboardInterrupt
+                    if job.batcher.window == 0:
+                        job.state = None  # a new epoch: the pieces start over, so does memory
+            except KeyboardInterrupt:
+                bar.close()
+                job.save()
+                echo(f"rnnlab: interrupted at step {trainer.step_count}; checkpoint saved. "
+                     f"Continue with: rnnlab train --resume {job.run_dir}")
+                raise
+        bar.close()
+        final = job.validate(None)
+        job.save()
+    job.finish(final)
+    return job.run_dir
+
+
+class _Job:
+    """A training run in progress: its folder, data, network, trainer and bookkeeping."""
+
+    def __init__(self, cfg: LMConfig, out, resume, progress, echo):
+        if resume is not None:
+            self.run_dir = Path(resume)
+            saved = open_run(self.run_dir)
+            cfg = dataclasses.replace(saved.config, steps=cfg.steps, time_budget=cfg.time_budget)
+            cfg.check()
+            vocab, self.info = saved.vocab, saved.info
+        else:
+            cfg.check()
+            self.run_dir = Path(out) if out is not None else Path("runs") / (
+                f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise ValueError(f"{self.run_dir} exists and is not empty; choose another "
+                                 f"--out or --resume it")
+            vocab, self.info = None, None
+        self.cfg, self.echo = cfg, echo
+        corpus = load_corpus(cfg)
+        if vocab is None:
+            vocab = Vocab.build(corpus.train, tokens=cfg.tokens,
+                                max_size=cfg.max_vocab if cfg.tokens == "word" else None)
+        self.vocab, self.V = vocab, len(vocab)
+        train_ids = vocab.encode(corpus.train, unk=True)
+        self.val_ids = vocab.encode(corpus.validation, unk=True)
+        self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed)
+        self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
+                           output="softmax", readout="all", seed=cfg.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
+                               batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False)
+        self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
+        if resume is not None:
+            ckpt = self.trainer.load_checkpoint(self.run_dir / "checkpoint.ckpt")
+            self.batcher.load_state_dict(ckpt.extra["batcher"])
+            # saved after an epoch's last window, the state belongs to the epoch that ended
+            self.state = ckpt.states[0] if ckpt.states and self.batcher.window else None
+            self.elapsed0, self.curve = ckpt.extra["elapsed"], ckpt.extra["curve"]
+        else:
+            self._start(corpus, train_ids)
+        self.windows = _endless(self.batcher)
+        self.rng = np.random.default_rng([cfg.seed, self.trainer.step_count])
+        self.unit = "char" if cfg.tokens == "char" else "tok"
+        # with a time budget the end is a time, not a step: "left" in the stats tells it
+        self.bar = Progress(total=None if cfg.time_budget else cfg.steps, enabled=progress,
+                            done=self.trainer.step_count, unit="step")
+        self.t_start = time.perf_counter()
+        self.recent: list = []  # losses since the last logged step
+
+    def _start(self, corpus, train_ids) -> None:
+        """A new run folder: configuration, vocabulary, run.json, and a word on the job."""
+        cfg, net, run_dir = self.cfg, self.net, self.run_dir
         (run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
-        (run_dir / "vocab.json").write_text(vocab.to_json(), encoding="utf-8")
-        info = {"format": RUN_FORMAT, "version": RUN_VERSION, "rnnlab": __version__,
-                "corpus": corpus.description, "vocab_size": V, "tokens": cfg.tokens,
-                "train_tokens": int(len(train_ids)), "validation_tokens": int(len(val_ids)),
-                "parameters": net.n_params}
-        _write_info(run_dir, info)
-        echo(f"rnnlab: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
-             f"({net.n_params:,} parameters) on {corpus.description}")
-        echo(f"rnnlab: {len(train_ids):,} training {cfg.tokens}s, vocabulary {V}; "
-             f"run folder {run_dir}")
-    metrics = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
-    rng = np.random.default_rng([cfg.seed, trainer.step_count])
-    unit = "char" if cfg.tokens == "char" else "tok"
-    # with a time budget the end is a time, not a step: "left" in the stats tells it
-    bar = Progress(total=None if cfg.time_budget else cfg.steps, enabled=progress,
-                   done=trainer.step_count, unit="step")
-    t_start = time.perf_counter()
-    flag: list = []
-    old = _catch_sigint(flag)
-    tokens_per_step = cfg.batch * cfg.bptt
+        (run_dir / "vocab.json").write_text(self.vocab.to_json(), encoding="utf-8")
+        self.info = {"format": RUN_FORMAT, "version": RUN_VERSION, "rnnlab": __version__,
+                     "corpus": corpus.description, "vocab_size": self.V, "tokens": cfg.tokens,
+                     "train_tokens": int(len(train_ids)),
+                     "validation_tokens": int(len(self.val_ids)), "parameters": net.n_params}
+        io.write_json(run_dir / "run.json", self.info)
+        self.echo(f"rnnlab: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
+                  f"({net.n_params:,} parameters) on {corpus.description}")
+        self.echo(f"rnnlab: {len(train_ids):,} training {cfg.tokens}s, vocabulary {self.V}; "
+                  f"run folder {run_dir}")
 
-    def elapsed():
-        return elapsed0 + time.perf_counter() - t_start
+    @contextmanager
+    def metrics_file(self):
+        self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        try:
+            yield
+        finally:
+            self.metrics.close()
 
-    def finished():
-        return ((cfg.steps is not None and trainer.step_count >= cfg.steps)
-                or (cfg.time_budget is not None and elapsed() >= cfg.time_budget))
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
 
-    def save():
-        trainer.save_checkpoint(ckpt, states=[] if state is None else [_flat(state)],
-                                extra={"batcher": batcher.state_dict(), "elapsed": elapsed(),
-                                       "curve": curve})
-        net.save(run_dir / "model.rnnlab")
-        _plot(run_dir, curve, cfg)
+    def finished(self) -> bool:
+        cfg = self.cfg
+        return ((cfg.steps is not None and self.trainer.step_count >= cfg.steps)
+                or (cfg.time_budget is not None and self.elapsed() >= cfg.time_budget))
 
-    def evaluate(limit):
-        nats, n = stream_loss(net, val_ids, limit=limit)
-        curve["val"].append((trainer.step_count, nats))
-        metrics.write(json.dumps({"step": trainer.step_count, "val_nats": nats,
-                                  "val_bits": nats / LN2, "val_tokens": n,
-                                  "seconds": elapsed()}) + "\n")
-        metrics.flush()
+    def _write(self, record: dict) -> None:
+        self.metrics.write(json.dumps({**record, "seconds": self.elapsed()}) + "\n")
+
+    def record(self, info) -> None:
+        """The update's loss: a metrics line every 10 updates, and the progress bar."""
+        s, cfg = self.trainer.step_count, self.cfg
+        self.recent.append(info.loss)
+        if s % 10 == 0:
+            loss10 = float(np.mean(self.recent))
+            self.recent.clear()
+            self.curve["train"].append((s, loss10))
+            self._write({"step": s, "loss": loss10, "grad_norm": info.grad_norm,
+                         "clipped": info.clipped})
+        tokens_per_step = cfg.batch * cfg.bptt
+        rate = (s - self.bar.start_done) * tokens_per_step / max(
+            time.perf_counter() - self.t_start, 1e-9)
+        left = _time_left(cfg, s, self.elapsed(), rate / tokens_per_step)
+        self.bar.update(1, loss=info.loss, bits=info.loss / LN2,
+                        **{f"{self.unit}/s": round(rate), "left": left})
+
+    def validate(self, limit, *, note: bool = False) -> float:
+        """Validation loss (nats per token) on about ``limit`` tokens (None: all), logged."""
+        s = self.trainer.step_count
+        nats, n = stream_loss(self.net, self.val_ids, limit=limit)
+        self.curve["val"].append((s, nats))
+        self._write({"step": s, "val_nats": nats, "val_bits": nats / LN2, "val_tokens": n})
+        self.metrics.flush()
+        if note:
+            self.bar.note(f"step {s}: validation {nats:.3f} nats/{self.unit} = "
+                          f"{nats / LN2:.3f} bits, {self.elapsed():.0f} s")
         return nats
 
-    recent = []
-    try:
-        while not finished():
-            epoch = batcher.epoch
-            for x, y in batcher:
-                res = net.loss_and_grad(one_hot(x, V, net.dtype), y, state=state)
-                info_step = trainer.apply(res.loss, res.grads)
-                state = res.state
-                recent.append(res.loss)
-                s = trainer.step_count
-                if s % 10 == 0:
-                    loss10 = float(np.mean(recent))
-                    recent.clear()
-                    curve["train"].append((s, loss10))
-                    metrics.write(json.dumps({"step": s, "loss": loss10,
-                                              "grad_norm": info_step.grad_norm,
-                                              "clipped": info_step.clipped,
-                                              "seconds": elapsed()}) + "\n")
-                rate = (s - bar.start_done) * tokens_per_step / max(
-                    time.perf_counter() - t_start, 1e-9)
-                left = _time_left(cfg, s, elapsed(), rate / tokens_per_step)
-                bar.update(1, loss=res.loss, bits=res.loss / LN2,
-                           **{f"{unit}/s": round(rate), "left": left})
-                if s % cfg.eval_every == 0:
-                    v = evaluate(cfg.eval_tokens)
-                    bar.note(f"step {s}: validation {v:.3f} nats/{unit} = {v / LN2:.3f} bits, "
-                             f"{elapsed():.0f} s")
-                if cfg.sample_every and s % cfg.sample_every == 0:
-                    text = "".join(generate(net, vocab, "\n", 200, temperature=0.8, rng=rng))
-                    bar.note("----- sample -----\n" + text.strip("\n") + "\n------------------")
-                if s % cfg.checkpoint_every == 0:
-                    save()
-                if flag:
-                    raise KeyboardInterrupt
-                if finished():
-                    break
-            if batcher.epoch != epoch:
-                state = None  # the pieces start over: so does the memory
-    except KeyboardInterrupt:
-        bar.close()
-        save()
-        metrics.close()
-        _restore_sigint(old)
-        echo(f"rnnlab: interrupted at step {trainer.step_count}; checkpoint saved. "
-             f"Continue with: rnnlab train --resume {run_dir}")
-        raise
-    bar.close()
-    _restore_sigint(old)
-    final = evaluate(None)
-    save()
-    metrics.close()
-    info.update({"steps": trainer.step_count, "seconds": round(elapsed(), 1),
-                 "val_nats": final, "val_bits": final / LN2,
-                 "val_perplexity": math.exp(final)})
-    _write_info(run_dir, info)
-    echo(f"rnnlab: done, {trainer.step_count} steps in {elapsed():.0f} s; validation "
-         f"{final:.3f} nats/{unit}, {final / LN2:.3f} bits/{unit}, perplexity "
-         f"{math.exp(final):.2f}")
-    echo(f"rnnlab: sample it with: rnnlab sample {run_dir}")
-    return run_dir
+    def sample(self) -> None:
+        text = "".join(generate(self.net, self.vocab, "\n", 200, temperature=0.8, rng=self.rng))
+        self.bar.note("----- sample -----\n" + text.strip("\n") + "\n------------------")
+
+    def save(self) -> None:
+        """Checkpoint (with the carried state and the data position), model and plot."""
+        self.trainer.save_checkpoint(
+            self.run_dir / "checkpoint.ckpt", states=[] if self.state is None else [self.state],
+            extra={"batcher": self.batcher.state_dict(), "elapsed": self.elapsed(),
+                   "curve": self.curve})
+        self.net.save(self.run_dir / "model.rnnlab")
+        _plot(self.run_dir, self.curve, self.cfg)
+
+    def finish(self, final: float) -> None:
+        steps, unit = self.trainer.step_count, self.unit
+        self.info.update({"steps": steps, "seconds": round(self.elapsed(), 1),
+                          "val_nats": final, "val_bits": final / LN2,
+                          "val_perplexity": math.exp(final)})
+        io.write_json(self.run_dir / "run.json", self.info)
+        self.echo(f"rnnlab: done, {steps} steps in {self.elapsed():.0f} s; validation "
+                  f"{final:.3f} nats/{unit}, {final / LN2:.3f} bits/{unit}, perplexity "
+                  f"{math.exp(final):.2f}")
+        self.echo(f"rnnlab: sample it with: rnnlab sample {self.run_dir}")
+
+
+def _endless(batcher):
+    """The batcher's windows, epoch after epoch."""
+    while True:
+        yield from batcher
 
 
 def _time_left(cfg, step, elapsed, steps_per_s):
@@ -384,14 +403,6 @@ def _time_left(cfg, step, elapsed, steps_per_s):
     return f"{m}:{s:02d}"
 
 
-def _flat(state):
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def _state_from(net, parts):
-    return tuple(parts) if net.rnn.n_state > 1 else parts[0]
-
-
 def _plot(run_dir: Path, curve: dict, cfg: LMConfig) -> None:
     try:
         from . import plots
@@ -401,26 +412,6 @@ def _plot(run_dir: Path, curve: dict, cfg: LMConfig) -> None:
     if curves:
         plots.plot_loss(curves, run_dir / "loss.png", ylabel=f"nats per {cfg.tokens}",
                         title=f"{cfg.layers}x{cfg.hidden} {cfg.cell.upper()} language model")
-
-
-def _catch_sigint(flag):
-    def handler(signum, frame):
-        if flag:
-            raise KeyboardInterrupt
-        flag.append(True)
-
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        return None
-
-
-def _restore_sigint(old):
-    if old is not None:
-        try:
-            signal.signal(signal.SIGINT, old)
-        except ValueError:
-            pass
 
 
 # ----------------------------------------------------------------------------------------
@@ -435,10 +426,8 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
     from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest tokens.
     """
     length = checks.positive_int(length, "length")
-    if not (_number(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    if top_k is not None:
-        top_k = checks.positive_int(top_k, "top_k")
+    temperature = checks.positive_number(temperature, "temperature")
+    top_k = checks.optional(checks.positive_int, top_k, "top_k")
     rng = np.random.default_rng(rng)
     V = len(vocab)
     ids = vocab.encode(prime) if prime else np.array([], dtype=np.int32)

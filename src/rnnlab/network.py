@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import checks, losses
+from . import checks, io, losses
 from . import init as _init
 from .cells import LAYERS
 from .cells.base import StackCache
@@ -35,6 +35,43 @@ class LossResult(NamedTuple):
     loss: float  # mean over real positions
     grads: dict  # name -> array, like Network.params
     state: object  # final recurrent state, to carry into the next window
+
+
+class Params(dict):
+    """A network's parameters: a dict whose ``rnn.*`` entries the layer reads as its own.
+
+    Setting an entry ``rnn.<name>`` (a new array for a weight) sets the layer's ``<name>``
+    too, so the layer's :attr:`~rnnlab.RecurrentLayer.params` always holds the very arrays
+    of the network's and nothing needs syncing. In-place updates (the optimisers') change
+    the one array both hold.
+    """
+
+    def __init__(self, layer, items=()):
+        super().__init__()
+        self.layer = layer
+        self.update(items)
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name, value)
+        layer = self.__dict__.get("layer")  # absent while unpickling: the layer has its own
+        if layer is not None and name.startswith("rnn."):
+            layer.params[name[4:]] = value
+
+    def __delitem__(self, name):
+        raise TypeError("a network's parameters cannot be removed")
+
+    def update(self, *items, **named):
+        for name, value in dict(*items, **named).items():
+            self[name] = value
+
+    def setdefault(self, name, value=None):
+        if name not in self:
+            self[name] = value
+        return self[name]
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
 
 
 class Network:
@@ -67,7 +104,8 @@ class Network:
     ----------
     params : dict[str, ndarray]
         ``rnn.l{k}.*`` for the recurrent layers (see :class:`rnnlab.LSTM`), ``head.W_y``
-        (H, K) and ``head.b_y`` (K,). Optimisers update these arrays in place.
+        (H, K) and ``head.b_y`` (K,). Optimisers update these arrays in place; the layer
+        holds the same arrays (:class:`Params`), also after an entry is replaced.
     """
 
     def __init__(
@@ -108,6 +146,15 @@ class Network:
 
     # ------------------------------------------------------------------------------------
     @property
+    def params(self) -> Params:
+        return self._params
+
+    @params.setter
+    def params(self, values: dict):
+        # self.params is the one source of truth; the layer reads the same arrays
+        self._params = Params(self.rnn, values)
+
+    @property
     def config(self) -> dict:
         """Everything needed to rebuild the network's shape (``Network(**config)``)."""
         r = self.rnn
@@ -130,8 +177,8 @@ class Network:
         return int(sum(v.size for v in self.params.values()))
 
     def _sync(self):
-        # self.params is the one source of truth; the layer reads views of the same arrays,
-        # so an optimiser (in place) or a user (replacing an entry) changes both.
+        # redundant now that Params keeps the layer's dict current; ``_run`` still calls it
+        # (its body is being rewritten elsewhere): remove the call and this method together
         self.rnn.params = {k[4:]: v for k, v in self.params.items() if k.startswith("rnn.")}
 
     # ------------------------------------------------------------------------------------
@@ -269,7 +316,6 @@ class Network:
         The head reads the new state, so this is the per-step readout whichever
         ``readout`` the network was trained with.
         """
-        self._sync()
         h, state = self.rnn.step(x_t, state)
         return h @ self.params["head.W_y"] + self.params["head.b_y"], state
 
@@ -280,7 +326,5 @@ class Network:
 
     # ------------------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the network to ``path`` atomically (see :func:`rnnlab.io.save`)."""
-        from . import io
-
-        io.save(self, path)
+        """Write the network to ``path`` atomically (:func:`rnnlab.load` reads it back)."""
+        io.write_record(path, "network", self.config, self.params)

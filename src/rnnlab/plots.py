@@ -18,7 +18,8 @@ import numpy as np
 _DPI = 120
 
 
-def _figure(size=(7.0, 4.2)):
+def figure(size=(7.0, 4.2)):
+    """A matplotlib Figure of ``size`` inches on an Agg canvas, with fixed margins."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -33,16 +34,19 @@ def _figure(size=(7.0, 4.2)):
     return fig
 
 
-def _png_path(path) -> Path:
+def png_path(path) -> Path:
+    """``path`` as a Path, if it names a ``.png`` file; else a ValueError."""
     p = Path(path)
     if p.suffix.lower() != ".png":
         raise ValueError(f"path must name a .png file, got {str(path)!r}")
     return p
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path, *, dpi: int = _DPI) -> Path:
+    """Write ``fig`` to ``path`` as a PNG, creating its folder; returns the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=_DPI)
+    fig.savefig(path, format="png", dpi=dpi)
     return path
 
 
@@ -122,9 +126,9 @@ def plot_flow(flows, path, *, relative: bool = True, fraction: float | None = No
     Path
         ``path``.
     """
-    path = _png_path(path)
+    path = png_path(path)
     items = _named(flows, "flows")
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     for label, flow in items:
         f = _flow_array(flow, label, relative)
@@ -139,7 +143,7 @@ def plot_flow(flows, path, *, relative: bool = True, fraction: float | None = No
     if any(label for label, _ in items) or fraction is not None:
         ax.legend()
     ax.set_title(title or "Gradient flow through time")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_flow_heatmap(checkpoints, path, *, relative: bool = True,
@@ -165,7 +169,7 @@ def plot_flow_heatmap(checkpoints, path, *, relative: bool = True,
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
 
-    path = _png_path(path)
+    path = png_path(path)
     rows = list(checkpoints)
     if not rows:
         raise ValueError("checkpoints is empty: nothing to plot")
@@ -182,7 +186,7 @@ def plot_flow_heatmap(checkpoints, path, *, relative: bool = True,
     shown = img[np.isfinite(img)]
     if shown.size == 0:
         raise ValueError("no flow value is positive and finite: nothing to show on a log scale")
-    fig = _figure((7.0, 4.6))
+    fig = figure((7.0, 4.6))
     ax = fig.add_subplot()
     mesh = ax.imshow(img, aspect="auto", origin="lower", interpolation="nearest",
                      extent=(-0.5, T - 0.5, -0.5, len(rows) - 0.5),
@@ -196,7 +200,7 @@ def plot_flow_heatmap(checkpoints, path, *, relative: bool = True,
     cb = fig.colorbar(mesh, ax=ax)
     cb.set_label(r"$\|\partial h_T / \partial h_{T-k}\|$" + (" / lag 0" if relative else ""))
     ax.set_title(title or "Gradient flow during training")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_saturation(saturation, path, *, title: str | None = None) -> Path:
@@ -214,9 +218,9 @@ def plot_saturation(saturation, path, *, title: str | None = None) -> Path:
     -------
     Path
     """
-    path = _png_path(path)
+    path = png_path(path)
     items = _named(saturation, "saturation")
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     for name, v in items:
         _, y = _series(v, f"saturation {name!r}")
@@ -229,7 +233,7 @@ def plot_saturation(saturation, path, *, title: str | None = None) -> Path:
     if any(name for name, _ in items):
         ax.legend(ncols=2)
     ax.set_title(title or "Saturation over time")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss(curves, path, *, xlabel: str = "step", ylabel: str = "loss",
@@ -253,9 +257,9 @@ def plot_loss(curves, path, *, xlabel: str = "step", ylabel: str = "loss",
     -------
     Path
     """
-    path = _png_path(path)
+    path = png_path(path)
     items = _named(curves, "curves")
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     drawn = 0
     for label, v in items:
@@ -278,7 +282,7 @@ def plot_loss(curves, path, *, xlabel: str = "step", ylabel: str = "loss",
     if any(label for label, _ in items):
         ax.legend()
     ax.set_title(title or "Training")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_report(report, directory) -> list[Path]:

@@ -1,9 +1,14 @@
-"""A small progress bar on standard error, quiet when that is not a terminal."""
+"""What a long loop shows and hears on the terminal: a small progress bar on standard
+error (quiet when that is not a terminal), and Ctrl-C turned into a flag the loop checks
+between updates (:func:`sigint_flag`).
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from contextlib import contextmanager
 
 
 class Progress:
@@ -63,3 +68,30 @@ def _fmt(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@contextmanager
+def sigint_flag():
+    """Within the block Ctrl-C sets a flag instead of raising, so that a training loop
+    finishes its update and writes a checkpoint first.
+
+    Yields a list that turns true (non-empty) at the first Ctrl-C; a second Ctrl-C raises
+    ``KeyboardInterrupt`` at once. Outside the main thread Ctrl-C is left alone.
+    """
+    flag: list = []
+
+    def handler(signum, frame):
+        if flag:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        flag.append(True)
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        if old is not None:  # None: a handler not set from Python, which cannot be restored
+            signal.signal(signal.SIGINT, old)

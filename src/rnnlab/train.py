@@ -9,26 +9,27 @@ One update is always the same linear story::
     norm         <- clip (by global norm or by value), norm before clipping logged
     params       <- optimiser step (learning rate from the schedule)
 
-and it lives in :meth:`Trainer.train_step`, so anything that produces gradients (for
-example a data-parallel all-reduce) slots in before the clip.
+and it lives in :meth:`Trainer.apply`, so anything that produces gradients (for example a
+data-parallel all-reduce) slots in before the clip. :meth:`Trainer.batch_updates` runs it
+over one batch, full or truncated, after the one batch hook :meth:`Trainer.prepare_batch`;
+:meth:`Trainer.fit` loops over epochs and batches, and :func:`rnnlab.lm.train` over a text
+stream, both through them. Checkpoints are :mod:`rnnlab.checkpoint`'s.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from . import bptt, checks, clip, io, optim
-from .progress import Progress
-
-CHECKPOINT_FORMAT = "rnnlab-checkpoint"
-CHECKPOINT_VERSION = 1
+from . import bptt, checkpoint, checks, clip, optim
+from .progress import Progress, sigint_flag
 
 
 class NonFiniteError(FloatingPointError):
@@ -69,6 +70,15 @@ class StepInfo:
     grad_norm: float
     clipped: bool
     skipped: bool
+
+
+class Update(NamedTuple):
+    """One update of :meth:`Trainer.batch_updates`."""
+
+    info: StepInfo
+    state: object  # the recurrent state after the update's steps
+    window: int | None  # the batch's next window (truncated BPTT); None when it is done
+    carried: list  # what continues the batch at ``window`` (bptt.Truncated.carried); or []
 
 
 class Trainer:
@@ -148,9 +158,9 @@ class Trainer:
         self.diagnostics_every = (None if diagnostics_every is None else
                                   checks.positive_int(diagnostics_every, "diagnostics_every"))
         self.diagnostics_probe = diagnostics_probe
-        for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
-            if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive number or None, got {v!r}")
+        checks.optional(checks.positive_number, clip_norm, "clip_norm")
+        checks.optional(checks.positive_number, clip_value, "clip_value")
+        self._log_file = None
         self.step_count = 0
         self.skipped = 0
 
@@ -160,12 +170,13 @@ class Trainer:
 
     def apply(self, loss: float, grads: dict) -> StepInfo:
         """Guard, clip and apply gradients that something else computed: one update."""
-        bad = _first_nonfinite(loss, grads)
+        bad = first_nonfinite(loss, grads)
         if bad is not None:
             if self.on_nonfinite == "stop":
                 raise NonFiniteError(self.step_count, bad)
             self.skipped += 1
             return StepInfo(loss, float("nan"), False, True)
+        # gradients ready: a data-parallel all-reduce would go here, before the clip
         norm = clip.global_norm(grads)
         clipped = False
         if self.clip_norm is not None and norm > self.clip_norm:
@@ -177,10 +188,41 @@ class Trainer:
         self.step_count += 1
         return StepInfo(loss, norm, clipped, False)
 
+    def prepare_batch(self, x, y, lengths):
+        """The batch as the updates see it: ``(x, y)``; the caller's arrays stay unchanged.
+
+        The one batch hook: called once per batch, before full BPTT (:meth:`train_step`)
+        and before the windows of truncated BPTT alike. Override it to augment training
+        batches (:class:`rnnlab.apps.NoisyTrainer` adds noise); :meth:`evaluate` never
+        calls it.
+        """
+        return x, y
+
     def train_step(self, x, y, *, lengths=None, state=None):
         """Full BPTT on one batch and one update. Returns ``(StepInfo, final state)``."""
+        x, y = self.prepare_batch(x, y, lengths)
         res = self.net.loss_and_grad(x, y, lengths=lengths, state=state)
         return self.apply(res.loss, res.grads), res.state
+
+    def batch_updates(self, x, y, lengths=None, *, window: int = 0, carried=None):
+        """The updates of one batch: one with full BPTT, one per window with truncated BPTT.
+
+        Yields :class:`Update` records. ``window`` and ``carried`` continue a batch that an
+        earlier pass left at that window (its :attr:`Update.carried`).
+        """
+        if self.bptt is None:
+            info, state = self.train_step(x, y, lengths=lengths)
+            yield Update(info, state, None, [])
+            return
+        x, y = self.prepare_batch(x, y, lengths)
+        tb = bptt.Truncated(self.net, x, y, lengths, *self.bptt, position=window,
+                            carried=carried)
+        for res in tb:
+            info = self.apply(res.loss, res.grads)
+            if tb.position >= tb.n_windows:
+                yield Update(info, res.state, None, [])
+            else:
+                yield Update(info, res.state, tb.position, tb.carried())
 
     # the loop -----------------------------------------------------------------------------
     def fit(self, X, Y, *, epochs=1, validation=None, lengths=None, resume=None) -> History:
@@ -203,120 +245,91 @@ class Trainer:
         """
         X, Y, lengths = self._check_data(X, Y, lengths, "X", "Y")
         epochs = checks.positive_int(epochs, "epochs")
-        val = None
-        if validation is not None:
-            if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
-                raise ValueError("validation must be a tuple (Xv, Yv) or (Xv, Yv, lengths_v)")
-            val = self._check_data(validation[0], validation[1],
-                                   validation[2] if len(validation) == 3 else None, "Xv", "Yv")
+        val = self._check_validation(validation)
         probe = self._check_probe(X, lengths)
-        N = len(X)
-        n_batches = -(-N // self.batch_size)
-        history = History()
-        pos = {"epoch": 0, "batch": 0, "window": 0}
-        carried: list = []  # states of an unfinished truncated-BPTT batch
-        best = None
-        if resume is not None:
-            pos, carried, history, best = self._load_checkpoint(resume)
-        self._log_file = None if self.log is None else self.log.open("a", encoding="utf-8")
-        interrupted = []
-        old_handler = _install_sigint(interrupted)
+        start = checkpoint.Checkpoint() if resume is None else self.load_checkpoint(resume)
+        history = History(**start.history) if start.history else History()
+        best = start.best  # (validation loss, epoch, parameters) of the best epoch so far
+        n_batches = -(-len(X) // self.batch_size)
         bar = Progress(total=epochs * n_batches, enabled=self.progress,
-                       done=pos["epoch"] * n_batches + pos["batch"])
+                       done=start.position["epoch"] * n_batches + start.position["batch"])
         try:
-            if probe is not None and self.step_count == 0:
-                self._record_flow(probe, history)  # the starting point, before any update
-            for epoch in range(pos["epoch"], epochs):
-                perm = np.random.default_rng([self.seed, epoch]).permutation(N)
-                t0 = time.perf_counter()
-                losses, norms, clips = [], [], []
-                start_batch = pos["batch"] if epoch == pos["epoch"] else 0
-                for b in range(start_batch, n_batches):
-                    idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
-                    x, y = X[idx], Y[idx]
-                    lb = None if lengths is None else lengths[idx]
-                    start_window = pos["window"] if (epoch, b) == (pos["epoch"], pos["batch"]) \
-                        else 0
-                    for info, window, states in self._batch_updates(x, y, lb, start_window,
-                                                                    carried):
-                        carried = []
-                        # where to resume: the next window of this batch, or the next batch
-                        here = ({"epoch": epoch, "batch": b + 1, "window": 0} if window is None
-                                else {"epoch": epoch, "batch": b, "window": window})
-                        if not info.skipped:
-                            losses.append(info.loss)
-                            norms.append(info.grad_norm)
-                            clips.append(info.clipped)
-                        self._log_step(epoch, info)
-                        if (probe is not None and not info.skipped
+            with self._open_log(), sigint_flag() as interrupted:
+                if probe is not None and self.step_count == 0:
+                    self._record_flow(probe, history)  # the starting point, before any update
+                for epoch in range(start.position["epoch"], epochs):
+                    tally = _Tally()
+                    for here, u in self._epoch_updates(X, Y, lengths, epoch, start):
+                        tally.add(u.info)
+                        self._log_step(epoch, u.info)
+                        if (probe is not None and not u.info.skipped
                                 and self.step_count % self.diagnostics_every == 0):
                             self._record_flow(probe, history)
-                        bar.update(0, loss=info.loss)
+                        bar.update(0, loss=u.info.loss)
+                        if interrupted or (self.checkpoint_every
+                                           and self.step_count % self.checkpoint_every == 0):
+                            self._checkpoint(here, u.carried, history, best)
                         if interrupted:
-                            self._save_checkpoint(here, states, history, best)
                             raise KeyboardInterrupt
-                        if self.checkpoint_every and self.step_count % self.checkpoint_every == 0:
-                            self._save_checkpoint(here, states, history, best)
-                    bar.update(1)
-                history.epoch.append(epoch + 1)
-                history.train_loss.append(float(np.mean(losses)) if losses else None)
-                history.grad_norm.append(float(np.mean(norms)) if norms else None)
-                history.clip_rate.append(float(np.mean(clips)) if clips else 0.0)
-                history.seconds.append(time.perf_counter() - t0)
-                vloss = None if val is None else self.evaluate(*val)
-                history.val_loss.append(vloss)
-                history.steps, history.skipped = self.step_count, self.skipped
-                stop = False
-                if vloss is not None and (best is None or vloss < best[0]):
-                    best = (vloss, epoch + 1, {k: v.copy() for k, v in self.net.params.items()})
-                    history.best_epoch = epoch + 1
-                elif (vloss is not None and self.patience is not None
-                      and epoch + 1 - best[1] >= self.patience):
-                    history.stopped_early = stop = True
-                self._log({"epoch": epoch + 1, "train_loss": history.train_loss[-1],
-                           "val_loss": vloss, "clip_rate": history.clip_rate[-1],
-                           "grad_norm": history.grad_norm[-1], "seconds": history.seconds[-1]})
-                bar.note(f"epoch {epoch + 1}: loss {history.train_loss[-1]:.4f}"
-                         + ("" if vloss is None else f", validation {vloss:.4f}"))
-                if self.checkpoint is not None:
-                    self._save_checkpoint({"epoch": epoch + 1, "batch": 0, "window": 0}, [],
-                                          history, best)
-                if stop:
-                    break
+                        if u.window is None:
+                            bar.update(1)  # a batch done
+                    best, stop = self._end_epoch(epoch, tally, val, history, best)
+                    bar.note(f"epoch {epoch + 1}: loss {history.train_loss[-1]:.4f}" + (
+                        "" if val is None else f", validation {history.val_loss[-1]:.4f}"))
+                    self._checkpoint({"epoch": epoch + 1, "batch": 0, "window": 0}, [],
+                                     history, best)
+                    if stop:
+                        break
         except KeyboardInterrupt:
             history.interrupted = True
             raise
         finally:
             bar.close()
-            _restore_sigint(old_handler)
-            if self._log_file is not None:
-                self._log_file.close()
         if best is not None and self.patience is not None:
             for k, v in best[2].items():
                 self.net.params[k][...] = v
         return history
 
-    def _batch_updates(self, x, y, lengths, start_window, carried):
-        """Yield ``(StepInfo, next window or None when the batch is done, states)``."""
-        if self.bptt is None:
-            info, _ = self.train_step(x, y, lengths=lengths)
-            yield info, None, []
-            return
-        k1, k2 = self.bptt
-        tb = bptt.Truncated(self.net, x, y, lengths, k1, k2, position=start_window)
-        if carried:
-            tb.state = _unflatten_state(self.net, carried[0])
-            for i, h in enumerate(carried[1:]):
-                w = start_window - len(carried) + 1 + i
-                a, b = w * k1, min((w + 1) * k1, tb.T)
-                tb.history.append((x[:, a:b], bptt.window_lengths(lengths, a, b),
-                                   _unflatten_state(self.net, h)))
-        for res in tb:
-            info = self.apply(res.loss, res.grads)
-            done = tb.position >= tb.n_windows
-            states = [] if done else [_flatten_state(tb.state)] + [
-                _flatten_state(h[2]) for h in tb.history]
-            yield info, (None if done else tb.position), states
+    def _epoch_updates(self, X, Y, lengths, epoch: int, start: checkpoint.Checkpoint):
+        """Yield ``(position, Update)`` for the updates of ``epoch``, from where ``start``
+        stands in it; ``position`` is where to resume after that update."""
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(X))
+        pos = start.position
+        for b in range(pos["batch"] if epoch == pos["epoch"] else 0,
+                       -(-len(X) // self.batch_size)):
+            idx = perm[b * self.batch_size:(b + 1) * self.batch_size]
+            resumed = (epoch, b) == (pos["epoch"], pos["batch"])
+            for u in self.batch_updates(X[idx], Y[idx], None if lengths is None else lengths[idx],
+                                        window=pos["window"] if resumed else 0,
+                                        carried=start.states if resumed else None):
+                # resume at the next window of this batch, or at the next batch
+                yield ({"epoch": epoch, "batch": b + 1, "window": 0} if u.window is None
+                       else {"epoch": epoch, "batch": b, "window": u.window}), u
+
+    def _end_epoch(self, epoch: int, tally, val, history: History, best):
+        """Record the epoch in the history and the log, and decide on early stopping.
+
+        Returns ``(best, stop)``: the best epoch so far and whether to stop now.
+        """
+        history.epoch.append(epoch + 1)
+        history.train_loss.append(_mean(tally.losses))
+        history.grad_norm.append(_mean(tally.norms))
+        history.clip_rate.append(float(np.mean(tally.clips)) if tally.clips else 0.0)
+        history.seconds.append(time.perf_counter() - tally.t0)
+        vloss = None if val is None else self.evaluate(*val)
+        history.val_loss.append(vloss)
+        history.steps, history.skipped = self.step_count, self.skipped
+        stop = False
+        if vloss is not None and (best is None or vloss < best[0]):
+            best = (vloss, epoch + 1, {k: v.copy() for k, v in self.net.params.items()})
+            history.best_epoch = epoch + 1
+        elif (vloss is not None and self.patience is not None
+              and epoch + 1 - best[1] >= self.patience):
+            history.stopped_early = stop = True
+        self._log({"epoch": epoch + 1, "train_loss": history.train_loss[-1],
+                   "val_loss": vloss, "clip_rate": history.clip_rate[-1],
+                   "grad_norm": history.grad_norm[-1], "seconds": history.seconds[-1]})
+        return best, stop
 
     def evaluate(self, X, Y, lengths=None) -> float:
         """Mean loss over all real positions, in batches, without updating anything."""
@@ -359,6 +372,14 @@ class Trainer:
                    "spectral_radius": diagnostics.spectral_radius(self.net)})
 
     # data checks --------------------------------------------------------------------------
+    def _check_validation(self, validation):
+        if validation is None:
+            return None
+        if not isinstance(validation, (tuple, list)) or len(validation) not in (2, 3):
+            raise ValueError("validation must be a tuple (Xv, Yv) or (Xv, Yv, lengths_v)")
+        return self._check_data(validation[0], validation[1],
+                                validation[2] if len(validation) == 3 else None, "Xv", "Yv")
+
     def _check_data(self, X, Y, lengths, xname, yname):
         net = self.net
         X = np.asarray(X)
@@ -377,6 +398,16 @@ class Trainer:
         return X, Y, lengths
 
     # logs and checkpoints -------------------------------------------------------------------
+    @contextmanager
+    def _open_log(self):
+        self._log_file = None if self.log is None else self.log.open("a", encoding="utf-8")
+        try:
+            yield
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+            self._log_file = None
+
     def _log(self, record: dict):
         if self._log_file is not None:
             self._log_file.write(json.dumps(record) + "\n")
@@ -388,122 +419,63 @@ class Trainer:
                        "grad_norm": info.grad_norm, "clipped": bool(info.clipped),
                        "skipped": info.skipped, "lr": self.current_lr()})
 
-    def _trainer_config(self) -> dict:
+    def settings(self) -> dict:
+        """The settings a checkpoint must have been written with to resume under this one."""
         return {"optimizer": self.optimizer_name, "lr": self.lr, "clip_norm": self.clip_norm,
                 "clip_value": self.clip_value, "bptt": self.bptt, "batch_size": self.batch_size,
                 "seed": self.seed}
 
-    def save_checkpoint(self, path, *, states=(), extra: dict | None = None) -> None:
+    def save_checkpoint(self, path, *, states=(), extra: dict | None = None, position=None,
+                        history: History | None = None, best=None) -> None:
         """Write parameters, optimiser state and the update count to ``path`` atomically.
 
         For loops of one's own (e.g. :mod:`rnnlab.lm`): ``states`` is a list of carried
-        states, each a list of arrays; ``extra`` any JSON-serialisable record (data
-        position, timers). :meth:`load_checkpoint` gives both back.
+        recurrent states, ``extra`` any JSON-serialisable record (data position, timers).
+        :meth:`fit` adds where it stands (``position``, ``history``, ``best``).
+        :meth:`load_checkpoint` gives all of it back. A model with NaN or Inf in its
+        parameters writes nothing, so it never replaces a good checkpoint.
         """
-        self._write(Path(path), {"epoch": 0, "batch": 0, "window": 0}, list(states),
-                    History(), None, extra)
+        ckpt = checkpoint.Checkpoint(
+            self.step_count, self.skipped, position or checkpoint.start(), list(states),
+            (history or History()).to_dict(), best, extra or {})
+        checkpoint.write(Path(path), self.net, self.opt, self.settings(), ckpt)
 
-    def load_checkpoint(self, path):
-        """Restore parameters, optimiser state and update count; returns ``(extra, states)``."""
-        _, states, _, _ = self._load_checkpoint(path)
-        return self._loaded_extra, states
+    def load_checkpoint(self, path) -> checkpoint.Checkpoint:
+        """Restore parameters, optimiser state and update count from ``path``; returns the
+        rest (:class:`rnnlab.checkpoint.Checkpoint`: ``states``, ``extra``, ...)."""
+        ckpt = checkpoint.read(path, self.net, self.opt, self.settings())
+        self.step_count, self.skipped = ckpt.step, ckpt.skipped
+        return ckpt
 
-    def _save_checkpoint(self, pos, states, history, best):
+    def _checkpoint(self, position, states, history, best):
         if self.checkpoint is not None:
-            self._write(self.checkpoint, pos, states, history, best)
-
-    def _write(self, path, pos, states, history, best, extra=None):
-        if _first_nonfinite(0.0, self.net.params) is not None:
-            return  # never replace a good checkpoint with a broken one
-        meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                "network": self.net.config, "trainer": self._trainer_config(),
-                "position": pos, "step": self.step_count, "skipped": self.skipped,
-                "history": history.to_dict(), "n_states": len(states),
-                "best": None if best is None else best[:2], "extra": extra or {}}
-        arrays = {f"param/{k}": v for k, v in self.net.params.items()}
-        for k, v in self.opt.state_dict().items():
-            arrays[f"optim/{k}"] = np.asarray(v)
-        for i, parts in enumerate(states):
-            for j, a in enumerate(parts):
-                arrays[f"state/{i}/{j}"] = a
-        if best is not None:
-            arrays.update({f"best/{k}": v for k, v in best[2].items()})
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-        io.atomic_write_npz(path, arrays)
-
-    def _load_checkpoint(self, path):
-        arrays = io.read_npz(path, "rnnlab checkpoint")
-        try:
-            meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-            assert meta["format"] == CHECKPOINT_FORMAT
-        except Exception:
-            raise ValueError(f"{path} is not an rnnlab checkpoint") from None
-        if meta["version"] != CHECKPOINT_VERSION:
-            raise ValueError(f"{path} is checkpoint version {meta['version']}; "
-                             f"this rnnlab reads version {CHECKPOINT_VERSION}")
-        if meta["network"] != self.net.config:
-            diff = {k: (v, self.net.config.get(k)) for k, v in meta["network"].items()
-                    if self.net.config.get(k) != v}
-            raise ValueError(f"{path} is a checkpoint of another model shape "
-                             f"(checkpoint vs this model: {diff})")
-        mine = self._trainer_config()
-        theirs = {**meta["trainer"], "bptt": None if meta["trainer"]["bptt"] is None
-                  else tuple(meta["trainer"]["bptt"])}
-        if theirs != mine:
-            diff = {k: (v, mine.get(k)) for k, v in theirs.items() if mine.get(k) != v}
-            raise ValueError(f"{path} was written with other training settings "
-                             f"(checkpoint vs now: {diff})")
-        io.load_params(self.net.params, arrays, path)
-        self.opt.load_state_dict({k[6:]: (v.item() if v.ndim == 0 else v)
-                                  for k, v in arrays.items() if k.startswith("optim/")})
-        self.step_count, self.skipped = meta["step"], meta["skipped"]
-        states = []
-        for i in range(meta["n_states"]):
-            parts, j = [], 0
-            while f"state/{i}/{j}" in arrays:
-                parts.append(arrays[f"state/{i}/{j}"])
-                j += 1
-            states.append(parts)
-        self._loaded_extra = meta.get("extra", {})
-        history = History(**meta["history"])
-        best = None
-        if meta["best"] is not None:
-            best = (*meta["best"], {k[5:]: v for k, v in arrays.items() if k.startswith("best/")})
-        return meta["position"], states, history, best
+            self.save_checkpoint(self.checkpoint, states=states, position=position,
+                                 history=history, best=best)
 
 
-def _first_nonfinite(loss, grads) -> str | None:
+class _Tally:
+    """The updates of one epoch, for its record in the history."""
+
+    def __init__(self):
+        self.losses, self.norms, self.clips = [], [], []
+        self.t0 = time.perf_counter()
+
+    def add(self, info: StepInfo) -> None:
+        if not info.skipped:
+            self.losses.append(info.loss)
+            self.norms.append(info.grad_norm)
+            self.clips.append(info.clipped)
+
+
+def _mean(values) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def first_nonfinite(loss, grads) -> str | None:
+    """Where the first NaN or Inf is: "the loss", "the gradient of <name>", or None."""
     if not math.isfinite(loss):
         return "the loss"
     for name, g in grads.items():
         if not np.isfinite(g).all():
             return f"the gradient of {name}"
     return None
-
-
-def _flatten_state(state) -> list:
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def _unflatten_state(net, parts):
-    return tuple(parts) if net.rnn.n_state > 1 else parts[0]
-
-
-def _install_sigint(flag: list):
-    """Turn Ctrl-C into a flag checked between updates, so a checkpoint is written first."""
-    def handler(signum, frame):
-        if flag:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        flag.append(True)
-
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not in the main thread: leave Ctrl-C alone
-        return signal.getsignal(signal.SIGINT)
-
-
-def _restore_sigint(handler):
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except (ValueError, TypeError):
-        pass

@@ -38,7 +38,6 @@ from .tape import Tape
 from .tile import nr
 
 
-
 def _drop_stale_cache() -> None:
     """Delete cached kernels compiled before the last edit of the files they depend on.
 

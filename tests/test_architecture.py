@@ -1,0 +1,133 @@
+"""The package's structure, checked: no import circle, kernels and io are leaves, the
+reference loop imports no kernels, and one module alone dispatches between the two.
+
+Imports are read with ``ast`` from the sources, deferred imports inside functions
+included, so a circle cannot hide behind a function-level import.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "src" / "rnnlab"
+
+
+def _modules() -> dict:
+    mods = {}
+    for f in ROOT.rglob("*.py"):
+        parts = list(f.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        mods[".".join(parts)] = f
+    return mods
+
+
+def _resolve(name, level, here, is_pkg):
+    if level == 0:
+        return name
+    base = here.split(".")
+    if not is_pkg:
+        base = base[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def import_graph() -> dict:
+    """module -> the set of rnnlab modules it imports (anywhere in its source)."""
+    mods = _modules()
+    edges = {m: set() for m in mods}
+    for m, f in mods.items():
+        is_pkg = f.name == "__init__.py"
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(node.module or "", node.level, m, is_pkg)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base
+                           for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in mods:
+                    t = t.rpartition(".")[0]
+                if t and t != m and t.startswith("rnnlab"):
+                    edges[m].add(t)
+    return edges
+
+
+def circles(edges: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def edges():
+    return import_graph()
+
+
+def test_the_graph_is_read(edges):
+    # the reader must see real arrows, or every check below would pass vacuously
+    assert "rnnlab.engine" in edges["rnnlab.cells.base"]
+    assert {"rnnlab.kernels", "rnnlab.recurrent"} <= edges["rnnlab.engine"]
+
+
+def test_no_import_circle(edges):
+    assert circles(edges) == []
+
+
+def test_a_circle_would_be_found():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_kernels_are_leaves(edges):
+    bad = {(m, t) for m, ts in edges.items() if m.startswith("rnnlab.kernels")
+           for t in ts if not t.startswith("rnnlab.kernels")}
+    assert bad == set()
+
+
+def test_io_imports_only_the_validators_and_the_version(edges):
+    assert edges["rnnlab.io"] <= {"rnnlab.checks", "rnnlab._version"}
+
+
+def test_the_reference_loop_imports_no_kernels(edges):
+    assert edges["rnnlab.recurrent"] == set()
+
+
+def test_one_module_sees_both_the_loop_and_the_kernels(edges):
+    both = {m for m, ts in edges.items()
+            if "rnnlab.recurrent" in ts and any(t.startswith("rnnlab.kernels") for t in ts)}
+    assert both == {"rnnlab.engine"}
+
+
+def test_cells_read_no_dispatch_but_through_the_engine(edges):
+    # the cell modules hold the maths; only the layer front (base) runs the engine
+    for name in ("rnnlab.cells.cell", "rnnlab.cells.elman", "rnnlab.cells.lstm",
+                 "rnnlab.cells.gru"):
+        assert not any(t.startswith(("rnnlab.kernels", "rnnlab.engine")) for t in edges[name])
