@@ -176,11 +176,6 @@ class Network:
     def n_params(self) -> int:
         return int(sum(v.size for v in self.params.values()))
 
-    def _sync(self):
-        # redundant now that Params keeps the layer's dict current; ``_run`` still calls it
-        # (its body is being rewritten elsewhere): remove the call and this method together
-        self.rnn.params = {k[4:]: v for k, v in self.params.items() if k.startswith("rnn.")}
-
     # ------------------------------------------------------------------------------------
     def forward(self, x, state=None, *, lengths=None):
         """Run the network.
@@ -207,7 +202,6 @@ class Network:
         return z, state
 
     def _run(self, x, state, lengths, keep: bool):
-        self._sync()
         y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep)
         if self.readout == "all":
             h = y  # (B, T, H)
