@@ -212,8 +212,9 @@ def _diagnose(args) -> int:
             positive_int(o[k], k.replace("_", "-"))
         if o["seed"] < 0:
             raise ValueError(f"seed must be a non-negative integer, got {o['seed']}")
-        options = {"activation": o["activation"]} if o["cell"] == "elman" else {}
-        if o["cell"] != "elman" and args.activation is not None:
+        takes_activation = "activation" in LAYERS[o["cell"]].options
+        options = {"activation": o["activation"]} if takes_activation else {}
+        if not takes_activation and args.activation is not None:
             raise ValueError(f"--activation applies to the elman cell only, got "
                              f"{args.activation!r} with --cell {o['cell']}")
         layer = LAYERS[o["cell"]](o["input_size"], o["hidden"], o["layers"], seed=o["seed"],
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     from .apps import TASKS
+    from .cells import LAYERS
+
+    cells = list(LAYERS)
 
     t = sub.add_parser(
         "train", help="train a character-level language model (default: Shakespeare), or "
@@ -276,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--patch 4x4; rnnlab train --task sunspots --horizon 1")
     t.add_argument("--data", metavar="PATH", help="UTF-8 text file or folder of .txt files")
     t.add_argument("--tokens", choices=["char", "word"], help="token unit (default char)")
-    t.add_argument("--cell", choices=["lstm", "gru", "elman"], help="default lstm")
+    t.add_argument("--cell", choices=cells, help="default lstm")
     t.add_argument("--hidden", type=int, metavar="H", help="units per layer (default 256)")
     t.add_argument("--layers", type=int, metavar="L", help="stacked layers (default 1)")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")
@@ -352,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", metavar="DIR",
                    help="folder for the PNGs (default RUN/diagnostics or ./diagnostics)")
     f = d.add_argument_group("a fresh model (instead of RUN)")
-    f.add_argument("--cell", choices=["elman", "lstm", "gru"])
+    f.add_argument("--cell", choices=cells)
     f.add_argument("--hidden", type=int, metavar="H", help="units per layer (default 64)")
     f.add_argument("--layers", type=int, metavar="L", help="stacked layers (default 1)")
     f.add_argument("--input-size", type=int, metavar="D", help="input features (default 8)")
@@ -377,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "result).")
     mem.add_argument("--task", nargs="+", choices=["recall", "adding"],
                      help="tasks (default both)")
-    mem.add_argument("--cells", nargs="+", choices=["elman", "lstm", "gru"],
+    mem.add_argument("--cells", nargs="+", choices=cells,
                      help="default elman lstm")
     mem.add_argument("--lags", nargs="+", type=int, metavar="LAG",
                      help="default 2 5 10 20 50 100 200")

@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from . import checks
+from .cells import LAYERS
 
 TASKS = ("recall", "adding")
-CELLS = ("elman", "lstm", "gru")
+CELLS = tuple(LAYERS)
 OPTIMIZERS = ("adam", "sgd")
 #: learning rate when none is given; SGD runs with momentum 0.9 (as DESIGN.md's measurement)
 DEFAULT_LR = {"adam": 1e-2, "sgd": 0.1}
@@ -54,7 +55,13 @@ SGD_MOMENTUM = 0.9
 #: the notes' limit, shaded in the figure
 NOTES_LIMIT = (8, 10)
 _RECALL_CLASSES, _RECALL_DISTRACTORS = 4, 4
-_CELL_NAMES = {"elman": "Elman", "lstm": "LSTM", "gru": "GRU"}
+_CELL_NAMES = {name: layer.__name__ for name, layer in LAYERS.items()}  # "LSTM"
+
+
+def _has_forget_bias(cells) -> bool:
+    return any("forget_bias" in LAYERS[c].options for c in cells)
+
+
 _COLORS = {"elman": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
 
 
@@ -191,9 +198,9 @@ class MemoryConfig:
             "optimiser": opt + f"; gradient clipped at global norm {self.clip_norm:g}",
             "budget": f"{self.train:,} training sequences x {self.epochs} epochs, batch "
                       f"{self.batch} = {self.updates:,} updates per run; no early stopping",
-            "initialisation": init[self.init] + (f"; LSTM forget-gate bias "
-                                                 f"{self.forget_bias:g}" if "lstm" in self.cells
-                                                 else ""),
+            "initialisation": init[self.init] + (
+                f"; LSTM forget-gate bias {self.forget_bias:g}"
+                if _has_forget_bias(self.cells) else ""),
             "network": f"1 layer, H={self.hidden}, readout at the last step, {self.dtype}",
             "seeds": ", ".join(map(str, self.seeds)) + " (weights, data and shuffling)",
             "success": f"on {self.test:,} fresh test sequences: accuracy (recall), fraction "
@@ -224,7 +231,7 @@ def run_one(cfg: MemoryConfig, task: str, cell: str, lag: int, seed: int) -> dic
     recall = task == "recall"
     net = Network(X.shape[2], cfg.hidden, _RECALL_CLASSES if recall else 1, cell=cell,
                   output="softmax" if recall else "linear", readout="last", init=cfg.init,
-                  forget_bias=cfg.forget_bias if cell == "lstm" else None, seed=seed,
+                  forget_bias=cfg.forget_bias if _has_forget_bias([cell]) else None, seed=seed,
                   dtype=dtype)
     probe = Xt[: cfg.probe]
     options = {"momentum": SGD_MOMENTUM} if cfg.optimizer == "sgd" else {}

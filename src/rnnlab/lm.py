@@ -35,6 +35,7 @@ import numpy as np
 
 from . import checks, io, losses
 from ._version import __version__
+from .cells import LAYERS
 from .data.corpus import default_corpus, split_text
 from .data.text import StreamBatcher, Vocab, one_hot, read_text
 from .network import Network
@@ -109,7 +110,7 @@ class LMConfig:
 
     def check(self) -> None:
         checks.choice(self.tokens, "tokens", ("char", "word"))
-        checks.choice(self.cell, "cell", ("lstm", "gru", "elman"))
+        checks.choice(self.cell, "cell", tuple(LAYERS))
         for name in ("hidden", "layers", "bptt", "batch", "max_vocab", "eval_every",
                      "eval_tokens", "checkpoint_every"):
             checks.positive_int(getattr(self, name), name)
