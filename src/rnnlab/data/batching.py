@@ -36,8 +36,8 @@ class StreamBatcher:
     Parameters
     ----------
     ids : array_like of int, shape (N,)
-        The token stream, e.g. from :meth:`rnnlab.data.vocab.Vocab.encode`. It is not copied; do not change
-        it while batching.
+        The token stream, e.g. from :meth:`rnnlab.data.vocab.Vocab.encode`. It is not
+        copied; do not change it while batching.
     batch_size : int
         B, the number of parallel streams.
     bptt : int
