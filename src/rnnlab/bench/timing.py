@@ -37,14 +37,14 @@ def median_times(fns: dict, repeats: int, warmup: int, block: int = 3) -> tuple[
 
     Both libraries keep thread pools whose idle threads spin for a while before they
     sleep (OpenBLAS's, the OpenMP runtimes of numba and PyTorch). Alternating single
-    calls would time each library against the other's spinning threads, which on 2 cores
-    cost whichever ran second up to 2x. So each library runs ``warmup`` untimed calls and
-    then a block of at most ``block`` timed ones; passes over the libraries, in
-    alternating order, share out ``repeats``. Short blocks spread each library's calls
-    over the whole run: on a shared virtual machine the speed drifts by 30 % and more for
-    seconds at a time, and one long block per library caught such a phase (a 1.30 median
-    ratio whose ratio of minima was 0.82; 0.80-0.83 interleaved). The median is the figure
-    reported; the minimum is kept too, to show bursts of load.
+    calls would time each library against the other's spinning threads, which on a
+    machine with few cores slows whichever runs second. So each library runs ``warmup``
+    untimed calls and then a block of at most ``block`` timed ones; passes over the
+    libraries, in alternating order, share out ``repeats``. Short blocks spread each
+    library's calls over the whole run: on a shared virtual machine the speed drifts for
+    seconds at a time, and one long block per library can catch such a slow phase and
+    skew the ratio. The median is the figure reported; the minimum is kept too, to show
+    bursts of load (measurements: docs/performance.md).
     """
     times = {k: [] for k in fns}
     keys = list(fns)
