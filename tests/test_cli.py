@@ -187,17 +187,17 @@ def test_bench_marks_results_taken_on_a_busy_machine(tmp_path, monkeypatch, caps
 
 
 def test_bench_times_each_library_in_blocks():
-    from rnnlab import bench
+    from rnnlab.bench.timing import median_times
 
     calls = []
-    med, low = bench._median_times({"a": lambda: calls.append("a"),
-                                    "b": lambda: calls.append("b")}, repeats=5, warmup=1)
+    med, low = median_times({"a": lambda: calls.append("a"),
+                              "b": lambda: calls.append("b")}, repeats=5, warmup=1)
     # blocks of at most 3 timed calls after 1 warm-up, passes in alternating order:
     # a, b (1 + 3 each), then b, a (1 + 2 each)
     assert "".join(calls) == "aaaa" + "bbbb" + "bbb" + "aaa"
     calls.clear()
-    bench._median_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                        repeats=7, warmup=1, block=2)
+    median_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                 repeats=7, warmup=1, block=2)
     assert "".join(calls) == "aaabbb" + "bbbaaa" + "aaabbb" + "bbaa"
     assert set(med) == set(low) == {"a", "b"}
     assert set(med) == set(low) == {"a", "b"}

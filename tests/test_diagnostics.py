@@ -101,7 +101,7 @@ def test_flow_with_lengths_is_each_sequence_measured_from_its_own_end(cell, monk
     lengths = np.array([7, 3, 0, 5, 7])
     x = rng.normal(size=(5, 7, 3))
     state = random_state(layer, 5, rng)
-    monkeypatch.setattr(dg, "_MAX_ROWS", 8)  # two sequences per backward pass: chunks too
+    monkeypatch.setattr(dg.flow, "_MAX_ROWS", 8)  # two sequences per backward pass: chunks too
     flow = dg.gradient_flow(layer, x, state=state, lengths=lengths)
     assert flow.shape == (7,)
     per = []

@@ -172,8 +172,8 @@ class RecurrentLayer:
         """The inverse of :meth:`split_state`: a list over layers of tuples of (B, H) ->
         the public layout (new arrays).
 
-        Filled layer by layer rather than by ``np.stack``, whose checks cost 2.5 us per
-        array (5 us of a 150 us LSTM inference at batch 1)."""
+        Filled layer by layer rather than by ``np.stack``, whose checks cost a visible
+        share of an inference at batch 1 (measurements: docs/performance.md)."""
         parts = []
         for i in range(self.n_state):
             first = states[0][i]
@@ -289,7 +289,8 @@ class RecurrentLayer:
         B = x_t.shape[0]
         states = self.split_state(state, B, copy=False, finite=False)
         # the new state is written straight into its public (L, B, H) arrays; written
-        # out for one and two state arrays (a generator costs ~0.5 us here)
+        # out for one and two state arrays (a generator costs more than the rest of this
+        # bookkeeping; measurements: docs/performance.md)
         shape, dt = (self.num_layers, B, self.hidden_size), self.dtype
         if self.n_state == 1:
             outs = (np.empty(shape, dt),)

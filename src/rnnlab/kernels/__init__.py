@@ -19,10 +19,10 @@ The fast path is used whenever numba is importable and the cell declares a kerne
 set threads with :func:`threads`, and the library of the per-step products with
 :func:`use_blas` (rnnlab's tile by default). Importing this package does not import
 numba; the first fast call does, and loads the compiled kernels from numba's on-disk
-cache (``__pycache__`` beside the sources, or ``NUMBA_CACHE_DIR``): measured 0.03-0.06 s
-per cell and dtype, plus about 0.5 s for numba itself and the tile. With an empty cache
-the first call compiles instead: 5-13 s per cell and dtype on the benchmark machine,
-once per installation.
+cache (``__pycache__`` beside the sources, or ``NUMBA_CACHE_DIR``), which takes a
+fraction of a second. With an empty cache the first call compiles instead, once per
+installation, which takes seconds per cell and dtype (measurements:
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
     Process-wide and opt-in. Every training step allocates its caches and gradients
     afresh (several MB at the benchmark's sizes); with glibc's defaults much of that is
     handed back to the kernel when freed and page-faulted in again, zeroed, on the next
-    step: about 2,000 page faults per LSTM training step at B=16, T=200, H=64, which cost
-    as much as the step's arithmetic on the benchmark machine (36 ms -> 20 ms with this
-    call). The price is that the process keeps its peak heap until it exits.
+    step, and those page faults can cost as much as the step's arithmetic (measurements:
+    docs/performance.md). The price is that the process keeps its peak heap until it
+    exits.
 
     Parameters
     ----------

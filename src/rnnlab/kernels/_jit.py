@@ -6,9 +6,9 @@ Everything here is compiled by numba. The activations are defined per dtype at c
 time (``numba.extending.overload``): float64, the dtype of every gradient check, uses
 the exact libm ``tanh`` so the fast path matches the plain one to rounding; float32
 uses a clamped rational approximation (the one Eigen, and hence PyTorch's CPU kernels,
-use), because numba without Intel's SVML calls libm's scalar ``tanhf`` per element and
-that was 50-70x slower here than the vectorised rational form (0.5 ns vs 37 ns per
-element on the benchmark machine).
+use), because numba without Intel's SVML calls libm's scalar ``tanhf`` per element,
+which is many times slower than the vectorised rational form (measurements:
+docs/performance.md).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _one_like_impl(x):
 
 # Row helpers. Every loop in the kernels runs from 0 over slices rather than at an offset
 # (``g[2 * H + j]``): numba wraps negative indices, and with an offset of unknown sign
-# LLVM keeps that check and stops vectorising (measured 3-6 ns per element against 0.5-1).
+# LLVM keeps that check and stops vectorising (measurements: docs/performance.md).
 
 
 @njit(**JIT)
@@ -145,8 +145,9 @@ def _gemm_intrinsic(int_bits):
 
     The BLAS function travels into the kernels as a plain integer address (with a flag
     for its integer width) instead of a ctypes object: numba then needs no ctypes
-    conversion on every call (7-9 us a call, measured, which the streaming step cannot
-    afford), and the compiled code holds no process-specific address, so it caches.
+    conversion on every call (more than the streaming step can afford; measurements:
+    docs/performance.md), and the compiled code holds no process-specific address, so it
+    caches.
     """
 
     @intrinsic
@@ -200,10 +201,11 @@ def vm(a, B, c, beta):
     """``c = a @ B (+ c if beta)`` for one row ``a`` (K,), ``B`` (K, N) C-contiguous.
 
     The streaming step's products at batch 1, which read every weight once and are
-    bound by memory (an LSTM step at D=128, H=256 reads 1.5 MB of weights, more than
-    this machine's L2 per core): 59 us a step through OpenBLAS's ``gemm``, 33 us with a
-    plain loop, 26 us with this one. Four rows of ``B`` per pass over ``c`` cut the loads
-    and stores of ``c`` fourfold.
+    bound by memory (an LSTM step at D=128, H=256 reads 1.5 MB of weights, more than an
+    L2 cache per core commonly holds), so the fewest passes over memory win: this loop
+    beats both OpenBLAS's ``gemm``, which pays its call and packing overhead every step,
+    and a plain loop (measurements: docs/performance.md). Four rows of ``B`` per pass
+    over ``c`` cut the loads and stores of ``c`` fourfold.
     """
     K, N = B.shape
     if beta == 0:
@@ -238,7 +240,8 @@ def mm(gemm, A, B, C, trans_b, beta):
     -----
     Calling NumPy's BLAS (found by :mod:`rnnlab.kernels.blas`) keeps one BLAS and one
     thread pool for the whole program; numba's own ``np.dot`` would load SciPy's copy,
-    and two OpenBLAS pools spinning against each other cost 3x here.
+    and two OpenBLAS pools spinning against each other slow each other down (measurements:
+    docs/performance.md).
     """
     M, K = A.shape
     N = C.shape[1]
@@ -372,7 +375,8 @@ def mm_tiled(tile, A, Bp, C, beta):
 
     ``A`` (M, K) and ``C`` (M, N) may be row ranges of larger arrays (each row
     contiguous). The tile reads the rows of ``A`` in place (packing them k-major first
-    was 0-15 % slower at the per-step sizes, most at K = 4H in backward), panel by panel
+    did not pay at the per-step sizes, least of all at K = 4H in backward; measurements:
+    docs/performance.md), panel by panel
     so that each panel of ``B`` meets every block of rows while it is in the L1 cache
     (at H=256 the packed ``W_h`` is 1 MB and would otherwise stream from L2 per block).
     """

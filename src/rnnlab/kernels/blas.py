@@ -22,7 +22,8 @@ batched products (weight gradients and ``dx``, from :data:`PRODUCTS_PARALLEL_FRO
 multiply-adds; the network's output layer through :func:`rnnlab.kernels.matmul`) run in
 parts on the same threads, one single-threaded BLAS call each (:func:`product_chunks`),
 so that BLAS's own thread pool stays asleep: OpenBLAS's idle threads spin for about
-0.1 s after each threaded call and slowed the time loops that followed by up to 1.35x.
+0.1 s after each threaded call and slow the time loops that follow on the same cores
+(measurements: docs/performance.md).
 Smaller ones run whole with BLAS held to one thread.
 
 rnnlab's threads are numba's, on its OpenMP layer where an OpenMP runtime is present
@@ -54,8 +55,10 @@ _THREAD_SYMBOLS = (
     ("openblas_set_num_threads", "openblas_get_num_threads"),
 )
 
-#: Per-step products below this many multiply-adds run on one thread (measured: at
-#: B=64, H=256 an LSTM step is 64*256*1024 = 16.8 M and two threads start to pay).
+#: Per-step products below this many multiply-adds run on one thread: below it the
+#: hand-off between threads costs more than splitting the product saves (two threads
+#: start to pay at about an LSTM step at B=64, H=256, 64*256*1024 = 16.8 M; measurements:
+#: docs/performance.md).
 SINGLE_THREAD_BELOW = 8_000_000
 
 #: A time loop of at least this many multiply-adds in its recurrent products (T*B*H*G)
@@ -64,14 +67,14 @@ PARALLEL_FROM = 1_000_000
 
 #: Batched products of at least this many multiply-adds go to rnnlab's threads
 #: (:func:`product_chunks`) when those spin between parallel loops (numba's OpenMP layer,
-#: rnnlab's default, see :func:`_numba_threads`): handing them work costs microseconds.
-#: The JapaneseVowels example (products of 4-20 M multiply-adds) took 5.8-5.9 s from
-#: 4 M on, 7.1-9.5 s from 64 M on.
+#: rnnlab's default, see :func:`_numba_threads`): handing them work is cheap, so even
+#: products of a few million multiply-adds repay the split (measurements on the
+#: JapaneseVowels example: docs/performance.md).
 PRODUCTS_PARALLEL_FROM = 4_000_000
 
 #: The same for threads that sleep between parallel loops (numba's workqueue layer, the
-#: fallback without an OpenMP runtime): waking them costs about 50 us, and the
-#: JapaneseVowels example ran 10-20 % slower with products split from 16 M on.
+#: fallback without an OpenMP runtime): waking them is costly, so only far larger
+#: products repay the split (measurements: docs/performance.md).
 PRODUCTS_PARALLEL_FROM_ASLEEP = 64_000_000
 
 # numba's "workqueue" threading layer aborts the process when two threads enter parallel
@@ -179,8 +182,8 @@ def use_blas(name: str):
     step inside the loop, and the weight gradients and ``dx`` run in NumPy's BLAS.
     "numpy" calls NumPy's BLAS for every step, and for the input projection of all
     steps at once. "mkl" needs the ``mkl`` wheel;
-    its GEMM is 1.2-1.4x faster than OpenBLAS at the per-step sizes of the benchmark grid
-    (measured on the benchmark machine). It runs sequentially (no second thread pool), so
+    its GEMM is faster than OpenBLAS at the per-step sizes of the benchmark grid
+    (measurements: docs/performance.md). It runs sequentially (no second thread pool), so
     the batched products (input projection, weight gradients, ``dx``) go to it too only
     when one thread is allowed, and to NumPy's BLAS otherwise.
     """
@@ -221,7 +224,7 @@ def tile_for(dtype) -> int:
 
 
 _tile_failed = False
-_tile_addresses: dict[str, int] = {}  # kept here: asking the tile module costs 1-2 us
+_tile_addresses: dict[str, int] = {}  # kept here: cheaper than asking the tile module per call
 
 
 def _tile_fallback(err: Exception) -> None:
@@ -299,8 +302,7 @@ def _numba_threads() -> int:
     # OpenMP's idle threads spin for a while after each parallel loop, so the next loop
     # starts at once; the workqueue layer's threads sleep, and on the benchmark machine (a
     # virtual machine) a two-thread loop that had to wake them mostly ran at one thread's
-    # speed (LSTM training step at B=32, T=100, D=64, H=128: 20-23 ms on workqueue,
-    # 13.5-14.5 ms on OpenMP, 24-25 ms on one thread; interleaved). The spinning threads
+    # speed (measurements: docs/performance.md). The spinning threads
     # would slow BLAS's own threads, so with OpenMP no BLAS call uses more than one thread
     # while rnnlab trains (:func:`product_chunks` holds it). Without an OpenMP runtime
     # (libgomp), workqueue.
@@ -379,8 +381,8 @@ def loop_chunks(T: int, B: int, hg: int, blas_inside: bool = True):
     loop is below :data:`PARALLEL_FROM`, or another thread is running a parallel loop.
     ``blas_inside=False`` tells that the loop makes no BLAS call (its products run in
     the tile): the serial loop then leaves BLAS's setting alone, and a batch of one row
-    yields 1 at once (these context managers cost 5-7 us, 5 % of an LSTM's inference
-    over 100 steps at batch 1).
+    yields 1 at once (these context managers cost a visible share of a short inference
+    at batch 1; measurements: docs/performance.md).
     """
     if B < 2 and not blas_inside:
         yield 1
@@ -412,15 +414,12 @@ def product_chunks(K: int, work: int, hold: bool | None = None):
 
     Why: idle threads spin after their work, BLAS's for about 0.1 s after each threaded
     call (OpenBLAS's default ``OPENBLAS_THREAD_TIMEOUT``) and OpenMP's for milliseconds,
-    and whatever runs beside them on the same cores runs slower: rnnlab's time loops up
-    to 1.35x (LSTM training step at B=32, T=100, D=64, H=128: 40.9 -> 30.0 ms with the
-    products split), BLAS's threads beside OpenMP's 3.5x (the JapaneseVowels example,
-    36 s against 10 s). So BLAS's pool never runs beside rnnlab's threads. Only with
-    sleeping threads (workqueue) do small products keep BLAS's threads (``hold=False``
-    from the layers): there small nets lost 10-20 % with them held or split. The output
-    layer holds them in any case: its products run just before the backward loops of
-    the whole stack (the default ``rnnlab train`` job: 150 updates in 14-15 s held,
-    18-19 s not, on workqueue).
+    and whatever runs beside them on the same cores runs slower: rnnlab's time loops,
+    and BLAS's threads beside OpenMP's most of all. So BLAS's pool never runs beside
+    rnnlab's threads. Only with sleeping threads (workqueue) do small products keep
+    BLAS's threads (``hold=False`` from the layers): there small nets lost time with them
+    held or split. The output layer holds them in any case: its products run just before
+    the backward loops of the whole stack (measurements: docs/performance.md).
     """
     n = min(allowed_threads(), K, _numba_threads())
     if n < 2:

@@ -62,9 +62,10 @@ _drop_stale_cache()
 
 
 #: batch size from which the forward loop computes ``x_t W_x`` step by step (see
-#: :func:`layer_forward`); below it, one tile product over all steps. At batch 1 that
-#: made forward 5-20 % faster (interleaved, T=100, H=64-128, all cells); at 2-4 rows it
-#: was within noise.
+#: :func:`layer_forward`); below it, one tile product over all steps, which uses each
+#: panel of ``W_x`` for every step while it is in cache instead of reading all of ``W_x``
+#: again at each one-row step: faster at batch 1, no different at a few rows
+#: (measurements: docs/performance.md).
 INPUT_IN_LOOP_FROM = 2
 #: inference at batch 1 projects all steps before the loop only while they take at most
 #: this many bytes; beyond, it keeps one step's buffer (a long sequence would otherwise
@@ -151,7 +152,8 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, *, activation="tanh"):
     LSTM's cell states) live in one step's buffer, overwritten every step, instead of T
     steps' worth of memory (at batch 1 only beyond :data:`INPUT_BEFORE_LOOP_MAX_BYTES`). ``y`` is
     a view of the states (the cache's ``hs[1:]``) unless ``mask`` zeroes its padded
-    steps: copying it cost 1 ms of a 15 ms LSTM training step at B=128, T=28, H=128.
+    steps: copying it cost a visible share of a training step (measurements:
+    docs/performance.md).
     """
     name = kernel
     p = _params(p, x.dtype)

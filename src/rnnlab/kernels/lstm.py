@@ -9,8 +9,8 @@ Each step is one BLAS call that adds ``h_{t-1} @ W_h`` onto the input projection
 backward needs; nothing is allocated per step. ``tanh(c_t)`` is recomputed in
 backward instead of stored (one rational tanh per unit is cheaper than the memory).
 Loops are split so each touches few arrays: numba cannot tell LLVM the arrays do not
-alias, and with too many of them LLVM gives up vectorising (measured 21 ns per unit
-fused into one loop, 9 ns split).
+alias, and with too many of them LLVM gives up vectorising (measurements:
+docs/performance.md).
 
 ``mask`` (T, B) of bool: False marks a padded step, which keeps the state and passes
 the gradient of the state straight back. Absent arguments are empty arrays rather than
@@ -119,7 +119,8 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, d
     Parameters
     ----------
     W_hT : ndarray (4H, H), ``W_h.T`` made contiguous (OpenBLAS runs the transposed
-        product 1.3-2x slower at these sizes); ``Wp`` the same packed for ``tile``
+        product slower at these sizes; measurements: docs/performance.md); ``Wp`` the
+        same packed for ``tile``
     gates : ndarray (T, B, 4H), from :func:`forward`
     hs, cs : ndarray (T+1, B, H), from :func:`forward`
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none

@@ -13,7 +13,8 @@ registers for the whole sum over K: per ``k``, NR/W vector loads of the packed `
 broadcasts of ``A`` and MR*NR/W fused multiply-adds.
 
 numba cannot express that (its loops leave LLVM to choose the vectors, and LLVM did not
-keep such accumulators in registers: 4-19 GFLOP/s, measured), so the tile is emitted as
+keep such accumulators in registers; measurements: docs/performance.md), so the tile is
+emitted as
 LLVM IR with explicit vector types and compiled by llvmlite, numba's own LLVM, for this
 machine's CPU. The IR is generic (``llvm.fma``, ``llvm.masked.load/store``); LLVM lowers
 it to AVX-512, AVX2 or NEON as the CPU allows. The function is called from the compiled
@@ -198,7 +199,7 @@ def _write_atomically(path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data + hashlib.sha256(data).digest())
         os.replace(tmp, path)
-    except OSError:  # a read-only installation compiles in each process instead (0.3 s)
+    except OSError:  # a read-only installation compiles in each process instead
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
@@ -221,7 +222,8 @@ def addresses() -> dict[str, int]:
 
     The machine code lives as long as the process (the engine is kept here). It is also
     kept on disk, keyed by the IR, the CPU and llvmlite's version, so later processes
-    skip LLVM's optimisation and code generation (0.26 s measured, against 0.02 s).
+    skip LLVM's optimisation and code generation, most of the first call's time
+    (measurements: docs/performance.md).
     """
     global _engine
     with _lock:
