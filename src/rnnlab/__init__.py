@@ -15,8 +15,8 @@ from .train import Trainer
 __version__ = "0.1.0"
 
 # submodules that import on first use (rnnlab.interop, rnnlab.diagnostics, ...)
-_LAZY = ("interop", "diagnostics", "data", "optim", "clip", "losses", "init", "kernels", "plots",
-         "bench", "lm", "demo", "bptt")
+_LAZY = ("interop", "diagnostics", "data", "optim", "schedules", "clip", "losses", "init",
+         "kernels", "plots", "bench", "lm", "demo", "bptt")
 
 
 def __getattr__(name):
