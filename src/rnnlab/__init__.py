@@ -18,9 +18,9 @@ _NAMES = {
     "Trainer": "train", "load": "saving", "save": "saving",
 }
 # submodules that import on first use as attributes (rnnlab.interop, rnnlab.diagnostics, ...)
-_LAZY = ("interop", "diagnostics", "data", "optim", "clip", "losses", "init", "kernels", "plots",
-         "bench", "lm", "demo", "bptt", "io", "checkpoint", "saving", "apps", "checks",
-         "cells", "network", "recurrent", "engine", "stream", "train", "progress",
+_LAZY = ("interop", "diagnostics", "data", "optim", "schedules", "clip", "losses", "init",
+         "kernels", "plots", "bench", "lm", "demo", "bptt", "io", "checkpoint", "saving", "apps",
+         "checks", "cells", "network", "recurrent", "engine", "stream", "train", "progress",
          "activations", "cli")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -164,3 +165,20 @@ def known_keys(mapping, known, what: str) -> None:
     unknown = sorted(set(mapping) - set(known))
     if unknown:
         raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(known)}")
+
+
+def float_arrays(value, name: str, *, writeable: bool = False):
+    """``value`` if it is a mapping of str names to floating-point ndarrays (``writeable``:
+    that can be updated in place), such as a parameter or gradient set."""
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{name} must be a dict mapping names to numpy arrays, got {type(value).__name__}")
+    for key, a in value.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{name} keys must be str, got {key!r}")
+        if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating):
+            kind = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"{name}[{key!r}] must be a floating-point numpy array, got {kind}")
+        if writeable and not a.flags.writeable:
+            raise ValueError(f"{name}[{key!r}] must be writeable (it is updated in place)")
+    return value

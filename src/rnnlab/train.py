@@ -100,7 +100,7 @@ class Trainer:
     batch_size : int
     seed : int
         Shuffling order: epoch e uses ``np.random.default_rng([seed, e])``.
-    schedule : callable step -> lr, optional (see :mod:`rnnlab.optim`)
+    schedule : callable step -> lr, optional (see :mod:`rnnlab.schedules`)
     on_nonfinite : {"stop", "skip"}
         A NaN or Inf in the loss or gradient stops training (:class:`NonFiniteError`, the
         last good parameters kept) or skips that batch and counts it.
