@@ -39,7 +39,7 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
         return recurrent.layer_forward(cell, p, x, state0, mask, partial, keep=keep)
     x = np.ascontiguousarray(x)
     y, final, hs, tape = kernels.fast_layers().layer_forward(
-        kernel, p, x, state0, mask, keep, **cell.kernel_options())
+        kernel, p, x, state0, mask, keep, *cell.kernel_args)
     return y, final, (LayerCache(x, hs, tape, mask, partial) if keep else None)
 
 
@@ -49,7 +49,7 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
         return recurrent.layer_backward(cell, p, cache, dy, dstate, need_dx=need_dx)
     return kernels.fast_layers().layer_backward(
         p, cache.x, cache.hs, cache.saved, cache.mask, dy, dstate, need_dx,
-        **cell.kernel_options())
+        *cell.kernel_args)
 
 
 def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None,
@@ -103,10 +103,18 @@ def step(cell, layer_ps, x_t, states, out=None, *, prepared=False, fast=None):
         the step stopped at the first layer where they did not (checked inside the kernel,
         where it costs nothing)
     """
-    kernel = kernel_of(cell, fast)
-    if kernel is None:
+    kernel = cell.own_kernel
+    if not kernels.active(kernel, fast):
         return _plain_step(cell, layer_ps, x_t, states, out)
-    step_one, options = kernels.fast_layers().step_one, cell.kernel_options()
+    step_one, args = kernels.fast_layers().step_one, cell.kernel_args
+    if prepared and len(layer_ps) == 1:
+        # one layer, arrays ready: the usual stream, straight to its kernel (at batch 1
+        # the general loop's bookkeeping below is a tenth of the step)
+        state = states[0]
+        dest = out[0] if out is not None else _fresh(state)
+        if step_one(kernel, layer_ps[0], x_t, state, dest, *args):
+            return dest[0], [dest], True
+        return x_t, [], False
     new = []
     for k, p in enumerate(layer_ps):
         state = states[k]
@@ -114,17 +122,19 @@ def step(cell, layer_ps, x_t, states, out=None, *, prepared=False, fast=None):
             p = {name: np.ascontiguousarray(v, dtype=x_t.dtype) for name, v in p.items()}
             x_t = np.ascontiguousarray(x_t)
             state = tuple(np.ascontiguousarray(s, dtype=x_t.dtype) for s in state)
-        if out is not None:
-            dest = out[k]
-        elif len(state) == 1:  # written out: a generator costs ~0.5 us here
-            dest = (np.empty_like(state[0]),)
-        else:
-            dest = (np.empty_like(state[0]), np.empty_like(state[1]))
-        if not step_one(kernel, p, x_t, state, dest, **options):
+        dest = out[k] if out is not None else _fresh(state)
+        if not step_one(kernel, p, x_t, state, dest, *args):
             return x_t, new, False
         new.append(dest)
         x_t = dest[0]
     return x_t, new, True
+
+
+def _fresh(state: tuple) -> tuple:
+    """New arrays like ``state``'s, written out for one and two (a generator costs more)."""
+    if len(state) == 1:
+        return (np.empty_like(state[0]),)
+    return (np.empty_like(state[0]), np.empty_like(state[1]))
 
 
 def _plain_step(cell, layer_ps, x_t, states, out):

@@ -24,6 +24,22 @@ class StackCache(NamedTuple):
     lengths: np.ndarray | None  # (B,) or None when every sequence is T steps long
 
 
+def _ready(a, shape: tuple, dtype) -> bool:
+    """Whether ``a`` is a C-contiguous array of ``shape`` and ``dtype`` (then it is used
+    as it is, without a check or a copy)."""
+    return (type(a) is np.ndarray and a.shape == shape and a.dtype == dtype
+            and a.flags.c_contiguous)
+
+
+def _views(parts, L: int) -> list:
+    """Per-layer views of (L, B, H) arrays: ``[(parts[0][k], ...) for k in range(L)]``,
+    written out for one layer, where it runs at every streaming step (a comprehension or a
+    generator costs more than the rest of its bookkeeping)."""
+    if L == 1:
+        return [(parts[0][0],)] if len(parts) == 1 else [(parts[0][0], parts[1][0])]
+    return [tuple(a[k] for a in parts) for k in range(L)]
+
+
 class RecurrentLayer:
     """Base of :class:`~rnnlab.Elman`, :class:`~rnnlab.LSTM` and :class:`~rnnlab.GRU`.
 
@@ -130,14 +146,14 @@ class RecurrentLayer:
         """
         L, H = self.num_layers, self.hidden_size
         if not copy and state is not None and not finite:
-            # fast path for streaming: arrays already as expected need no conversion
+            # streaming: arrays already as expected are read in place, a view per layer
+            shape, dt = (L, batch, H), self.dtype
             if self.n_state == 1:
-                if self._ready(state) and state.shape[1] == batch:
-                    return [(state[k],) for k in range(L)]
-            elif (type(state) is tuple and len(state) == 2 and self._ready(state[0])
-                  and self._ready(state[1]) and state[0].shape[1] == batch == state[1].shape[1]):
-                h, c = state
-                return [(h[k], c[k]) for k in range(L)]
+                if _ready(state, shape, dt):
+                    return _views((state,), L)
+            elif (type(state) is tuple and len(state) == 2 and _ready(state[0], shape, dt)
+                  and _ready(state[1], shape, dt)):
+                return _views(state, L)
         if state is None:
             if copy:  # fresh zeros per layer, nothing to convert
                 return [tuple(np.zeros((batch, H), self.dtype) for _ in range(self.n_state))
@@ -165,7 +181,7 @@ class RecurrentLayer:
                         f"{name} has batch size {s.shape[1]} but the input has {batch} sequences"
                     )
         if not copy:
-            return [tuple(s[k] for s in parts) for k in range(L)]
+            return _views(parts, L)
         return [tuple(np.array(s[k]) for s in parts) for k in range(L)]
 
     def join_state(self, states: list):
@@ -271,12 +287,6 @@ class RecurrentLayer:
         )
         return grads, None if dx is None else dx.transpose(1, 0, 2), self.join_state(d0)
 
-    def _ready(self, a) -> bool:
-        """Whether ``a`` is a C-contiguous (L, ?, H) array of this layer's dtype."""
-        return (type(a) is np.ndarray and a.dtype == self.dtype and a.ndim == 3
-                and a.shape[0] == self.num_layers and a.shape[2] == self.hidden_size
-                and a.flags.c_contiguous)
-
     def step(self, x_t, state=None):
         """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``.
 
@@ -292,12 +302,9 @@ class RecurrentLayer:
         # out for one and two state arrays (a generator costs more than the rest of this
         # bookkeeping; measurements: docs/performance.md)
         shape, dt = (self.num_layers, B, self.hidden_size), self.dtype
-        if self.n_state == 1:
-            outs = (np.empty(shape, dt),)
-            dest = [(outs[0][k],) for k in range(self.num_layers)]
-        else:
-            outs = (np.empty(shape, dt), np.empty(shape, dt))
-            dest = [(outs[0][k], outs[1][k]) for k in range(self.num_layers)]
+        outs = (np.empty(shape, dt),) if self.n_state == 1 else \
+            (np.empty(shape, dt), np.empty(shape, dt))
+        dest = _views(outs, self.num_layers)
         layer_ps, prepared = self.step_params()
         y, _, finite = engine.step(self.cell, layer_ps, x_t, states, dest, prepared=prepared)
         if not finite:  # the step checked finiteness for free; now name the culprit

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-_NO_OPTIONS: dict = {}
 
 class Cell:
     """Base of the cells: the facts each cell states, and the two functions it defines.
@@ -47,6 +46,8 @@ class Cell:
         ``step_back`` over a whole sequence, or None for the plain loop. Only the class
         that declares it gets it (``own_kernel``): a subclass, whose ``step`` may differ,
         runs the plain loop unless it declares a kernel of its own.
+    kernel_args : tuple
+        What the kernel takes after the arrays, in order (the Elman cell's activation).
     n_gates, n_state : int
         ``len(gates)`` and ``len(state)``.
     """
@@ -59,6 +60,7 @@ class Cell:
     torch_module: str = ""
     torch_gates: tuple = ()
     kernel: str | None = None
+    kernel_args: tuple = ()
 
     #: derived from ``gates``, ``state`` and ``kernel`` for each class as it is defined
     #: (plain attributes: the streaming step reads them at every call)
@@ -78,10 +80,6 @@ class Cell:
         among this cell's blocks (the identity when the orders agree)."""
         return tuple(cls.gates.index(g) for g in cls.torch_gates)
 
-    def kernel_options(self) -> dict:
-        """Keyword options the kernel takes besides the arrays (e.g. the activation);
-        the caller only reads it."""
-        return _NO_OPTIONS
 
     def step(self, p: dict, xp_t: np.ndarray, state: tuple):
         raise NotImplementedError

@@ -24,10 +24,7 @@ class ElmanCell(Cell):
     def __init__(self, activation: str = "tanh"):
         self.activation = activation
         self.f, self.f_grad = activations.get(activation)
-        self._kernel_options = {"activation": activation}  # made once: streaming asks often
-
-    def kernel_options(self):
-        return self._kernel_options
+        self.kernel_args = (activation,)
 
     def nonlinear_outputs(self, saved):
         return {"h": (saved, self.activation)}

@@ -140,7 +140,7 @@ def _rows(module, kernel, chunks, B, *args):
         getattr(module, kernel + "_par")(*args, chunks)
 
 
-def layer_forward(kernel, p, x, state0, mask, keep=True, *, activation="tanh"):
+def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh"):
     """The fast :func:`rnnlab.recurrent.layer_forward` of the cell ``kernel`` names.
 
     ``x`` (T, B, D) C-contiguous, ``state0`` a tuple of (B, H), ``mask`` (T, B, 1) or
@@ -201,7 +201,7 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, *, activation="tanh"):
     return y, final, hs, (Tape(name, arrays) if keep else None)
 
 
-def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, *, activation="tanh"):
+def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="tanh"):
     """The fast :func:`rnnlab.recurrent.layer_backward` from what :func:`layer_forward`
     returned (``hs``, ``tape``) for ``x`` and ``mask``; ``(grads, dx, dstate0)``."""
     p = _params(p, x.dtype)
@@ -300,7 +300,7 @@ def _summed(parts):
     return out
 
 
-def step_one(kernel, p, x_t, state, out, *, activation="tanh") -> bool:
+def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
     """One streaming step of one layer: ``x_t`` (B, D), ``state`` and ``out`` tuples of
     (B, H); ``p``, ``x_t``, ``state`` and ``out`` all C-contiguous arrays of one dtype (the
     caller checks: the kernels hand raw pointers to BLAS), ``out`` not aliasing ``state``.
