@@ -62,6 +62,22 @@ def _scalar(value: object, what: str) -> Any:
     return a.item()
 
 
+def _fit(what: str, arrays: Mapping[str, np.ndarray], want: Mapping[str, tuple],
+         whose: str) -> None:
+    """A ValueError unless `arrays` has exactly the names of `want` (name -> (shape, dtype
+    or None for any)), each of that shape and dtype."""
+    if arrays.keys() != want.keys():
+        raise ValueError(f"{what} keys do not match {whose}: missing "
+                         f"{sorted(want.keys() - arrays.keys())}, unexpected "
+                         f"{sorted(arrays.keys() - want.keys())}")
+    for name, a in arrays.items():
+        shape, dtype = want[name]
+        if a.shape != shape or (dtype is not None and a.dtype != dtype):
+            raise ValueError(f"{what}[{name!r}] has shape {a.shape} and dtype {a.dtype}, "
+                             f"expected shape {shape}" + ("" if dtype is None else
+                                                          f" and dtype {dtype}"))
+
+
 def _addcdiv(p: np.ndarray, num: np.ndarray, denom: np.ndarray, size: float) -> None:
     """``p -= size * num / denom``, rounded as torch's ``addcdiv``; overwrites `denom`."""
     np.divide(num, denom, out=denom)
@@ -73,11 +89,11 @@ def _addcdiv(p: np.ndarray, num: np.ndarray, denom: np.ndarray, size: float) -> 
 class Optimizer:
     """Base class of the optimisers: binding, input checks, step counting, state and repr.
 
-    A subclass is a ``_spec`` dataclass whose ``_hyper`` fields are its hyper-parameters; it
-    sets ``name`` (the state-dict prefix) and defines :meth:`init` and :meth:`update`. The
-    hyper-parameters are keyword-only, default to PyTorch's values, are checked at
-    construction and on loading (ValueError when out of range), and mean the same in every
-    optimiser:
+    A subclass is a ``_spec`` dataclass whose ``_hyper`` fields are its hyper-parameters
+    (their defaults are in the class body and the signature); it sets ``name`` (the
+    state-dict prefix) and defines :meth:`init` and :meth:`update`. The hyper-parameters are
+    keyword-only, default to PyTorch's values, are checked at construction and on loading
+    (ValueError when out of range), and mean the same in every optimiser:
 
     - ``lr`` >= 0: learning rate; ``step(..., lr=...)`` overrides it for one step.
     - ``weight_decay`` >= 0: L2 penalty, ``g = grad + weight_decay * p`` (AdamW: decoupled).
@@ -155,27 +171,11 @@ class Optimizer:
         """
         checks.float_arrays(params, "params", writeable=True)
         checks.float_arrays(grads, "grads")
-        if set(grads) != set(params):
-            raise ValueError(
-                f"grads keys {sorted(grads)} do not match params keys {sorted(params)}")
-        for name, p in params.items():
-            if grads[name].shape != p.shape:
-                raise ValueError(
-                    f"grads[{name!r}] has shape {grads[name].shape}, expected {p.shape}")
+        _fit("grads", grads, {name: (p.shape, None) for name, p in params.items()}, "params")
         lr = self.lr if lr is None else checks.number(lr, "lr", **_NONNEG)
         if self._specs is None:
             self._specs = {name: (p.shape, p.dtype) for name, p in params.items()}
-        elif set(params) != set(self._specs):
-            raise ValueError(f"params do not match the optimizer's parameters: missing "
-                             f"{sorted(set(self._specs) - set(params))}, unexpected "
-                             f"{sorted(set(params) - set(self._specs))}")
-        else:
-            for name, p in params.items():
-                shape, dtype = self._specs[name]
-                if p.shape != shape or p.dtype != dtype:
-                    raise ValueError(
-                        f"params[{name!r}] has shape {p.shape} and dtype {p.dtype}, but the "
-                        f"optimizer state expects shape {shape} and dtype {dtype}")
+        _fit("params", params, self._specs, "the optimizer's parameters")
         starts = self.init()
         self.n_steps += 1
         for name, p in params.items():
@@ -272,13 +272,7 @@ class SGD(Optimizer):
         if momentum > 0:  b = momentum * b + g;  g = g + momentum * b  if nesterov  else  b
         p = p - lr * g
 
-    Parameters
-    ----------
-    lr : float, default 1e-3
-    momentum : float, default 0.0
-    weight_decay : float, default 0.0
-    nesterov : bool, default False
-        Nesterov momentum (PyTorch's formulation); needs ``momentum > 0``.
+    ``nesterov=True`` (PyTorch's formulation) needs ``momentum > 0``.
     """
 
     name = "sgd"
@@ -320,13 +314,7 @@ class Adam(Optimizer):
         m_hat = m / (1 - beta1**t);  v_hat = v / (1 - beta2**t)
         p = p - lr * m_hat / (sqrt(v_hat) + eps)
 
-    Parameters
-    ----------
-    lr : float, default 1e-3
-    betas : (float, float), default (0.9, 0.999)
-        ``(beta1, beta2)``, kept as the hyper-parameters ``beta1`` and ``beta2``.
-    eps : float, default 1e-8
-    weight_decay : float, default 0.0
+    ``betas=(beta1, beta2)`` is kept as the hyper-parameters ``beta1`` and ``beta2``.
     """
 
     name = "adam"
@@ -399,15 +387,6 @@ class RMSProp(Optimizer):
 
     Where rounding makes a centred ``s_hat`` negative (a nearly constant gradient), it is
     clamped at 0; PyTorch gives nan.
-
-    Parameters
-    ----------
-    lr : float, default 1e-2
-    alpha : float, default 0.99
-    eps : float, default 1e-8
-    weight_decay : float, default 0.0
-    momentum : float, default 0.0
-    centered : bool, default False
     """
 
     name = "rmsprop"
@@ -457,14 +436,6 @@ class Adagrad(Optimizer):
         g = grad + weight_decay * p
         s = s + g**2
         p = p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(s) + eps)
-
-    Parameters
-    ----------
-    lr : float, default 1e-2
-    lr_decay : float, default 0.0
-    weight_decay : float, default 0.0
-    initial_accumulator_value : float, default 0.0
-    eps : float, default 1e-10
     """
 
     name = "adagrad"

@@ -10,7 +10,10 @@ from . import io
 from .cells import RecurrentLayer, layer_from_config
 from .network import Network
 
+#: a record's kind -> the class it holds, and how a record's config rebuilds one
 KINDS = {"network": Network, "layer": RecurrentLayer}
+_BUILD = {"network": lambda config: Network(**config, seed=0),
+          "layer": lambda config: layer_from_config({**config, "seed": 0})}
 
 
 def save(obj, path) -> None:
@@ -25,13 +28,10 @@ def save(obj, path) -> None:
 def load(path):
     """Load a model file written by :func:`save`: a :class:`~rnnlab.Network` or a layer."""
     record = io.read_record(path)
+    if record.kind not in _BUILD:
+        raise ValueError(f"{path} has an invalid configuration: unknown kind {record.kind!r}")
     try:
-        if record.kind == "network":
-            obj = Network(**record.config, seed=0)
-        elif record.kind == "layer":
-            obj = layer_from_config({**record.config, "seed": 0})
-        else:
-            raise ValueError(f"unknown kind {record.kind!r}")
+        obj = _BUILD[record.kind](record.config)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} has an invalid configuration: {e}") from None
     io.load_params(obj.params, record.arrays, path)
