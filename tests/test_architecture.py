@@ -131,3 +131,42 @@ def test_cells_read_no_dispatch_but_through_the_engine(edges):
     for name in ("rnnlab.cells.cell", "rnnlab.cells.elman", "rnnlab.cells.lstm",
                  "rnnlab.cells.gru"):
         assert not any(t.startswith(("rnnlab.kernels", "rnnlab.engine")) for t in edges[name])
+
+
+#: the rows of docs/architecture.md's drawing, top to bottom: a module may import from its
+#: own row and the rows below it
+ROWS = [
+    "cli",
+    "lm apps demo bench interop",
+    "train bptt optim schedules clip checkpoint",
+    "diagnostics",
+    "saving",
+    "network losses",
+    "cells.elman cells.lstm cells.gru cells",
+    "cells.base stream",
+    "engine",
+    "recurrent kernels",
+    "cells.cell io checks init activations plots progress _version data",
+]
+
+
+def _row(module: str):
+    """The row of ``module`` (a submodule sits in its package's row), or None."""
+    best = None
+    for i, row in enumerate(ROWS):
+        for name in row.split():
+            name = f"rnnlab.{name}"
+            if (module == name or module.startswith(name + ".")) and (
+                    best is None or len(name) > len(best[0])):
+                best = (name, i)
+    return None if best is None else best[1]
+
+
+def test_every_module_has_a_row(edges):
+    assert sorted(m for m in edges if _row(m) is None) == ["rnnlab", "rnnlab.__main__"]
+
+
+def test_nothing_imports_a_row_above_its_own(edges):
+    up = [(m, t) for m, ts in edges.items() if _row(m) is not None
+          for t in ts if _row(t) is not None and _row(t) < _row(m)]
+    assert up == []
