@@ -99,10 +99,6 @@ class RecurrentLayer:
                 self.params[f"l{k}.{name}"] = v.astype(self.dtype)
 
     # hooks for the cell modules ---------------------------------------------------------
-    @property
-    def cell_name(self) -> str:
-        return self.Cell.name
-
     def _make_cell(self):
         return self.Cell()
 
@@ -110,6 +106,11 @@ class RecurrentLayer:
         """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias)."""
 
     # configuration ----------------------------------------------------------------------
+    @property
+    def cell_name(self) -> str:
+        """The cell's registry name (``"lstm"``), as in :data:`rnnlab.cells.LAYERS`."""
+        return self.Cell.name
+
     @property
     def config(self) -> dict:
         """Everything needed to rebuild this layer (with :func:`rnnlab.layer_from_config`)."""
