@@ -24,13 +24,6 @@ class StackCache(NamedTuple):
     lengths: np.ndarray | None  # (B,) or None when every sequence is T steps long
 
 
-def _ready(a, shape: tuple, dtype) -> bool:
-    """Whether ``a`` is a C-contiguous array of ``shape`` and ``dtype`` (then it is used
-    as it is, without a check or a copy)."""
-    return (type(a) is np.ndarray and a.shape == shape and a.dtype == dtype
-            and a.flags.c_contiguous)
-
-
 def _views(parts, L: int) -> list:
     """Per-layer views of (L, B, H) arrays: ``[(parts[0][k], ...) for k in range(L)]``,
     written out for one layer, where it runs at every streaming step (a comprehension or a
@@ -146,15 +139,6 @@ class RecurrentLayer:
         callers that only read them; ``finite=False`` leaves the NaN/Inf check to the caller.
         """
         L, H = self.num_layers, self.hidden_size
-        if not copy and state is not None and not finite:
-            # streaming: arrays already as expected are read in place, a view per layer
-            shape, dt = (L, batch, H), self.dtype
-            if self.n_state == 1:
-                if _ready(state, shape, dt):
-                    return _views((state,), L)
-            elif (type(state) is tuple and len(state) == 2 and _ready(state[0], shape, dt)
-                  and _ready(state[1], shape, dt)):
-                return _views(state, L)
         if state is None:
             if copy:  # fresh zeros per layer, nothing to convert
                 return [tuple(np.zeros((batch, H), self.dtype) for _ in range(self.n_state))
@@ -297,15 +281,26 @@ class RecurrentLayer:
         if not (type(x_t) is np.ndarray and x_t.dtype == self.dtype and x_t.ndim == 2
                 and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
             x_t = checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
-        B = x_t.shape[0]
-        states = self.split_state(state, B, copy=False, finite=False)
-        # the new state is written straight into its public (L, B, H) arrays; written
-        # out for one and two state arrays (a generator costs more than the rest of this
-        # bookkeeping; measurements: docs/performance.md)
-        shape, dt = (self.num_layers, B, self.hidden_size), self.dtype
+        B, L = x_t.shape[0], self.num_layers
+        shape, dt = (L, B, self.hidden_size), self.dtype
+        # a state already in the public layout and dtype is read in place, a view per
+        # layer; anything else goes through split_state, which converts or names it (the
+        # check written out here, without calls or generators: it runs at every step)
+        parts = (state,) if self.n_state == 1 else state
+        if type(parts) is tuple and len(parts) == self.n_state:
+            for a in parts:
+                if not (type(a) is np.ndarray and a.shape == shape and a.dtype == dt
+                        and a.flags.c_contiguous):
+                    states = self.split_state(state, B, copy=False, finite=False)
+                    break
+            else:
+                states = _views(parts, L)
+        else:
+            states = self.split_state(state, B, copy=False, finite=False)
+        # the new state is written straight into its public (L, B, H) arrays
         outs = (np.empty(shape, dt),) if self.n_state == 1 else \
             (np.empty(shape, dt), np.empty(shape, dt))
-        dest = _views(outs, self.num_layers)
+        dest = _views(outs, L)
         layer_ps, prepared = self.step_params()
         y, _, finite = engine.step(self.cell, layer_ps, x_t, states, dest, prepared=prepared)
         if not finite:  # the step checked finiteness for free; now name the culprit
