@@ -97,3 +97,58 @@ def test_failed_write_keeps_the_old_file(net, tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.rnnlab"]  # no temporary left behind
     assert zipfile.is_zipfile(path)
+
+
+def _rewrite_member(src, dst, name, data=None, compress=zipfile.ZIP_STORED):
+    """Copy the archive ``src`` to ``dst``, member ``name`` replaced by ``data`` (bytes) or
+    stored with ``compress``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            body = zin.read(info)
+            if info.filename == name:
+                zout.writestr(info.filename, body if data is None else data,
+                              compress_type=compress)
+            else:
+                zout.writestr(info.filename, body)
+
+
+def _npy(shape, body: bytes) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + body
+
+
+@pytest.mark.parametrize("shape, body", [
+    ((10**13,), b"\0" * 8),  # 36 TiB declared: refused before anything is allocated
+    ((2, 3), b"\0" * 8),  # a smaller lie
+    ((1,), b"\0" * 8),  # more bytes stored than declared
+])
+def test_a_header_that_does_not_match_its_bytes_is_refused(net, tmp_path, shape, body):
+    good, bad = tmp_path / "m.rnnlab", tmp_path / "bad.rnnlab"
+    net.save(good)
+    _rewrite_member(good, bad, "param/head.W_y.npy", _npy(shape, body))
+    declared = f"{int(np.prod(shape)) * 4:,} bytes"
+    with pytest.raises(ValueError, match=rf"param/head.W_y.npy declares shape .*{declared}"
+                                         rf".* but holds {len(body):,} bytes"):
+        rnnlab.load(bad)
+
+
+def test_a_compressed_member_is_refused(net, tmp_path):
+    good, bad = tmp_path / "m.rnnlab", tmp_path / "bad.rnnlab"
+    net.save(good)
+    _rewrite_member(good, bad, "param/head.b_y.npy", compress=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match="param/head.b_y.npy is compressed"):
+        rnnlab.load(bad)
+
+
+def test_checkpoints_are_checked_the_same_way(tmp_path):
+    net = rnnlab.Network(2, 3, 2, cell="gru", seed=0)
+    tr = rnnlab.Trainer(net, batch_size=2)
+    ckpt, bad = tmp_path / "c.ckpt", tmp_path / "bad.ckpt"
+    tr.save_checkpoint(ckpt)
+    _rewrite_member(ckpt, bad, "param/head.W_y.npy", _npy((10**12,), b""))
+    with pytest.raises(ValueError, match="declares shape"):
+        tr.load_checkpoint(bad)

@@ -18,6 +18,7 @@ with ``{"format": name, "version": n, ...}``; :func:`check_header` is their one 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -73,15 +74,47 @@ def write_json(path, record: dict) -> None:
 
 
 def read_npz(path, what: str = "rnnlab model file") -> dict:
-    """Every array of an ``.npz`` file, read without pickle; any failure is a ValueError."""
+    """Every array of an ``.npz`` file, read without pickle; any failure is a ValueError.
+
+    Each member's header is checked against the bytes the member really holds before any
+    array is made (:func:`check_members`), so a file that declares more than it stores is
+    refused instead of allocating what it declares.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:
+        check_members(path)
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from None
+
+
+def check_members(path) -> None:
+    """Refuse an ``.npz`` archive whose members could make a reader allocate more than the
+    file holds: each must be stored uncompressed (as :func:`atomic_write_npz` writes them)
+    and its ``.npy`` header must declare exactly the bytes that follow it. A ValueError
+    names the member, what it declares and what it holds; nothing is allocated by size."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"member {info.filename} is compressed; rnnlab's files "
+                                 f"store their arrays uncompressed")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ValueError(f"member {info.filename} has .npy format version "
+                                     f"{version}; expected 1.0 or 2.0")
+                stored = info.file_size - member.tell()
+            declared = math.prod(shape) * dtype.itemsize
+            if declared != stored:
+                raise ValueError(f"member {info.filename} declares shape {shape} of {dtype} "
+                                 f"({declared:,} bytes) but holds {stored:,} bytes")
 
 
 # ----------------------------------------------------------------------------------------
