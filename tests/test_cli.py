@@ -53,7 +53,9 @@ def test_sample_streams_text_and_refuses_unknown_characters(run, capsys):
     assert out.startswith("the ") and len(out) >= 44
     assert set(out) <= set(TEXT) | {"\n"}
     assert cli.main(["sample", str(run), "--prime", "the zebra"]) == 1
-    assert "'z'" in error_line(capsys)
+    captured = capsys.readouterr()
+    assert captured.out == ""  # the prime is refused before anything is written
+    assert captured.err.count("\n") == 1 and "'z'" in captured.err
 
 
 def test_eval_reports_bits_and_perplexity(run, corpus, capsys):
@@ -135,6 +137,17 @@ def test_config_file_with_overrides_and_unknown_keys(tmp_path, corpus, capsys):
     assert "unknown config key(s) ['hiden']" in error_line(capsys)
     assert cli.main(["train", "--data", str(corpus), "--hidden", "0"]) == 1
     assert "hidden must be a positive integer, got 0" in error_line(capsys)
+
+
+@pytest.mark.parametrize("task", [None, "digits"])
+def test_out_that_is_a_file_is_one_clear_line(tmp_path, corpus, capsys, task):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me", encoding="utf-8")
+    what = ["--task", task, "--epochs", "1"] if task else ["--data", str(corpus), *SMALL]
+    for out, words in ((afile, "is a file"), (afile / "run", f"is inside {afile}")):
+        assert cli.main(["train", *what, "--out", str(out)]) == 1
+        assert f"--out {out} {words}" in error_line(capsys)
+    assert afile.read_text(encoding="utf-8") == "keep me"
 
 
 def test_existing_run_folder_is_not_written_over(run, corpus, capsys):

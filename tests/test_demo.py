@@ -125,3 +125,10 @@ def test_the_json_reads_back_and_redraws_the_same_table(quick, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a memory.json"):
         demo.MemoryResult.from_json(tmp_path / "bad.json")
+
+
+def test_out_that_is_a_file_is_refused_before_any_training(tmp_path):
+    afile = tmp_path / "memory.txt"
+    afile.write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        demo.memory(demo.MemoryConfig.quick(), out=afile)

@@ -207,8 +207,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.integer(seed, "seed", minimum=0)
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
-    out = Path(out) if out is not None else Path("runs") / (
-        f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = io.check_folder(out if out is not None else Path("runs") / (
+        f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if (out / "run.json").exists():
         raise ValueError(f"{out} already holds a run; give another --out")
 

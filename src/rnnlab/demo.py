@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks
+from . import checks, io
 from .cells import LAYERS
 
 TASKS = ("recall", "adding")
@@ -329,7 +329,7 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     cfg = MemoryConfig.from_dict({**dataclasses.asdict(cfg), **overrides})
     jobs = checks.positive_int(jobs, "jobs")
     echo = echo or (lambda *a, **k: None)
-    out = Path(out)
+    out = io.check_folder(out)  # before hours of training, not after
     t0 = time.perf_counter()
     specs = [(cfg, task, cell, lag, seed) for task in cfg.tasks for lag in cfg.lags
              for cell in cfg.cells for seed in cfg.seeds]

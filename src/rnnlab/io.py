@@ -65,6 +65,17 @@ def atomic_write_npz(path, arrays: dict) -> None:
         raise
 
 
+def check_folder(path, name: str = "--out") -> Path:
+    """``path`` as a Path if it can be (or already is) a folder: a ValueError of one line when
+    it, or a folder it would go in, is an existing file (not a traceback from ``mkdir``)."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == path else f"is inside {p}, which is a file"
+            raise ValueError(f"{name} {path} {where}; expected a folder")
+    return path
+
+
 def write_json(path, record: dict) -> None:
     """Write ``record`` as indented JSON at ``path`` through a temporary file and a rename."""
     path = Path(path)

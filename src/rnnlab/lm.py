@@ -260,8 +260,8 @@ class _Job:
             vocab, self.info = saved.vocab, saved.info
         else:
             cfg.check()
-            self.run_dir = Path(out) if out is not None else Path("runs") / (
-                f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.run_dir = io.check_folder(out if out is not None else Path("runs") / (
+                f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}"))
             if self.run_dir.exists() and any(self.run_dir.iterdir()):
                 raise ValueError(f"{self.run_dir} exists and is not empty; choose another "
                                  f"--out or --resume it")
@@ -425,15 +425,21 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
 
     ``prime`` is read first (every character must be in the vocabulary); sampling draws
     from ``softmax(logits / temperature)``, restricted to the ``top_k`` likeliest tokens.
+    The arguments are checked, and the prime encoded, when this is called, before the first
+    token is asked for: a bad prime is refused before anything is written.
     """
     length = checks.positive_int(length, "length")
     temperature = checks.positive_number(temperature, "temperature")
     top_k = checks.optional(checks.positive_int, top_k, "top_k")
-    rng = np.random.default_rng(rng)
-    V = len(vocab)
     ids = vocab.encode(prime) if prime else np.array([], dtype=np.int32)
     if len(ids) == 0:
         ids = vocab.encode("\n") if "\n" in vocab.itos else np.array([1], np.int32)
+    return _tokens(net, vocab, ids, length, temperature, top_k, np.random.default_rng(rng))
+
+
+def _tokens(net, vocab: Vocab, ids, length, temperature, top_k, rng):
+    """:func:`generate`'s tokens, from checked arguments."""
+    V = len(vocab)
     z, state = net.infer(one_hot(ids[None, :], V, net.dtype))
     logits = z[0, -1].astype(np.float64)
     stream = Stream(net.rnn, 1, state)  # checks once, then one lean step per token
@@ -461,10 +467,11 @@ def sample(run, *, prime: str = "", length: int = 500, temperature: float = 1.0,
     """Generate text from a run folder, writing it to ``out`` (a text stream) as it comes."""
     r = open_run(run)
     out = sys.stdout if out is None else out
+    tokens = generate(r.net, r.vocab, prime, length, temperature=temperature, top_k=top_k,
+                      rng=seed)  # checks the prime before anything is written
     pieces = [prime]
     out.write(prime)
-    for piece in generate(r.net, r.vocab, prime, length, temperature=temperature,
-                          top_k=top_k, rng=seed):
+    for piece in tokens:
         out.write(piece)
         out.flush()
         pieces.append(piece)
