@@ -1,5 +1,6 @@
 """Language-model runs: an interrupted and resumed run ends where a straight one does."""
 
+import json
 import os
 import signal
 
@@ -53,3 +54,44 @@ def test_ctrl_c_then_resume_ends_as_a_straight_run(tmp_path, stop, monkeypatch):
     resumed = params(lm.train(config(tmp_path, 20), resume=tmp_path / "resumed", **QUIET))
     for k, v in straight.items():
         np.testing.assert_array_equal(resumed[k], v, err_msg=k)
+
+
+def test_resume_drops_the_log_lines_of_updates_after_the_checkpoint(tmp_path):
+    """A run killed after its checkpoint logged updates that resume makes again: their
+    lines (and a last line cut short) go, so each update is logged once, as in a straight
+    run."""
+    straight = tmp_path / "straight"
+    lm.train(config(tmp_path, 40), out=straight, **QUIET)
+    run = tmp_path / "run"
+    lm.train(config(tmp_path, 20), out=run, **QUIET)  # checkpoint at step 20
+    with (run / "metrics.jsonl").open("a", encoding="utf-8") as f:  # what the kill left
+        f.write('{"step": 30, "loss": 9.0, "seconds": 1.0}\n{"step": 40, "lo')
+    lm.train(config(tmp_path, 40), resume=run, **QUIET)
+
+    def steps(folder, key):
+        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        return [r["step"] for r in map(json.loads, lines) if key in r]
+
+    assert steps(run, "loss") == steps(straight, "loss") == list(range(10, 41, 10))
+    assert steps(run, "val_nats") == [20, 40] and 9.0 not in [
+        r.get("loss") for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
+def test_trainer_resume_truncates_its_log(tmp_path):
+    from rnnlab import Network
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(12, 5, 2)), rng.integers(0, 3, size=12)
+
+    def trainer(**kw):
+        net = Network(2, 4, 3, cell="gru", readout="last", seed=0, dtype=np.float64)
+        return Trainer(net, batch_size=4, log=tmp_path / "log.jsonl", log_every=1,
+                       checkpoint=tmp_path / "c.ckpt", progress=False, **kw)
+
+    trainer().fit(X, Y, epochs=1)  # 3 updates, a checkpoint at the epoch's end
+    (tmp_path / "c1.ckpt").write_bytes((tmp_path / "c.ckpt").read_bytes())
+    trainer().fit(X, Y, epochs=2, resume=tmp_path / "c.ckpt")  # updates 4-6 logged
+    trainer().fit(X, Y, epochs=2, resume=tmp_path / "c1.ckpt")  # 4-6 again, from step 3
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "step" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in logged if "train_loss" in r] == [1, 2]

@@ -76,6 +76,32 @@ def check_folder(path, name: str = "--out") -> Path:
     return path
 
 
+def truncate_log(path, step: int) -> int:
+    """Cut a JSON-lines log back to what had been written by update ``step``, for a run that
+    resumes from a checkpoint of that step: the lines before the first one that records a
+    later ``"step"`` or is not a whole JSON line (a write cut short by a crash). Rewritten
+    through a temporary file and a rename; returns the number of lines kept."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            later = isinstance(record, dict) and isinstance(record.get("step"), int) \
+                and record["step"] > step
+            if later or not line.endswith("\n"):
+                break
+            kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    tmp.replace(path)
+    return len(kept)
+
+
 def write_json(path, record: dict) -> None:
     """Write ``record`` as indented JSON at ``path`` through a temporary file and a rename."""
     path = Path(path)

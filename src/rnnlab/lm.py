@@ -283,6 +283,8 @@ class _Job:
         self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
         if resume is not None:
             ckpt = self.trainer.load_checkpoint(self.run_dir / "checkpoint.ckpt")
+            # the updates after the checkpoint are made again: their old lines go
+            io.truncate_log(self.run_dir / "metrics.jsonl", self.trainer.step_count)
             self.batcher.load_state_dict(ckpt.extra["batcher"])
             # saved after an epoch's last window, the state belongs to the epoch that ended
             self.state = ckpt.states[0] if ckpt.states and self.batcher.window else None

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import bptt, checkpoint, checks, clip, optim
+from . import bptt, checkpoint, checks, clip, io, optim
 from .progress import Progress, sigint_flag
 
 
@@ -248,6 +248,8 @@ class Trainer:
         val = self._check_validation(validation)
         probe = self._check_probe(X, lengths)
         start = checkpoint.Checkpoint() if resume is None else self.load_checkpoint(resume)
+        if resume is not None and self.log is not None:
+            io.truncate_log(self.log, self.step_count)  # the updates after it run again
         history = History(**start.history) if start.history else History()
         best = start.best  # (validation loss, epoch, parameters) of the best epoch so far
         n_batches = -(-len(X) // self.batch_size)
