@@ -65,10 +65,52 @@ def test_carried_state_equals_one_long_forward(k1, k2):
         np.testing.assert_allclose(s1, s2, atol=1e-14)
 
 
+def window_reference(net, x, y, lengths, a, b, reach):
+    """Loss and gradients of window [a, b) built by hand: the state at ``a - reach`` (run
+    from the start, with no gradient), one forward over [a - reach, b), the loss on [a, b)
+    alone, one backward."""
+    s0 = max(a - reach, 0)
+    state = None
+    if s0:
+        _, state = net.rnn.infer(x[:, :s0], lengths=bptt.window_lengths(lengths, 0, s0))
+    z, _, cache = net.forward(x[:, s0:b], state, lengths=bptt.window_lengths(lengths, s0, b))
+    loss, dz_w = net.output_loss(z[:, a - s0:], y[:, a:b], bptt.window_lengths(lengths, a, b))
+    dz = np.zeros_like(z)
+    dz[:, a - s0:] = dz_w
+    grads, _, _ = net.backward(cache, dz)
+    return loss, grads
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("k1,k2", [(3, 5), (4, 7), (2, 9), (5, 6), (4, 4)])
+@pytest.mark.parametrize("lengths", [None, [13, 6, 2, 11]])
+def test_any_k2_reaches_back_exactly_k2_minus_k1_steps(cell, k1, k2, lengths):
+    """k2 need not be a multiple of k1: each window's gradient is that of its loss through
+    the window and the k2 - k1 steps before it, as built by hand."""
+    net, x, y = setup(cell, T=13)
+    for w, res in enumerate(bptt.Truncated(net, x, y, lengths, k1, k2)):
+        a, b = w * k1, min((w + 1) * k1, 13)
+        loss, grads = window_reference(net, x, y, lengths, a, b, k2 - k1)
+        assert res.loss == pytest.approx(loss, rel=1e-13)
+        for k, v in grads.items():
+            np.testing.assert_allclose(res.grads[k], v, rtol=1e-11, atol=1e-13,
+                                       err_msg=f"window {w} {k}")
+
+
+def test_a_resumed_batch_continues_any_k2_exactly():
+    net, x, y = setup("gru", T=13)
+    straight = [r.grads for r in bptt.Truncated(net, x, y, None, 3, 8)]
+    first = bptt.Truncated(net, x, y, None, 3, 8)
+    next(first), next(first), next(first)
+    resumed = bptt.Truncated(net, x, y, None, 3, 8, position=3, carried=first.carried())
+    for w, res in enumerate(resumed, start=3):
+        for k, v in straight[w].items():
+            np.testing.assert_array_equal(res.grads[k], v, err_msg=f"window {w} {k}")
+
+
 def test_bad_schedules_are_refused():
-    with pytest.raises(ValueError, match="multiple of k1"):
-        bptt.parse_bptt((4, 6))
-    with pytest.raises(ValueError, match="multiple of k1"):
+    assert bptt.parse_bptt((4, 6)) == (4, 6)
+    with pytest.raises(ValueError, match=r"k2 must be at least k1, got \(4, 2\)"):
         bptt.parse_bptt((4, 2))
     with pytest.raises(ValueError, match="positive integer, got 0"):
         bptt.parse_bptt(0)

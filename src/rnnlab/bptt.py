@@ -5,12 +5,14 @@ Shape legend: B batch, T time, D input features, K outputs.
 * **Full BPTT**: one forward over whole sequences, one backward to their start.
 * **Truncated BPTT(k1, k2)** in the sense of Williams & Peng (1990): the sequence is read in
   windows of k1 new steps; after each window the parameters are updated with the gradient
-  of the loss on those k1 steps, backpropagated through the last k2 steps (k2 ≥ k1, a
-  multiple of k1). The hidden state is carried from window to window, so the forward pass
-  sees the whole history even though the gradient does not. k1 = k2 is the usual
-  "BPTT(h; h)" of char-rnn. For k2 > k1 the earlier windows are run again with the current
-  parameters from the state that started them, which keeps the arithmetic one plain
-  forward-backward and exactly equal to full BPTT when k2 covers the whole sequence.
+  of the loss on those k1 steps, backpropagated through the window and the k2 - k1 steps
+  before it (any k2 ≥ k1). The hidden state is carried from window to window, so the
+  forward pass sees the whole history even though the gradient does not. k1 = k2 is the
+  usual "BPTT(h; h)" of char-rnn. For k2 > k1 the earlier steps are run again with the
+  current parameters from the state that started their window (the steps of the oldest
+  window that lie beyond the reach only to carry the state on), which keeps the arithmetic
+  one plain forward-backward and exactly equal to full BPTT when k2 covers the whole
+  sequence.
 
 Only per-step readouts (``readout="all"``) have a loss inside every window; a many-to-one
 model has its loss at the end only and trains with full BPTT.
@@ -44,8 +46,8 @@ def parse_bptt(bptt_steps) -> tuple[int, int] | None:
         k2 = positive_int(bptt_steps[1], "bptt_steps k2")
     else:
         k1 = k2 = positive_int(bptt_steps, "bptt_steps")
-    if k2 < k1 or k2 % k1:
-        raise ValueError(f"bptt_steps k2 must be a multiple of k1 (k2 >= k1), got ({k1}, {k2})")
+    if k2 < k1:
+        raise ValueError(f"bptt_steps k2 must be at least k1, got ({k1}, {k2})")
     return k1, k2
 
 
@@ -88,8 +90,9 @@ class Truncated:
         self.n_windows = -(-self.T // k1)
         self.position = position
         self.state = net.rnn.initial_state(x.shape[0]) if state is None else state
-        # (x, lengths, start state) of the windows that the next k2 steps reach back into
-        self.history: deque = deque(maxlen=k2 // k1 - 1)
+        # (x, lengths, start state) of the windows that the next window's k2 - k1 steps of
+        # reach fall into (the oldest, in part when k1 does not divide k2 - k1)
+        self.history: deque = deque(maxlen=-(-(k2 - k1) // k1))
         if carried:
             self.state = carried[0]
             for i, start in enumerate(carried[1:]):
@@ -114,10 +117,16 @@ class Truncated:
         B = self.x.shape[0]
         xw, yw = self.x[:, a:b], self.y[:, a:b]
         lw = window_lengths(self.lengths, a, b)
-        # older windows within reach of k2: run them again from the state that began them
+        # older windows within reach of k2: run them again from the state that began them;
+        # the oldest one's first steps may lie beyond the reach: run for the state only
         older = []
         state = self.history[0][2] if self.history else self.state
-        for xo, lo, _ in self.history:
+        skip = max(sum(xo.shape[1] for xo, _, _ in self.history) - (self.k2 - k1), 0)
+        for i, (xo, lo, _) in enumerate(self.history):
+            if i == 0 and skip:
+                _, state = net.rnn.infer(xo[:, :skip], state,
+                                         lengths=window_lengths(lo, 0, skip))
+                xo, lo = xo[:, skip:], window_lengths(lo, skip, xo.shape[1])
             # the layer reads the network's own parameter arrays (rnnlab.network.Params)
             _, state, cache = net.rnn.forward(xo, state, lengths=lo)
             older.append(cache)
