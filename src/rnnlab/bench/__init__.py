@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import kernels
+from .. import checks, kernels
 from ..cells import LAYERS
 from .compile_time import compile_times
 from .memory import peak_memory
@@ -107,10 +107,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     dict with ``config``, ``machine``, ``compile``, ``rows`` (one per cell and shape) and
     ``targets`` (the speed targets, met or not, row by row).
     """
-    cfg = dataclasses.replace(config or BenchConfig(), **_checked(overrides))
-    for c in cfg.cells:
-        if c not in GATES:
-            raise ValueError(f"unknown cell {c!r}; expected some of {sorted(GATES)}")
+    cfg = _validated(dataclasses.replace(config or BenchConfig(), **_checked(overrides)))
     n = cfg.threads or len(os.sched_getaffinity(0))
     if cfg.keep_freed_memory:
         kernels.keep_freed_memory()  # process-wide: PyTorch's allocations benefit alike
@@ -169,6 +166,23 @@ def _checked(overrides: dict) -> dict:
         if k not in names:
             raise ValueError(f"unknown benchmark setting {k!r}; expected one of {sorted(names)}")
     return overrides
+
+
+def _validated(cfg: BenchConfig) -> BenchConfig:
+    """``cfg`` if every setting is usable, checked before anything is timed or started."""
+    for c in cfg.cells:
+        if c not in GATES:
+            raise ValueError(f"unknown cell {c!r}; expected some of {sorted(GATES)}")
+    for shape in cfg.shapes:
+        if len(shape) != 4:
+            raise ValueError(f"a benchmark shape is (B, T, D, H), got {shape!r}")
+        for name, v in zip("BTDH", shape, strict=True):
+            checks.positive_int(v, f"shape {name}")
+    checks.positive_int(cfg.repeats, "repeats")
+    checks.integer(cfg.warmup, "warmup", minimum=0)
+    checks.positive_int(cfg.stream_steps, "stream_steps")
+    checks.optional(checks.positive_int, cfg.threads, "threads")
+    return cfg
 
 
 def _machine(torch) -> dict:
