@@ -297,6 +297,7 @@ class _Job:
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False)
         self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
+        self.recent: list = []  # losses since the last logged step (their mean is logged)
         if resume:
             # without a checkpoint (killed before the first) the run stands at update 0
             if (run_dir / "checkpoint.ckpt").exists():
@@ -305,6 +306,7 @@ class _Job:
                 # saved after an epoch's last window, the state belongs to the epoch that ended
                 self.state = ckpt.states[0] if ckpt.states and self.batcher.window else None
                 self.elapsed0, self.curve = ckpt.extra["elapsed"], ckpt.extra["curve"]
+                self.recent = ckpt.extra.get("recent", [])  # saved since this line was written
             # the updates after the checkpoint are made again: their old lines go
             io.truncate_log(run_dir / "metrics.jsonl", self.trainer.step_count)
         else:
@@ -316,7 +318,6 @@ class _Job:
         self.bar = Progress(total=None if cfg.time_budget else cfg.steps, enabled=progress,
                             done=self.trainer.step_count, unit="step")
         self.t_start = time.perf_counter()
-        self.recent: list = []  # losses since the last logged step
 
     def _start(self, corpus, train_ids) -> None:
         """A new run folder: configuration, vocabulary, run.json, and a word on the job."""
@@ -356,7 +357,7 @@ class _Job:
     def record(self, info) -> None:
         """The update's loss: a metrics line every 10 updates, and the progress bar."""
         s, cfg = self.trainer.step_count, self.cfg
-        self.recent.append(info.loss)
+        self.recent.append(float(info.loss))  # float64, as a checkpoint gives them back
         if s % 10 == 0:
             loss10 = float(np.mean(self.recent))
             self.recent.clear()
@@ -391,7 +392,7 @@ class _Job:
         self.trainer.save_checkpoint(
             self.run_dir / "checkpoint.ckpt", states=[] if self.state is None else [self.state],
             extra={"batcher": self.batcher.state_dict(), "elapsed": self.elapsed(),
-                   "curve": self.curve})
+                   "curve": self.curve, "recent": self.recent})
         self.net.save(self.run_dir / "model.rnnlab")
         _plot(self.run_dir, self.curve, self.cfg)
 
