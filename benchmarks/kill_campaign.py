@@ -1,9 +1,10 @@
 """Kill -9 campaign: ``rnnlab train`` killed at random moments, resumed each time.
 
 Starts ``python -m rnnlab train`` on a small corpus (written here) with a checkpoint after
-every update or two, so that kills land inside checkpoint and model writes too; kills it
-with SIGKILL after a random (seeded) delay; checks the run folder; resumes it with
-``--resume``; and repeats. After each kill:
+every update, so that kills land inside checkpoint and model writes too; kills it with
+SIGKILL after a random (seeded) delay, half of the kills then waiting for the next
+checkpoint write to begin (its temporary file to appear) to land inside it; checks the
+run folder; resumes it with ``--resume``; and repeats. After each kill:
 
 * the model file loads (``rnnlab.load``, ``lm.open_run``) and so does the checkpoint
   (``Trainer.load_checkpoint``), whichever of them exist yet;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import subprocess
@@ -104,11 +106,21 @@ def temporaries(run: Path) -> set:
             if any(n.startswith(f".{name}.") for n in names)}
 
 
+def wait_for_a_checkpoint_write(run: Path, deadline: float) -> None:
+    """Return while a checkpoint's temporary file exists (or at ``deadline``)."""
+    while time.perf_counter() < deadline:
+        try:
+            if any(n.startswith(".checkpoint.ckpt.") for n in os.listdir(run)):
+                return
+        except FileNotFoundError:
+            pass
+
+
 def comparable(lines: list) -> list:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in lines]
 
 
-def campaign(kills: int, seed: int, work: Path, *, max_delay: float, every: int,
+def campaign(kills: int, seed: int, work: Path, *, max_delay: float, aim: float, every: int,
              extra_steps: int) -> int:
     from rnnlab import load
 
@@ -121,11 +133,14 @@ def campaign(kills: int, seed: int, work: Path, *, max_delay: float, every: int,
         fresh = not (run / "run.json").exists()  # killed before the run folder was made
         args = (["--config", str(config), "--out", str(run)] if fresh
                 else ["--resume", str(run)]) + ["--steps", str(FOREVER)]
-        delay = rng.uniform(0, max_delay)
-        p = launch(args)
+        delay, aimed = rng.uniform(0, max_delay), rng.random() < aim
+        p, t_launch = launch(args), time.perf_counter()
         try:
             p.wait(timeout=delay)
         except subprocess.TimeoutExpired:
+            if aimed:  # then at the first checkpoint write seen (within a second)
+                wait_for_a_checkpoint_write(run, time.perf_counter() + 1.0)
+                delay = time.perf_counter() - t_launch
             p.send_signal(signal.SIGKILL)
             p.wait()
             err = ""
@@ -184,7 +199,7 @@ def campaign(kills: int, seed: int, work: Path, *, max_delay: float, every: int,
         print(f"kills {min(delays):.2f}-{max(delays):.2f} s after launch (median "
               f"{np.median(delays):.2f} s); caught mid-write: "
               + (", ".join(f"{n} {k}" for k, n in sorted(caught.items())) or "none")
-              + f"; before the first checkpoint: {steps.count(0)}")
+              + f"; with no checkpoint yet: {steps.count(0)}")
         print(f"checkpoint step after the last kill: {steps[-1]}; checks after a kill: median "
               f"{1000 * np.median(checks):.0f} ms")
     print(f"campaign {t_kills:.1f} s; last resume to step {target}: {t_final:.1f} s"
@@ -203,6 +218,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-delay", type=float, default=2.5, metavar="SECONDS",
                    help="kills land uniformly in [0, SECONDS] after each launch "
                         "(start-up is about 1 s)")
+    p.add_argument("--aim", type=float, default=0.5, metavar="P",
+                   help="share of the kills that, after their delay, wait for a checkpoint "
+                        "write to begin and land in it (default 0.5)")
     p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
                    help="updates between checkpoints (default 1)")
     p.add_argument("--extra-steps", type=int, default=20, metavar="N",
@@ -213,10 +231,10 @@ def main(argv=None) -> int:
     if a.work:
         Path(a.work).mkdir(parents=True, exist_ok=True)
         return campaign(a.kills, a.seed, Path(a.work), max_delay=a.max_delay,
-                        every=a.checkpoint_every, extra_steps=a.extra_steps)
+                        aim=a.aim, every=a.checkpoint_every, extra_steps=a.extra_steps)
     with tempfile.TemporaryDirectory() as work:
         return campaign(a.kills, a.seed, Path(work), max_delay=a.max_delay,
-                        every=a.checkpoint_every, extra_steps=a.extra_steps)
+                        aim=a.aim, every=a.checkpoint_every, extra_steps=a.extra_steps)
 
 
 if __name__ == "__main__":
