@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io
+from . import checks, io, runlock
 from ._version import __version__
 from .network import Network
 from .saving import load
@@ -182,7 +182,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         Standard deviation of the Gaussian noise added to the real steps of each training
         batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
     out : path or None
-        Run folder (default ``runs/<task>-<time>``); must not hold a run already.
+        Run folder (default ``runs/<task>-<time>``); must not hold a run already, nor be in
+        use by another process (:func:`rnnlab.runlock.hold`).
     progress : bool or None
         Progress bar (None: when standard error is a terminal).
     max_train, max_test : int or None
@@ -209,47 +210,47 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.optional(checks.positive_int, max_test, "max_test")
     out = io.check_folder(out if out is not None else Path("runs") / (
         f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    if (out / "run.json").exists():
-        raise ValueError(f"{out} already holds a run; give another --out")
+    with runlock.hold(out):  # one writer per run folder
+        if (out / "run.json").exists():
+            raise ValueError(f"{out} already holds a run; give another --out")
 
-    data, options = load_task_data(task, patch=patch, horizon=horizon)
-    if max_train is not None or max_test is not None:
-        data = data.head(max_train or len(data.X_train), max_test or len(data.X_test))
-    options.update(max_test=max_test, max_train=max_train)
-    forecasting = spec.kind == "forecasting"
-    net = Network(data.input_size, hidden, data.output_size, cell=cell,
-                  num_layers=layers, output="linear" if forecasting else "softmax",
-                  readout="last", seed=seed)
-    total = epochs * -(-len(data.X_train) // batch)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
-              "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
-              "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
-              "input_noise": noise or None, **options}
-    (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
-                           seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
-                           progress=progress, noise=noise, noise_seed=[seed, 1])
-    echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
-         f"{cell} H={hidden}, {epochs} epochs -> {out}")
-    t0 = time.perf_counter()
-    history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
-                          lengths=data.lengths_train)
-    seconds = time.perf_counter() - t0
-    net.save(out / "model.rnnlab")
-    results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
-               "steps": history.steps, "seconds": round(seconds, 3),
-               **_score(net, data, forecasting)[0]}
-    info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
-            "task": task, "options": options, "meta": data.meta, "results": results}
-    io.write_json(out / "run.json", info)
-    try:
-        from .plots import plot_loss
-        plot_loss({"training": history.train_loss}, out / "loss.png", xlabel="epoch",
-                  title=f"{task}: {cell} H={hidden}")
-    except ImportError:
-        pass  # plotting is optional: the numbers are in metrics.jsonl
-    echo(f"{task}: {_summary(results)}; training {seconds:.1f} s; wrote {out}")
+        data, options = load_task_data(task, patch=patch, horizon=horizon)
+        if max_train is not None or max_test is not None:
+            data = data.head(max_train or len(data.X_train), max_test or len(data.X_test))
+        options.update(max_test=max_test, max_train=max_train)
+        forecasting = spec.kind == "forecasting"
+        net = Network(data.input_size, hidden, data.output_size, cell=cell,
+                      num_layers=layers, output="linear" if forecasting else "softmax",
+                      readout="last", seed=seed)
+        total = epochs * -(-len(data.X_train) // batch)
+        config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
+                  "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
+                  "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
+                  "input_noise": noise or None, **options}
+        (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+        trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
+                               seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
+                               progress=progress, noise=noise, noise_seed=[seed, 1])
+        echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
+             f"{cell} H={hidden}, {epochs} epochs -> {out}")
+        t0 = time.perf_counter()
+        history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
+                              lengths=data.lengths_train)
+        seconds = time.perf_counter() - t0
+        net.save(out / "model.rnnlab")
+        results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
+                   "steps": history.steps, "seconds": round(seconds, 3),
+                   **_score(net, data, forecasting)[0]}
+        info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
+                "task": task, "options": options, "meta": data.meta, "results": results}
+        io.write_json(out / "run.json", info)
+        try:
+            from .plots import plot_loss
+            plot_loss({"training": history.train_loss}, out / "loss.png", xlabel="epoch",
+                      title=f"{task}: {cell} H={hidden}")
+        except ImportError:
+            pass  # plotting is optional: the numbers are in metrics.jsonl
+        echo(f"{task}: {_summary(results)}; training {seconds:.1f} s; wrote {out}")
     return out
 
 

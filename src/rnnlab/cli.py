@@ -417,8 +417,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("rnnlab: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, ModuleNotFoundError, FileNotFoundError, IsADirectoryError,
-            PermissionError) as e:
+    except (ValueError, ModuleNotFoundError, OSError) as e:
+        # OSError: besides a missing or unreadable file, a write that fails (no space left
+        # on the device, a read-only folder); the files written before it stay as they were
         print(f"rnnlab: error: {e}", file=sys.stderr)
         return 1
 

@@ -17,6 +17,12 @@ A run folder holds::
     checkpoint.ckpt parameters, optimiser state, data position, carried state: --resume
     metrics.jsonl   one line per logged step and per evaluation
     loss.png        training and validation loss against step
+    .lock           held by the process training in the folder (rnnlab.runlock)
+
+The checkpoint, the model and run.json are written whole or not at all (a temporary file
+renamed over it), and a new run writes its model before run.json, so a training process
+killed once run.json exists leaves a folder that resumes: from its checkpoint, or from
+update 0 if it had none yet.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io, losses
+from . import checks, io, losses, runlock
 from ._version import __version__
 from .cells import LAYERS
 from .data.corpus import default_corpus, split_text
@@ -211,9 +217,23 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
     progress : show a progress bar (None: when standard error is a terminal)
     echo : where short messages and samples go (``print``)
 
-    Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``.
+    Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``. A folder
+    that another process is training in is refused (:func:`rnnlab.runlock.hold`).
     """
-    job = _Job(cfg, out, resume, progress, echo)
+    if resume is not None:
+        run_dir = Path(resume)
+        io.read_run_info(run_dir, RUN_FORMAT, RUN_VERSION)  # a lock only in a run folder
+    else:
+        cfg.check()
+        run_dir = io.check_folder(out if out is not None else Path("runs") / (
+            f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    with runlock.hold(run_dir):
+        _train(_Job(cfg, run_dir, resume is not None, progress, echo))
+    return run_dir
+
+
+def _train(job: _Job) -> None:
+    """:func:`train`'s loop over updates, in a folder locked for it."""
     cfg, trainer, bar = job.cfg, job.trainer, job.bar
     with job.metrics_file():
         with sigint_flag() as interrupted:
@@ -238,32 +258,29 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
             except KeyboardInterrupt:
                 bar.close()
                 job.save()
-                echo(f"rnnlab: interrupted at step {trainer.step_count}; checkpoint saved. "
-                     f"Continue with: rnnlab train --resume {job.run_dir}")
+                job.echo(f"rnnlab: interrupted at step {trainer.step_count}; checkpoint saved. "
+                         f"Continue with: rnnlab train --resume {job.run_dir}")
                 raise
         bar.close()
         final = job.validate(None)
         job.save()
     job.finish(final)
-    return job.run_dir
 
 
 class _Job:
     """A training run in progress: its folder, data, network, trainer and bookkeeping."""
 
-    def __init__(self, cfg: LMConfig, out, resume, progress, echo):
-        if resume is not None:
-            self.run_dir = Path(resume)
-            saved = open_run(self.run_dir)
+    def __init__(self, cfg: LMConfig, run_dir: Path, resume: bool, progress, echo):
+        self.run_dir = run_dir
+        if resume:
+            saved = open_run(run_dir)
             cfg = dataclasses.replace(saved.config, steps=cfg.steps, time_budget=cfg.time_budget)
             cfg.check()
             vocab, self.info = saved.vocab, saved.info
+            _remove_temporaries(run_dir)
         else:
-            cfg.check()
-            self.run_dir = io.check_folder(out if out is not None else Path("runs") / (
-                f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}"))
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
-                raise ValueError(f"{self.run_dir} exists and is not empty; choose another "
+            if any(p.name != runlock.LOCK_FILE for p in run_dir.iterdir()):
+                raise ValueError(f"{run_dir} exists and is not empty; choose another "
                                  f"--out or --resume it")
             vocab, self.info = None, None
         self.cfg, self.echo = cfg, echo
@@ -277,18 +294,21 @@ class _Job:
         self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed)
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", seed=cfg.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False)
         self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
-        if resume is not None:
-            ckpt = self.trainer.load_checkpoint(self.run_dir / "checkpoint.ckpt")
+        self.recent: list = []  # losses since the last logged step (their mean is logged)
+        if resume:
+            # without a checkpoint (killed before the first) the run stands at update 0
+            if (run_dir / "checkpoint.ckpt").exists():
+                ckpt = self.trainer.load_checkpoint(run_dir / "checkpoint.ckpt")
+                self.batcher.load_state_dict(ckpt.extra["batcher"])
+                # saved after an epoch's last window, the state belongs to the epoch that ended
+                self.state = ckpt.states[0] if ckpt.states and self.batcher.window else None
+                self.elapsed0, self.curve = ckpt.extra["elapsed"], ckpt.extra["curve"]
+                self.recent = ckpt.extra.get("recent", [])  # saved since this line was written
             # the updates after the checkpoint are made again: their old lines go
-            io.truncate_log(self.run_dir / "metrics.jsonl", self.trainer.step_count)
-            self.batcher.load_state_dict(ckpt.extra["batcher"])
-            # saved after an epoch's last window, the state belongs to the epoch that ended
-            self.state = ckpt.states[0] if ckpt.states and self.batcher.window else None
-            self.elapsed0, self.curve = ckpt.extra["elapsed"], ckpt.extra["curve"]
+            io.truncate_log(run_dir / "metrics.jsonl", self.trainer.step_count)
         else:
             self._start(corpus, train_ids)
         self.windows = _endless(self.batcher)
@@ -298,7 +318,6 @@ class _Job:
         self.bar = Progress(total=None if cfg.time_budget else cfg.steps, enabled=progress,
                             done=self.trainer.step_count, unit="step")
         self.t_start = time.perf_counter()
-        self.recent: list = []  # losses since the last logged step
 
     def _start(self, corpus, train_ids) -> None:
         """A new run folder: configuration, vocabulary, run.json, and a word on the job."""
@@ -309,6 +328,7 @@ class _Job:
                      "corpus": corpus.description, "vocab_size": self.V, "tokens": cfg.tokens,
                      "train_tokens": int(len(train_ids)),
                      "validation_tokens": int(len(self.val_ids)), "parameters": net.n_params}
+        net.save(run_dir / "model.rnnlab")  # before run.json: a run folder always has a model
         io.write_json(run_dir / "run.json", self.info)
         self.echo(f"rnnlab: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
                   f"({net.n_params:,} parameters) on {corpus.description}")
@@ -337,7 +357,7 @@ class _Job:
     def record(self, info) -> None:
         """The update's loss: a metrics line every 10 updates, and the progress bar."""
         s, cfg = self.trainer.step_count, self.cfg
-        self.recent.append(info.loss)
+        self.recent.append(float(info.loss))  # float64, as a checkpoint gives them back
         if s % 10 == 0:
             loss10 = float(np.mean(self.recent))
             self.recent.clear()
@@ -372,7 +392,7 @@ class _Job:
         self.trainer.save_checkpoint(
             self.run_dir / "checkpoint.ckpt", states=[] if self.state is None else [self.state],
             extra={"batcher": self.batcher.state_dict(), "elapsed": self.elapsed(),
-                   "curve": self.curve})
+                   "curve": self.curve, "recent": self.recent})
         self.net.save(self.run_dir / "model.rnnlab")
         _plot(self.run_dir, self.curve, self.cfg)
 
@@ -386,6 +406,17 @@ class _Job:
                   f"{final:.3f} nats/{unit}, {final / LN2:.3f} bits/{unit}, perplexity "
                   f"{math.exp(final):.2f}")
         self.echo(f"rnnlab: sample it with: rnnlab sample {self.run_dir}")
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files that writes cut short by a kill left in a run folder.
+
+    Only under the folder's lock: then no other process is writing them.
+    """
+    for name in ("checkpoint.ckpt", "model.rnnlab", "run.json", "metrics.jsonl"):
+        for tmp in run_dir.glob(f".{name}.*"):
+            if tmp.name.endswith(".tmp"):
+                tmp.unlink(missing_ok=True)
 
 
 def _endless(batcher):
