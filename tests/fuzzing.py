@@ -23,6 +23,7 @@ import shutil
 import signal
 import struct
 import tomllib
+import traceback
 import tracemalloc
 import warnings
 import zipfile
@@ -490,7 +491,7 @@ def try_input(name: str, data: bytes, seeds: dict, tmp: Path) -> tuple[str, str]
     except BaseException as e:  # noqa: BLE001 (every other exception breaks the contract)
         if isinstance(e, KeyboardInterrupt):
             raise
-        outcome = (type(e).__name__, str(e)[:300])
+        outcome = (type(e).__name__, f"{str(e)[:200]} (at {_where(e)})")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -499,6 +500,13 @@ def try_input(name: str, data: bytes, seeds: dict, tmp: Path) -> tuple[str, str]
     if peak > ALLOC_FACTOR * len(data) + SLACK and outcome[0] in ("loaded", "ValueError"):
         outcome = ("allocation", f"{peak:,} bytes for a {len(data):,}-byte input")
     return outcome
+
+
+def _where(e) -> str:
+    """The last line of rnnlab's own code in ``e``'s traceback: where to fix it."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/rnnlab/" in f.filename]
+    f = frames[-1] if frames else traceback.extract_tb(e.__traceback__)[-1]
+    return f"{Path(f.filename).name}:{f.lineno}"
 
 
 def inputs(name: str, seeds: dict, n: int, seed: int):
