@@ -235,3 +235,12 @@ def test_zip_members_are_what_the_mutator_edits(seeds):
     with zipfile.ZipFile(__import__("io").BytesIO(seeds["checkpoint"])) as z:
         names = z.namelist()
     assert "meta.npy" in names and any(n.startswith("state/") for n in names)
+
+
+def test_a_checkpoint_positioned_past_the_last_batch_resumes(checkpoint_file, tmp_path):
+    """Was TypeError formatting the epoch's loss, None for an epoch of no updates."""
+    bad = tmp_path / "late.ckpt"
+    _rewrite_meta(checkpoint_file, bad, _set("position.batch", 7))
+    tr, X, Y = fuzzing._trainer()
+    history = tr.fit(X, Y, epochs=2, resume=bad)
+    assert history.train_loss[-1] is None
