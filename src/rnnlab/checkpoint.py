@@ -15,12 +15,12 @@ changes anything.
 
 from __future__ import annotations
 
-import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checks, io
+from . import io
 
 FORMAT = "rnnlab-checkpoint"
 VERSION = 1
@@ -79,11 +79,12 @@ def write(path, net, optimizer, settings: dict, ckpt: Checkpoint) -> None:
     io.atomic_write_npz(path, arrays)
 
 
-def read(path, net, optimizer, settings: dict) -> Checkpoint:
+def read(path, net, optimizer, settings: dict, history: dict | None = None) -> Checkpoint:
     """Restore ``net``'s parameters and the optimiser's state from ``path``; the rest.
 
     ``settings`` are the trainer's (:meth:`Trainer.settings`); a checkpoint written with
-    others, or for another model shape, is refused with the differences named. Every field
+    others, or for another model shape, is refused with the differences named. ``history``
+    is an empty History's dict, the keys and types the stored one must have. Every field
     of the header and every array is checked before anything changes: a checkpoint that
     is refused (always a ValueError of one line) leaves the network and optimiser as they
     were.
@@ -102,7 +103,7 @@ def read(path, net, optimizer, settings: dict) -> Checkpoint:
           "(checkpoint vs now")
     step, skipped = (_count(meta.get(k), k, bad) for k in ("step", "skipped"))
     position = _position(meta["position"], bad)
-    history = _history(meta["history"], bad)
+    history = _history(meta["history"], history, bad)
     states = _states(meta.get("n_states"), arrays, net.rnn, bad)
     best = _best(meta.get("best"), arrays, net.params, path, bad)
     extra = meta.get("extra", {})
@@ -132,32 +133,27 @@ def _type(value) -> str:
 
 def _count(value, name: str, bad) -> int:
     if type(value) is not int or value < 0:
-        bad(f"{name} must be a non-negative integer, got {io._short(repr(value), 40)}")
+        bad(f"{name} must be a non-negative integer, got {io.shorten(repr(value), 40)}")
     return value
 
 
 def _position(pos: dict, bad) -> dict:
     if sorted(pos) != sorted(start()):
-        bad(f"position must have the keys {sorted(start())}, got {io._short(sorted(pos))}")
+        bad(f"position must have the keys {sorted(start())}, got {io.shorten(sorted(pos))}")
     return {k: _count(pos[k], f"position {k}", bad) for k in start()}
 
 
-def _history(history: dict, bad) -> dict:
-    """The trainer's History as a dict: its keys, each value of its field's type."""
-    from .train import History  # the trainer's record; train imports this module
-
-    kinds = {f.name: f for f in dataclasses.fields(History)}
-    unknown = sorted(set(history) - set(kinds))
+def _history(history: dict, template: dict | None, bad) -> dict:
+    """The trainer's History as a dict: the keys of ``template`` (an empty History's dict),
+    each value of the type of its value there (None there: None or an integer)."""
+    if template is None:
+        return history
+    unknown = sorted(set(history) - set(template))
     if unknown:
-        bad(f"history has unknown keys {io._short(unknown)}")
+        bad(f"history has unknown keys {io.shorten(unknown)}")
     for k, v in history.items():
-        f = kinds[k]
-        if f.default_factory is list:
-            ok = isinstance(v, list)
-        elif k == "best_epoch":
-            ok = v is None or type(v) is int
-        else:
-            ok = type(v) is type(f.default)
+        empty = template[k]
+        ok = (v is None or type(v) is int) if empty is None else type(v) is type(empty)
         if not ok:
             bad(f"history {k} has the wrong type ({_type(v)})")
     return history
@@ -169,10 +165,10 @@ def _states(n, arrays: dict, layer, bad) -> list:
     present = {k for k in arrays if k.startswith("state/")}
     if type(n) is not int or not 0 <= n <= len(present):
         bad(f"n_states must be an integer from 0 to the {len(present)} state arrays, "
-            f"got {io._short(repr(n), 40)}")
+            f"got {io.shorten(repr(n), 40)}")
     want = {f"state/{i}/{j}" for i in range(n) for j in range(layer.n_state)}
     if want != present:
-        bad(f"state arrays {io._short(sorted(present))} do not match n_states {n} of "
+        bad(f"state arrays {io.shorten(sorted(present))} do not match n_states {n} of "
             f"{layer.n_state} arrays each")
     states = []
     for i in range(n):
@@ -194,9 +190,10 @@ def _best(best, arrays: dict, params: dict, path, bad):
         if stored:
             bad("best/ arrays without a best epoch")
         return None
-    if (not isinstance(best, list) or len(best) != 2 or not checks.is_number(best[0])
+    if (not isinstance(best, list) or len(best) != 2 or type(best[0]) not in (int, float)
+            or not math.isfinite(best[0])
             or type(best[1]) is not int or best[1] < 0):
-        bad(f"best must be null or [validation loss, epoch], got {io._short(repr(best))}")
+        bad(f"best must be null or [validation loss, epoch], got {io.shorten(repr(best))}")
     io.check_params(params, arrays, path, prefix="best/")
     return (float(best[0]), best[1], stored)
 
@@ -205,4 +202,4 @@ def _same(mine: dict, theirs: dict, path, what: str) -> None:
     if theirs != mine:
         diff = {k: (v, mine.get(k)) for k, v in theirs.items() if mine.get(k) != v}
         diff.update({k: (None, v) for k, v in mine.items() if k not in theirs})
-        raise ValueError(f"{path} {what}: {io._short(diff, 300)})")
+        raise ValueError(f"{path} {what}: {io.shorten(diff, 300)})")

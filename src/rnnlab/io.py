@@ -131,7 +131,7 @@ def read_npz(path, what: str = "rnnlab model file") -> dict:
         # NotImplementedError: an unknown zip version or compression; RuntimeError: a member
         # flagged as encrypted; struct.error, OverflowError: a corrupt zip directory
         raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: "
-                         f"{_short(e, 200)})") from None
+                         f"{shorten(e, 200)})") from None
 
 
 def check_members(path) -> None:
@@ -187,10 +187,10 @@ def loads_json(data: bytes | str, failure: str):
     except RecursionError:
         raise ValueError(f"{failure}: JSON nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits limit
-        raise ValueError(f"{failure}: {_short(e, 120)}") from None
+        raise ValueError(f"{failure}: {shorten(e, 120)}") from None
 
 
-def _short(value, n: int = 60) -> str:
+def shorten(value, n: int = 60) -> str:
     """``value``'s text on one line, cut to ``n`` characters: for values read from files,
     which may be anything, in messages that must stay one line."""
     text = " ".join(str(value).split())
@@ -201,12 +201,12 @@ def check_header(meta, path, fmt: str, version: int, what: str) -> dict:
     """``meta`` if it names format ``fmt`` at ``version``; else a ValueError of one line."""
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         got = meta.get("format") if isinstance(meta, dict) else None
-        raise ValueError(f"{path} is not an {what} (format {_short(repr(got))}, "
+        raise ValueError(f"{path} is not an {what} (format {shorten(repr(got))}, "
                          f"expected {fmt!r})")
     if type(meta.get("version")) is not int or meta["version"] != version:
-        writer = f" (by rnnlab {_short(meta['rnnlab'], 30)})" if "rnnlab" in meta else ""
+        writer = f" (by rnnlab {shorten(meta['rnnlab'], 30)})" if "rnnlab" in meta else ""
         raise ValueError(f"{path} is an {what} of format version "
-                         f"{_short(repr(meta.get('version')), 30)}{writer}; this rnnlab reads "
+                         f"{shorten(repr(meta.get('version')), 30)}{writer}; this rnnlab reads "
                          f"version {version}")
     return meta
 
@@ -226,7 +226,7 @@ def read_run_info(path, fmt: str, version: int, what: str = "run folder") -> dic
     try:
         data = info_file.read_bytes()
     except OSError as e:
-        raise ValueError(f"cannot read {info_file} ({_short(e.strerror, 60)})") from None
+        raise ValueError(f"cannot read {info_file} ({shorten(e.strerror, 60)})") from None
     info = loads_json(data, f"{info_file} is corrupt (not JSON)")
     return check_header(info, path, fmt, version, f"rnnlab {what}")
 
@@ -266,8 +266,8 @@ def check_params(params: dict, arrays: dict, path, prefix: str = "param/") -> No
     missing = sorted(set(params) - set(stored))
     extra = sorted(set(stored) - set(params))
     if missing or extra:
-        raise ValueError(f"{path} does not match the model: missing {_short(missing, 120)}, "
-                         f"unexpected {_short(extra, 120)}")
+        raise ValueError(f"{path} does not match the model: missing {shorten(missing, 120)}, "
+                         f"unexpected {shorten(extra, 120)}")
     for name, v in stored.items():
         want = params[name]
         if v.shape != want.shape or v.dtype != want.dtype:

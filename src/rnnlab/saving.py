@@ -30,7 +30,7 @@ def load(path):
     record = io.read_record(path)
     if not isinstance(record.kind, str) or record.kind not in _BUILD:
         raise ValueError(f"{path} has an invalid configuration: unknown kind "
-                         f"{io._short(repr(record.kind))}")
+                         f"{io.shorten(repr(record.kind))}")
     if not isinstance(record.config, dict):
         raise ValueError(f"{path} has an invalid configuration: expected a mapping, got "
                          f"{type(record.config).__name__}")
@@ -45,7 +45,7 @@ def load(path):
     try:
         obj = _BUILD[record.kind](record.config)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path} has an invalid configuration: {io._short(e, 200)}") from None
+        raise ValueError(f"{path} has an invalid configuration: {io.shorten(e, 200)}") from None
     io.load_params(obj.params, record.arrays, path)
     return obj
 

@@ -449,7 +449,7 @@ class Trainer:
     def load_checkpoint(self, path) -> checkpoint.Checkpoint:
         """Restore parameters, optimiser state and update count from ``path``; returns the
         rest (:class:`rnnlab.checkpoint.Checkpoint`: ``states``, ``extra``, ...)."""
-        ckpt = checkpoint.read(path, self.net, self.opt, self.settings())
+        ckpt = checkpoint.read(path, self.net, self.opt, self.settings(), History().to_dict())
         self.step_count, self.skipped = ckpt.step, ckpt.skipped
         return ckpt
 
