@@ -15,6 +15,7 @@ changes anything.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,38 +79,127 @@ def write(path, net, optimizer, settings: dict, ckpt: Checkpoint) -> None:
     io.atomic_write_npz(path, arrays)
 
 
-def read(path, net, optimizer, settings: dict) -> Checkpoint:
+def read(path, net, optimizer, settings: dict, history: dict | None = None) -> Checkpoint:
     """Restore ``net``'s parameters and the optimiser's state from ``path``; the rest.
 
     ``settings`` are the trainer's (:meth:`Trainer.settings`); a checkpoint written with
-    others, or for another model shape, is refused with the differences named.
+    others, or for another model shape, is refused with the differences named. ``history``
+    is an empty History's dict, the keys and types the stored one must have. Every field
+    of the header and every array is checked before anything changes: a checkpoint that
+    is refused (always a ValueError of one line) leaves the network and optimiser as they
+    were.
     """
     arrays = io.read_npz(path, "rnnlab checkpoint")
     meta = io.read_meta(arrays, path, FORMAT, VERSION, "rnnlab checkpoint")
+    bad = _Refuse(path)
+    for key in ("network", "trainer", "position", "history"):
+        if not isinstance(meta.get(key), dict):
+            bad(f"{key} must be a mapping, got {_type(meta.get(key))}")
     _same(net.config, meta["network"], path, "is a checkpoint of another model shape "
           "(checkpoint vs this model")
-    theirs = {**meta["trainer"], "bptt": None if meta["trainer"]["bptt"] is None
-              else tuple(meta["trainer"]["bptt"])}
+    bptt = meta["trainer"].get("bptt")
+    theirs = {**meta["trainer"], "bptt": tuple(bptt) if isinstance(bptt, list) else bptt}
     _same(settings, theirs, path, "was written with other training settings "
           "(checkpoint vs now")
-    io.load_params(net.params, arrays, path)
+    step, skipped = (_count(meta.get(k), k, bad) for k in ("step", "skipped"))
+    position = _position(meta["position"], bad)
+    history = _history(meta["history"], history, bad)
+    states = _states(meta.get("n_states"), arrays, net.rnn, bad)
+    best = _best(meta.get("best"), arrays, net.params, path, bad)
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        bad(f"extra must be a mapping, got {_type(extra)}")
+    io.check_params(net.params, arrays, path)
+    # load_state_dict checks everything before it changes anything, and so did the above
     optimizer.load_state_dict({k[6:]: (v.item() if v.ndim == 0 else v)
                                for k, v in arrays.items() if k.startswith("optim/")})
+    io.load_params(net.params, arrays, path)
+    return Checkpoint(step, skipped, position, states, history, best, extra)
+
+
+class _Refuse:
+    """``bad(what)`` raises the ValueError of a checkpoint whose header is wrong."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, what: str):
+        raise ValueError(f"{self.path} is a corrupt rnnlab checkpoint: {what}")
+
+
+def _type(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _count(value, name: str, bad) -> int:
+    if type(value) is not int or value < 0:
+        bad(f"{name} must be a non-negative integer, got {io.shorten(repr(value), 40)}")
+    return value
+
+
+def _position(pos: dict, bad) -> dict:
+    if sorted(pos) != sorted(start()):
+        bad(f"position must have the keys {sorted(start())}, got {io.shorten(sorted(pos))}")
+    return {k: _count(pos[k], f"position {k}", bad) for k in start()}
+
+
+def _history(history: dict, template: dict | None, bad) -> dict:
+    """The trainer's History as a dict: the keys of ``template`` (an empty History's dict),
+    each value of the type of its value there (None there: None or an integer)."""
+    if template is None:
+        return history
+    unknown = sorted(set(history) - set(template))
+    if unknown:
+        bad(f"history has unknown keys {io.shorten(unknown)}")
+    for k, v in history.items():
+        empty = template[k]
+        ok = (v is None or type(v) is int) if empty is None else type(v) is type(empty)
+        if not ok:
+            bad(f"history {k} has the wrong type ({_type(v)})")
+    return history
+
+
+def _states(n, arrays: dict, layer, bad) -> list:
+    """The carried states: ``n`` of them, each the layer's ``n_state`` arrays of shape
+    (L, B, H) in its dtype, B the same for all."""
+    present = {k for k in arrays if k.startswith("state/")}
+    if type(n) is not int or not 0 <= n <= len(present):
+        bad(f"n_states must be an integer from 0 to the {len(present)} state arrays, "
+            f"got {io.shorten(repr(n), 40)}")
+    want = {f"state/{i}/{j}" for i in range(n) for j in range(layer.n_state)}
+    if want != present:
+        bad(f"state arrays {io.shorten(sorted(present))} do not match n_states {n} of "
+            f"{layer.n_state} arrays each")
     states = []
-    for i in range(meta["n_states"]):
-        parts, j = [], 0
-        while f"state/{i}/{j}" in arrays:
-            parts.append(arrays[f"state/{i}/{j}"])
-            j += 1
-        states.append(state_from_arrays(parts, net.rnn.n_state))
-    best = None
-    if meta["best"] is not None:
-        best = (*meta["best"], {k[5:]: v for k, v in arrays.items() if k.startswith("best/")})
-    return Checkpoint(meta["step"], meta["skipped"], meta["position"], states,
-                      meta["history"], best, meta.get("extra", {}))
+    for i in range(n):
+        parts = [arrays[f"state/{i}/{j}"] for j in range(layer.n_state)]
+        for a in parts:
+            if (a.ndim != 3 or a.shape[0] != layer.num_layers or a.shape[2] != layer.hidden_size
+                    or a.shape[1] != parts[0].shape[1] or a.shape[1] == 0
+                    or a.dtype != layer.dtype or not np.isfinite(a).all()):
+                bad(f"state {i} has shape {a.shape} {a.dtype}; expected finite (L, B, H) = "
+                    f"({layer.num_layers}, B, {layer.hidden_size}) {layer.dtype}")
+        states.append(state_from_arrays(parts, layer.n_state))
+    return states
+
+
+def _best(best, arrays: dict, params: dict, path, bad):
+    """(validation loss, epoch, parameters) of the best epoch, or None."""
+    stored = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
+    if best is None:
+        if stored:
+            bad("best/ arrays without a best epoch")
+        return None
+    if (not isinstance(best, list) or len(best) != 2 or type(best[0]) not in (int, float)
+            or not math.isfinite(best[0])
+            or type(best[1]) is not int or best[1] < 0):
+        bad(f"best must be null or [validation loss, epoch], got {io.shorten(repr(best))}")
+    io.check_params(params, arrays, path, prefix="best/")
+    return (float(best[0]), best[1], stored)
 
 
 def _same(mine: dict, theirs: dict, path, what: str) -> None:
     if theirs != mine:
         diff = {k: (v, mine.get(k)) for k, v in theirs.items() if mine.get(k) != v}
-        raise ValueError(f"{path} {what}: {diff})")
+        diff.update({k: (None, v) for k, v in mine.items() if k not in theirs})
+        raise ValueError(f"{path} {what}: {io.shorten(diff, 300)})")

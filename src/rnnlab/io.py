@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -124,8 +126,12 @@ def read_npz(path, what: str = "rnnlab model file") -> dict:
         check_members(path)
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: {e})") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError,
+            RuntimeError, OverflowError, struct.error, zlib.error) as e:
+        # NotImplementedError: an unknown zip version or compression; RuntimeError: a member
+        # flagged as encrypted; struct.error, OverflowError: a corrupt zip directory
+        raise ValueError(f"{path} is not a readable {what} ({type(e).__name__}: "
+                         f"{shorten(e, 200)})") from None
 
 
 def check_members(path) -> None:
@@ -166,22 +172,42 @@ def meta_array(meta: dict) -> np.ndarray:
 def read_meta(arrays: dict, path, fmt: str = FORMAT, version: int = VERSION,
               what: str = "rnnlab model file") -> dict:
     """The JSON header ``arrays["meta"]`` of an archive, checked by :func:`check_header`."""
-    try:
-        meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-    except (KeyError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        raise ValueError(f"{path} is not an {what} (no readable header)") from None
+    raw = arrays.get("meta")
+    if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"{path} is not an {what} (no readable header)")
+    meta = loads_json(raw.tobytes(), f"{path} is not an {what} (no readable header)")
     return check_header(meta, path, fmt, version, what)
+
+
+def loads_json(data: bytes | str, failure: str):
+    """``data`` parsed as JSON; ``failure`` (and why) as a ValueError of one line otherwise:
+    invalid UTF-8 or JSON, nesting too deep for the parser, a number of too many digits."""
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except RecursionError:
+        raise ValueError(f"{failure}: JSON nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, int digits limit
+        raise ValueError(f"{failure}: {shorten(e, 120)}") from None
+
+
+def shorten(value, n: int = 60) -> str:
+    """``value``'s text on one line, cut to ``n`` characters: for values read from files,
+    which may be anything, in messages that must stay one line."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def check_header(meta, path, fmt: str, version: int, what: str) -> dict:
     """``meta`` if it names format ``fmt`` at ``version``; else a ValueError of one line."""
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         got = meta.get("format") if isinstance(meta, dict) else None
-        raise ValueError(f"{path} is not an {what} (format {got!r}, expected {fmt!r})")
-    if meta.get("version") != version:
-        writer = f" (by rnnlab {meta['rnnlab']})" if "rnnlab" in meta else ""
-        raise ValueError(f"{path} is an {what} of format version {meta.get('version')!r}"
-                         f"{writer}; this rnnlab reads version {version}")
+        raise ValueError(f"{path} is not an {what} (format {shorten(repr(got))}, "
+                         f"expected {fmt!r})")
+    if type(meta.get("version")) is not int or meta["version"] != version:
+        writer = f" (by rnnlab {shorten(meta['rnnlab'], 30)})" if "rnnlab" in meta else ""
+        raise ValueError(f"{path} is an {what} of format version "
+                         f"{shorten(repr(meta.get('version')), 30)}{writer}; this rnnlab reads "
+                         f"version {version}")
     return meta
 
 
@@ -195,12 +221,13 @@ def read_run_info(path, fmt: str, version: int, what: str = "run folder") -> dic
     if not path.is_dir():
         raise ValueError(f"{path} is not a run folder (no such directory)")
     info_file = path / "run.json"
+    if not info_file.is_file():
+        raise ValueError(f"{path} is not a run folder (no run.json)")
     try:
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path} is not a run folder (no run.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"{info_file} is corrupt (not JSON)") from None
+        data = info_file.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {info_file} ({shorten(e.strerror, 60)})") from None
+    info = loads_json(data, f"{info_file} is corrupt (not JSON)")
     return check_header(info, path, fmt, version, f"rnnlab {what}")
 
 
@@ -226,11 +253,21 @@ def read_record(path) -> Record:
 
 def load_params(params: dict, arrays: dict, path, prefix: str = "param/") -> None:
     """Check the stored arrays match ``params`` exactly, then copy them in (all or nothing)."""
+    check_params(params, arrays, path, prefix)
+    for name, v in arrays.items():
+        if name.startswith(prefix):
+            params[name[len(prefix):]][...] = v
+
+
+def check_params(params: dict, arrays: dict, path, prefix: str = "param/") -> None:
+    """A ValueError of one line unless the arrays named ``prefix<name>`` match ``params``
+    exactly: the same names, shapes and dtypes, and no NaN or Inf."""
     stored = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
     missing = sorted(set(params) - set(stored))
     extra = sorted(set(stored) - set(params))
     if missing or extra:
-        raise ValueError(f"{path} does not match the model: missing {missing}, unexpected {extra}")
+        raise ValueError(f"{path} does not match the model: missing {shorten(missing, 120)}, "
+                         f"unexpected {shorten(extra, 120)}")
     for name, v in stored.items():
         want = params[name]
         if v.shape != want.shape or v.dtype != want.dtype:
@@ -240,5 +277,3 @@ def load_params(params: dict, arrays: dict, path, prefix: str = "param/") -> Non
             )
         if not np.isfinite(v).all():
             raise ValueError(f"{path}: parameter {name} contains NaN or Inf")
-    for name, v in stored.items():
-        params[name][...] = v

@@ -84,7 +84,7 @@ class LMConfig:
         checks.known_keys(d, [f.name for f in dataclasses.fields(cls)], "config key")
         d = dict(d)
         for k in _NO_LIMIT:  # TOML has no null: 0 stands for "no limit"
-            if d.get(k) == 0:
+            if type(d.get(k)) in (int, float) and d[k] == 0:
                 d[k] = None
         cfg = cls(**d)
         cfg.check()
@@ -93,12 +93,19 @@ class LMConfig:
     @classmethod
     def from_toml(cls, path) -> LMConfig:
         path = Path(path)
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise ValueError(f"config file {path} {what}")
         try:
             d = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"config file {path} does not exist") from None
+        except OSError as e:
+            raise ValueError(f"cannot read config file {path} ({e.strerror})") from None
+        except RecursionError:
+            raise ValueError(f"config file {path} is not valid TOML: nested too deeply") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+        except ValueError as e:  # an integer of too many digits
+            raise ValueError(f"config file {path} is not valid TOML: {str(e)[:120]}") from None
         return cls.from_dict(d)
 
     def to_toml(self) -> str:
@@ -115,6 +122,8 @@ class LMConfig:
         return "\n".join(lines) + "\n"
 
     def check(self) -> None:
+        if self.data is not None and not isinstance(self.data, str):
+            raise ValueError(f"data must be a path (a string), got {self.data!r:.40}")
         checks.choice(self.tokens, "tokens", ("char", "word"))
         checks.choice(self.cell, "cell", tuple(LAYERS))
         for name in ("hidden", "layers", "bptt", "batch", "max_vocab", "eval_every",
@@ -194,13 +203,27 @@ def open_run(path) -> Run:
     path = Path(path)
     info = io.read_run_info(path, RUN_FORMAT, RUN_VERSION)
     cfg = LMConfig.from_toml(path / "config.toml")
+    vocab_file = path / "vocab.json"
+    if not vocab_file.is_file():
+        raise ValueError(f"{path} has no vocab.json")
     try:
-        vocab = Vocab.from_json((path / "vocab.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path} has no vocab.json") from None
+        vocab = Vocab.from_json(vocab_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {vocab_file} ({str(e)[:80]})") from None
+    except ValueError as e:
+        raise ValueError(f"{vocab_file}: {e}") from None
+    if vocab.tokens != cfg.tokens:
+        raise ValueError(f"{path}: vocab.json holds {vocab.tokens} tokens, config.toml says "
+                         f"{cfg.tokens}")
     net = load(path / "model.rnnlab")
-    if not isinstance(net, Network) or net.output_size != len(vocab):
+    if not isinstance(net, Network) or net.output_size != len(vocab) \
+            or net.rnn.input_size != len(vocab):
         raise ValueError(f"{path}: the model does not match the vocabulary")
+    mine = (net.cell, net.rnn.hidden_size, net.rnn.num_layers, net.readout, net.output)
+    if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax"):
+        raise ValueError(f"{path}: the model (cell {net.cell}, hidden {net.rnn.hidden_size}, "
+                         f"layers {net.rnn.num_layers}) does not match config.toml (cell "
+                         f"{cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers})")
     return Run(path, cfg, vocab, net, info)
 
 

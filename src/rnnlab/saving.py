@@ -7,7 +7,7 @@ and rebuilds them from the record's ``kind`` and ``config``.
 from __future__ import annotations
 
 from . import io
-from .cells import RecurrentLayer, layer_from_config
+from .cells import LAYERS, RecurrentLayer, layer_from_config
 from .network import Network
 
 #: a record's kind -> the class it holds, and how a record's config rebuilds one
@@ -28,11 +28,46 @@ def save(obj, path) -> None:
 def load(path):
     """Load a model file written by :func:`save`: a :class:`~rnnlab.Network` or a layer."""
     record = io.read_record(path)
-    if record.kind not in _BUILD:
-        raise ValueError(f"{path} has an invalid configuration: unknown kind {record.kind!r}")
+    if not isinstance(record.kind, str) or record.kind not in _BUILD:
+        raise ValueError(f"{path} has an invalid configuration: unknown kind "
+                         f"{io.shorten(repr(record.kind))}")
+    if not isinstance(record.config, dict):
+        raise ValueError(f"{path} has an invalid configuration: expected a mapping, got "
+                         f"{type(record.config).__name__}")
+    # The configuration decides what is allocated: checked against what the file holds
+    # first, so a file cannot make the reader build a model much larger than itself. (One
+    # near its size is built, for load_params to name the parameter that does not match.)
+    declared = n_params(record.kind, record.config)
+    stored = sum(v.size for k, v in record.arrays.items() if k.startswith("param/"))
+    if declared is not None and declared > 2 * stored + 4096:
+        raise ValueError(f"{path} does not match its configuration: it declares "
+                         f"{declared:,} parameters and holds {stored:,}")
     try:
         obj = _BUILD[record.kind](record.config)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{path} has an invalid configuration: {e}") from None
+        raise ValueError(f"{path} has an invalid configuration: {io.shorten(e, 200)}") from None
     io.load_params(obj.params, record.arrays, path)
     return obj
+
+
+def n_params(kind: str, config: dict) -> int | None:
+    """The number of parameters the object of ``config`` has, computed without building
+    it; None when the configuration is not plainly valid (building it will say why).
+
+    Layer k of a cell with G gates, input size d (D for the first layer, H after) and a
+    recurrent bias or not: ``(d + H + 1 + recurrent_bias) * G * H``; a network's head
+    adds ``(H + 1) * K``.
+    """
+    cell = config.get("cell", "lstm" if kind == "network" else None)
+    sizes = [config.get(k, 1 if k == "num_layers" else None)
+             for k in ("input_size", "hidden_size", "num_layers")]
+    if kind == "network":
+        sizes.append(config.get("output_size"))
+    if (not isinstance(cell, str) or cell not in LAYERS
+            or not all(type(n) is int and n > 0 for n in sizes)):
+        return None
+    D, H, L = sizes[:3]
+    facts = LAYERS[cell].Cell
+    G, rb = facts.n_gates, int(facts.recurrent_bias)
+    total = (D + H + 1 + rb) * G * H + (L - 1) * (2 * H + 1 + rb) * G * H
+    return total + (H + 1) * sizes[3] if kind == "network" else total

@@ -276,7 +276,11 @@ class Trainer:
                         if u.window is None:
                             bar.update(1)  # a batch done
                     best, stop = self._end_epoch(epoch, tally, val, history, best)
-                    bar.note(f"epoch {epoch + 1}: loss {history.train_loss[-1]:.4f}" + (
+                    # an epoch of no updates (all skipped, or resumed past its last batch)
+                    # has no training loss: None
+                    loss = history.train_loss[-1]
+                    bar.note(f"epoch {epoch + 1}: loss "
+                             + ("none" if loss is None else f"{loss:.4f}") + (
                         "" if val is None else f", validation {history.val_loss[-1]:.4f}"))
                     self._checkpoint({"epoch": epoch + 1, "batch": 0, "window": 0}, [],
                                      history, best)
@@ -445,7 +449,7 @@ class Trainer:
     def load_checkpoint(self, path) -> checkpoint.Checkpoint:
         """Restore parameters, optimiser state and update count from ``path``; returns the
         rest (:class:`rnnlab.checkpoint.Checkpoint`: ``states``, ``extra``, ...)."""
-        ckpt = checkpoint.read(path, self.net, self.opt, self.settings())
+        ckpt = checkpoint.read(path, self.net, self.opt, self.settings(), History().to_dict())
         self.step_count, self.skipped = ckpt.step, ckpt.skipped
         return ckpt
 

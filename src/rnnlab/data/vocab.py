@@ -327,20 +327,25 @@ class Vocab:
             version, or inconsistent (reserved tokens missing, duplicates, a character
             vocabulary with multi-character entries).
         """
+        if not isinstance(document, str):
+            raise ValueError(f"vocabulary must be a JSON str, got {type(document).__name__}")
         try:
             d = json.loads(document)
-        except (TypeError, json.JSONDecodeError) as e:
-            raise ValueError(f"vocabulary is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError("vocabulary is not valid JSON: nested too deeply") from None
+        except ValueError as e:  # JSONDecodeError, or a number of too many digits
+            raise ValueError(f"vocabulary is not valid JSON: {str(e)[:120]}") from None
         if not isinstance(d, dict) or d.get("format") != _JSON_FORMAT:
             raise ValueError(f"not an rnnlab vocabulary: expected format {_JSON_FORMAT!r}")
-        if d.get("version") != _JSON_VERSION:
+        if type(d.get("version")) is not int or d["version"] != _JSON_VERSION:
             raise ValueError(
-                f"vocabulary version {d.get('version')!r} is not supported; "
+                f"vocabulary version {d.get('version')!r:.40} is not supported; "
                 f"this rnnlab reads version {_JSON_VERSION}"
             )
         tokens = d.get("tokens")
-        if tokens not in _KINDS:
-            raise ValueError(f"vocabulary has unknown tokens {tokens!r}; expected one of {_KINDS}")
+        if not isinstance(tokens, str) or tokens not in _KINDS:
+            raise ValueError(
+                f"vocabulary has unknown tokens {tokens!r:.40}; expected one of {_KINDS}")
         itos = d.get("itos")
         if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
             raise ValueError("vocabulary itos must be a list of strings")
@@ -351,11 +356,15 @@ class Vocab:
                 "and hold at least one more token"
             )
         if len(set(itos)) != len(itos):
-            dup = next(t for i, t in enumerate(itos) if t in itos[:i])
-            raise ValueError(f"vocabulary itos repeats the token {dup!r}")
+            seen: set = set()  # one pass: a scan of itos[:i] per token is quadratic
+            dup = next(t for t in itos if t in seen or seen.add(t))
+            raise ValueError(f"vocabulary itos repeats the token {dup!r:.40}")
         if tokens == "char" and any(len(t) != 1 for t in itos):
             bad = next(t for t in itos if len(t) != 1)
-            raise ValueError(f"character vocabulary holds {bad!r}, which is not one character")
+            raise ValueError(
+                f"character vocabulary holds {bad!r:.40}, which is not one character")
+        if tokens == "char" and any("\ud800" <= t <= "\udfff" for t in itos):
+            raise ValueError("character vocabulary holds a lone surrogate, not a character")
         return cls(itos, tokens=tokens)
 
 
