@@ -143,8 +143,6 @@ def test_a_failed_run_json_write_keeps_the_previous_one(run, capsys, monkeypatch
     assert json.loads((folder / "run.json").read_text())["steps"] == 40
 
 
-@pytest.mark.xfail(strict=True, reason="io.write_json leaves its temporary file when the "
-                   "write fails (it unlinks nothing); io.py is not this change's to edit")
 def test_a_failed_run_json_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     io.write_json(tmp_path / "run.json", {"format": "x"})
     write_text = Path.write_text

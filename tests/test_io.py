@@ -152,3 +152,8 @@ def test_checkpoints_are_checked_the_same_way(tmp_path):
     _rewrite_member(ckpt, bad, "param/head.W_y.npy", _npy((10**12,), b""))
     with pytest.raises(ValueError, match="declares shape"):
         tr.load_checkpoint(bad)
+
+
+def test_model_files_are_readable_by_others_like_any_written_file(net, tmp_path):
+    net.save(tmp_path / "m.rnnlab")
+    assert (tmp_path / "m.rnnlab").stat().st_mode & 0o777 == 0o644

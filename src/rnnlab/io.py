@@ -60,6 +60,7 @@ def atomic_write_npz(path, arrays: dict) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's file is the owner's alone; a model file is not
         os.replace(tmp, path)
     except BaseException:
         # BaseException: an interrupt mid-write must not leave the temporary file behind
@@ -98,18 +99,26 @@ def truncate_log(path, step: int) -> int:
             if later or not line.endswith("\n"):
                 break
             kept.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    tmp.replace(path)
+    replace_text(path, "".join(kept))
     return len(kept)
 
 
-def write_json(path, record: dict) -> None:
-    """Write ``record`` as indented JSON at ``path`` through a temporary file and a rename."""
+def replace_text(path, text: str) -> None:
+    """Write ``text`` at ``path`` through a temporary file and a rename: a write that fails
+    (a full disk, an interrupt) leaves the old file as it was and no temporary file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path, record: dict) -> None:
+    """Write ``record`` as indented JSON at ``path``, atomically (:func:`replace_text`)."""
+    replace_text(path, json.dumps(record, indent=1))
 
 
 def read_npz(path, what: str = "rnnlab model file") -> dict:
