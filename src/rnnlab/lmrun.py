@@ -1,0 +1,163 @@
+"""A language model's run folder: its configuration and opening it.
+
+:class:`LMConfig` is everything that defines a run (saved as ``config.toml``);
+:func:`open_run` opens a folder that :func:`rnnlab.lm.train` wrote, checking every file
+against the others before anything is used; :func:`load_corpus` reads the configured text.
+The layout of a run folder is described in :mod:`rnnlab.lm`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import checks, io
+from .cells import LAYERS
+from .data.corpus import default_corpus, split_text
+from .data.text import Vocab, read_text
+from .network import Network
+from .saving import load
+
+RUN_FORMAT = "rnnlab-run"
+RUN_VERSION = 1
+
+
+@dataclass
+class LMConfig:
+    """Everything that defines a language-model run; saved as ``config.toml`` in the run."""
+
+    data: str | None = None  # UTF-8 text file or folder of .txt files; None: default corpus
+    tokens: str = "char"  # "char" or "word"
+    max_vocab: int = 10000  # word vocabularies only: most frequent tokens kept (ids in all)
+    validation_fraction: float = 0.05  # share of --data held out (its tail)
+    cell: str = "lstm"  # "lstm", "gru" or "elman"
+    hidden: int = 256  # units per layer
+    layers: int = 1  # stacked recurrent layers
+    bptt: int = 64  # steps per truncated-BPTT window
+    batch: int = 32  # parallel streams
+    lr: float = 3e-3  # Adam learning rate
+    clip: float = 1.0  # global gradient-norm clip (0: none)
+    steps: int | None = None  # updates to make; None (0 in TOML): until the time budget
+    time_budget: float | None = 600.0  # seconds of training; None (0 in TOML): until steps
+    seed: int = 0  # weights, data offsets and samples
+    eval_every: int = 250  # updates between validation estimates
+    eval_tokens: int = 50_000  # validation tokens per estimate, spread over the text (final: all)
+    sample_every: int = 1000  # updates between printed samples (0: never)
+    checkpoint_every: int = 500  # updates between checkpoints
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LMConfig:
+        """Build from a mapping; unknown keys are refused, values checked."""
+        checks.known_keys(d, [f.name for f in dataclasses.fields(cls)], "config key")
+        d = dict(d)
+        for k in _NO_LIMIT:  # TOML has no null: 0 stands for "no limit"
+            if type(d.get(k)) in (int, float) and d[k] == 0:
+                d[k] = None
+        cfg = cls(**d)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def from_toml(cls, path) -> LMConfig:
+        path = Path(path)
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise ValueError(f"config file {path} {what}")
+        try:
+            d = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ValueError(f"cannot read config file {path} ({e.strerror})") from None
+        except RecursionError:
+            raise ValueError(f"config file {path} is not valid TOML: nested too deeply") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+        except ValueError as e:  # an integer of too many digits
+            raise ValueError(f"config file {path} is not valid TOML: {str(e)[:120]}") from None
+        return cls.from_dict(d)
+
+    def to_toml(self) -> str:
+        lines = ["# rnnlab language-model run configuration"]
+        for k, v in dataclasses.asdict(self).items():
+            if v is None and k in _NO_LIMIT:
+                lines.append(f"{k} = 0  # no limit")
+            elif v is None:
+                continue  # absent key: the default (None)
+            elif isinstance(v, str):
+                lines.append(f"{k} = {json.dumps(v)}")
+            else:
+                lines.append(f"{k} = {v!r}".replace("True", "true").replace("False", "false"))
+        return "\n".join(lines) + "\n"
+
+    def check(self) -> None:
+        if self.data is not None and not isinstance(self.data, str):
+            raise ValueError(f"data must be a path (a string), got {self.data!r:.40}")
+        checks.choice(self.tokens, "tokens", ("char", "word"))
+        checks.choice(self.cell, "cell", tuple(LAYERS))
+        for name in ("hidden", "layers", "bptt", "batch", "max_vocab", "eval_every",
+                     "eval_tokens", "checkpoint_every"):
+            checks.positive_int(getattr(self, name), name)
+        checks.optional(checks.positive_int, self.steps, "steps")
+        checks.positive_number(self.lr, "lr")
+        checks.optional(checks.positive_number, self.time_budget, "time_budget")
+        checks.number(self.clip, "clip", low=0)
+        checks.number(self.validation_fraction, "validation_fraction", low=0, high=1,
+                      low_open=True, high_open=True)
+        checks.integer(self.sample_every, "sample_every", minimum=0)
+        checks.integer(self.seed, "seed", minimum=0)
+        if self.steps is None and self.time_budget is None:
+            raise ValueError("give steps or time_budget (or both): training needs an end")
+
+
+_NO_LIMIT = ("steps", "time_budget")
+
+
+def load_corpus(cfg: LMConfig):
+    """The configured corpus: the default Shakespeare, or ``cfg.data`` with its tail held out."""
+    if cfg.data is None:
+        return default_corpus()
+    text = read_text(cfg.data)
+    return split_text(text, validation_fraction=cfg.validation_fraction,
+                      description=f"{cfg.data} (last {cfg.validation_fraction:.0%} held out)")
+
+
+@dataclass
+class Run:
+    """A run folder opened for sampling or evaluation."""
+
+    path: Path
+    config: LMConfig
+    vocab: Vocab
+    net: Network
+    info: dict
+
+
+def open_run(path) -> Run:
+    """Open a run folder written by :func:`train`; refuses other versions and broken files."""
+    path = Path(path)
+    info = io.read_run_info(path, RUN_FORMAT, RUN_VERSION)
+    cfg = LMConfig.from_toml(path / "config.toml")
+    vocab_file = path / "vocab.json"
+    if not vocab_file.is_file():
+        raise ValueError(f"{path} has no vocab.json")
+    try:
+        vocab = Vocab.from_json(vocab_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {vocab_file} ({str(e)[:80]})") from None
+    except ValueError as e:
+        raise ValueError(f"{vocab_file}: {e}") from None
+    if vocab.tokens != cfg.tokens:
+        raise ValueError(f"{path}: vocab.json holds {vocab.tokens} tokens, config.toml says "
+                         f"{cfg.tokens}")
+    net = load(path / "model.rnnlab")
+    if not isinstance(net, Network) or net.output_size != len(vocab) \
+            or net.rnn.input_size != len(vocab):
+        raise ValueError(f"{path}: the model does not match the vocabulary")
+    mine = (net.cell, net.rnn.hidden_size, net.rnn.num_layers, net.readout, net.output)
+    if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax"):
+        raise ValueError(f"{path}: the model (cell {net.cell}, hidden {net.rnn.hidden_size}, "
+                         f"layers {net.rnn.num_layers}) does not match config.toml (cell "
+                         f"{cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers})")
+    return Run(path, cfg, vocab, net, info)
