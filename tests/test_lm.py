@@ -14,13 +14,14 @@ TEXT = "".join(f"the {w} sat on the mat.\n" for w in ["cat", "dog", "bat", "rat"
 QUIET = dict(progress=False, echo=lambda *a: None)
 
 
-def config(tmp_path, steps):
+def config(tmp_path, steps, **options):
+    """A tiny language-model run of ``steps`` updates (``options`` change its settings)."""
     data = tmp_path / "tiny.txt"
     data.write_text(TEXT, encoding="utf-8")
     # 384 characters, 365 for training: 11 windows of 8 steps in 4 streams per epoch
-    return lm.LMConfig(data=str(data), hidden=8, bptt=8, batch=4, steps=steps,
-                       time_budget=None, eval_every=100, sample_every=0, checkpoint_every=100,
-                       eval_tokens=50)
+    settings = dict(hidden=8, bptt=8, batch=4, time_budget=None, eval_every=100,
+                    sample_every=0, checkpoint_every=100, eval_tokens=50)
+    return lm.LMConfig(data=str(data), steps=steps, **{**settings, **options})
 
 
 def params(run):

@@ -10,18 +10,12 @@ import time
 import pytest
 
 from rnnlab import apps, cli, lm, runlock
+from test_lm import config as lm_config
 
 pytestmark = pytest.mark.skipif(runlock.fcntl is None, reason="no fcntl: no run-folder lock")
 
-TEXT = "".join(f"the {w} sat on the mat.\n" for w in ["cat", "dog", "bat", "rat"] * 4)
-
-
 def config(tmp_path, steps):
-    data = tmp_path / "tiny.txt"
-    data.write_text(TEXT, encoding="utf-8")
-    return lm.LMConfig(data=str(data), hidden=8, bptt=8, batch=4, steps=steps,
-                       time_budget=None, eval_every=100, sample_every=0, checkpoint_every=5,
-                       eval_tokens=50)
+    return lm_config(tmp_path, steps, checkpoint_every=5)
 
 
 def held_by_a_training_process(run):
