@@ -19,8 +19,8 @@ A run folder holds::
     loss.png        training and validation loss against step
     .lock           held by the process training in the folder (rnnlab.runlock)
 
-The checkpoint, the model and run.json are written whole or not at all (a temporary file
-renamed over it), and a new run writes its model before run.json, so a training process
+Every file but metrics.jsonl (appended to) and loss.png is written whole or not at all (a
+temporary file renamed over it), and a new run writes its model before run.json, so a training process
 killed once run.json exists leaves a folder that resumes: from its checkpoint, or from
 update 0 if it had none yet.
 """
@@ -200,8 +200,8 @@ class _Job:
     def _start(self, corpus, train_ids) -> None:
         """A new run folder: configuration, vocabulary, run.json, and a word on the job."""
         cfg, net, run_dir = self.cfg, self.net, self.run_dir
-        (run_dir / "config.toml").write_text(cfg.to_toml(), encoding="utf-8")
-        (run_dir / "vocab.json").write_text(self.vocab.to_json(), encoding="utf-8")
+        io.replace_text(run_dir / "config.toml", cfg.to_toml())  # whole or not at all
+        io.replace_text(run_dir / "vocab.json", self.vocab.to_json())
         self.info = {"format": RUN_FORMAT, "version": RUN_VERSION, "rnnlab": __version__,
                      "corpus": corpus.description, "vocab_size": self.V, "tokens": cfg.tokens,
                      "train_tokens": int(len(train_ids)),
@@ -291,7 +291,8 @@ def _remove_temporaries(run_dir: Path) -> None:
 
     Only under the folder's lock: then no other process is writing them.
     """
-    for name in ("checkpoint.ckpt", "model.rnnlab", "run.json", "metrics.jsonl"):
+    for name in ("checkpoint.ckpt", "model.rnnlab", "run.json", "metrics.jsonl",
+                 "config.toml", "vocab.json"):
         for tmp in run_dir.glob(f".{name}.*"):
             if tmp.name.endswith(".tmp"):
                 tmp.unlink(missing_ok=True)
