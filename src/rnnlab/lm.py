@@ -20,9 +20,9 @@ A run folder holds::
     .lock           held by the process training in the folder (rnnlab.runlock)
 
 Every file but metrics.jsonl (appended to) and loss.png is written whole or not at all (a
-temporary file renamed over it), and a new run writes its model before run.json, so a training process
-killed once run.json exists leaves a folder that resumes: from its checkpoint, or from
-update 0 if it had none yet.
+temporary file renamed over it), and a new run writes its model before run.json, so a
+training process killed once run.json exists leaves a folder that resumes: from its
+checkpoint, or from update 0 if it had none yet.
 """
 
 from __future__ import annotations
