@@ -159,6 +159,42 @@ def lengths(value, batch: int, steps: int) -> np.ndarray:
     return a
 
 
+def _flags(a: np.ndarray, name: str) -> np.ndarray:
+    """``a`` as bool: booleans, or numbers that are all 0 or 1."""
+    if a.dtype == np.bool_:
+        return a
+    bad = ~np.isin(a, (0, 1)) if a.dtype.kind in "iuf" else None
+    if bad is None or bad.any():
+        extra = "" if bad is None else f" with a value {a.flat[int(np.argmax(bad))].item()!r}"
+        raise ValueError(f"{name} must hold booleans (or 0 and 1), got dtype {a.dtype}{extra}")
+    return a.astype(bool)
+
+
+def reset_mask(value, batch: int, steps: int) -> np.ndarray | None:
+    """A reset mask, (B, T) per sequence and step or (T,) for every sequence at once, as
+    the time loop's (T, B, 1) bool; None when it resets nothing. Booleans or 0/1."""
+    a = np.asarray(value)
+    if a.shape not in ((batch, steps), (steps,)):
+        raise ValueError(f"reset must have shape ({batch}, {steps}) (per sequence and step) or "
+                         f"({steps},) (per step), got {a.shape}")
+    a = _flags(a, "reset")
+    if not a.any():
+        return None
+    if a.ndim == 1:
+        return np.ascontiguousarray(np.broadcast_to(a[:, None, None], (steps, batch, 1)))
+    return np.ascontiguousarray(a.T[:, :, None])
+
+
+def reset_rows(value, batch: int) -> np.ndarray | None:
+    """The streams to reset before one step, (B,) of bool (or 0/1), as (B, 1) bool; None
+    when it resets none."""
+    a = np.asarray(value)
+    if a.shape != (batch,):
+        raise ValueError(f"reset must have shape ({batch},), one flag per stream, got {a.shape}")
+    a = _flags(a, "reset")
+    return a[:, None] if a.any() else None
+
+
 def known_keys(mapping, known, what: str) -> None:
     """Refuse a key of ``mapping`` that is not in ``known`` (a config override is accepted
     only for a setting that exists): "unknown {what}(s) ['x']; known: [...]"."""

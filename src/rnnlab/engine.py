@@ -28,7 +28,7 @@ def kernel_of(cell, fast: bool | None = None) -> str | None:
     return kernel if kernel is not None and kernels.active(kernel, fast) else None
 
 
-def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
+def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True, reset=None):
     """:func:`rnnlab.recurrent.layer_forward` on the path ``fast`` (None: the context's).
 
     ``keep=False`` (inference): no cache, and the kernels then store no per-step gates
@@ -36,11 +36,12 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True):
     """
     kernel = kernel_of(cell, fast)
     if kernel is None:
-        return recurrent.layer_forward(cell, p, x, state0, mask, partial, keep=keep)
+        return recurrent.layer_forward(cell, p, x, state0, mask, partial, keep=keep,
+                                       reset=reset)
     x = np.ascontiguousarray(x)
     y, final, hs, tape = kernels.fast_layers().layer_forward(
-        kernel, p, x, state0, mask, keep, *cell.kernel_args)
-    return y, final, (LayerCache(x, hs, tape, mask, partial) if keep else None)
+        kernel, p, x, state0, mask, keep, *cell.kernel_args, reset=reset)
+    return y, final, (LayerCache(x, hs, tape, mask, partial, reset) if keep else None)
 
 
 def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
@@ -49,12 +50,13 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
         return recurrent.layer_backward(cell, p, cache, dy, dstate, need_dx=need_dx)
     return kernels.fast_layers().layer_backward(
         p, cache.x, cache.hs, cache.saved, cache.mask, dy, dstate, need_dx,
-        *cell.kernel_args)
+        *cell.kernel_args, reset=cache.reset)
 
 
 def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None,
-                  keep=True):
-    """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples.
+                  keep=True, reset=None):
+    """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples;
+    ``reset`` (T, B, 1) or None resets every layer's state at the same steps.
 
     Returns ``(y (T, B, H) of the top layer, per-layer final states, per-layer caches)``;
     with ``keep=False`` the caches are None (see :func:`layer_forward`).
@@ -62,7 +64,7 @@ def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=No
     caches, finals = [], []
     for k in range(num_layers):
         x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask,
-                                        partial, fast=fast, keep=keep)
+                                        partial, fast=fast, keep=keep, reset=reset)
         caches.append(cache)
         finals.append(state)
     return x, finals, caches

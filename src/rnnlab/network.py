@@ -177,7 +177,7 @@ class Network:
         return int(sum(v.size for v in self.params.values()))
 
     # ------------------------------------------------------------------------------------
-    def forward(self, x, state=None, *, lengths=None):
+    def forward(self, x, state=None, *, lengths=None, reset=None):
         """Run the network.
 
         Parameters
@@ -185,6 +185,8 @@ class Network:
         x : array (B, T, D)
         state : initial recurrent state (see :meth:`rnnlab.LSTM.forward`) or None
         lengths : array (B,) of real steps per sequence, or None
+        reset : array of bool (B, T) or (T,), or None: where the state entering a step is
+            zeros (see :meth:`rnnlab.LSTM.forward`)
 
         Returns
         -------
@@ -192,17 +194,17 @@ class Network:
         state : final recurrent state
         cache : for :meth:`backward`
         """
-        z, state, caches, h2, lens = self._run(x, state, lengths, keep=True)
+        z, state, caches, h2, lens = self._run(x, state, lengths, keep=True, reset=reset)
         return z, state, NetCache(StackCache(caches, lens), h2, lens)
 
-    def infer(self, x, state=None, *, lengths=None):
+    def infer(self, x, state=None, *, lengths=None, reset=None):
         """Run the network for its outputs only: ``(z, state)`` as :meth:`forward` returns
         them, keeping nothing for backward (faster and lighter)."""
-        z, state, _, _, _ = self._run(x, state, lengths, keep=False)
+        z, state, _, _, _ = self._run(x, state, lengths, keep=False, reset=reset)
         return z, state
 
-    def _run(self, x, state, lengths, keep: bool):
-        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep)
+    def _run(self, x, state, lengths, keep: bool, reset=None):
+        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset)
         if self.readout == "all":
             h = y  # (B, T, H)
         else:
@@ -268,7 +270,7 @@ class Network:
             weight = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1).astype(self.dtype)
         return a, weight
 
-    def loss_and_grad(self, x, y, *, lengths=None, state=None) -> LossResult:
+    def loss_and_grad(self, x, y, *, lengths=None, state=None, reset=None) -> LossResult:
         """Forward, loss and backward in one call.
 
         Parameters
@@ -278,12 +280,13 @@ class Network:
             Linear: floats (B, T, K) or (B, K).
         lengths : array (B,) or None; padded steps carry no loss
         state : initial recurrent state or None
+        reset : where the state entering a step is zeros (see :meth:`forward`), or None
 
         Returns
         -------
         LossResult(loss, grads, state)
         """
-        z, final, cache = self.forward(x, state, lengths=lengths)
+        z, final, cache = self.forward(x, state, lengths=lengths, reset=reset)
         loss, dz = self.output_loss(z, y, cache.lengths)
         grads, _, _ = self.backward(cache, dz, input_grad=False)
         return LossResult(loss, grads, final)
@@ -299,9 +302,9 @@ class Network:
         loss, dz = fn(z.reshape(-1, K), target, weight)
         return loss, dz.reshape(z.shape)
 
-    def loss(self, x, y, *, lengths=None, state=None) -> float:
+    def loss(self, x, y, *, lengths=None, state=None, reset=None) -> float:
         """The mean loss over real positions, without gradients."""
-        z, _, _, _, lens = self._run(x, state, lengths, keep=False)
+        z, _, _, _, lens = self._run(x, state, lengths, keep=False, reset=reset)
         return self.output_loss(z, y, lens)[0]
 
     def step(self, x_t, state=None):
@@ -313,9 +316,9 @@ class Network:
         h, state = self.rnn.step(x_t, state)
         return h @ self.params["head.W_y"] + self.params["head.b_y"], state
 
-    def predict(self, x, *, lengths=None, state=None) -> np.ndarray:
+    def predict(self, x, *, lengths=None, state=None, reset=None) -> np.ndarray:
         """Class probabilities (softmax) or values (linear): (B, T, K) or (B, K)."""
-        z, _ = self.infer(x, state, lengths=lengths)
+        z, _ = self.infer(x, state, lengths=lengths, reset=reset)
         return losses.softmax(z) if self.output == "softmax" else z
 
     # ------------------------------------------------------------------------------------

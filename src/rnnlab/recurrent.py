@@ -7,10 +7,11 @@ writes contiguous memory.
 
 The loop knows nothing of any particular cell: it calls the cell's ``step`` and
 ``step_back`` (the protocol of :mod:`rnnlab.cells.cell`). Everything that touches time,
-weight sharing and padding is written here, once: the input projection of all steps is
-one GEMM, the weight gradients are one GEMM each over all steps, and padded steps
+weight sharing, padding and resets is written here, once: the input projection of all
+steps is one GEMM, the weight gradients are one GEMM each over all steps, padded steps
 neither change the state nor contribute gradient (the masked pass-through, below and
-nowhere else).
+nowhere else), and a reset replaces the state entering a step by zeros (a new document
+begins there), so no gradient flows on through it.
 
 This is the reference that the fused kernels (:mod:`rnnlab.kernels`) are checked
 against; it imports none of them. :mod:`rnnlab.engine` chooses between the two for each
@@ -33,6 +34,7 @@ class LayerCache(NamedTuple):
     saved: object  # per step, what step_back needs (a list); a kernels.Tape on the fast path
     mask: np.ndarray | None  # (T, B, 1) True on real steps; None when no step is padded
     partial: np.ndarray | None  # (T,) True where some sequence is padded at that step
+    reset: np.ndarray | None = None  # (T, B, 1) True where the state entering is zeros
 
 
 def layer_params(params, k):
@@ -47,7 +49,18 @@ def _held(mask_t, new, old):
     return tuple(np.where(mask_t, n, o) for n, o in zip(new, old, strict=True))
 
 
-def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None):
+def _zeroed(reset_t, state):
+    """``state`` with the rows where ``reset_t`` (B, 1) is True replaced by zeros."""
+    return tuple(np.where(reset_t, s.dtype.type(0), s) for s in state)
+
+
+def resets(reset):
+    """(T, B, 1) reset mask -> ``(mask, steps)``: ``steps`` (T,) True where some row
+    resets; ``(None, None)`` when ``reset`` is None."""
+    return (None, None) if reset is None else (reset, reset.any(axis=(1, 2)))
+
+
+def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, reset=None):
     """Run one layer over a sequence with the cell's plain ``step``.
 
     Parameters
@@ -58,6 +71,8 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None):
     state0 : tuple of ``n_state`` arrays (B, H)
     mask : ndarray (T, B, 1) of bool, or None
     partial : ndarray (T,) of bool, or None: the steps where some sequence is padded
+    reset : ndarray (T, B, 1) of bool, or None: True where the state entering step ``t``
+        is zeros instead of the one carried
     keep : bool
         Keep what backward needs; False (inference) returns None for the cache.
     hook : callable ``hook(t, state, saved)`` or None
@@ -79,7 +94,10 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None):
     hs[0] = state0[0]
     saved = []
     state = state0
+    reset, reset_steps = resets(reset)
     for t in range(T):
+        if reset is not None and reset_steps[t]:
+            state = _zeroed(reset[t], state)
         new, s = cell.step(p, xp[t], state)
         if partial is not None and partial[t]:
             new = _held(mask[t], new, state)
@@ -90,7 +108,7 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None):
         if hook is not None:
             hook(t, state, s)
     y = hs[1:] if mask is None else hs[1:] * mask  # a view of the cache's states (see Returns)
-    return y, state, (LayerCache(x, hs, saved, mask, partial) if keep else None)
+    return y, state, (LayerCache(x, hs, saved, mask, partial, reset) if keep else None)
 
 
 def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=True, hook=None):
@@ -116,7 +134,8 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     dx : ndarray (T, B, D), or None without ``need_dx``
     dstate0 : tuple of (B, H), gradient with respect to the initial state
     """
-    x, hs, saved, mask, partial = cache
+    x, hs, saved, mask, partial, reset = cache
+    reset, reset_steps = resets(reset)
     T, B = len(saved), dstate[0].shape[0]
     GH = p["W_h"].shape[1]
     dtype = dstate[0].dtype
@@ -138,6 +157,8 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
             gx = gx * m
             gh = gx if shared else gh * m
             prev = _held(m, prev, d)
+        if reset is not None and reset_steps[t]:
+            prev = _zeroed(reset[t], prev)
         if keep_d:
             dxp[t] = gx
             if dhp is not dxp:
@@ -150,9 +171,10 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     if need_weights:
         D = x.shape[2]
         dhp2 = dhp.reshape(T * B, GH)
+        entering = hs[:-1] if reset is None else np.where(reset, hs.dtype.type(0), hs[:-1])
         grads = {
             "W_x": x.reshape(T * B, D).T @ dxp2,
-            "W_h": hs[:-1].reshape(T * B, -1).T @ dhp2,
+            "W_h": entering.reshape(T * B, -1).T @ dhp2,
             "b": dxp2.sum(axis=0),
         }
         if cell.recurrent_bias:

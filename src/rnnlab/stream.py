@@ -45,16 +45,24 @@ class Stream:
         """The current state in the public layout: (L, B, H), or (h, c) for the LSTM."""
         return self.layer.join_state(self._states)
 
-    def step(self, x_t) -> np.ndarray:
+    def step(self, x_t, reset=None) -> np.ndarray:
         """Advance one step: ``x_t`` (B, D) -> the top layer's output (B, H).
 
-        The returned array is the new ``h`` itself, fresh at every step (the caller may
-        keep it)."""
+        ``reset`` (B,) of bool, optional: the streams whose state is set to zeros before
+        this step (a new document begins at their ``x_t``), as ``reset`` in
+        ``layer.forward`` does. The returned array is the new ``h`` itself, fresh at every
+        step (the caller may keep it)."""
         x = np.ascontiguousarray(x_t, dtype=self.layer.dtype)
         if x.shape != self._shape:
             raise ValueError(f"x_t must have shape {self._shape}, got {x.shape}")
+        states = self._states
+        if reset is not None:
+            rows = checks.reset_rows(reset, self._shape[0])  # (B, 1) or None
+            if rows is not None:
+                states = [tuple(np.where(rows, s.dtype.type(0), s) for s in st)
+                          for st in states]
         layer_ps, prepared = self.layer.step_params()
-        y, states, finite = engine.step(self.layer.cell, layer_ps, x, self._states,
+        y, states, finite = engine.step(self.layer.cell, layer_ps, x, states,
                                         prepared=prepared, fast=self._fast)
         if not finite:  # the state stays as it was
             checks.array(x, "x_t", self._shape, self.layer.dtype)  # names the bad entry

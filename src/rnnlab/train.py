@@ -198,10 +198,13 @@ class Trainer:
         """
         return x, y
 
-    def train_step(self, x, y, *, lengths=None, state=None):
-        """Full BPTT on one batch and one update. Returns ``(StepInfo, final state)``."""
+    def train_step(self, x, y, *, lengths=None, state=None, reset=None):
+        """Full BPTT on one batch and one update. Returns ``(StepInfo, final state)``.
+
+        ``reset`` (B, T) or (T,) of bool marks where the state entering a step is zeros (a
+        new document begins: see :meth:`rnnlab.LSTM.forward`)."""
         x, y = self.prepare_batch(x, y, lengths)
-        res = self.net.loss_and_grad(x, y, lengths=lengths, state=state)
+        res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
         return self.apply(res.loss, res.grads), res.state
 
     def batch_updates(self, x, y, lengths=None, *, window: int = 0, carried=None):

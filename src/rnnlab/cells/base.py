@@ -185,7 +185,7 @@ class RecurrentLayer:
         return parts[0] if self.n_state == 1 else tuple(parts)
 
     # the contract ---------------------------------------------------------------------------
-    def forward(self, x, state=None, *, lengths=None):
+    def forward(self, x, state=None, *, lengths=None, reset=None):
         """Run the layer over a batch of sequences, keeping what backward needs.
 
         Parameters
@@ -195,6 +195,10 @@ class RecurrentLayer:
         lengths : array (B,) of ints in [0, T], optional
             Real steps of each sequence; later steps are padding: they leave the state as
             it was, output zeros and receive no gradient.
+        reset : array of bool, (B, T) or (T,) for every sequence, optional
+            True where the state entering step ``t`` is zeros instead of the one carried
+            (in every layer): a new document begins at ``x[:, t]``. The gradient stops
+            there too; with ``reset[:, 0]`` the given ``state`` is not read.
 
         Returns
         -------
@@ -203,11 +207,11 @@ class RecurrentLayer:
         state : the final state, each sequence's own state after its last real step
         cache : StackCache for :meth:`backward`
         """
-        y, state, caches, lens = self.run(x, state, lengths, keep=True)
+        y, state, caches, lens = self.run(x, state, lengths, keep=True, reset=reset)
         y.flags.writeable = False  # it shares memory with the cache (no copy is made)
         return y, state, StackCache(caches, lens)
 
-    def infer(self, x, state=None, *, lengths=None):
+    def infer(self, x, state=None, *, lengths=None, reset=None):
         """Run the layer for its outputs only: ``(y, state)``, as :meth:`forward` returns
         them, keeping nothing for backward (PyTorch's ``torch.no_grad()``).
 
@@ -216,10 +220,10 @@ class RecurrentLayer:
         :data:`rnnlab.kernels.layers.INPUT_BEFORE_LOOP_MAX_BYTES`).
         ``y`` is the caller's to change (forward's is read-only).
         """
-        y, state, _, _ = self.run(x, state, lengths, keep=False)
+        y, state, _, _ = self.run(x, state, lengths, keep=False, reset=reset)
         return y, state
 
-    def run(self, x, state=None, lengths=None, *, keep: bool = True):
+    def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
         """What :meth:`forward` and :meth:`infer` share, for callers that build on a layer
         (:class:`rnnlab.Network`): ``(y, state, caches, lengths)``, with ``caches`` a list
         of per-layer caches (Nones unless ``keep``) and ``lengths`` the checked (B,) array
@@ -235,9 +239,11 @@ class RecurrentLayer:
             if (lens < T).any():
                 mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None]  # (T, B, 1)
                 partial = ~mask.all(axis=(1, 2))
+        resets = None if reset is None else checks.reset_mask(reset, B, T)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
         y, finals, caches = engine.stack_forward(
-            self.cell, self.params, self.num_layers, xt, states, mask, partial, keep=keep
+            self.cell, self.params, self.num_layers, xt, states, mask, partial, keep=keep,
+            reset=resets,
         )
         return y.transpose(1, 0, 2), self.join_state(finals), caches, lens
 

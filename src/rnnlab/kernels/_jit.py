@@ -125,6 +125,24 @@ def add_into(acc, a):
 
 
 @njit(**JIT)
+def reset_rows(h, reset_t, out):
+    """The state that enters a step with resets: ``out = h`` with the rows where
+    ``reset_t`` (rows,) is True set to zero; returns whether any row was reset (``out`` is
+    left untouched when none is, and the caller reads ``h`` itself)."""
+    hit = False
+    for b in range(reset_t.shape[0]):
+        hit = hit or reset_t[b]
+    if not hit:
+        return False
+    for b in range(reset_t.shape[0]):
+        if reset_t[b]:
+            out[b] = 0
+        else:
+            out[b] = h[b]
+    return True
+
+
+@njit(**JIT)
 def all_finite(a):
     """Whether the 2-D C-contiguous array ``a`` holds no NaN and no Inf.
 

@@ -2,7 +2,7 @@ r"""Fused Elman kernels: :math:`h_t = \Phi(x_t W_x + h_{t-1} W_h + b)`, compiled
 
 Shape legend: T time, B batch, H hidden units. The activation :math:`\Phi` is an integer
 code (:data:`ACTIVATIONS`) whose branch sits outside the inner loops, so each loop
-vectorises. ``mask`` and ``dy`` as in :mod:`rnnlab.kernels.lstm`.
+vectorises. ``mask``, ``reset`` and ``dy`` as in :mod:`rnnlab.kernels.lstm`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import JIT, add_into, all_finite, mm, one_like, product, sigmoid_, tanh_
+from ._jit import JIT, add_into, all_finite, mm, one_like, product, reset_rows, sigmoid_, tanh_
 
 #: activation name -> code passed to the kernels
 ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
@@ -49,7 +49,7 @@ def _grad_row(act, h, dh, da):
 
 
 @njit(**JIT)
-def forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, b0, b1):
+def forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, reset, b0, b1):
     """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
@@ -64,34 +64,41 @@ def forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, b0, b1):
         ``Wxp`` must be given)
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    reset : ndarray (T, B) of bool; (0, 0) when no state is reset
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
     T = hs.shape[0] - 1
     keep = xp.shape[0] == T
-    masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
+    masked, fused, resetting = mask.shape[0] > 0, Wxp.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, hs.shape[2]), hs.dtype)
     for t in range(T):
         g = t if keep else 0
         if fused:
             product(gemm, tile, W_x, Wxp, x[t, b0:b1], xp[g, b0:b1], 0)
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[g, b0:b1], 1)
+        if resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev):
+            product(gemm, tile, W_h, Wp, prev, xp[g, b0:b1], 1)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], xp[g, b0:b1], 1)
         for b in range(b0, b1):
             if not masked or mask[t, b]:
                 _act_row(act, bias, xp[g, b], hs[t + 1, b])
+            elif resetting and reset[t, b]:
+                hs[t + 1, b] = 0
             else:
                 hs[t + 1, b] = hs[t, b]
 
 
 @njit(parallel=True, **JIT)
-def forward_par(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, chunks):
+def forward_par(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, reset, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
     B = hs.shape[1]
     for c in prange(chunks):
-        forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, c * B // chunks,
-                (c + 1) * B // chunks)
+        forward(gemm, tile, act, W_h, Wp, x, W_x, Wxp, bias, xp, hs, mask, reset,
+                c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)
-def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1):
+def backward(gemm, tile, act, W_hT, Wp, hs, mask, reset, dy, dy_bt, dh, da, db, b0, b1):
     """Backpropagate rows ``b0:b1`` of the batch through all steps.
 
     Parameters
@@ -109,7 +116,7 @@ def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1)
     """
     T = hs.shape[0] - 1
     carry = dh[b0:b1].copy()
-    masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             if not masked or mask[t, b]:
@@ -123,15 +130,19 @@ def backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, b0, b1)
                 carry[b - b0] = dh[b]
         product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1)
         dh[b0:b1] = carry
+        if resetting:  # a reset state was a constant zero: nothing flows on to the one before
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
 
 
 @njit(parallel=True, **JIT)
-def backward_par(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db, chunks):
+def backward_par(gemm, tile, act, W_hT, Wp, hs, mask, reset, dy, dy_bt, dh, da, db, chunks):
     """:func:`backward` in ``chunks`` runs of rows, one per thread; ``db`` (chunks, H)
     receives each run's bias gradient."""
     B = hs.shape[1]
     for c in prange(chunks):
-        backward(gemm, tile, act, W_hT, Wp, hs, mask, dy, dy_bt, dh, da, db[c],
+        backward(gemm, tile, act, W_hT, Wp, hs, mask, reset, dy, dy_bt, dh, da, db[c],
                  c * B // chunks, (c + 1) * B // chunks)
 
 

@@ -7,7 +7,7 @@ The recurrent product has its own bias ``b_h`` and its ``n`` block is multiplied
 produces two gradients that differ in the ``n`` block only: at the input projection,
 ``dxp`` (T, B, 3H), and at the recurrent product, whose ``r, z`` blocks equal ``dxp``'s
 and whose ``n`` block is kept apart as ``dhn`` (T, B, H); storing the two in full would
-cost 3H more per step and row. ``mask`` as in :mod:`rnnlab.kernels.lstm`.
+cost 3H more per step and row. ``mask`` and ``reset`` as in :mod:`rnnlab.kernels.lstm`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import JIT, add_into, add_sigmoid, all_finite, mm, one_like, product, tanh_
+from ._jit import (
+    JIT,
+    add_into,
+    add_sigmoid,
+    all_finite,
+    mm,
+    one_like,
+    product,
+    reset_rows,
+    tanh_,
+)
 
 
 @njit(**JIT)
@@ -36,7 +46,7 @@ def _cell_row(a, b_h, bias, g, h, hn, h_new, H):
 
 
 @njit(**JIT)
-def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, b0, b1):
+def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, reset, b0, b1):
     """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
@@ -49,6 +59,7 @@ def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, b0, 
     hs : ndarray (T+1, B, H); in: ``hs[0]``, out: the state after each step
     hns : ndarray (T, B, H), out: the ``n`` block of ``h_{t-1} W_h + b_h``
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    reset : ndarray (T, B) of bool; (0, 0) when no state is reset
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
 
     Inference keeps neither: ``xg`` (1, B, 3H) and ``hns`` (1, B, H) then serve every
@@ -58,25 +69,31 @@ def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, b0, 
     H = hs.shape[2]
     keep = xg.shape[0] == T
     a = np.empty((b1 - b0, 3 * H), hs.dtype)  # this step's h W_h, allocated once
-    masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
+    masked, fused, resetting = mask.shape[0] > 0, Wxp.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, H), hs.dtype)
     for t in range(T):
         g = t if keep else 0
         if fused:
             product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[g, b0:b1], 0)
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0)
+        fresh = resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev)
+        if fresh:
+            product(gemm, tile, W_h, Wp, prev, a, 0)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], a, 0)
         for b in range(b0, b1):
+            h_prev = prev[b - b0] if fresh else hs[t, b]
             if not masked or mask[t, b]:
-                _cell_row(a[b - b0], b_h, bias, xg[g, b], hs[t, b], hns[g, b], hs[t + 1, b], H)
+                _cell_row(a[b - b0], b_h, bias, xg[g, b], h_prev, hns[g, b], hs[t + 1, b], H)
             else:
-                hs[t + 1, b] = hs[t, b]
+                hs[t + 1, b] = h_prev
 
 
 @njit(parallel=True, **JIT)
-def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, chunks):
+def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, reset, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
     B = hs.shape[1]
     for c in prange(chunks):
-        forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask,
+        forward(gemm, tile, W_h, Wp, x, W_x, Wxp, b_h, bias, xg, hs, hns, mask, reset,
                 c * B // chunks, (c + 1) * B // chunks)
 
 
@@ -104,8 +121,8 @@ def _back_row(g, h, hn, dh, dxp, dhn, dhp, carry, H):
 
 
 @njit(**JIT)
-def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn, b0,
-             b1):
+def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, reset, dy, dy_bt, dh, dxp, dhn, db,
+             dbn, b0, b1):
     """Backpropagate rows ``b0:b1`` of the batch through all steps.
 
     Parameters
@@ -113,6 +130,7 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn
     W_hT : ndarray (3H, H), ``W_h.T`` made contiguous; ``Wp`` the same packed for ``tile``
     gates, hs, hns : from :func:`forward`
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    reset : ndarray (T, B) of bool; (0, 0) when no state is reset
     dy : ndarray (T, B, H), gradient with respect to the outputs; (0, 0, 0) for none
     dy_bt : bool, ``dy`` is laid out (B, T, H) instead (the public API's batch-first
         array, read in place rather than copied)
@@ -128,14 +146,16 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn
     H = G // 3
     carry = dh[b0:b1].copy()
     dhp = np.empty((b1 - b0, G), gates.dtype)  # this step's gradient at the recurrent product
-    masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
+    zero = np.zeros(H, hs.dtype)  # the state that entered a reset step
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             r = b - b0
             if not masked or mask[t, b]:
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
-                _back_row(gates[t, b], hs[t, b], hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[r],
+                h_prev = zero if resetting and reset[t, b] else hs[t, b]
+                _back_row(gates[t, b], h_prev, hns[t, b], dh[b], dxp[t, b], dhn[t, b], dhp[r],
                           carry[r], H)
                 add_into(db, dxp[t, b])
                 add_into(dbn, dhn[t, b])
@@ -146,17 +166,21 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn
                 carry[r] = dh[b]
         product(gemm, tile, W_hT, Wp, dhp, carry, 1)
         dh[b0:b1] = carry
+        if resetting:  # a reset state was a constant zero: nothing flows on to the one before
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
 
 
 @njit(parallel=True, **JIT)
-def backward_par(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db, dbn,
-                 chunks):
+def backward_par(gemm, tile, W_hT, Wp, gates, hs, hns, mask, reset, dy, dy_bt, dh, dxp, dhn, db,
+                 dbn, chunks):
     """:func:`backward` in ``chunks`` runs of rows, one per thread; ``db`` (chunks, 3H) and
     ``dbn`` (chunks, H) receive each run's bias gradients."""
     B = gates.shape[1]
     for c in prange(chunks):
-        backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, dy, dy_bt, dh, dxp, dhn, db[c], dbn[c],
-                 c * B // chunks, (c + 1) * B // chunks)
+        backward(gemm, tile, W_hT, Wp, gates, hs, hns, mask, reset, dy, dy_bt, dh, dxp, dhn, db[c],
+                 dbn[c], c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)

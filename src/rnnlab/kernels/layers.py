@@ -79,6 +79,14 @@ def _mask2d(mask):
     return _NO_MASK if mask is None else np.ascontiguousarray(mask[:, :, 0])  # (T, B)
 
 
+def _entering(hs, reset):
+    """The states that entered each step, (T*B, H): ``hs[:-1]`` with those of the steps in
+    ``reset`` (T, B, 1) zeroed (a copy then), for the recurrent weights' gradient."""
+    T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    prev = hs[:-1] if reset is None else np.where(reset, hs.dtype.type(0), hs[:-1])
+    return prev.reshape(T * B, H)
+
+
 def _batched(gemm):
     """The BLAS for the batched products: None for NumPy's own (``@``), else ``gemm``.
 
@@ -140,11 +148,11 @@ def _rows(module, kernel, chunks, B, *args):
         getattr(module, kernel + "_par")(*args, chunks)
 
 
-def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh"):
+def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, reset=None):
     """The fast :func:`rnnlab.recurrent.layer_forward` of the cell ``kernel`` names.
 
-    ``x`` (T, B, D) C-contiguous, ``state0`` a tuple of (B, H), ``mask`` (T, B, 1) or
-    None; ``activation`` the Elman cell's. Returns ``(y, final, hs, tape)``: ``hs``
+    ``x`` (T, B, D) C-contiguous, ``state0`` a tuple of (B, H), ``mask`` and ``reset``
+    (T, B, 1) or None; ``activation`` the Elman cell's. Returns ``(y, final, hs, tape)``: ``hs``
     (T+1, B, H) the states and ``tape`` the :class:`Tape` that :func:`layer_backward`
     reads (None when not ``keep``).
 
@@ -180,35 +188,36 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh"):
         xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = state0[0]
-    m = _mask2d(mask)
+    m, r = _mask2d(mask), _mask2d(reset)
     with loop_chunks(T, B, (H + D) * GH if tile else H * GH, blas_inside=not tile) as chunks:
         if name == "elman":
             _rows(elman, "forward", chunks, B, gemm, tile, elman.ACTIVATIONS[activation],
-                  p["W_h"], Wp, x, p["W_x"], Wxp, p["b"], xg, hs, m)
+                  p["W_h"], Wp, x, p["W_x"], Wxp, p["b"], xg, hs, m, r)
             arrays, final = (), (hs[T].copy(),)
         elif name == "lstm":
             cs = np.empty((2 if rolling else T + 1, B, H), x.dtype)
             cs[0] = state0[1]
             _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
-                  p["b"], xg, hs, cs, m)
+                  p["b"], xg, hs, cs, m, r)
             arrays, final = (xg, cs), (hs[T].copy(), cs[T % 2 if rolling else T].copy())
         else:
             hns = np.empty((1 if rolling else T, B, H), x.dtype)
             _rows(gru, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
-                  p["b_h"], p["b"], xg, hs, hns, m)
+                  p["b_h"], p["b"], xg, hs, hns, m, r)
             arrays, final = (xg, hns), (hs[T].copy(),)
     y = hs[1:] if mask is None else hs[1:] * mask  # a view: the caller protects it
     return y, final, hs, (Tape(name, arrays) if keep else None)
 
 
-def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="tanh"):
+def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="tanh", *,
+                   reset=None):
     """The fast :func:`rnnlab.recurrent.layer_backward` from what :func:`layer_forward`
-    returned (``hs``, ``tape``) for ``x`` and ``mask``; ``(grads, dx, dstate0)``."""
+    returned (``hs``, ``tape``) for ``x``, ``mask`` and ``reset``; ``(grads, dx, dstate0)``."""
     p = _params(p, x.dtype)
     T, B, D = x.shape
     H, GH = p["W_h"].shape
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
-    m = _mask2d(mask)
+    m, r = _mask2d(mask), _mask2d(reset)
     dy, dy_bt = _dy_layout(dy, x.dtype)
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
@@ -220,24 +229,24 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
         db = np.zeros((chunks, GH))
         if tape.kernel == "elman":
             _rows(elman, "backward", chunks, B, gemm, tile, elman.ACTIVATIONS[activation],
-                  W_hT, Wp, hs, m, dy, dy_bt, dh, dxp, db if chunks > 1 else db[0])
+                  W_hT, Wp, hs, m, r, dy, dy_bt, dh, dxp, db if chunks > 1 else db[0])
             d0 = (dh,)
         elif tape.kernel == "lstm":
             gates, cs = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
-            _rows(lstm, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, cs, m, dy, dy_bt,
-                  dh, dc, dxp, db if chunks > 1 else db[0])
+            _rows(lstm, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, cs, m, r, dy,
+                  dy_bt, dh, dc, dxp, db if chunks > 1 else db[0])
             d0 = (dh, dc)
         else:
             gates, hns = tape.arrays
             dhn = np.empty((T, B, H), x.dtype)
             dbn = np.zeros((chunks, H))
-            _rows(gru, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, hns, m, dy, dy_bt,
-                  dh, dxp, dhn, db if chunks > 1 else db[0], dbn if chunks > 1 else dbn[0])
+            _rows(gru, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, hns, m, r, dy,
+                  dy_bt, dh, dxp, dhn, db if chunks > 1 else db[0], dbn if chunks > 1 else dbn[0])
             d0 = (dh,)
     del W_hT, Wp  # not needed by the products below, which are the step's memory peak
     dxp2 = dxp.reshape(T * B, GH)
-    hs2 = hs[:-1].reshape(T * B, H)
+    hs2 = _entering(hs, reset)
     x2 = x.reshape(T * B, D)
     dhn2 = dhn.reshape(T * B, H) if tape.kernel == "gru" else None
     work = 0 if gemm is None else T * B * ((2 if need_dx else 1) * D + H) * GH

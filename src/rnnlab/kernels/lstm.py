@@ -13,7 +13,9 @@ alias, and with too many of them LLVM gives up vectorising (measurements:
 docs/performance.md).
 
 ``mask`` (T, B) of bool: False marks a padded step, which keeps the state and passes
-the gradient of the state straight back. Absent arguments are empty arrays rather than
+the gradient of the state straight back. ``reset`` (T, B) of bool: True where the state
+entering step t is zero instead of the one carried (a new document begins at ``x_t``);
+no gradient then flows on to the carried state. Absent arguments are empty arrays rather than
 None (``mask`` (0, 0), ``dy`` (0, 0, 0)): numba compiles one variant per argument type,
 and a None would double the variants, and the first-call compile time, per argument.
 """
@@ -23,7 +25,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._jit import JIT, add_into, add_sigmoid, add_tanh, all_finite, mm, one_like, product, tanh_
+from ._jit import (
+    JIT,
+    add_into,
+    add_sigmoid,
+    add_tanh,
+    all_finite,
+    mm,
+    one_like,
+    product,
+    reset_rows,
+    tanh_,
+)
 
 
 @njit(**JIT)
@@ -44,7 +57,7 @@ def _state_row(g, c, c_new, h_new, H):
 
 
 @njit(**JIT)
-def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, b0, b1):
+def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, reset, b0, b1):
     """Run rows ``b0:b1`` of the batch over all steps.
 
     Parameters
@@ -64,22 +77,32 @@ def forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, b0, b1):
     cs : ndarray (T+1, B, H), as ``hs`` for the cell state; for inference (2, B, H),
         ``cs[t % 2]`` holding ``c_t``
     mask : ndarray (T, B) of bool; (0, 0) when no step is padded
+    reset : ndarray (T, B) of bool; (0, 0) when no state is reset
     b0, b1 : int, the rows this call runs (rows are independent; see :func:`forward_par`)
     """
     T = hs.shape[0] - 1
     H = hs.shape[2]
     keep = xg.shape[0] == T  # else one step's gates, overwritten at every step
-    masked, fused = mask.shape[0] > 0, Wxp.shape[0] > 0
+    masked, fused, resetting = mask.shape[0] > 0, Wxp.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, H), hs.dtype)
+    zero = np.zeros(H, hs.dtype)  # the cell state that enters a reset step
     for t in range(T):
         g = t if keep else 0
         c0, c1 = (t, t + 1) if keep else (t % 2, (t + 1) % 2)
         if fused:
             product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[g, b0:b1], 0)
-        product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[g, b0:b1], 1)
+        if resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev):
+            product(gemm, tile, W_h, Wp, prev, xg[g, b0:b1], 1)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[g, b0:b1], 1)
         for b in range(b0, b1):
+            fresh = resetting and reset[t, b]
             if not masked or mask[t, b]:
                 _gates_row(bias, xg[g, b], H)
-                _state_row(xg[g, b], cs[c0, b], cs[c1, b], hs[t + 1, b], H)
+                _state_row(xg[g, b], zero if fresh else cs[c0, b], cs[c1, b], hs[t + 1, b], H)
+            elif fresh:
+                hs[t + 1, b] = 0
+                cs[c1, b] = 0
             else:
                 hs[t + 1, b] = hs[t, b]
                 cs[c1, b] = cs[c0, b]
@@ -104,16 +127,17 @@ def _back_row(g, c_prev, c, dh, dc, da, H):
 
 
 @njit(parallel=True, **JIT)
-def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, chunks):
+def forward_par(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, reset, chunks):
     """:func:`forward` with the batch cut into ``chunks`` runs of rows, one per thread."""
     B = hs.shape[1]
     for c in prange(chunks):
-        forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, c * B // chunks,
-                (c + 1) * B // chunks)
+        forward(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, xg, hs, cs, mask, reset,
+                c * B // chunks, (c + 1) * B // chunks)
 
 
 @njit(**JIT)
-def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db, b0, b1):
+def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, reset, dy, dy_bt, dh, dc, da, db, b0,
+             b1):
     """Backpropagate rows ``b0:b1`` of the batch through all steps.
 
     Parameters
@@ -136,13 +160,15 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, d
     T, B, G = gates.shape
     H = G // 4
     carry = dh[b0:b1].copy()  # ping-pong partner of dh's rows for the recurrent product
-    masked, has_dy = mask.shape[0] > 0, dy.shape[0] > 0
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
+    zero = np.zeros(H, hs.dtype)  # the cell state that entered a reset step
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             if not masked or mask[t, b]:
                 if has_dy:
                     dh[b] += dy[b, t] if dy_bt else dy[t, b]
-                _back_row(gates[t, b], cs[t, b], cs[t + 1, b], dh[b], dc[b], da[t, b], H)
+                c_prev = zero if resetting and reset[t, b] else cs[t, b]
+                _back_row(gates[t, b], c_prev, cs[t + 1, b], dh[b], dc[b], da[t, b], H)
                 add_into(db, da[t, b])
                 carry[b - b0] = 0
             else:
@@ -150,15 +176,21 @@ def backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, d
                 carry[b - b0] = dh[b]  # a padded step hands its gradient straight back
         product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1)
         dh[b0:b1] = carry
+        if resetting:  # a reset state was a constant zero: nothing flows on to the one before
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
+                    dc[b] = 0
 
 
 @njit(parallel=True, **JIT)
-def backward_par(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db, chunks):
+def backward_par(gemm, tile, W_hT, Wp, gates, hs, cs, mask, reset, dy, dy_bt, dh, dc, da, db,
+                 chunks):
     """:func:`backward` in ``chunks`` runs of rows, one per thread; ``db`` (chunks, 4H)
     receives each run's bias gradient."""
     B = gates.shape[1]
     for c in prange(chunks):
-        backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, dy, dy_bt, dh, dc, da, db[c],
+        backward(gemm, tile, W_hT, Wp, gates, hs, cs, mask, reset, dy, dy_bt, dh, dc, da, db[c],
                  c * B // chunks, (c + 1) * B // chunks)
 
 
