@@ -6,7 +6,10 @@ A model reads one-hot tokens (characters by default) and predicts the next one a
 step (softmax readout ``all``). Training is truncated BPTT over stream-aligned windows:
 the token stream is cut into B contiguous pieces read side by side, and the hidden state
 is carried from each window to the next, so the forward pass sees each piece's whole
-history while the gradient reaches back ``bptt`` steps (:mod:`rnnlab.data.text`).
+history while the gradient reaches back ``bptt`` steps (:mod:`rnnlab.data.text`). Where a
+document begins (a play of the default corpus, a file of a folder), the state is reset to
+zeros, in training and in every evaluation: one document's memory does not leak into the
+next.
 
 A run folder holds::
 
@@ -39,7 +42,7 @@ import numpy as np
 
 from . import checks, io, losses, runlock
 from ._version import __version__
-from .data.text import StreamBatcher, Vocab, one_hot, read_text
+from .data.text import StreamBatcher, Vocab, one_hot, read_documents
 from .lmrun import RUN_FORMAT, RUN_VERSION, LMConfig, Run, load_corpus, open_run
 from .network import Network
 from .progress import Progress, sigint_flag
@@ -56,13 +59,28 @@ __all__ = ["LMConfig", "RUN_FORMAT", "RUN_VERSION", "Run", "evaluate", "generate
 # data
 
 
-def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | None = None):
+def encode(vocab: Vocab, text: str, starts=()):
+    """Token ids of ``text`` and where its documents begin among them: ``(ids, starts)``.
+
+    Each document (from one character offset of ``starts`` to the next) is encoded on its
+    own, so a document always begins a token, whichever the tokens.
+    """
+    cuts = sorted({0, *(int(s) for s in starts if 0 < s < len(text))}) + [len(text)]
+    pieces = [vocab.encode(text[a:b], unk=True) for a, b in zip(cuts[:-1], cuts[1:],
+                                                                 strict=True)]
+    at = np.cumsum([0] + [len(p) for p in pieces[:-1]])
+    return np.concatenate(pieces), (tuple(int(a) for a in at) if starts else ())
+
+
+def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | None = None,
+                starts=None):
     """Mean cross-entropy (nats per token) of ``net`` on a token stream, state carried.
 
     The stream is read as ``batch`` side-by-side pieces in windows of ``window`` steps; a
     stream too short for that is read as fewer, shorter pieces. With ``limit``, only the
     first windows of every piece are read, about ``limit`` tokens in all: an estimate
-    spread over the whole stream rather than its beginning. Returns
+    spread over the whole stream rather than its beginning. ``starts``: token positions
+    where documents begin, at which the state is reset. Returns
     ``(nats per token, tokens scored)``.
     """
     ids = np.asarray(ids)
@@ -72,8 +90,8 @@ def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | No
     window = max(1, min(window, (len(ids) - 1) // batch))
     V = net.output_size
     state, total, count = None, 0.0, 0
-    for x, y in StreamBatcher(ids, batch, window):
-        z, state = net.infer(one_hot(x, V, net.dtype), state)
+    for x, y, reset in StreamBatcher(ids, batch, window, starts=starts).windows():
+        z, state = net.infer(one_hot(x, V, net.dtype), state, reset=reset)
         loss, _ = losses.softmax_cross_entropy(z.reshape(-1, V), y.reshape(-1))
         total += loss * y.size
         count += y.size
@@ -117,10 +135,10 @@ def _train(job: _Job) -> None:
         with sigint_flag() as interrupted:
             try:
                 while not job.finished():
-                    x, y = next(job.windows)
+                    x, y, reset = next(job.windows)
                     # one update on the Trainer's loop: forward, backward, guard, clip, step
                     info, job.state = trainer.train_step(one_hot(x, job.V, job.net.dtype), y,
-                                                         state=job.state)
+                                                         state=job.state, reset=reset)
                     step = trainer.step_count
                     job.record(info)
                     if step % cfg.eval_every == 0:
@@ -167,9 +185,11 @@ class _Job:
             vocab = Vocab.build(corpus.train, tokens=cfg.tokens,
                                 max_size=cfg.max_vocab if cfg.tokens == "word" else None)
         self.vocab, self.V = vocab, len(vocab)
-        train_ids = vocab.encode(corpus.train, unk=True)
-        self.val_ids = vocab.encode(corpus.validation, unk=True)
-        self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed)
+        train_ids, train_starts = encode(vocab, corpus.train, corpus.train_starts)
+        self.val_ids, self.val_starts = encode(vocab, corpus.validation,
+                                               corpus.validation_starts)
+        self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed,
+                                     starts=train_starts)
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", seed=cfg.seed)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
@@ -252,7 +272,7 @@ class _Job:
     def validate(self, limit, *, note: bool = False) -> float:
         """Validation loss (nats per token) on about ``limit`` tokens (None: all), logged."""
         s = self.trainer.step_count
-        nats, n = stream_loss(self.net, self.val_ids, limit=limit)
+        nats, n = stream_loss(self.net, self.val_ids, limit=limit, starts=self.val_starts)
         self.curve["val"].append((s, nats))
         self._write({"step": s, "val_nats": nats, "val_bits": nats / LN2, "val_tokens": n})
         self.metrics.flush()
@@ -299,9 +319,9 @@ def _remove_temporaries(run_dir: Path) -> None:
 
 
 def _endless(batcher):
-    """The batcher's windows, epoch after epoch."""
+    """The batcher's windows with their resets, epoch after epoch."""
     while True:
-        yield from batcher
+        yield from batcher.windows()
 
 
 def _time_left(cfg, step, elapsed, steps_per_s):
@@ -398,8 +418,8 @@ def evaluate(run, data) -> dict:
     unlikely, so they cost what they should).
     """
     r = open_run(run)
-    ids = r.vocab.encode(read_text(data), unk=True)
-    nats, n = stream_loss(r.net, ids)
+    ids, starts = encode(r.vocab, *read_documents(data))
+    nats, n = stream_loss(r.net, ids, starts=starts)
     unknown = int(np.sum(ids == r.vocab.unk_id))
     return {"tokens": n, "unknown": unknown, "nats": nats, "bits": nats / LN2,
             "perplexity": math.exp(nats), "unit": r.config.tokens}

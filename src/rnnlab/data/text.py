@@ -17,6 +17,8 @@ Functions and classes
 ---------------------
 read_text
     A UTF-8 file or a folder of ``.txt`` files as one string, with clear errors.
+read_documents
+    The same string and where each file (document) of a folder begins in it.
 tokenize_words
     Split text into word, punctuation, space and line-break pieces that join back to it.
 Vocab
@@ -39,7 +41,8 @@ from pathlib import Path
 from rnnlab.data.batching import StreamBatcher, one_hot
 from rnnlab.data.vocab import UNK, Vocab, tokenize_words
 
-__all__ = ["UNK", "StreamBatcher", "Vocab", "one_hot", "read_text", "tokenize_words"]
+__all__ = ["UNK", "StreamBatcher", "Vocab", "one_hot", "read_documents", "read_text",
+           "tokenize_words"]
 
 
 def read_text(path: str | os.PathLike, *, separator: str = "\n\n") -> str:
@@ -68,6 +71,16 @@ def read_text(path: str | os.PathLike, *, separator: str = "\n\n") -> str:
         (or only whitespace), unreadable, binary (a NUL byte: its offset is named) or not
         UTF-8 (the first bad byte and its offset are named).
     """
+    return read_documents(path, separator=separator)[0]
+
+
+def read_documents(path: str | os.PathLike, *, separator: str = "\n\n"):
+    """:func:`read_text`, and the character offsets where its documents begin.
+
+    Each file of a folder is a document; a single file is one. Returns ``(text, starts)``
+    with ``starts`` a tuple of ints, ``starts[0] == 0``. A language model resets its state
+    at these offsets (:meth:`rnnlab.data.batching.StreamBatcher.windows`).
+    """
     p = Path(path)
     if p.is_dir():
         files = sorted(
@@ -76,9 +89,14 @@ def read_text(path: str | os.PathLike, *, separator: str = "\n\n") -> str:
         )
         if not files:
             raise ValueError(f"folder {p} holds no .txt files")
-        return separator.join(_read_file(f).rstrip("\n") for f in files) + "\n"
+        docs = [_read_file(f).rstrip("\n") for f in files]
+        starts, at = [], 0
+        for d in docs:
+            starts.append(at)
+            at += len(d) + len(separator)
+        return separator.join(docs) + "\n", tuple(starts)
     if p.is_file():
-        return _read_file(p)
+        return _read_file(p), (0,)
     if p.exists():
         raise ValueError(f"{p} is neither a file nor a folder")
     raise ValueError(f"no such file or folder: {p}")
