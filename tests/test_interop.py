@@ -234,12 +234,6 @@ def test_gate_table_is_applied_both_ways(torch, monkeypatch):
 
 # --- refusals ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
-def test_bidirectional_is_refused(torch, cls):
-    with pytest.raises(ValueError, match="bidirectional=True"):
-        interop.from_torch(getattr(torch.nn, cls)(3, 4, bidirectional=True))
-
-
 def test_lstm_projection_is_refused(torch):
     with pytest.raises(ValueError, match="proj_size=2"):
         interop.from_torch(torch.nn.LSTM(3, 4, proj_size=2))

@@ -81,6 +81,74 @@ def stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=Tru
     return grads, dy, d0
 
 
+def bi_stack_forward(cell, params, num_layers, x, states, mask, partial, lengths, *,
+                     fast=None, keep=True, reset=None):
+    """:func:`stack_forward` for bidirectional layers.
+
+    Layer ``k`` runs its forward direction (parameters ``l{k}.*``) on its input and its
+    reverse direction (``l{k}r.*``) on the same input read backwards within each
+    sequence's length (:func:`rnnlab.recurrent.reversal`), so padding stays padding; the
+    two outputs, the reverse one put back in time, are joined to (T, B, 2H), the next
+    layer's input. ``states`` and the returned finals are lists over ``2 * num_layers``
+    (layer k forward at 2k, reverse at 2k+1: PyTorch's order); each cache is a pair.
+    """
+    T, B = x.shape[:2]
+    index = recurrent.reversal(lengths, T, B)
+    back_reset = recurrent.reversed_resets(reset, index)
+    caches, finals = [], []
+    for k in range(num_layers):
+        p_f, p_r = layer_params(params, k), layer_params(params, f"{k}r")
+        x_r = recurrent.reversed_in_time(x, index)
+
+        def ahead(p=p_f, x=x, s=states[2 * k]):
+            return layer_forward(cell, p, x, s, mask, partial, fast=fast, keep=keep,
+                                 reset=reset)
+
+        def back(p=p_r, x=x_r, s=states[2 * k + 1]):
+            return layer_forward(cell, p, x, s, mask, partial, fast=fast, keep=keep,
+                                 reset=back_reset)
+
+        (y_f, s_f, c_f), (y_r, s_r, c_r) = _both(cell, fast, p_f, T * B, ahead, back)
+        x = np.concatenate([y_f, recurrent.reversed_in_time(y_r, index)], axis=2)
+        caches.append((c_f, c_r, index) if keep else None)
+        finals += [s_f, s_r]
+    return x, finals, caches
+
+
+def bi_stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=True):
+    """:func:`stack_backward` for :func:`bi_stack_forward`'s caches; ``dy`` (T, B, 2H) or
+    None, ``dstates`` and the returned initial-state gradients over ``2 * num_layers``."""
+    grads, d0 = {}, [None] * (2 * num_layers)
+    H = dstates[0][0].shape[1]
+    for k in range(num_layers - 1, -1, -1):
+        c_f, c_r, index = caches[k]
+        dy_f = None if dy is None else dy[:, :, :H]
+        dy_r = None if dy is None else recurrent.reversed_in_time(dy[:, :, H:], index)
+        need = need_dx or k > 0
+        p_f, p_r = layer_params(params, k), layer_params(params, f"{k}r")
+        T, B = c_f.x.shape[:2]
+        (g_f, dx_f, d0[2 * k]), (g_r, dx_r, d0[2 * k + 1]) = _both(
+            cell, isinstance(c_f.saved, kernels.Tape), p_f, 2 * T * B,
+            lambda p=p_f, c=c_f, d=dy_f, s=dstates[2 * k], n=need: layer_backward(
+                cell, p, c, d, s, need_dx=n),
+            lambda p=p_r, c=c_r, d=dy_r, s=dstates[2 * k + 1], n=need: layer_backward(
+                cell, p, c, d, s, need_dx=n))
+        dy = dx_f + recurrent.reversed_in_time(dx_r, index) if need else None
+        grads.update({f"l{k}.{name}": v for name, v in g_f.items()})
+        grads.update({f"l{k}r.{name}": v for name, v in g_r.items()})
+    return grads, dy, d0
+
+
+def _both(cell, fast, p, rows, first, second):
+    """The two directions' calls, side by side on the kernels' path (each direction's
+    loop on a thread of its own), else one after the other; ``rows`` steps times rows of
+    work per direction, each a product with ``W_x`` and ``W_h``."""
+    if kernel_of(cell, fast) is None:
+        return first(), second()
+    work = rows * (p["W_x"].shape[0] + p["W_h"].shape[0]) * p["W_h"].shape[1]
+    return kernels.side_by_side(work, first, second)
+
+
 def step(cell, layer_ps, x_t, states, out=None, *, prepared=False, fast=None):
     """One streaming step through a stack: the one entry of every streaming path.
 

@@ -93,10 +93,7 @@ def _describe(module) -> tuple[str, dict]:
         if module.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nn.RNN nonlinearity {module.nonlinearity!r} is not supported")
     if module.bidirectional:
-        raise ValueError(
-            f"bidirectional=True {type(module).__name__} is not supported: "
-            "rnnlab layers run forward in time only"
-        )
+        opts["bidirectional"] = True
     return cell, opts
 
 
@@ -131,10 +128,13 @@ def _collect(module, cell: str, dtype: np.dtype, grads: bool) -> dict[str, np.nd
         return _to_numpy(param.grad)
 
     out = {}
-    for k in range(module.num_layers):
+    directions = [("", "")] + ([("_reverse", "r")] if module.bidirectional else [])
+    for k, (torch_suffix, suffix) in ((k, d) for k in range(module.num_layers)
+                                      for d in directions):
         bias = []
         if module.bias:
-            b_ih, b_hh = get(f"bias_ih_l{k}"), get(f"bias_hh_l{k}")
+            b_ih = get(f"bias_ih_l{k}{torch_suffix}")
+            b_hh = get(f"bias_hh_l{k}{torch_suffix}")
             if LAYERS[cell].Cell.recurrent_bias:  # the GRU's b_h: the two stay apart
                 bias = [b_ih, b_hh]
             elif grads:
@@ -143,11 +143,12 @@ def _collect(module, cell: str, dtype: np.dtype, grads: bool) -> dict[str, np.nd
             else:
                 bias = [b_ih + b_hh]
         W_x, W_h, bias = _torch_to_rnnlab_layout(
-            cell, get(f"weight_ih_l{k}"), get(f"weight_hh_l{k}"), bias
+            cell, get(f"weight_ih_l{k}{torch_suffix}"), get(f"weight_hh_l{k}{torch_suffix}"),
+            bias
         )
-        out[f"l{k}.W_x"], out[f"l{k}.W_h"] = W_x, W_h
+        out[f"l{k}{suffix}.W_x"], out[f"l{k}{suffix}.W_h"] = W_x, W_h
         for name, b in zip(("b", "b_h"), bias, strict=False):
-            out[f"l{k}.{name}"] = b
+            out[f"l{k}{suffix}.{name}"] = b
     return {name: np.ascontiguousarray(a, dtype=dtype) for name, a in out.items()}
 
 
@@ -157,8 +158,9 @@ def from_torch(module, *, dtype=None) -> RecurrentLayer:
     Parameters
     ----------
     module : torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU
-        Any ``num_layers``; ``batch_first`` either way (the weights do not depend on it, and
-        rnnlab layers are always batch-first). ``nn.RNN`` with nonlinearity tanh or relu.
+        Any ``num_layers``, bidirectional or not; ``batch_first`` either way (the weights do
+        not depend on it, and rnnlab layers are always batch-first). ``nn.RNN`` with
+        nonlinearity tanh or relu.
     dtype : float32, float64 or None
         Of the layer's parameters; None takes the module's (float32 or float64).
 
@@ -170,8 +172,8 @@ def from_torch(module, *, dtype=None) -> RecurrentLayer:
     Raises
     ------
     ValueError
-        For anything but the three modules, ``bidirectional=True``, an LSTM with
-        ``proj_size > 0``, or a dtype other than float32 and float64.
+        For anything but the three modules, an LSTM with ``proj_size > 0``, or a dtype
+        other than float32 and float64.
     ImportError
         When PyTorch is not installed.
 
@@ -271,7 +273,8 @@ def to_torch(layer: RecurrentLayer):
     args = (layer.input_size, layer.hidden_size, layer.num_layers)
     # built on the meta device so construction neither draws from torch's global generator
     # nor spends time on an initialisation that is overwritten at once
-    kwargs = {"batch_first": True, "device": "meta", "dtype": torch_dtype}
+    kwargs = {"batch_first": True, "device": "meta", "dtype": torch_dtype,
+              "bidirectional": layer.bidirectional}
     if "activation" in layer.options:
         if layer.activation not in ("tanh", "relu"):
             raise ValueError(
@@ -282,14 +285,17 @@ def to_torch(layer: RecurrentLayer):
     module = getattr(nn, layer.cell.torch_module)(*args, **kwargs).to_empty(device="cpu")
     two_biases = layer.cell.recurrent_bias
     with torch.no_grad():
-        for k in range(layer.num_layers):
-            p = {name: layer.params[f"l{k}.{name}"] for name in ("W_x", "W_h", "b", "b_h")
-                 if f"l{k}.{name}" in layer.params}
+        directions = [("", "")] + ([("r", "_reverse")] if layer.bidirectional else [])
+        for k, (suffix, torch_suffix) in ((k, d) for k in range(layer.num_layers)
+                                          for d in directions):
+            p = {name: layer.params[f"l{k}{suffix}.{name}"]
+                 for name in ("W_x", "W_h", "b", "b_h") if f"l{k}{suffix}.{name}" in layer.params}
             bias = [p["b"], p["b_h"]] if two_biases else [p["b"]]
             w_ih, w_hh, bias = _rnnlab_to_torch_layout(cell, p["W_x"], p["W_h"], bias)
             if not two_biases:
                 bias.append(np.zeros_like(bias[0]))
             values = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": bias[0], "bias_hh": bias[1]}
             for name, v in values.items():
-                getattr(module, f"{name}_l{k}").copy_(torch.from_numpy(np.ascontiguousarray(v)))
+                getattr(module, f"{name}_l{k}{torch_suffix}").copy_(
+                    torch.from_numpy(np.ascontiguousarray(v)))
     return module

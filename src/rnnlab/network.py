@@ -97,6 +97,11 @@ class Network:
         Recurrent weights; see :func:`rnnlab.init.recurrent_params`.
     forget_bias : float or None
         LSTM cells only.
+    bidirectional : bool
+        Recurrent layers that read each sequence both ways (see :class:`rnnlab.LSTM`); the
+        head then reads 2H features: at every step both directions' outputs, and with
+        readout "last" the forward direction's state after the last real step beside the
+        reverse direction's after the first.
     seed : int, numpy.random.Generator or None
     dtype : float32 or float64
 
@@ -104,8 +109,9 @@ class Network:
     ----------
     params : dict[str, ndarray]
         ``rnn.l{k}.*`` for the recurrent layers (see :class:`rnnlab.LSTM`), ``head.W_y``
-        (H, K) and ``head.b_y`` (K,). Optimisers update these arrays in place; the layer
-        holds the same arrays (:class:`Params`), also after an entry is replaced.
+        (H, K), or (2H, K) when bidirectional, and ``head.b_y`` (K,). Optimisers update
+        these arrays in place; the layer holds the same arrays (:class:`Params`), also
+        after an entry is replaced.
     """
 
     def __init__(
@@ -121,6 +127,7 @@ class Network:
         activation: str = "tanh",
         init: str = "uniform",
         forget_bias: float | None = 1.0,
+        bidirectional: bool = False,
         seed=None,
         dtype=np.float32,
     ):
@@ -137,8 +144,9 @@ class Network:
         options = {name: v for name, v in given.items() if name in layer.options}
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
-                         **options)
-        H, K, k = self.rnn.hidden_size, self.output_size, 1.0 / np.sqrt(self.rnn.hidden_size)
+                         bidirectional=bidirectional, **options)
+        H, K = self.rnn.output_features, self.output_size
+        k = 1.0 / np.sqrt(H)
         self.params = {f"rnn.{name}": v for name, v in self.rnn.params.items()}
         # as PyTorch's nn.Linear: U(-1/sqrt(H), 1/sqrt(H))
         self.params["head.W_y"] = _init.uniform(rng, (H, K), k).astype(self.rnn.dtype)
@@ -162,7 +170,8 @@ class Network:
             "input_size": r.input_size, "hidden_size": r.hidden_size,
             "output_size": self.output_size, "cell": self.cell, "num_layers": r.num_layers,
             "output": self.output, "readout": self.readout, "activation": self.activation,
-            "init": r.init, "forget_bias": self.forget_bias, "dtype": r.dtype.name,
+            "init": r.init, "forget_bias": self.forget_bias, "bidirectional": r.bidirectional,
+            "dtype": r.dtype.name,
         }
 
     def __repr__(self) -> str:
@@ -207,6 +216,9 @@ class Network:
         y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset)
         if self.readout == "all":
             h = y  # (B, T, H)
+        elif self.rnn.bidirectional:  # the top layer's two directions, side by side
+            top = state[0] if isinstance(state, tuple) else state
+            h = np.concatenate([top[-2], top[-1]], axis=1)  # (B, 2H)
         else:
             h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
         W = self.params["head.W_y"]
@@ -234,7 +246,12 @@ class Network:
         else:
             B = dh.shape[0]
             dstate = self.rnn.initial_state(B)
-            (dstate[0] if isinstance(dstate, tuple) else dstate)[-1] = dh
+            top = dstate[0] if isinstance(dstate, tuple) else dstate
+            if self.rnn.bidirectional:
+                H = self.rnn.hidden_size
+                top[-2], top[-1] = dh[:, :H], dh[:, H:]
+            else:
+                top[-1] = dh
             g, dx, d0 = self.rnn.backward(cache.rnn, dstate=dstate, input_grad=input_grad)
         grads.update({f"rnn.{k}": v for k, v in g.items()})
         return grads, dx, d0

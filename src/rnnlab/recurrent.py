@@ -188,3 +188,31 @@ def step(cell, p, x_t, state):
     state (a tuple of (B, H)); the reference of the streaming kernels."""
     new, _ = cell.step(p, x_t @ p["W_x"] + p["b"], state)
     return new
+
+
+def reversal(lengths, T: int, B: int):
+    """The time index that reads each sequence backwards within its own length: (T, B) of
+    ints, ``index[t, b] = len_b - 1 - t`` on real steps and ``t`` on padding (which stays
+    where it is). Its own inverse; ``lengths`` None means every sequence is T steps."""
+    t = np.arange(T)[:, None]
+    if lengths is None:
+        return np.broadcast_to(T - 1 - t, (T, B))
+    lens = np.asarray(lengths)[None, :]
+    return np.where(t < lens, lens - 1 - t, t)
+
+
+def reversed_in_time(a, index):
+    """``a`` (T, B, ...) read through :func:`reversal`'s ``index``: a new array."""
+    return a[index, np.arange(a.shape[1])[None, :]]
+
+
+def reversed_resets(reset, index):
+    """The reset mask of the reverse direction, (T, B, 1) or None: a document that begins
+    at step t (forward) ends at t - 1, so read backwards the state entering step t - 1 is
+    zeros; a reset at the first step says nothing about the reverse direction."""
+    if reset is None:
+        return None
+    before = np.zeros_like(reset)
+    before[:-1] = reset[1:]
+    out = reversed_in_time(before, index)
+    return out if out.any() else None

@@ -54,9 +54,10 @@ def n_params(kind: str, config: dict) -> int | None:
     """The number of parameters the object of ``config`` has, computed without building
     it; None when the configuration is not plainly valid (building it will say why).
 
-    Layer k of a cell with G gates, input size d (D for the first layer, H after) and a
-    recurrent bias or not: ``(d + H + 1 + recurrent_bias) * G * H``; a network's head
-    adds ``(H + 1) * K``.
+    Layer k of a cell with G gates, input size d (D for the first layer, H after, 2H
+    after a bidirectional one) and a recurrent bias or not:
+    ``(d + H + 1 + recurrent_bias) * G * H``, twice when bidirectional; a network's head
+    adds ``(H' + 1) * K`` with H' the features it reads (H or 2H).
     """
     cell = config.get("cell", "lstm" if kind == "network" else None)
     sizes = [config.get(k, 1 if k == "num_layers" else None)
@@ -67,7 +68,8 @@ def n_params(kind: str, config: dict) -> int | None:
             or not all(type(n) is int and n > 0 for n in sizes)):
         return None
     D, H, L = sizes[:3]
+    dirs = 2 if config.get("bidirectional") is True else 1
     facts = LAYERS[cell].Cell
     G, rb = facts.n_gates, int(facts.recurrent_bias)
-    total = (D + H + 1 + rb) * G * H + (L - 1) * (2 * H + 1 + rb) * G * H
-    return total + (H + 1) * sizes[3] if kind == "network" else total
+    total = dirs * ((D + H + 1 + rb) * G * H + (L - 1) * (dirs * H + H + 1 + rb) * G * H)
+    return total + (dirs * H + 1) * sizes[3] if kind == "network" else total

@@ -35,6 +35,9 @@ class Stream:
     """
 
     def __init__(self, layer, batch_size: int = 1, state=None, *, fast=None):
+        if getattr(layer, "bidirectional", False):
+            raise ValueError("a Stream needs a unidirectional layer: a bidirectional one reads "
+                             "whole sequences (its reverse direction starts at their end)")
         self.layer = layer
         self._states = layer.split_state(state, batch_size)  # list over layers of tuples (B, H)
         self._shape = (batch_size, layer.input_size)

@@ -144,6 +144,9 @@ class Trainer:
         self.lr = lr
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.bptt = bptt.parse_bptt(bptt_steps)
+        if self.bptt is not None and getattr(net.rnn, "bidirectional", False):
+            raise ValueError("truncated BPTT carries the state forward window by window; a "
+                             "bidirectional network reads whole sequences: use bptt_steps=None")
         self.batch_size = checks.positive_int(batch_size, "batch_size")
         self.seed = seed
         self.schedule = schedule

@@ -33,6 +33,10 @@ def _views(parts, L: int) -> list:
     return [tuple(a[k] for a in parts) for k in range(L)]
 
 
+_NO_STEP = ("a bidirectional layer reads whole sequences (its reverse direction starts at "
+            "their end), so it cannot run one step at a time: use forward or infer")
+
+
 class RecurrentLayer:
     """Base of :class:`~rnnlab.Elman`, :class:`~rnnlab.LSTM` and :class:`~rnnlab.GRU`.
 
@@ -49,12 +53,21 @@ class RecurrentLayer:
     dtype : float32 (default) or float64
     init : {"uniform", "orthogonal", "identity"}
         Initial weights; see :func:`rnnlab.init.recurrent_params`.
+    bidirectional : bool
+        Each layer also reads every sequence backwards (within its own length) with
+        weights of its own, and outputs both directions side by side, (B, T, 2H); states
+        are (2L, B, H), layer k's forward direction at 2k and its reverse at 2k+1, as in
+        PyTorch. Such a layer reads whole sequences: it has no streaming ``step``.
 
     Attributes
     ----------
     params : dict[str, ndarray]
         ``l{k}.W_x`` (D or H, G*H), ``l{k}.W_h`` (H, G*H), ``l{k}.b`` (G*H,) for layer k
-        (and ``l{k}.b_h`` for the GRU); G the number of gates.
+        (and ``l{k}.b_h`` for the GRU); G the number of gates. A bidirectional layer has
+        the same again as ``l{k}r.*`` for its reverse direction, and its layers above the
+        first read 2H features.
+    directions : int
+        1, or 2 for a bidirectional layer.
     """
 
     #: the cell class (its facts: :mod:`rnnlab.cells.cell`)
@@ -71,25 +84,29 @@ class RecurrentLayer:
         seed=None,
         dtype=np.float32,
         init: str = "uniform",
+        bidirectional: bool = False,
     ):
         self.input_size = checks.positive_int(input_size, "input_size")
         self.hidden_size = checks.positive_int(hidden_size, "hidden_size")
         self.num_layers = checks.positive_int(num_layers, "num_layers")
         self.dtype = checks.float_dtype(dtype)
         self.init = checks.choice(init, "init", _init.SCHEMES)
+        self.bidirectional = checks.boolean(bidirectional, "bidirectional")
+        self.directions = 2 if self.bidirectional else 1
         self.cell = self._make_cell()
         self.n_state = self.cell.n_state  # 1 for h, 2 for the LSTM's (h, c)
         rng = _init.rng_from(seed)
         self.params: dict[str, np.ndarray] = {}
         for k in range(self.num_layers):
-            d = self.input_size if k == 0 else self.hidden_size
-            p = _init.recurrent_params(
-                rng, d, self.hidden_size, self.cell.n_gates,
-                scheme=self.init, recurrent_bias=self.cell.recurrent_bias,
-            )
-            self._adjust_init(p)
-            for name, v in p.items():
-                self.params[f"l{k}.{name}"] = v.astype(self.dtype)
+            d = self.input_size if k == 0 else self.output_features
+            for suffix in ("", "r")[:self.directions]:
+                p = _init.recurrent_params(
+                    rng, d, self.hidden_size, self.cell.n_gates,
+                    scheme=self.init, recurrent_bias=self.cell.recurrent_bias,
+                )
+                self._adjust_init(p)
+                for name, v in p.items():
+                    self.params[f"l{k}{suffix}.{name}"] = v.astype(self.dtype)
 
     # hooks for the cell modules ---------------------------------------------------------
     def _make_cell(self):
@@ -99,6 +116,11 @@ class RecurrentLayer:
         """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias)."""
 
     # configuration ----------------------------------------------------------------------
+    @property
+    def output_features(self) -> int:
+        """Features of ``y`` per step: H, or 2H for a bidirectional layer."""
+        return self.hidden_size * self.directions
+
     @property
     def cell_name(self) -> str:
         """The cell's registry name (``"lstm"``), as in :data:`rnnlab.cells.LAYERS`."""
@@ -114,6 +136,7 @@ class RecurrentLayer:
             "num_layers": self.num_layers,
             "dtype": self.dtype.name,
             "init": self.init,
+            "bidirectional": self.bidirectional,
             **{name: getattr(self, name) for name in self.options},
         }
 
@@ -124,21 +147,23 @@ class RecurrentLayer:
 
     # state conversion --------------------------------------------------------------------
     def initial_state(self, batch_size: int):
-        """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM."""
+        """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM
+        ((2L, B, H) for a bidirectional layer)."""
         B = checks.positive_int(batch_size, "batch_size")
-        shape = (self.num_layers, B, self.hidden_size)
+        shape = (self.num_layers * self.directions, B, self.hidden_size)
         z = [np.zeros(shape, self.dtype) for _ in range(self.n_state)]
         return z[0] if self.n_state == 1 else tuple(z)
 
     def split_state(self, state, batch: int, name: str = "state", *, copy: bool = True,
                   finite: bool = True) -> list:
-        """A state in the public layout (or None for zeros) -> a list over layers of tuples
-        of (B, H), the layout of the time loop (:mod:`rnnlab.recurrent`); checked.
+        """A state in the public layout (or None for zeros) -> a list over layers (and
+        directions, PyTorch's order) of tuples of (B, H), the layout of the time loop
+        (:mod:`rnnlab.recurrent`); checked.
 
         ``copy=False`` returns views of the caller's (checked, C-contiguous) arrays, for
         callers that only read them; ``finite=False`` leaves the NaN/Inf check to the caller.
         """
-        L, H = self.num_layers, self.hidden_size
+        L, H = self.num_layers * self.directions, self.hidden_size
         if state is None:
             if copy:  # fresh zeros per layer, nothing to convert
                 return [tuple(np.zeros((batch, H), self.dtype) for _ in range(self.n_state))
@@ -241,10 +266,16 @@ class RecurrentLayer:
                 partial = ~mask.all(axis=(1, 2))
         resets = None if reset is None else checks.reset_mask(reset, B, T)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
-        y, finals, caches = engine.stack_forward(
-            self.cell, self.params, self.num_layers, xt, states, mask, partial, keep=keep,
-            reset=resets,
-        )
+        if self.bidirectional:
+            y, finals, caches = engine.bi_stack_forward(
+                self.cell, self.params, self.num_layers, xt, states, mask, partial,
+                None if mask is None else lens, keep=keep, reset=resets,
+            )
+        else:
+            y, finals, caches = engine.stack_forward(
+                self.cell, self.params, self.num_layers, xt, states, mask, partial,
+                keep=keep, reset=resets,
+            )
         return y.transpose(1, 0, 2), self.join_state(finals), caches, lens
 
     def backward(self, cache: StackCache, dy=None, dstate=None, *, input_grad: bool = True):
@@ -267,12 +298,15 @@ class RecurrentLayer:
         """
         if not isinstance(cache, StackCache):
             raise ValueError("cache must be the third value returned by forward()")
-        T, B = cache.layers[0].x.shape[:2]
+        first = cache.layers[0][0] if self.bidirectional else cache.layers[0]
+        T, B = first.x.shape[:2]
         dyt = None
         if dy is not None:
-            dyt = checks.array(dy, "dy", (B, T, self.hidden_size), self.dtype).transpose(1, 0, 2)
+            dyt = checks.array(dy, "dy", (B, T, self.output_features),
+                               self.dtype).transpose(1, 0, 2)
         dstates = self.split_state(dstate, B, "dstate")
-        grads, dx, d0 = engine.stack_backward(
+        backward = engine.bi_stack_backward if self.bidirectional else engine.stack_backward
+        grads, dx, d0 = backward(
             self.cell, self.params, self.num_layers, cache.layers, dyt, dstates,
             need_dx=bool(input_grad),
         )
@@ -282,8 +316,11 @@ class RecurrentLayer:
         """One streaming time step: ``x_t`` (B, D) -> ``(y_t (B, H), new state)``.
 
         For long streams :class:`rnnlab.Stream` does the same with the state kept,
-        without converting it at every step.
+        without converting it at every step. A bidirectional layer has no step: its
+        reverse direction starts at a sequence's end.
         """
+        if self.bidirectional:
+            raise ValueError(_NO_STEP)
         if not (type(x_t) is np.ndarray and x_t.dtype == self.dtype and x_t.ndim == 2
                 and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
             x_t = checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)

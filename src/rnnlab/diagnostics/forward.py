@@ -45,6 +45,9 @@ def layer64(model) -> RecurrentLayer:
     else:
         raise ValueError("expected an rnnlab layer (Elman, LSTM, GRU) or a Network, got "
                          f"{type(model).__name__}")
+    if layer.bidirectional:
+        raise ValueError("diagnostics follow the state forward in time; a bidirectional "
+                         "model is not supported (diagnose a unidirectional one)")
     out = copy.copy(layer)  # cells are stateless, so sharing layer.cell is safe
     out.dtype = np.dtype(np.float64)
     out.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}

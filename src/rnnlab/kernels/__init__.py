@@ -140,5 +140,13 @@ def use_blas(name: str):
     return blas.use_blas(name)
 
 
-__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "matmul", "threads",
-           "use_blas", "use_fast"]
+def side_by_side(work: int, first, second):
+    """``(first(), second())``, two independent kernel calls of ``work`` multiply-adds
+    each, at once on two threads where allowed; see :func:`rnnlab.kernels.blas.side_by_side`."""
+    from . import blas
+
+    return blas.side_by_side(work, first, second)
+
+
+__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "matmul", "side_by_side",
+           "threads", "use_blas", "use_fast"]

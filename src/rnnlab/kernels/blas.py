@@ -37,6 +37,7 @@ is set to, normally one per core).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import os
 import sys
@@ -338,7 +339,8 @@ _forked_after_openmp = False
 
 
 def _after_fork_in_child() -> None:
-    global _forked_after_openmp
+    global _forked_after_openmp, _side
+    _side = None  # the parent's worker thread does not exist here
     numba = sys.modules.get("numba")
     if numba is None:
         return
@@ -453,3 +455,39 @@ def _blas_held(n: int):
         yield
     finally:
         b.set_threads(before)
+
+
+#: multiply-adds per direction from which :func:`side_by_side` runs the two at once
+#: (below, starting the worker costs more than it saves; measurements: docs/performance.md)
+SIDE_BY_SIDE_FROM = 4_000_000
+_side = None  # one worker thread, made on first use
+
+
+def side_by_side(work: int, first, second):
+    """``(first(), second())`` for two independent calls into the kernels (which release
+    the GIL), on two threads at once when two are allowed and each call does at least
+    :data:`SIDE_BY_SIDE_FROM` multiply-adds, else one after the other: the two directions
+    of a bidirectional layer.
+
+    Side by side, each call runs its loops on one thread (:func:`allowed_threads` is 1
+    inside, so neither splits its rows or touches BLAS's setting) and BLAS is held at
+    one thread around both, set once here.
+    """
+    global _side
+    if allowed_threads() < 2 or work < SIDE_BY_SIDE_FROM:
+        return first(), second()
+    if _side is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _side = ThreadPoolExecutor(1, thread_name_prefix="rnnlab-direction")
+    one = contextvars.copy_context()
+    one.run(_threads.set, 1)
+    other = contextvars.copy_context()
+    other.run(_threads.set, 1)
+    with _blas_held(1):
+        future = _side.submit(other.run, second)
+        try:
+            a = one.run(first)
+        finally:
+            b = future.result()
+    return a, b
