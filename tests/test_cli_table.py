@@ -73,6 +73,17 @@ TABLE = [
     (["diagnose", "--cell", "elman", "--hidden", "0"], 1, "hidden"),
     (["diagnose", "--cell", "elman", "--steps", "0"], 1, "steps"),
     (["diagnose", "--cell", "banana"], 2, "--cell"),
+    # export
+    (["export", "{p}/missing", "--onnx", "{p}/m.onnx"], 1, "no such run folder or model file"),
+    (["export", "{p}/afile", "--onnx", "{p}/m.onnx"], 1, "afile"),
+    (["export", "{p}/empty", "--onnx", "{p}/m.onnx"], 1, "run.json"),
+    (["export", "{p}/badmodel", "--onnx", "{p}/m.onnx"], 1, "model.rnnlab"),
+    (["export", "{p}/badinfo", "--onnx", "{p}/m.onnx"], 1, "run.json"),
+    (["export", "{p}/run", "--onnx", "{p}/nowhere/m.onnx"], 1, "does not exist"),
+    (["export", "{p}/run", "--onnx", "{p}/empty"], 1, "is a folder"),
+    (["export", "{p}/run", "--onnx", "{p}/m.onnx", "--opset", "3"], 1, "opset"),
+    (["export", "{p}/run", "--onnx", "{p}/m.onnx", "--opset", "many"], 2, "--opset"),
+    (["export", "{p}/run"], 2, "--onnx"),
     # demo and bench
     (["demo", "memory", "--quick", "--lags", "0", "--out", "{p}/demo"], 1, "lag"),
     (["demo", "memory", "--quick", "--out", "{p}/afile"], 1, "afile"),

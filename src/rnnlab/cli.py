@@ -139,6 +139,43 @@ def _eval(args) -> int:
     return 0
 
 
+def _open_model(path):
+    """The model of a run folder (``rnnlab train``'s, with or without ``--task``), checked
+    as ``sample`` and ``eval`` check it, or of a model file (``.rnnlab``)."""
+    from pathlib import Path
+
+    from . import lm
+    from .saving import load
+
+    path = Path(path)
+    if path.is_file():
+        return load(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such run folder or model file")
+    if _is_task_run(path):
+        from .apps import open_task_run
+
+        open_task_run(path)
+        return load(path / "model.rnnlab")
+    return lm.open_run(path).net
+
+
+def _export(args) -> int:
+    from . import onnx
+
+    model = _open_model(args.run)
+    inputs, outputs = onnx.signature(model, lengths=args.lengths, states=args.states)
+    opset = onnx.DEFAULT_OPSET if args.opset is None else args.opset
+    path = onnx.export(model, args.onnx, lengths=args.lengths, states=args.states, opset=opset)
+
+    def shapes(named):
+        return ", ".join(f"{n} ({', '.join(map(str, s))})" for n, s in named.items())
+
+    print(f"wrote {path} (ONNX opset {opset}): inputs {shapes(inputs)}; "
+          f"outputs {shapes(outputs)}")
+    return 0
+
+
 # fresh-model options of `diagnose`, with their defaults; None on the parser means "not given"
 _FRESH = {"cell": None, "hidden": 64, "layers": 1, "input_size": 8, "activation": "tanh",
           "init": "uniform", "seed": 0}
@@ -264,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .apps import TASKS
     from .cells import LAYERS
+    from .onnx import DEFAULT_OPSET, MIN_OPSET
 
     cells = list(LAYERS)
 
@@ -398,6 +436,25 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--out", default="memory-demo", metavar="DIR",
                      help="output folder (default memory-demo)")
     mem.set_defaults(func=_demo_memory)
+    x = sub.add_parser(
+        "export", help="write a trained model as an ONNX file",
+        description="Write the network of a run folder (or the model of a .rnnlab file) as "
+                    "an ONNX graph of the standard RNN, LSTM and GRU operators: input x "
+                    "(batch, time, features) float32, output y as the network's predictions "
+                    "(a layer's file: y, h_n and for the LSTM c_n). Needs the onnx extra: "
+                    'pip install "rnnlab[onnx]". See docs/onnx.md.',
+        epilog="example: rnnlab export runs/lstm-20250101-120000 --onnx model.onnx --lengths")
+    x.add_argument("run", metavar="RUN", help="run folder written by rnnlab train, or a "
+                   ".rnnlab model file")
+    x.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    x.add_argument("--lengths", action="store_true",
+                   help="add the input lengths (batch,) int64: real steps per sequence")
+    x.add_argument("--states", action="store_true",
+                   help="add the initial-state inputs h0 (and c0), (layers, batch, hidden)")
+    x.add_argument("--opset", type=int, metavar="N",
+                   help=f"ONNX opset, {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
+    x.set_defaults(func=_export)
+
     b = sub.add_parser("bench", help="time rnnlab against PyTorch on this CPU",
                        description="Training step, inference and streaming step of each cell, "
                                    "rnnlab and PyTorch side by side in one process; writes "

@@ -24,8 +24,9 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,14 @@ class Record(NamedTuple):
 
 def atomic_write_npz(path, arrays: dict) -> None:
     """Write ``arrays`` as an uncompressed ``.npz`` at ``path``, atomically."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a binary file that becomes ``path`` once it returns: the file is
+    written in the same folder under a temporary name, synced and renamed over ``path``, so
+    a failure (an exception in ``write``, a full disk, an interrupt) leaves whatever was at
+    ``path`` as it was and no temporary file."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -57,7 +66,7 @@ def atomic_write_npz(path, arrays: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's file is the owner's alone; a model file is not

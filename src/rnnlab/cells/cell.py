@@ -41,6 +41,13 @@ class Cell:
         PyTorch's module for this cell (``"LSTM"`` for ``torch.nn.LSTM``).
     torch_gates : tuple of str
         PyTorch's gate order, in this cell's gate names.
+    onnx_operator : str or None
+        The standard ONNX operator computing exactly ``step`` (``"LSTM"``), with the
+        attributes :meth:`onnx_attributes` gives, or None when there is none. As for the
+        kernel, only the class that declares it gets it (``own_onnx_operator``): a
+        subclass, whose ``step`` may differ, has none unless it declares one itself.
+    onnx_gates : tuple of str
+        The ONNX operator's gate order, in this cell's gate names.
     kernel : str or None
         The fused kernel of :mod:`rnnlab.kernels` computing exactly ``step`` and
         ``step_back`` over a whole sequence, or None for the plain loop. Only the class
@@ -50,6 +57,8 @@ class Cell:
         What the kernel takes after the arrays, in order (the Elman cell's activation).
     n_gates, n_state : int
         ``len(gates)`` and ``len(state)``.
+    own_kernel, own_onnx_operator : str or None
+        ``kernel`` and ``onnx_operator`` if this very class declares them, else None.
     """
 
     name: str = ""
@@ -59,20 +68,25 @@ class Cell:
     recurrent_bias: bool = False
     torch_module: str = ""
     torch_gates: tuple = ()
+    onnx_operator: str | None = None
+    onnx_gates: tuple = ()
     kernel: str | None = None
     kernel_args: tuple = ()
 
-    #: derived from ``gates``, ``state`` and ``kernel`` for each class as it is defined
-    #: (plain attributes: the streaming step reads them at every call)
+    #: derived from ``gates``, ``state``, ``kernel`` and ``onnx_operator`` for each class as
+    #: it is defined (plain attributes: the streaming step reads them at every call)
     n_gates: int = 0
     n_state: int = 1
     own_kernel: str | None = None
+    own_onnx_operator: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.n_gates, cls.n_state = len(cls.gates), len(cls.state)
-        # only a kernel the class declares itself: a subclass's step may differ
+        # only a kernel or an ONNX operator the class declares itself: a subclass's step
+        # may differ
         cls.own_kernel = cls.__dict__.get("kernel")
+        cls.own_onnx_operator = cls.__dict__.get("onnx_operator")
 
     @classmethod
     def torch_order(cls) -> tuple[int, ...]:
@@ -80,6 +94,16 @@ class Cell:
         among this cell's blocks (the identity when the orders agree)."""
         return tuple(cls.gates.index(g) for g in cls.torch_gates)
 
+    @classmethod
+    def onnx_order(cls) -> tuple[int, ...]:
+        """For each of the ONNX operator's gate blocks in its order, the index of the same
+        gate among this cell's blocks."""
+        return tuple(cls.gates.index(g) for g in cls.onnx_gates)
+
+    def onnx_attributes(self) -> dict:
+        """The attributes of :attr:`onnx_operator` (beyond ``hidden_size``) that make it
+        compute this cell's ``step``; a ValueError naming what it lacks when it cannot."""
+        return {}
 
     def step(self, p: dict, xp_t: np.ndarray, state: tuple):
         raise NotImplementedError

@@ -19,7 +19,11 @@ class ElmanCell(Cell):
     nonlinearities = ("h",)
     torch_module = "RNN"
     torch_gates = ("h",)
+    onnx_operator = "RNN"
+    onnx_gates = ("h",)
     kernel = "elman"
+    #: rnnlab activation -> the name ONNX's ``RNN`` operator gives it
+    onnx_activations = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
 
     def __init__(self, activation: str = "tanh"):
         self.activation = activation
@@ -28,6 +32,13 @@ class ElmanCell(Cell):
 
     def nonlinear_outputs(self, saved):
         return {"h": (saved, self.activation)}
+
+    def onnx_attributes(self):
+        if self.activation not in self.onnx_activations:
+            raise ValueError(f"Elman activation {self.activation!r} has no counterpart in "
+                             f"ONNX's RNN operator; expected one of "
+                             f"{sorted(self.onnx_activations)}")
+        return {"activations": [self.onnx_activations[self.activation]]}
 
     def step(self, p, xp_t, state):
         (h,) = state

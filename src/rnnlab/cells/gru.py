@@ -24,12 +24,20 @@ class GRUCell(Cell):
     recurrent_bias = True
     torch_module = "GRU"
     torch_gates = ("r", "z", "n")
+    # ONNX's GRU, gate blocks z, r, h (h our n), with its biases Wb = b and Rb = b_h
+    onnx_operator = "GRU"
+    onnx_gates = ("z", "r", "n")
     kernel = "gru"
 
     def nonlinear_outputs(self, saved):
         _h, rz, n, _hn = saved  # r, z (B, 2H) and n (B, H)
         H = n.shape[1]
         return {"r": (rz[:, :H], "sigmoid"), "z": (rz[:, H:], "sigmoid"), "n": (n, "tanh")}
+
+    def onnx_attributes(self):
+        # r multiplies the recurrent product with its bias, r * (h W_h,n + b_h,n): ONNX's
+        # linear_before_reset=1 (its default 0 would compute (r * h) W_h,n + b_h,n)
+        return {"linear_before_reset": 1}
 
     def step(self, p, xp_t, state):
         (h,) = state

@@ -23,6 +23,10 @@ class LSTMCell(Cell):
     nonlinearities = ("i", "f", "g", "o", "tanh(c)")
     torch_module = "LSTM"
     torch_gates = ("i", "f", "g", "o")
+    # ONNX's LSTM with its default activations (sigmoid, tanh, tanh), no peepholes and
+    # input_forget=0 is this cell; its gate blocks come as i, o, f, c (c our g)
+    onnx_operator = "LSTM"
+    onnx_gates = ("i", "o", "f", "g")
     kernel = "lstm"
     _activations = ("sigmoid", "sigmoid", "tanh", "sigmoid")
 
