@@ -159,6 +159,21 @@ def lengths(value, batch: int, steps: int) -> np.ndarray:
     return a
 
 
+def is_token_ids(value) -> bool:
+    """Whether ``value`` is an integer array (B, T): token ids rather than features."""
+    return isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype.kind in "iu"
+
+
+def token_ids(value: np.ndarray, vocab_size: int, name: str = "x") -> np.ndarray:
+    """Token ids (B, T) in [0, vocab_size), as a C-contiguous intp array."""
+    if value.size and (value.min() < 0 or value.max() >= vocab_size):
+        bad = (value < 0) | (value >= vocab_size)
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} holds token ids, which must be in [0, {vocab_size}) (the "
+                         f"input size), got {int(value[at])} at index {at}")
+    return np.ascontiguousarray(value, dtype=np.intp)
+
+
 def _flags(a: np.ndarray, name: str) -> np.ndarray:
     """``a`` as bool: booleans, or numbers that are all 0 or 1."""
     if a.dtype == np.bool_:

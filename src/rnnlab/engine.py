@@ -133,7 +133,7 @@ def bi_stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=
                 cell, p, c, d, s, need_dx=n),
             lambda p=p_r, c=c_r, d=dy_r, s=dstates[2 * k + 1], n=need: layer_backward(
                 cell, p, c, d, s, need_dx=n))
-        dy = dx_f + recurrent.reversed_in_time(dx_r, index) if need else None
+        dy = None if dx_f is None else dx_f + recurrent.reversed_in_time(dx_r, index)
         grads.update({f"l{k}.{name}": v for name, v in g_f.items()})
         grads.update({f"l{k}r.{name}": v for name, v in g_r.items()})
     return grads, dy, d0

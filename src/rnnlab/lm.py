@@ -42,7 +42,7 @@ import numpy as np
 
 from . import checks, io, losses, runlock
 from ._version import __version__
-from .data.text import StreamBatcher, Vocab, one_hot, read_documents
+from .data.text import StreamBatcher, Vocab, read_documents
 from .lmrun import RUN_FORMAT, RUN_VERSION, LMConfig, Run, load_corpus, open_run
 from .network import Network
 from .progress import Progress, sigint_flag
@@ -91,7 +91,7 @@ def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | No
     V = net.output_size
     state, total, count = None, 0.0, 0
     for x, y, reset in StreamBatcher(ids, batch, window, starts=starts).windows():
-        z, state = net.infer(one_hot(x, V, net.dtype), state, reset=reset)
+        z, state = net.infer(x, state, reset=reset)  # token ids: rows of W_x, no one-hot
         loss, _ = losses.softmax_cross_entropy(z.reshape(-1, V), y.reshape(-1))
         total += loss * y.size
         count += y.size
@@ -137,8 +137,8 @@ def _train(job: _Job) -> None:
                 while not job.finished():
                     x, y, reset = next(job.windows)
                     # one update on the Trainer's loop: forward, backward, guard, clip, step
-                    info, job.state = trainer.train_step(one_hot(x, job.V, job.net.dtype), y,
-                                                         state=job.state, reset=reset)
+                    # (token ids go in as they are: the input projection is a row gather)
+                    info, job.state = trainer.train_step(x, y, state=job.state, reset=reset)
                     step = trainer.step_count
                     job.record(info)
                     if step % cfg.eval_every == 0:
@@ -372,7 +372,7 @@ def generate(net, vocab: Vocab, prime: str, length: int, *, temperature: float =
 def _tokens(net, vocab: Vocab, ids, length, temperature, top_k, rng):
     """:func:`generate`'s tokens, from checked arguments."""
     V = len(vocab)
-    z, state = net.infer(one_hot(ids[None, :], V, net.dtype))
+    z, state = net.infer(np.asarray(ids)[None, :])
     logits = z[0, -1].astype(np.float64)
     stream = Stream(net.rnn, 1, state)  # checks once, then one lean step per token
     W, b = net.params["head.W_y"], net.params["head.b_y"]

@@ -29,12 +29,31 @@ import numpy as np
 class LayerCache(NamedTuple):
     """What backward needs for one layer, all time-major."""
 
-    x: np.ndarray  # (T, B, D) the layer's input
+    x: np.ndarray  # (T, B, D) the layer's input, or (T, B) of ints: token ids
     hs: np.ndarray  # (T+1, B, H) h_0 .. h_T as carried (padded steps repeat the state)
     saved: object  # per step, what step_back needs (a list); a kernels.Tape on the fast path
     mask: np.ndarray | None  # (T, B, 1) True on real steps; None when no step is padded
     partial: np.ndarray | None  # (T,) True where some sequence is padded at that step
     reset: np.ndarray | None = None  # (T, B, 1) True where the state entering is zeros
+
+
+def input_projection(x, W_x):
+    """``x W_x`` for all steps, (T, B, G*H): one GEMM, or for token ids ``x`` (T, B) the
+    rows ``W_x[x]`` (what a one-hot input's product gives, without the product)."""
+    if x.ndim == 2:
+        return W_x[x]
+    T, B, D = x.shape
+    return (x.reshape(T * B, D) @ W_x).reshape(T, B, -1)
+
+
+def input_weight_gradient(x, dxp2, D):
+    """The gradient of ``W_x`` (D, G*H) from ``dxp2`` (T*B, G*H), the gradient at the input
+    projection: ``x^T dxp2``, or for token ids the rows of ``dxp2`` added up per id."""
+    if x.ndim == 3:
+        return x.reshape(-1, D).T @ dxp2
+    out = np.zeros((D, dxp2.shape[1]), dxp2.dtype)
+    np.add.at(out, x.reshape(-1), dxp2)
+    return out
 
 
 def layer_params(params, k):
@@ -67,7 +86,8 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, re
     ----------
     cell : a cell (:class:`rnnlab.cells.Cell`)
     p : dict with ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,) and maybe ``b_h``
-    x : ndarray (T, B, D)
+    x : ndarray (T, B, D), or (T, B) of ints in [0, D): token ids, as their one-hot
+        vectors but with the input projection a row gather
     state0 : tuple of ``n_state`` arrays (B, H)
     mask : ndarray (T, B, 1) of bool, or None
     partial : ndarray (T,) of bool, or None: the steps where some sequence is padded
@@ -86,11 +106,12 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, re
     state : tuple of (B, H), each sequence's state after its last real step
     cache : LayerCache, or None when not ``keep``
     """
-    T, B, D = x.shape
+    T, B = x.shape[:2]
     H = p["W_h"].shape[0]
-    xp = (x.reshape(T * B, D) @ p["W_x"]).reshape(T, B, -1)  # (T, B, G*H) all steps in one GEMM
+    xp = input_projection(x, p["W_x"])  # (T, B, G*H) all steps at once
     xp += p["b"]
-    hs = np.empty((T + 1, B, H), dtype=x.dtype)
+    dtype = p["W_h"].dtype
+    hs = np.empty((T + 1, B, H), dtype=dtype)
     hs[0] = state0[0]
     saved = []
     state = state0
@@ -131,10 +152,11 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     Returns
     -------
     grads : dict like ``p``, or None without ``need_weights``
-    dx : ndarray (T, B, D), or None without ``need_dx``
+    dx : ndarray (T, B, D), or None without ``need_dx`` or for token ids
     dstate0 : tuple of (B, H), gradient with respect to the initial state
     """
     x, hs, saved, mask, partial, reset = cache
+    need_dx = need_dx and (x is None or x.ndim == 3)  # token ids have no gradient
     reset, reset_steps = resets(reset)
     T, B = len(saved), dstate[0].shape[0]
     GH = p["W_h"].shape[1]
@@ -169,11 +191,10 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     dxp2 = dxp.reshape(T * B, GH)
     grads = None
     if need_weights:
-        D = x.shape[2]
         dhp2 = dhp.reshape(T * B, GH)
         entering = hs[:-1] if reset is None else np.where(reset, hs.dtype.type(0), hs[:-1])
         grads = {
-            "W_x": x.reshape(T * B, D).T @ dxp2,
+            "W_x": input_weight_gradient(x, dxp2, p["W_x"].shape[0]),
             "W_h": entering.reshape(T * B, -1).T @ dhp2,
             "b": dxp2.sum(axis=0),
         }

@@ -215,7 +215,9 @@ class RecurrentLayer:
 
         Parameters
         ----------
-        x : array (B, T, D)
+        x : array (B, T, D), or an integer array (B, T) of token ids in [0, D): the same as
+            their one-hot vectors (:func:`rnnlab.data.batching.one_hot`), with the input
+            projection a row gather instead of a product, and no input gradient
         state : initial state, (L, B, H) or for the LSTM a tuple (h, c); None for zeros
         lengths : array (B,) of ints in [0, T], optional
             Real steps of each sequence; later steps are padding: they leave the state as
@@ -253,8 +255,12 @@ class RecurrentLayer:
         (:class:`rnnlab.Network`): ``(y, state, caches, lengths)``, with ``caches`` a list
         of per-layer caches (Nones unless ``keep``) and ``lengths`` the checked (B,) array
         or None. ``y`` is writable here; :meth:`forward` hands it out read-only."""
-        x = checks.array(x, "x", (None, None, self.input_size), self.dtype)
-        B, T, _ = x.shape
+        ids = checks.is_token_ids(x)
+        if ids:
+            x = checks.token_ids(x, self.input_size)
+        else:
+            x = checks.array(x, "x", (None, None, self.input_size), self.dtype)
+        B, T = x.shape[:2]
         if B == 0 or T == 0:
             raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
         states = self.split_state(state, B)
@@ -265,7 +271,7 @@ class RecurrentLayer:
                 mask = (np.arange(T)[:, None] < lens[None, :])[:, :, None]  # (T, B, 1)
                 partial = ~mask.all(axis=(1, 2))
         resets = None if reset is None else checks.reset_mask(reset, B, T)
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
+        xt = np.ascontiguousarray(x.T if ids else x.transpose(1, 0, 2))  # (T, B[, D])
         if self.bidirectional:
             y, finals, caches = engine.bi_stack_forward(
                 self.cell, self.params, self.num_layers, xt, states, mask, partial,

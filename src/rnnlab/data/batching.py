@@ -230,10 +230,11 @@ def one_hot(ids, vocab_size: int, dtype=np.float32) -> np.ndarray:
 
     Notes
     -----
-    The layers take dense inputs (B, T, D) and have no embedding table, so one-hot
-    vectors are how tokens enter. Their input projection ``one_hot(ids) @ W_x`` equals the
-    row gather ``W_x[ids]``: a future fast path can skip both the (B, T, V) array and the
-    GEMM, and add rows of ``dx`` into ``dW_x`` by id (``np.add.at``) on the way back.
+    The layers take dense inputs (B, T, D), and also the ids themselves, an integer
+    array (B, T): the same as their one-hot vectors, computed as the row gather
+    ``W_x[ids]`` instead of the product ``one_hot(ids) @ W_x``, with the rows of the
+    gradient added up per id on the way back (see :meth:`rnnlab.LSTM.forward`). The
+    language model passes ids; this function serves the step-by-step paths and users.
     """
     vocab_size = checks.positive_int(vocab_size, "vocab_size")
     dtype = checks.float_dtype(dtype)

@@ -143,6 +143,18 @@ def reset_rows(h, reset_t, out):
 
 
 @njit(**JIT)
+def add_rows(ids, rows, out):
+    """``out[ids[r]] += rows[r]`` for every row ``r``: the input weights' gradient of token
+    ids, in one pass over ``rows`` (T*B, G*H) into ``out`` (V, G*H), float64 sums kept in
+    ``out`` only as its dtype allows."""
+    for r in range(rows.shape[0]):
+        o = out[ids[r]]
+        row = rows[r]
+        for j in range(row.shape[0]):
+            o[j] += row[j]
+
+
+@njit(**JIT)
 def all_finite(a):
     """Whether the 2-D C-contiguous array ``a`` holds no NaN and no Inf.
 

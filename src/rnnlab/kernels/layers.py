@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import elman, gru, lstm
-from ._jit import gemm_views, gradients_par, matmul_par, mm_tiled, pack_b
+from ._jit import add_rows, gemm_views, gradients_par, matmul_par, mm_tiled, pack_b
 from .blas import (
     allowed_threads,
     gemm_for,
@@ -151,10 +151,11 @@ def _rows(module, kernel, chunks, B, *args):
 def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, reset=None):
     """The fast :func:`rnnlab.recurrent.layer_forward` of the cell ``kernel`` names.
 
-    ``x`` (T, B, D) C-contiguous, ``state0`` a tuple of (B, H), ``mask`` and ``reset``
-    (T, B, 1) or None; ``activation`` the Elman cell's. Returns ``(y, final, hs, tape)``: ``hs``
-    (T+1, B, H) the states and ``tape`` the :class:`Tape` that :func:`layer_backward`
-    reads (None when not ``keep``).
+    ``x`` (T, B, D) C-contiguous, or (T, B) of token ids (the input projection is then
+    the rows ``W_x[x]``, gathered before the loop), ``state0`` a tuple of (B, H), ``mask``
+    and ``reset`` (T, B, 1) or None; ``activation`` the Elman cell's. Returns
+    ``(y, final, hs, tape)``: ``hs`` (T+1, B, H) the states and ``tape`` the
+    :class:`Tape` that :func:`layer_backward` reads (None when not ``keep``).
 
     ``keep=False`` (inference): no cache (None), and with the tile the gates (and the
     LSTM's cell states) live in one step's buffer, overwritten every step, instead of T
@@ -164,7 +165,10 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     docs/performance.md).
     """
     name = kernel
-    p = _params(p, x.dtype)
+    ids = x if x.ndim == 2 else None
+    p = _params(p, p["W_h"].dtype if ids is not None else x.dtype)
+    if ids is not None:  # the kernels' x, never read: the loop gets x W_x ready
+        x = np.zeros(ids.shape + (0,), p["W_h"].dtype)
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
@@ -175,10 +179,13 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     # for one row the tile would read all of W_x for that row alone every step, so the T
     # rows go through it at once here, MR rows per read (as they go to BLAS without it);
     # inference only while that stays small
-    in_loop = bool(tile) and (B >= INPUT_IN_LOOP_FROM or (
+    in_loop = bool(tile) and ids is None and (B >= INPUT_IN_LOOP_FROM or (
         not keep and T * B * GH * x.itemsize > INPUT_BEFORE_LOOP_MAX_BYTES))
     rolling = in_loop and not keep  # the kernels reuse one step's buffers (see their docs)
-    if in_loop:
+    if ids is not None:
+        xg = p["W_x"][ids]  # (T, B, GH) a new array: the rows of the ids
+        Wxp = Wxp[:0]
+    elif in_loop:
         xg = np.empty((1 if rolling else T, B, GH), x.dtype)
     elif tile:
         xg = np.empty((T, B, GH), x.dtype)
@@ -212,7 +219,11 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
 def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="tanh", *,
                    reset=None):
     """The fast :func:`rnnlab.recurrent.layer_backward` from what :func:`layer_forward`
-    returned (``hs``, ``tape``) for ``x``, ``mask`` and ``reset``; ``(grads, dx, dstate0)``."""
+    returned (``hs``, ``tape``) for ``x``, ``mask`` and ``reset``; ``(grads, dx, dstate0)``
+    (``dx`` None for token ids)."""
+    ids = x if x.ndim == 2 else None
+    if ids is not None:  # the weight gradient of W_x is summed per id below
+        x, need_dx = np.zeros(ids.shape + (1,), p["W_h"].dtype), False
     p = _params(p, x.dtype)
     T, B, D = x.shape
     H, GH = p["W_h"].shape
@@ -249,6 +260,7 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     hs2 = _entering(hs, reset)
     x2 = x.reshape(T * B, D)
     dhn2 = dhn.reshape(T * B, H) if tape.kernel == "gru" else None
+    W_x_ids = None if ids is None else summed_by_id(ids, dxp2, p["W_x"].shape[0])
     work = 0 if gemm is None else T * B * ((2 if need_dx else 1) * D + H) * GH
     with product_chunks(T * B, work) as parts:
         if parts > 1:
@@ -264,10 +276,21 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
             W_x = _matmul(g2, x2, dxp2, ta=True)
             dx = _matmul(g2, dxp2, p["W_x"], tb=True) if need_dx else None
     b = db.sum(axis=0).astype(x.dtype)
+    if W_x_ids is not None:
+        W_x = W_x_ids
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
     if tape.kernel == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
     return grads, None if dx is None else dx.reshape(T, B, D), d0
+
+
+def summed_by_id(ids, rows, n: int):
+    """``out[i] = rows[ids == i].sum(axis=0)`` for ``i < n``: the gradient of ``W_x`` (n,
+    G*H) for token ids (T, B) from ``rows`` (T*B, G*H), the gradient at the input
+    projection, in one compiled pass (``np.add.at`` is the reference's)."""
+    out = np.zeros((n, rows.shape[1]), rows.dtype)
+    add_rows(np.ascontiguousarray(ids.reshape(-1)), rows, out)
+    return out
 
 
 def _products_par(gemm, chunks, x2, hs2, dxp2, dhn2, W_x, need_dx=True):
