@@ -21,7 +21,7 @@ _NAMES = {
 _LAZY = ("interop", "diagnostics", "data", "optim", "schedules", "clip", "losses", "init",
          "kernels", "plots", "bench", "lm", "demo", "bptt", "io", "checkpoint", "saving", "apps",
          "checks", "cells", "network", "recurrent", "engine", "stream", "train", "progress",
-         "activations", "cli", "onnx")
+         "activations", "cli", "onnx", "sklearn")
 
 
 def __getattr__(name):
