@@ -18,7 +18,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import rnnlab
 from rnnlab import sklearn as rsk
-from rnnlab.network import Network
 from rnnlab.sklearn import RNNClassifier, RNNRegressor
 
 #: small and quick, yet enough to pass scikit-learn's training checks with a margin
@@ -253,25 +252,12 @@ def test_bad_parameters_are_named_at_fit(params, match):
         est.fit(X, y)
 
 
-def test_bidirectional_is_refused_in_one_line_until_the_network_has_it():
-    X, y = bump_task(10, seed=0)
-    with pytest.raises(ValueError, match="bidirectional layers are not available") as e:
-        RNNClassifier(bidirectional=True).fit(X, y)
-    assert "\n" not in str(e.value)
-
-
-def test_bidirectional_is_passed_through_once_the_network_takes_it(monkeypatch):
-    seen = {}
-
-    class TwoWayNetwork(Network):
-        def __init__(self, *args, bidirectional=False, **kwargs):
-            seen["bidirectional"] = bidirectional
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(rsk, "Network", TwoWayNetwork)
-    X, y = bump_task(10, seed=0)
-    RNNClassifier(hidden_size=2, epochs=1, bidirectional=True).fit(X, y)
-    assert seen == {"bidirectional": True}
+def test_a_bidirectional_classifier_reads_the_sequence_both_ways():
+    X, y = bump_task(40, seed=0)
+    clf = RNNClassifier(hidden_size=4, epochs=2, bidirectional=True, random_state=0).fit(X, y)
+    assert clf.network_.rnn.bidirectional
+    assert clf.network_.params["head.W_y"].shape[0] == 8
+    assert clf.predict_proba(X).shape == (40, len(clf.classes_))
 
 
 def test_bad_inputs_are_named():

@@ -29,7 +29,6 @@ if __name__ == "sklearn":  # this file taken for scikit-learn: rnnlab's own fold
                       "modules is on sys.path (a script run from inside it?); run it from "
                       "elsewhere, or as python -m")
 
-import inspect
 
 import numpy as np
 
@@ -135,13 +134,8 @@ class _RNNEstimator(BaseEstimator):
         checks.float_dtype(self.dtype)
 
     def _network_options(self) -> dict:
-        """``bidirectional`` for the network, once the network has such layers."""
-        if not self.bidirectional:
-            return {}
-        if "bidirectional" not in inspect.signature(Network).parameters:
-            raise ValueError("bidirectional=True: bidirectional layers are not available in "
-                             "this version of rnnlab; use bidirectional=False")
-        return {"bidirectional": True}
+        """The network's options beyond its sizes: ``bidirectional``."""
+        return {"bidirectional": bool(self.bidirectional)}
 
     # the inputs ---------------------------------------------------------------------------
     def _sequences(self, X, *, reset: bool):
@@ -239,8 +233,8 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         Units per recurrent layer.
     num_layers : int
     bidirectional : bool
-        Bidirectional layers: not in this version of rnnlab, so ``fit`` refuses True; it is
-        passed to the network once the network takes it.
+        Layers that read each sequence both ways (:class:`rnnlab.Network`'s
+        ``bidirectional``).
     epochs : int
         Passes over the training data (fewer with ``early_stopping``).
     batch_size : int
