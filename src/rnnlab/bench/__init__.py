@@ -191,6 +191,7 @@ def _machine(torch) -> dict:
         "numpy": np.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
         "load_average": os.getloadavg(),
         "torch": None if torch is None else torch.__version__,
@@ -217,6 +218,30 @@ def _cpu_model() -> str | None:
     except OSError:
         pass
     return None
+
+
+#: instruction sets that decide a kernel's speed, as /proc/cpuinfo names them
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_features() -> list[str]:
+    """Which of :data:`CPU_FEATURES` the processor reports (Linux); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for name in CPU_FEATURES if name in flags]
+    except OSError:
+        pass
+    return []
+
+
+def cpu_description() -> str:
+    """The processor's name, its core count and the features of :func:`cpu_features`, in
+    one line for a benchmark's header."""
+    features = " ".join(cpu_features()) or "features unknown"
+    return f"{_cpu_model() or platform.machine()}, {os.cpu_count()} cores ({features})"
 
 
 def _threading_layer() -> str | None:

@@ -55,7 +55,8 @@ def markdown(result: dict) -> str:
         "",
         *(["**Taken on a busy machine: the ratios are not reliable.**", ""]
           if result.get("busy") else []),
-        f"{m.get('cpu_model') or m.get('cpu')}, {m.get('cores')} cores; "
+        f"{m.get('cpu_model') or m.get('cpu')}, {m.get('cores')} cores"
+        f" ({' '.join(m.get('cpu_features') or []) or 'features unknown'}); "
         f"{cfg['threads']} thread(s); numba threading layer "
         f"{m.get('threading_layer') or 'none'}; rnnlab's per-step products: {cfg['blas']}; "
         "float32; "
