@@ -146,7 +146,7 @@ ROWS = [
     "cells.base stream",
     "engine",
     "recurrent kernels",
-    "cells.cell io checks init activations plots progress runlock _version data",
+    "cells.cell io checks init activations plots progress runlock parallel _version data",
 ]
 
 

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import bptt, checkpoint, checks, clip, io, optim
+from . import bptt, checkpoint, checks, clip, io, optim, parallel
 from .progress import Progress, sigint_flag
 
 
@@ -128,6 +128,12 @@ class Trainer:
     diagnostics_probe : array (b, T, D) or None
         Input for the recordings; default the first 4 training sequences (with their
         lengths).
+    comm : mpi4py communicator, None or False
+        Data-parallel training (:mod:`rnnlab.parallel`): each rank takes its share of every
+        batch, the gradients are averaged over the ranks before the clip and the update,
+        and rank 0 alone writes the checkpoint, the log and the progress bar. None (the
+        default) uses the MPI world when a launcher (``mpiexec -n N``) started more than
+        one rank; False never.
     **optimizer_options
         Passed to the optimiser (``momentum``, ``weight_decay``, ...).
     """
@@ -136,8 +142,9 @@ class Trainer:
                  batch_size=32, seed=0, *, clip_value=None, schedule=None,
                  on_nonfinite="stop", checkpoint=None, checkpoint_every=None, log=None,
                  log_every=10, patience=None, progress=None, diagnostics_every=None,
-                 diagnostics_probe=None, **optimizer_options):
+                 diagnostics_probe=None, comm=None, **optimizer_options):
         self.net = net
+        self.parallel = parallel.DataParallel.of(comm)
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer.name
         self.opt = (optim.make_optimizer(optimizer, lr=lr, **optimizer_options)
                     if isinstance(optimizer, str) else optimizer)
@@ -171,15 +178,20 @@ class Trainer:
     def current_lr(self) -> float:
         return self.lr if self.schedule is None else float(self.schedule(self.step_count))
 
-    def apply(self, loss: float, grads: dict) -> StepInfo:
-        """Guard, clip and apply gradients that something else computed: one update."""
+    def apply(self, loss: float, grads: dict, count: int | None = None) -> StepInfo:
+        """Guard, clip and apply gradients that something else computed: one update.
+
+        Data-parallel (:attr:`parallel`), ``loss`` and ``grads`` are this rank's mean over
+        its ``count`` positions (``grads`` None with none) and are first averaged over the
+        ranks; every rank then makes the same update."""
+        if self.parallel is not None:
+            loss, grads = self.parallel.mean(loss, grads, count, self.net.params)
         bad = first_nonfinite(loss, grads)
         if bad is not None:
             if self.on_nonfinite == "stop":
                 raise NonFiniteError(self.step_count, bad)
             self.skipped += 1
             return StepInfo(loss, float("nan"), False, True)
-        # gradients ready: a data-parallel all-reduce would go here, before the clip
         norm = clip.global_norm(grads)
         clipped = False
         if self.clip_norm is not None and norm > self.clip_norm:
@@ -205,10 +217,24 @@ class Trainer:
         """Full BPTT on one batch and one update. Returns ``(StepInfo, final state)``.
 
         ``reset`` (B, T) or (T,) of bool marks where the state entering a step is zeros (a
-        new document begins: see :meth:`rnnlab.LSTM.forward`)."""
+        new document begins: see :meth:`rnnlab.LSTM.forward`). Data-parallel, ``x``, ``y``,
+        ``lengths`` and ``reset`` are the global batch, of which this rank takes its rows
+        (:meth:`rnnlab.parallel.DataParallel.share`), and ``state`` and the returned state
+        are those of its rows."""
+        if self.parallel is not None:
+            x, y, lengths, reset = self._share(x, y, lengths, reset)
+            if len(x) == 0:  # fewer rows than ranks: this one adds nothing
+                return self.apply(0.0, None, 0), None
         x, y = self.prepare_batch(x, y, lengths)
         res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
-        return self.apply(res.loss, res.grads), res.state
+        return self.apply(res.loss, res.grads, _count(self.net, x, lengths)), res.state
+
+    def _share(self, x, y, lengths, reset=None):
+        """This rank's rows of a global batch."""
+        rows = self.parallel.share(len(x))
+        if reset is not None and np.ndim(reset) == 2:
+            reset = np.asarray(reset)[rows]
+        return x[rows], y[rows], None if lengths is None else lengths[rows], reset
 
     def batch_updates(self, x, y, lengths=None, *, window: int = 0, carried=None):
         """The updates of one batch: one with full BPTT, one per window with truncated BPTT.
@@ -220,11 +246,22 @@ class Trainer:
             info, state = self.train_step(x, y, lengths=lengths)
             yield Update(info, state, None, [])
             return
+        if self.parallel is not None:
+            x, y, lengths, _ = self._share(x, y, lengths)
+            if carried:  # the global batch's states: this rank's rows
+                carried = [self._rows_of(s, self.parallel.share(
+                    _batch_of(carried[0]))) for s in carried]
+            if len(x) == 0:
+                for w in range(window, -(-y.shape[1] // self.bptt[0])):
+                    info = self.apply(0.0, None, 0)
+                    last = w + 1 >= -(-y.shape[1] // self.bptt[0])
+                    yield Update(info, None, None if last else w + 1, [])
+                return
         x, y = self.prepare_batch(x, y, lengths)
         tb = bptt.Truncated(self.net, x, y, lengths, *self.bptt, position=window,
                             carried=carried)
         for res in tb:
-            info = self.apply(res.loss, res.grads)
+            info = self.apply(res.loss, res.grads, res.count)
             if tb.position >= tb.n_windows:
                 yield Update(info, res.state, None, [])
             else:
@@ -259,7 +296,9 @@ class Trainer:
         history = History(**start.history) if start.history else History()
         best = start.best  # (validation loss, epoch, parameters) of the best epoch so far
         n_batches = -(-len(X) // self.batch_size)
-        bar = Progress(total=epochs * n_batches, enabled=self.progress,
+        bar = Progress(total=epochs * n_batches,
+                       enabled=self.progress if self.parallel is None or self.parallel.root
+                       else False,
                        done=start.position["epoch"] * n_batches + start.position["batch"])
         try:
             with self._open_log(), sigint_flag() as interrupted:
@@ -412,7 +451,8 @@ class Trainer:
     # logs and checkpoints -------------------------------------------------------------------
     @contextmanager
     def _open_log(self):
-        self._log_file = None if self.log is None else self.log.open("a", encoding="utf-8")
+        writes = self.log is not None and (self.parallel is None or self.parallel.root)
+        self._log_file = self.log.open("a", encoding="utf-8") if writes else None
         try:
             yield
         finally:
@@ -460,9 +500,46 @@ class Trainer:
         return ckpt
 
     def _checkpoint(self, position, states, history, best):
-        if self.checkpoint is not None:
-            self.save_checkpoint(self.checkpoint, states=states, position=position,
-                                 history=history, best=best)
+        if self.checkpoint is None:
+            return
+        if self.parallel is not None:  # the global batch's states, written by rank 0
+            states = self._joined(states)
+            if not self.parallel.root:
+                return
+        self.save_checkpoint(self.checkpoint, states=states, position=position,
+                             history=history, best=best)
+
+    def _joined(self, states: list) -> list:
+        """Carried states (arrays, or the LSTM's tuples) of every rank's rows, joined in
+        rank order; a rank with no rows in the batch carries none."""
+        parts = self.parallel.comm.allgather(list(states))
+        out = []
+        for i in range(max(len(p) for p in parts)):
+            mine = [p[i] for p in parts if len(p) > i]
+            if isinstance(mine[0], tuple):
+                out.append(tuple(np.concatenate([m[j] for m in mine], axis=1)
+                                 for j in range(len(mine[0]))))
+            else:
+                out.append(np.concatenate(mine, axis=1))
+        return out
+
+    @staticmethod
+    def _rows_of(state, rows):
+        if isinstance(state, tuple):
+            return tuple(np.ascontiguousarray(a[:, rows]) for a in state)
+        return np.ascontiguousarray(state[:, rows])
+
+
+def _count(net, x, lengths) -> int:
+    """The positions a batch's mean loss averages over: real steps with readout "all",
+    sequences with "last"."""
+    if net.readout != "all":
+        return len(x)
+    return int(np.sum(lengths)) if lengths is not None else int(x.shape[0] * x.shape[1])
+
+
+def _batch_of(state) -> int:
+    return (state[0] if isinstance(state, tuple) else state).shape[1]
 
 
 class _Tally:

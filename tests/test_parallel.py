@@ -1,0 +1,75 @@
+"""Data-parallel training over MPI: N = 1, 2 and 4 ranks (more ranks than cores is fine)
+give the parameters one process gets with the same global batches: float64 to 1e-12 after
+21 updates (3 batches of 8, 8, 6 rows a pass, the last split unevenly and, at 4 ranks,
+one rank with as few as 1 row), float32 to 1e-5; full and truncated BPTT."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnlab import parallel
+
+sys.path.insert(0, str(Path(__file__).parent / "mpi"))
+import train_ranks  # noqa: E402
+
+SCRIPT = Path(__file__).parent / "mpi" / "train_ranks.py"
+MPIEXEC = shutil.which("mpiexec")
+pytest.importorskip("mpi4py")  # installed by the test extra; absent only in a bare install
+
+
+def single(dtype, bptt):
+    net, trainer, x, y, lengths = train_ranks.problem(dtype, bptt)
+    assert trainer.parallel is None  # not launched by mpiexec
+    trainer.fit(x, y, lengths=lengths, epochs=7 if bptt is None else 3)
+    return trainer.step_count, dict(net.params)
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("bptt", ["none", "3,5"])
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_ranks_train_what_one_process_trains(tmp_path, ranks, bptt, dtype, tol):
+    out = tmp_path / "params.npz"
+    done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(SCRIPT), str(out),
+                           dtype, bptt], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps, want = single(np.dtype(dtype), None if bptt == "none" else (3, 5))
+    got = np.load(out)
+    assert int(got["steps"]) == steps and steps >= 21
+    for name, v in want.items():
+        scale = max(1.0, float(np.abs(v).max()))
+        assert float(np.abs(got[name] - v).max()) <= tol * scale, name
+
+
+def test_shares_cover_the_batch_in_order():
+    class Fake:
+        def __init__(self, rank, size):
+            self.rank, self.size = rank, size
+
+        def Get_rank(self):
+            return self.rank
+
+        def Get_size(self):
+            return self.size
+
+        def Iallreduce(self, *a, **k):
+            raise AssertionError
+
+    for n in (1, 3, 8, 22):
+        for size in (2, 3, 4):
+            rows = [parallel.DataParallel(Fake(r, size)).share(n) for r in range(size)]
+            assert [i for s in rows for i in range(n)[s]] == list(range(n))
+    assert parallel.DataParallel.of(Fake(0, 1)) is None  # a world of one: no parallelism
+
+
+def test_bad_communicators_are_refused(monkeypatch):
+    with pytest.raises(ValueError, match="comm must be an mpi4py communicator, None or "
+                                         "False, got str"):
+        parallel.DataParallel.of("world")
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert parallel.DataParallel.of(None) is None
+    assert parallel.DataParallel.of(False) is None
