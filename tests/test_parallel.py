@@ -73,3 +73,42 @@ def test_bad_communicators_are_refused(monkeypatch):
     monkeypatch.setenv("PMI_SIZE", "1")
     assert parallel.DataParallel.of(None) is None
     assert parallel.DataParallel.of(False) is None
+
+
+TEXT = "".join(f"the {w} sat on the mat.\n" for w in ["cat", "dog", "bat", "rat"] * 4)
+LM_SCRIPT = Path(__file__).parent / "mpi" / "lm_ranks.py"
+
+
+def mpirun(ranks, *args):
+    done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+def test_the_language_model_trains_on_ranks_and_resumes_on_another_count(tmp_path):
+    """2 ranks train the streams of one process's batch: the same parameters (float32,
+    1e-5), rank 0 alone writing the folder, run.json saying 2 ranks; a run stopped on 2
+    ranks and resumed on 1 ends as a straight one."""
+    import json
+
+    import lm_ranks
+
+    from rnnlab import lm
+
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    quiet = dict(progress=False, echo=lambda *a: None)
+    straight = lm.open_run(lm.train(lm_ranks.config(text, 12), out=tmp_path / "one", **quiet))
+    mpirun(2, LM_SCRIPT, text, tmp_path / "two", 12)
+    two = lm.open_run(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["ranks"] == 2
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len((tmp_path / "one" / "metrics.jsonl").read_text().splitlines())
+    mpirun(2, LM_SCRIPT, text, tmp_path / "half", 7)  # stops with a checkpoint at step 7
+    lm.train(lm_ranks.config(text, 12), resume=tmp_path / "half", **quiet)
+    resumed = lm.open_run(tmp_path / "half")
+    for name, v in straight.net.params.items():
+        np.testing.assert_allclose(two.net.params[name], v, rtol=0, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(resumed.net.params[name], v, rtol=0, atol=1e-5,
+                                   err_msg=name)

@@ -30,6 +30,7 @@ checkpoint, or from update 0 if it had none yet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io, losses, runlock
+from . import checks, io, losses, parallel, runlock
 from ._version import __version__
 from .data.text import StreamBatcher, Vocab, read_documents
 from .lmrun import RUN_FORMAT, RUN_VERSION, LMConfig, Run, load_corpus, open_run
@@ -100,7 +101,8 @@ def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | No
     return total / count, count
 
 
-def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) -> Path:
+def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print,
+          comm=None) -> Path:
     """Train a language model and write a run folder; returns its path.
 
     Parameters
@@ -112,19 +114,28 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print) ->
         (``cfg.steps`` and ``cfg.time_budget`` replace the saved ones)
     progress : show a progress bar (None: when standard error is a terminal)
     echo : where short messages and samples go (``print``)
+    comm : as :class:`rnnlab.Trainer`'s: under ``mpiexec -n N`` each rank trains its share
+        of the ``batch`` streams (``batch`` must divide by N), and rank 0 alone writes the
+        run folder; ``run.json`` records ``"ranks": N``
 
     Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``. A folder
     that another process is training in is refused (:func:`rnnlab.runlock.hold`).
     """
+    dp = parallel.DataParallel.of(comm)
+    root = dp is None or dp.root
     if resume is not None:
         run_dir = Path(resume)
         io.read_run_info(run_dir, RUN_FORMAT, RUN_VERSION)  # a lock only in a run folder
     else:
         cfg.check()
-        run_dir = io.check_folder(out if out is not None else Path("runs") / (
-            f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    with runlock.hold(run_dir):
-        _train(_Job(cfg, run_dir, resume is not None, progress, echo))
+        run_dir = None
+        if root:
+            run_dir = io.check_folder(out if out is not None else Path("runs") / (
+                f"{cfg.cell}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        if dp is not None:  # the folder rank 0 made (its name has rank 0's clock in it)
+            run_dir = dp.comm.bcast(run_dir)
+    with runlock.hold(run_dir) if root else contextlib.nullcontext():
+        _train(_Job(cfg, run_dir, resume is not None, progress, echo, dp))
     return run_dir
 
 
@@ -134,7 +145,7 @@ def _train(job: _Job) -> None:
     with job.metrics_file():
         with sigint_flag() as interrupted:
             try:
-                while not job.finished():
+                while not job.agreed(job.finished()):
                     x, y, reset = next(job.windows)
                     # one update on the Trainer's loop: forward, backward, guard, clip, step
                     # (token ids go in as they are: the input projection is a row gather)
@@ -147,7 +158,7 @@ def _train(job: _Job) -> None:
                         job.sample()
                     if step % cfg.checkpoint_every == 0:
                         job.save()
-                    if interrupted:
+                    if job.agreed(bool(interrupted)):
                         raise KeyboardInterrupt
                     if job.batcher.window == 0:
                         job.state = None  # a new epoch: the pieces start over, so does memory
@@ -166,20 +177,27 @@ def _train(job: _Job) -> None:
 class _Job:
     """A training run in progress: its folder, data, network, trainer and bookkeeping."""
 
-    def __init__(self, cfg: LMConfig, run_dir: Path, resume: bool, progress, echo):
-        self.run_dir = run_dir
+    def __init__(self, cfg: LMConfig, run_dir: Path, resume: bool, progress, echo, dp=None):
+        self.run_dir, self.dp = run_dir, dp
+        self.root = dp is None or dp.root
+        if not self.root:  # one voice: rank 0's
+            progress, echo = False, _silent
         if resume:
             saved = open_run(run_dir)
             cfg = dataclasses.replace(saved.config, steps=cfg.steps, time_budget=cfg.time_budget)
             cfg.check()
             vocab, self.info = saved.vocab, saved.info
-            _remove_temporaries(run_dir)
+            if self.root:
+                _remove_temporaries(run_dir)
         else:
-            if any(p.name != runlock.LOCK_FILE for p in run_dir.iterdir()):
+            if self.root and any(p.name != runlock.LOCK_FILE for p in run_dir.iterdir()):
                 raise ValueError(f"{run_dir} exists and is not empty; choose another "
                                  f"--out or --resume it")
             vocab, self.info = None, None
         self.cfg, self.echo = cfg, echo
+        if dp is not None and cfg.batch % dp.size:
+            raise ValueError(f"batch {cfg.batch} does not divide among {dp.size} ranks: give "
+                             f"a batch that is a multiple of {dp.size}")
         corpus = load_corpus(cfg)
         if vocab is None:
             vocab = Vocab.build(corpus.train, tokens=cfg.tokens,
@@ -193,7 +211,8 @@ class _Job:
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", seed=cfg.seed)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
-                               batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False)
+                               batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False,
+                               comm=dp if dp is not None else False)
         self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
         self.recent: list = []  # losses since the last logged step (their mean is logged)
         if resume:
@@ -203,12 +222,17 @@ class _Job:
                 self.batcher.load_state_dict(ckpt.extra["batcher"])
                 # saved after an epoch's last window, the state belongs to the epoch that ended
                 self.state = ckpt.states[0] if ckpt.states and self.batcher.window else None
+                if self.state is not None and dp is not None:  # this rank's streams
+                    self.state = self.trainer.state_rows(self.state, dp.share(cfg.batch))
                 self.elapsed0, self.curve = ckpt.extra["elapsed"], ckpt.extra["curve"]
                 self.recent = ckpt.extra.get("recent", [])  # saved since this line was written
             # the updates after the checkpoint are made again: their old lines go
-            io.truncate_log(run_dir / "metrics.jsonl", self.trainer.step_count)
-        else:
+            if self.root:
+                io.truncate_log(run_dir / "metrics.jsonl", self.trainer.step_count)
+        elif self.root:
             self._start(corpus, train_ids)
+        if self.info is not None:
+            self.info["ranks"] = 1 if dp is None else dp.size
         self.windows = _endless(self.batcher)
         self.rng = np.random.default_rng([cfg.seed, self.trainer.step_count])
         self.unit = "char" if cfg.tokens == "char" else "tok"
@@ -233,8 +257,17 @@ class _Job:
         self.echo(f"rnnlab: {len(train_ids):,} training {cfg.tokens}s, vocabulary {self.V}; "
                   f"run folder {run_dir}")
 
+    def agreed(self, mine: bool) -> bool:
+        """Rank 0's answer, on every rank (each has its own clock and Ctrl-C): the ranks
+        stop together, or none does."""
+        return mine if self.dp is None else bool(self.dp.comm.bcast(mine))
+
     @contextmanager
     def metrics_file(self):
+        if not self.root:
+            self.metrics = _Nowhere()
+            yield
+            return
         self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
         try:
             yield
@@ -282,19 +315,28 @@ class _Job:
         return nats
 
     def sample(self) -> None:
+        if not self.root:
+            return
         text = "".join(generate(self.net, self.vocab, "\n", 200, temperature=0.8, rng=self.rng))
         self.bar.note("----- sample -----\n" + text.strip("\n") + "\n------------------")
 
     def save(self) -> None:
         """Checkpoint (with the carried state and the data position), model and plot."""
+        states = [] if self.state is None else [self.state]
+        if self.dp is not None:  # every rank's streams, in the order of the batch
+            states = self.trainer.joined_states(states)
+            if not self.root:
+                return
         self.trainer.save_checkpoint(
-            self.run_dir / "checkpoint.ckpt", states=[] if self.state is None else [self.state],
+            self.run_dir / "checkpoint.ckpt", states=states,
             extra={"batcher": self.batcher.state_dict(), "elapsed": self.elapsed(),
                    "curve": self.curve, "recent": self.recent})
         self.net.save(self.run_dir / "model.rnnlab")
         _plot(self.run_dir, self.curve, self.cfg)
 
     def finish(self, final: float) -> None:
+        if not self.root:
+            return
         steps, unit = self.trainer.step_count, self.unit
         self.info.update({"steps": steps, "seconds": round(self.elapsed(), 1),
                           "val_nats": final, "val_bits": final / LN2,
@@ -304,6 +346,20 @@ class _Job:
                   f"{final:.3f} nats/{unit}, {final / LN2:.3f} bits/{unit}, perplexity "
                   f"{math.exp(final):.2f}")
         self.echo(f"rnnlab: sample it with: rnnlab sample {self.run_dir}")
+
+
+def _silent(*args, **kwargs) -> None:
+    """Where the messages of ranks other than 0 go."""
+
+
+class _Nowhere:
+    """The metrics file of ranks other than 0: rank 0 writes the one file."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 def _remove_temporaries(run_dir: Path) -> None:

@@ -249,7 +249,7 @@ class Trainer:
         if self.parallel is not None:
             x, y, lengths, _ = self._share(x, y, lengths)
             if carried:  # the global batch's states: this rank's rows
-                carried = [self._rows_of(s, self.parallel.share(
+                carried = [self.state_rows(s, self.parallel.share(
                     _batch_of(carried[0]))) for s in carried]
             if len(x) == 0:
                 for w in range(window, -(-y.shape[1] // self.bptt[0])):
@@ -503,13 +503,13 @@ class Trainer:
         if self.checkpoint is None:
             return
         if self.parallel is not None:  # the global batch's states, written by rank 0
-            states = self._joined(states)
+            states = self.joined_states(states)
             if not self.parallel.root:
                 return
         self.save_checkpoint(self.checkpoint, states=states, position=position,
                              history=history, best=best)
 
-    def _joined(self, states: list) -> list:
+    def joined_states(self, states: list) -> list:
         """Carried states (arrays, or the LSTM's tuples) of every rank's rows, joined in
         rank order; a rank with no rows in the batch carries none."""
         parts = self.parallel.comm.allgather(list(states))
@@ -524,7 +524,8 @@ class Trainer:
         return out
 
     @staticmethod
-    def _rows_of(state, rows):
+    def state_rows(state, rows):
+        """The rows ``rows`` (a slice of the batch) of a carried state: this rank's."""
         if isinstance(state, tuple):
             return tuple(np.ascontiguousarray(a[:, rows]) for a in state)
         return np.ascontiguousarray(state[:, rows])
