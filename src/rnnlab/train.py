@@ -178,14 +178,17 @@ class Trainer:
     def current_lr(self) -> float:
         return self.lr if self.schedule is None else float(self.schedule(self.step_count))
 
-    def apply(self, loss: float, grads: dict, count: int | None = None) -> StepInfo:
-        """Guard, clip and apply gradients that something else computed: one update.
+    def gathered(self, loss: float, grads, count: int):
+        """Gradients ready: ``(loss, grads)`` of the global batch. Data-parallel
+        (:attr:`parallel`), this rank's mean ``loss`` and ``grads`` over its ``count``
+        positions (``grads`` None with none) averaged over the ranks, the same on every
+        rank, so that :meth:`apply` makes the same update everywhere; else as given."""
+        if self.parallel is None:
+            return loss, grads
+        return self.parallel.mean(loss, grads, count, self.net.params)
 
-        Data-parallel (:attr:`parallel`), ``loss`` and ``grads`` are this rank's mean over
-        its ``count`` positions (``grads`` None with none) and are first averaged over the
-        ranks; every rank then makes the same update."""
-        if self.parallel is not None:
-            loss, grads = self.parallel.mean(loss, grads, count, self.net.params)
+    def apply(self, loss: float, grads: dict) -> StepInfo:
+        """Guard, clip and apply gradients that something else computed: one update."""
         bad = first_nonfinite(loss, grads)
         if bad is not None:
             if self.on_nonfinite == "stop":
@@ -224,10 +227,11 @@ class Trainer:
         if self.parallel is not None:
             x, y, lengths, reset = self._share(x, y, lengths, reset)
             if len(x) == 0:  # fewer rows than ranks: this one adds nothing
-                return self.apply(0.0, None, 0), None
+                return self.apply(*self.gathered(0.0, None, 0)), None
         x, y = self.prepare_batch(x, y, lengths)
         res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
-        return self.apply(res.loss, res.grads, _count(self.net, x, lengths)), res.state
+        return self.apply(*self.gathered(res.loss, res.grads, _count(self.net, x, lengths))), \
+            res.state
 
     def _share(self, x, y, lengths, reset=None):
         """This rank's rows of a global batch."""
@@ -253,7 +257,7 @@ class Trainer:
                     _batch_of(carried[0]))) for s in carried]
             if len(x) == 0:
                 for w in range(window, -(-y.shape[1] // self.bptt[0])):
-                    info = self.apply(0.0, None, 0)
+                    info = self.apply(*self.gathered(0.0, None, 0))
                     last = w + 1 >= -(-y.shape[1] // self.bptt[0])
                     yield Update(info, None, None if last else w + 1, [])
                 return
@@ -261,7 +265,7 @@ class Trainer:
         tb = bptt.Truncated(self.net, x, y, lengths, *self.bptt, position=window,
                             carried=carried)
         for res in tb:
-            info = self.apply(res.loss, res.grads, res.count)
+            info = self.apply(*self.gathered(res.loss, res.grads, res.count))
             if tb.position >= tb.n_windows:
                 yield Update(info, res.state, None, [])
             else:
