@@ -112,3 +112,18 @@ def test_the_language_model_trains_on_ranks_and_resumes_on_another_count(tmp_pat
         np.testing.assert_allclose(two.net.params[name], v, rtol=0, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(resumed.net.params[name], v, rtol=0, atol=1e-5,
                                    err_msg=name)
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+def test_a_rank_that_dies_ends_the_run_and_leaves_a_checkpoint_that_loads(tmp_path):
+    import time
+
+    import die_ranks
+
+    ckpt = tmp_path / "run.ckpt"
+    start = time.monotonic()
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable,
+                           str(Path(__file__).parent / "mpi" / "die_ranks.py"), str(ckpt)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and time.monotonic() - start < 60
+    assert die_ranks.trainer().load_checkpoint(ckpt).step == 3
