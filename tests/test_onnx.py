@@ -537,3 +537,17 @@ def test_export_a_model_file_of_a_layer(tmp_path, capsys):
     y, (h, c) = layer.infer(x, state)
     for got, want in zip(session(out).run(None, feed), (y, h, c), strict=True):
         np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_export_a_model_file_of_a_bidirectional_network(tmp_path, capsys):
+    net = rnnlab.Network(D, H, 3, cell="gru", num_layers=2, readout="last",
+                         bidirectional=True, seed=2)
+    net.save(tmp_path / "bi.rnnlab")
+    out = tmp_path / "bi.onnx"
+    assert cli.main(["export", str(tmp_path / "bi.rnnlab"), "--onnx", str(out), "--lengths",
+                     "--states"]) == 0
+    assert "h0 (4, batch, 5)" in capsys.readouterr().out
+    rng = np.random.default_rng(0)
+    feed, x, state, lens = feed_for(rng, net.rnn, 4, 6, True, True)
+    np.testing.assert_allclose(session(out).run(None, feed)[0],
+                               net.predict(x, lengths=lens, state=state), **TOL)
