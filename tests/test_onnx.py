@@ -1,9 +1,9 @@
 """rnnlab.onnx: exported files run in onnxruntime and compute what rnnlab computes.
 
-Every cell, one and two layers, with and without lengths and initial states, layers and
-networks (readout all and last, softmax and linear), run on batch sizes, lengths and
-numbers of steps other than any seen at export; the graph's interface and operators; the
-opsets; each refusal; the command line.
+Every cell, one and two layers, one direction and bidirectional, with and without lengths
+and initial states, layers and networks (readout all and last, softmax and linear), run on
+batch sizes, lengths and numbers of steps other than any seen at export; the graph's
+interface and operators; the opsets; each refusal; the command line.
 """
 
 import importlib
@@ -33,6 +33,8 @@ D, H = 3, 5
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 #: (B, T) shapes the files are run on; nothing about them is given at export
 SHAPES = [(1, 1), (2, 9), (6, 4)]
+DIRECTIONS = pytest.mark.parametrize("bidirectional", [False, True],
+                                     ids=["one-way", "bidirectional"])
 
 
 def session(path):
@@ -71,13 +73,15 @@ def feed_for(rng, layer, B, T, lengths, states):
     return feed, x, state, lens
 
 
+@DIRECTIONS
 @pytest.mark.parametrize("states", [False, True], ids=["zero-state", "states"])
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("kind", list(LAYERS))
-def test_a_layer_computes_what_infer_computes(tmp_path, kind, num_layers, lengths, states):
+def test_a_layer_computes_what_infer_computes(tmp_path, kind, num_layers, lengths, states,
+                                              bidirectional):
     cls, opts = LAYERS[kind]
-    layer = cls(D, H, num_layers, seed=num_layers, **opts)
+    layer = cls(D, H, num_layers, seed=num_layers, bidirectional=bidirectional, **opts)
     path = ronnx.export(layer, tmp_path / "layer.onnx", lengths=lengths, states=states)
     s = session(path)
     rng = np.random.default_rng(7)
@@ -92,15 +96,16 @@ def test_a_layer_computes_what_infer_computes(tmp_path, kind, num_layers, length
             np.testing.assert_allclose(g, w, **TOL)
 
 
+@DIRECTIONS
 @pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("output", ["softmax", "linear"])
 @pytest.mark.parametrize("readout", ["all", "last"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 def test_a_network_computes_what_predict_computes(tmp_path, cell, num_layers, readout, output,
-                                                  lengths):
+                                                  lengths, bidirectional):
     net = rnnlab.Network(D, H, 4, cell=cell, num_layers=num_layers, readout=readout,
-                         output=output, seed=3)
+                         output=output, bidirectional=bidirectional, seed=3)
     s = session(ronnx.export(net, tmp_path / "net.onnx", lengths=lengths))
     rng = np.random.default_rng(11)
     for B, T in SHAPES:
@@ -111,9 +116,12 @@ def test_a_network_computes_what_predict_computes(tmp_path, cell, num_layers, re
         np.testing.assert_allclose(got, want, **TOL)
 
 
+@DIRECTIONS
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
 @pytest.mark.parametrize("readout", ["all", "last"])
-def test_a_network_with_initial_states(tmp_path, readout):
-    net = rnnlab.Network(D, H, 3, cell="lstm", num_layers=2, readout=readout, seed=5)
+def test_a_network_with_initial_states(tmp_path, readout, cell, bidirectional):
+    net = rnnlab.Network(D, H, 3, cell=cell, num_layers=2, readout=readout,
+                         bidirectional=bidirectional, seed=5)
     s = session(ronnx.export(net, tmp_path / "net.onnx", lengths=True, states=True))
     rng = np.random.default_rng(2)
     feed, x, state, lens = feed_for(rng, net.rnn, 5, 6, True, True)
@@ -158,10 +166,42 @@ def test_padded_steps_output_zeros_and_the_state_is_the_last_real_steps(tmp_path
 
 
 @pytest.mark.parametrize("kind", ["elman-tanh", "lstm", "gru"])
-def test_a_sequence_of_length_zero_keeps_its_initial_state(tmp_path, kind):
+def test_the_reverse_direction_reads_each_sequence_backwards_within_its_length(tmp_path, kind):
+    cls, opts = LAYERS[kind]
+    layer = cls(D, H, 1, seed=1, bidirectional=True, **opts)
+    s = session(ronnx.export(layer, tmp_path / "m.onnx", lengths=True))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 6, D)).astype(np.float32)
+    lens = np.array([6, 2, 4])
+    y, h_n = s.run(None, {"x": x, "lengths": lens})[:2]
+    assert y.shape == (3, 6, 2 * H) and h_n.shape == (2, 3, H)
+    # the reverse direction alone: a one-way layer with its weights, on each sequence
+    # reversed within its length
+    one_way = cls(D, H, 1, seed=0, **opts)
+    one_way.params.update({k.replace("l0r.", "l0."): v.copy() for k, v in layer.params.items()
+                           if k.startswith("l0r.")})
+    for b, n in enumerate(lens):
+        assert np.all(y[b, n:] == 0) and np.all(y[b, :n] != 0)
+        np.testing.assert_allclose(h_n[0, b], y[b, n - 1, :H], **TOL)  # forward: at n - 1
+        np.testing.assert_allclose(h_n[1, b], y[b, 0, H:], **TOL)  # reverse: at step 0
+        y_r, h_r = one_way.infer(x[b:b + 1, :n][:, ::-1])
+        np.testing.assert_allclose(y[b, :n, H:], y_r[0, ::-1], **TOL)
+        np.testing.assert_allclose(h_n[1, b], (h_r[0] if isinstance(h_r, tuple) else h_r)[0, 0],
+                                   **TOL)
+        # the steps past the length matter to neither direction
+        x2 = x.copy()
+        x2[b, n:] = 100.0
+        y2, h2 = s.run(None, {"x": x2, "lengths": lens})[:2]
+        np.testing.assert_array_equal(y2[b], y[b])
+        np.testing.assert_array_equal(h2[:, b], h_n[:, b])
+
+
+@DIRECTIONS
+@pytest.mark.parametrize("kind", ["elman-tanh", "lstm", "gru"])
+def test_a_sequence_of_length_zero_keeps_its_initial_state(tmp_path, kind, bidirectional):
     # onnxruntime's operators give zeros for it; the graph gives the initial state, as rnnlab
     cls, opts = LAYERS[kind]
-    layer = cls(D, H, 2, seed=1, **opts)
+    layer = cls(D, H, 2, seed=1, bidirectional=bidirectional, **opts)
     s = session(ronnx.export(layer, tmp_path / "m.onnx", lengths=True, states=True))
     rng = np.random.default_rng(3)
     feed, _, state, _ = feed_for(rng, layer, 2, 5, False, True)
@@ -182,21 +222,25 @@ def dims(value_info):
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
+@DIRECTIONS
 @pytest.mark.parametrize("states", [False, True])
 @pytest.mark.parametrize("lengths", [False, True])
 @pytest.mark.parametrize("kind", ["elman-tanh", "lstm", "gru"])
-def test_the_interface_of_a_layer(tmp_path, kind, lengths, states):
+def test_the_interface_of_a_layer(tmp_path, kind, lengths, states, bidirectional):
     cls, opts = LAYERS[kind]
-    layer = cls(D, H, 2, seed=0, **opts)
-    graph = onnx.load(ronnx.export(layer, tmp_path / "m.onnx", lengths=lengths,
-                                   states=states)).graph
+    layer = cls(D, H, 2, seed=0, bidirectional=bidirectional, **opts)
+    model = onnx.load(ronnx.export(layer, tmp_path / "m.onnx", lengths=lengths, states=states))
+    onnx.checker.check_model(model, full_check=True)
+    graph = model.graph
     names = ("h", "c") if kind == "lstm" else ("h",)
+    N = 2 if bidirectional else 1
     want_in = {"x": ["batch", "time", D]}
     if lengths:
         want_in["lengths"] = ["batch"]
     if states:
-        want_in.update({f"{s}0": [2, "batch", H] for s in names})
-    want_out = {"y": ["batch", "time", H], **{f"{s}_n": [2, "batch", H] for s in names}}
+        want_in.update({f"{s}0": [2 * N, "batch", H] for s in names})
+    want_out = {"y": ["batch", "time", N * H],
+                **{f"{s}_n": [2 * N, "batch", H] for s in names}}
     assert {v.name: dims(v) for v in graph.input} == want_in
     assert [v.name for v in graph.input] == list(want_in)
     assert {v.name: dims(v) for v in graph.output} == want_out
@@ -209,12 +253,17 @@ def test_the_interface_of_a_layer(tmp_path, kind, lengths, states):
     assert {k: list(v) for k, v in outputs.items()} == want_out
 
 
+@DIRECTIONS
 @pytest.mark.parametrize("readout, want", [("all", ["batch", "time", 4]), ("last", ["batch", 4])])
-def test_the_interface_of_a_network(tmp_path, readout, want):
-    net = rnnlab.Network(D, H, 4, cell="gru", readout=readout, seed=0)
-    graph = onnx.load(ronnx.export(net, tmp_path / "n.onnx", lengths=True, states=True)).graph
+def test_the_interface_of_a_network(tmp_path, readout, want, bidirectional):
+    net = rnnlab.Network(D, H, 4, cell="gru", readout=readout, bidirectional=bidirectional,
+                         seed=0)
+    model = onnx.load(ronnx.export(net, tmp_path / "n.onnx", lengths=True, states=True))
+    onnx.checker.check_model(model, full_check=True)
+    graph = model.graph
     assert [(v.name, dims(v)) for v in graph.input] == [
-        ("x", ["batch", "time", D]), ("lengths", ["batch"]), ("h0", [1, "batch", H])]
+        ("x", ["batch", "time", D]), ("lengths", ["batch"]),
+        ("h0", [2 if bidirectional else 1, "batch", H])]
     assert [(v.name, dims(v)) for v in graph.output] == [("y", want)]
 
 
@@ -243,6 +292,25 @@ def test_one_standard_operator_per_layer_in_the_default_layout(tmp_path, kind, o
     assert model.producer_name == "rnnlab"
 
 
+@pytest.mark.parametrize("kind, op", [("elman-relu", "RNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+def test_a_bidirectional_layer_is_one_bidirectional_operator_per_layer(tmp_path, kind, op):
+    cls, opts = LAYERS[kind]
+    model = onnx.load(ronnx.export(cls(D, H, 2, bidirectional=True, seed=0, **opts),
+                                   tmp_path / "m.onnx", lengths=True))
+    ops = [n for n in model.graph.node if n.op_type in ("RNN", "LSTM", "GRU")]
+    assert [n.op_type for n in ops] == [op] * 2
+    for n in ops:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs["direction"] == b"bidirectional" and attrs.get("layout", 0) == 0
+        if op == "RNN":  # one activation per direction
+            assert attrs["activations"] == [b"Relu", b"Relu"]
+    inits = {t.name: onnx.numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    G = {"RNN": 1, "LSTM": 4, "GRU": 3}[op]
+    assert inits["l0.W"] == (2, G * H, D) and inits["l1.W"] == (2, G * H, 2 * H)
+    assert inits["l0.R"] == inits["l1.R"] == (2, G * H, H)
+    assert inits["l0.B"] == inits["l1.B"] == (2, 2 * G * H)
+
+
 def test_the_weights_are_the_layers_in_onnx_gate_order(tmp_path):
     layer = rnnlab.LSTM(D, H, 1, seed=0)
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in
@@ -255,6 +323,21 @@ def test_the_weights_are_the_layers_in_onnx_gate_order(tmp_path):
         np.testing.assert_array_equal(inits["l0.R"][0, rows], W_h[:, blocks[g]].T)
         np.testing.assert_array_equal(inits["l0.B"][0, rows], b[blocks[g]])
     assert np.all(inits["l0.B"][0, 4 * H:] == 0)  # the recurrent bias: b holds the sum
+
+
+def test_a_bidirectional_layers_weights_are_forward_then_reverse(tmp_path):
+    layer = rnnlab.GRU(D, H, 1, bidirectional=True, seed=0)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in
+             onnx.load(ronnx.export(layer, tmp_path / "m.onnx")).graph.initializer}
+    order = [1, 0, 2]  # rnnlab's r, z, n -> ONNX's z, r, h
+    for d, prefix in enumerate(("l0", "l0r")):
+        W_x, W_h, b, b_h = (layer.params[f"{prefix}.{n}"] for n in ("W_x", "W_h", "b", "b_h"))
+        for j, i in enumerate(order):
+            rows, cols = slice(j * H, (j + 1) * H), slice(i * H, (i + 1) * H)
+            np.testing.assert_array_equal(inits["l0.W"][d, rows], W_x[:, cols].T)
+            np.testing.assert_array_equal(inits["l0.R"][d, rows], W_h[:, cols].T)
+            np.testing.assert_array_equal(inits["l0.B"][d, rows], b[cols])
+            np.testing.assert_array_equal(inits["l0.B"][d, 3 * H:][rows], b_h[cols])
 
 
 # --------------------------------------------------------------------------------------
@@ -337,10 +420,10 @@ def test_a_parameter_float32_cannot_hold_is_refused(tmp_path, value, what):
     refused(net, f"parameter rnn.l0.W_h holds {what}", tmp_path)
 
 
-def test_a_bidirectional_layer_is_refused(tmp_path):
-    layer = rnnlab.LSTM(D, H, seed=0)
-    layer.bidirectional = True  # not built yet; until the exporter knows it, refused
-    refused(layer, "bidirectional=True", tmp_path)
+def test_an_output_projection_is_refused(tmp_path):
+    layer = rnnlab.LSTM(D, H, seed=0, bidirectional=True)
+    layer.proj_size = 2  # not built yet; until the exporter knows it, refused
+    refused(layer, "LSTM with proj_size=2", tmp_path)
 
 
 @pytest.mark.parametrize("option", ["lengths", "states"])
@@ -454,3 +537,17 @@ def test_export_a_model_file_of_a_layer(tmp_path, capsys):
     y, (h, c) = layer.infer(x, state)
     for got, want in zip(session(out).run(None, feed), (y, h, c), strict=True):
         np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_export_a_model_file_of_a_bidirectional_network(tmp_path, capsys):
+    net = rnnlab.Network(D, H, 3, cell="gru", num_layers=2, readout="last",
+                         bidirectional=True, seed=2)
+    net.save(tmp_path / "bi.rnnlab")
+    out = tmp_path / "bi.onnx"
+    assert cli.main(["export", str(tmp_path / "bi.rnnlab"), "--onnx", str(out), "--lengths",
+                     "--states"]) == 0
+    assert "h0 (4, batch, 5)" in capsys.readouterr().out
+    rng = np.random.default_rng(0)
+    feed, x, state, lens = feed_for(rng, net.rnn, 4, 6, True, True)
+    np.testing.assert_allclose(session(out).run(None, feed)[0],
+                               net.predict(x, lengths=lens, state=state), **TOL)

@@ -7,26 +7,31 @@ G gates per cell (1 Elman, 4 LSTM, 3 GRU).
 The graph is batch-first at its edges, as rnnlab is, and time-major inside: the operators
 keep their default ``layout=0`` (onnxruntime's CPU kernels refuse ``layout=1``), with a
 ``Transpose`` on either side. One operator per layer, chained, their direction axis
-squeezed away. Its interface (:func:`signature`):
+squeezed away; a bidirectional layer's operator has ``direction="bidirectional"`` and its
+two directions' outputs are joined to (T, B, 2H), forward features then reverse, as
+rnnlab's. Its interface (:func:`signature`), with N = 1, or 2 for a bidirectional layer:
 
 * inputs: ``x`` (B, T, D) float32; with ``lengths=True`` ``lengths`` (B,) int64; with
-  ``states=True`` ``h0`` (and ``c0`` for the LSTM) (L, B, H); B and T are dynamic;
-* outputs of a layer: ``y`` (B, T, H), ``h_n`` (and ``c_n``) (L, B, H), what
-  :meth:`RecurrentLayer.infer <rnnlab.cells.RecurrentLayer.infer>` returns; of a
+  ``states=True`` ``h0`` (and ``c0`` for the LSTM) (N*L, B, H); B and T are dynamic;
+* outputs of a layer: ``y`` (B, T, N*H), ``h_n`` (and ``c_n``) (N*L, B, H), what
+  :meth:`RecurrentLayer.infer <rnnlab.cells.RecurrentLayer.infer>` returns (layer k's
+  forward direction at 2k, its reverse at 2k + 1 when bidirectional); of a
   :class:`~rnnlab.Network`: ``y``, what :meth:`Network.predict <rnnlab.Network.predict>`
   returns, (B, T, K) for readout "all" and (B, K) for "last".
 
 The operators store the same numbers as rnnlab, differently (each cell states the facts:
 :attr:`rnnlab.cells.Cell.onnx_operator`, ``onnx_gates``, ``onnx_attributes``):
 
-* ``W`` (1, G*H, D_k) and ``R`` (1, G*H, H) are ``W_x`` and ``W_h`` transposed, their
-  gate blocks in the operator's order (LSTM ``i, o, f, c``; GRU ``z, r, h``);
-* ``B`` (1, 2*G*H) is the input bias then the recurrent one: ``b`` and zeros for the Elman
+* ``W`` (N, G*H, D_k) and ``R`` (N, G*H, H) are ``W_x`` and ``W_h`` transposed, their
+  gate blocks in the operator's order (LSTM ``i, o, f, c``; GRU ``z, r, h``); a
+  bidirectional layer's are stacked, forward (``l{k}.*``) then reverse (``l{k}r.*``);
+* ``B`` (N, 2*G*H) is the input bias then the recurrent one: ``b`` and zeros for the Elman
   and LSTM cells (their biases only enter as a sum), ``b`` and ``b_h`` for the GRU, which
   is ONNX's ``linear_before_reset=1``.
 
 Padding: the operators' ``sequence_lens`` (int32, cast in the graph) skips the steps past
-each length, as rnnlab does. Two things the standard leaves open are made explicit in the
+each length, as rnnlab does; the reverse direction reads each sequence backwards within
+its own length, as rnnlab's does. Two things the standard leaves open are made explicit in the
 graph: the top layer's output is set to zero past each length (rnnlab's padded outputs;
 onnxruntime writes zeros there too), and a sequence of length 0 keeps its initial state
 (onnxruntime gives zeros for it, which differs from rnnlab when ``h0`` is not zero).
@@ -86,14 +91,12 @@ def _parts(model):
         raise ValueError(f"cannot export {type(layer).__name__}: its cell "
                          f"{type(cell).__name__} has no standard ONNX operator (rnnlab's "
                          f"Elman, LSTM and GRU cells have RNN, LSTM and GRU)")
-    # options that layers may gain (a second direction, an output projection) change what
-    # the graph must compute: refused until it computes them
-    for option, plain in (("bidirectional", False), ("proj_size", None)):
-        value = getattr(layer, option, plain)
-        if value not in (plain, 0):
-            raise ValueError(f"cannot export {type(layer).__name__} with {option}={value!r}: "
-                             f"rnnlab.onnx exports single-direction layers without "
-                             f"projection")
+    # an option that layers may gain (an output projection) changes what the graph must
+    # compute: refused until it computes it
+    value = getattr(layer, "proj_size", None)
+    if value not in (None, 0):
+        raise ValueError(f"cannot export {type(layer).__name__} with proj_size={value!r}: "
+                         f"rnnlab.onnx exports layers without projection")
     cell.onnx_attributes()  # a ValueError for what the operator cannot compute
     return layer, net
 
@@ -140,7 +143,7 @@ def signature(model, *, lengths: bool = False, states: bool = False):
     """
     layer, net = _parts(model)
     lengths, states = checks.boolean(lengths, "lengths"), checks.boolean(states, "states")
-    L, H = layer.num_layers, layer.hidden_size
+    L, H = layer.num_layers * layer.directions, layer.hidden_size  # L: state rows
     names = layer.cell.state  # ("h",) or ("h", "c")
     inputs = {"x": ("batch", "time", layer.input_size)}
     if lengths:
@@ -148,7 +151,8 @@ def signature(model, *, lengths: bool = False, states: bool = False):
     if states:
         inputs.update({f"{s}0": (L, "batch", H) for s in names})
     if net is None:
-        outputs = {"y": ("batch", "time", H), **{f"{s}_n": (L, "batch", H) for s in names}}
+        outputs = {"y": ("batch", "time", layer.output_features),
+                   **{f"{s}_n": (L, "batch", H) for s in names}}
     else:
         steps = ("batch", "time") if net.readout == "all" else ("batch",)
         outputs = {"y": (*steps, net.output_size)}
@@ -162,17 +166,19 @@ def export(model, path, *, lengths: bool = False, states: bool = False,
     Parameters
     ----------
     model : Network, Elman, LSTM or GRU
-        Any ``num_layers``; an Elman layer with activation tanh, relu or sigmoid; a
-        network with readout "all" or "last" and a softmax or linear head. A float64 model
-        is written in float32 (its weights rounded), like every exported model.
+        Any ``num_layers``, one direction or bidirectional; an Elman layer with activation
+        tanh, relu or sigmoid; a network with readout "all" or "last" and a softmax or
+        linear head. A float64 model is written in float32 (its weights rounded), like
+        every exported model.
     path : str or Path
         The ``.onnx`` file, written atomically: a failure leaves what was there.
     lengths : bool
         Add the input ``lengths`` (B,) int64, each sequence's real steps in [0, T]; steps
         past it are padding, as ``lengths=`` of :meth:`~rnnlab.cells.RecurrentLayer.infer`.
     states : bool
-        Add the inputs ``h0`` (and ``c0`` for the LSTM), (L, B, H): the initial state, as
-        ``state=`` of ``infer``. Without them the state starts at zeros.
+        Add the inputs ``h0`` (and ``c0`` for the LSTM), (L, B, H), or (2L, B, H) for a
+        bidirectional model: the initial state, as ``state=`` of ``infer``. Without them
+        the state starts at zeros.
     opset : int or None
         The ONNX opset, from :data:`MIN_OPSET` to the newest the installed onnx package
         knows; None for :data:`DEFAULT_OPSET`.
@@ -268,26 +274,43 @@ def _stack(g: _Graph, layer, params: dict, x: str, lens32, empty, initial: dict)
     ``params`` are the layer's, in float32; ``lens32`` the int32 sequence_lens or None;
     ``empty`` the (B, 1) mask of the sequences of length 0 when a given initial state must
     survive them, else None; ``initial`` the state inputs (``{"h": "h0", ...}``, empty for
-    zeros). Returns the top layer's output (T, B, H) and, per state array (``"h"``, ``"c"``),
-    the list over layers of the final states, (1, B, H) each.
+    zeros). Returns the top layer's output (T, B, N*H) and, per state array (``"h"``,
+    ``"c"``), the list over layers of the final states, (N, B, H) each; N is the number of
+    directions, the operator's ``num_directions``, forward first.
     """
-    cell, H, L = layer.cell, layer.hidden_size, layer.num_layers
-    order, attrs, names = cell.onnx_order(), cell.onnx_attributes(), cell.state
+    cell, H, L, N = layer.cell, layer.hidden_size, layer.num_layers, layer.directions
+    order, attrs, names = cell.onnx_order(), dict(cell.onnx_attributes()), cell.state
+    if N == 2:
+        attrs["direction"] = "bidirectional"
+        if "activations" in attrs:  # one list per direction, forward then reverse
+            attrs["activations"] = list(attrs["activations"]) * 2
     finals = {s: [] for s in names}
     for k in range(L):
-        p = {n: params[f"l{k}.{n}"] for n in ("W_x", "W_h", "b", "b_h") if f"l{k}.{n}" in params}
-        W = g.weight(f"l{k}.W", _blocks(p["W_x"], order, axis=1).T[None])  # (1, G*H, D_k)
-        R = g.weight(f"l{k}.R", _blocks(p["W_h"], order, axis=1).T[None])  # (1, G*H, H)
-        b_in = _blocks(p["b"], order, axis=0)
-        b_rec = _blocks(p["b_h"], order, axis=0) if cell.recurrent_bias else np.zeros_like(b_in)
-        B = g.weight(f"l{k}.B", np.concatenate([b_in, b_rec])[None])  # (1, 2*G*H)
-        init = {s: (initial[s] if L == 1 else g.op("Gather", [initial[s], g.const([k])],
+        W, R, B = [], [], []
+        for prefix in (f"l{k}", f"l{k}r")[:N]:  # forward, then reverse
+            p = {n: params[f"{prefix}.{n}"] for n in ("W_x", "W_h", "b", "b_h")
+                 if f"{prefix}.{n}" in params}
+            W.append(_blocks(p["W_x"], order, axis=1).T)  # (G*H, D_k)
+            R.append(_blocks(p["W_h"], order, axis=1).T)  # (G*H, H)
+            b_in = _blocks(p["b"], order, axis=0)
+            b_rec = (_blocks(p["b_h"], order, axis=0) if cell.recurrent_bias
+                     else np.zeros_like(b_in))
+            B.append(np.concatenate([b_in, b_rec]))  # (2*G*H,)
+        W = g.weight(f"l{k}.W", np.stack(W))  # (N, G*H, D_k)
+        R = g.weight(f"l{k}.R", np.stack(R))  # (N, G*H, H)
+        B = g.weight(f"l{k}.B", np.stack(B))  # (N, 2*G*H)
+        rows = list(range(N * k, N * (k + 1)))  # this layer's rows of h0 (and c0)
+        init = {s: (initial[s] if L == 1 else g.op("Gather", [initial[s], g.const(rows)],
                                                    f"l{k}.{s}0", axis=0))
-                for s in initial}  # (1, B, H) each
+                for s in initial}  # (N, B, H) each
         args = [x, W, R, B, lens32 or ""] + [init.get(s, "") for s in names]
-        outs = [f"l{k}.Y"] + [f"l{k}.Y_{s}" for s in names]  # (T, 1, B, H), (1, B, H)...
+        outs = [f"l{k}.Y"] + [f"l{k}.Y_{s}" for s in names]  # (T, N, B, H), (N, B, H)...
         g.op(cell.own_onnx_operator, args, outs, hidden_size=H, **attrs)
-        x = g.op("Squeeze", [outs[0], g.const([1])], f"l{k}.y")  # (T, B, H)
+        if N == 1:
+            x = g.op("Squeeze", [outs[0], g.const([1])], f"l{k}.y")  # (T, B, H)
+        else:  # the two directions side by side, forward features then reverse
+            y = g.op("Transpose", [outs[0]], f"l{k}.Y_tbnh", perm=[0, 2, 1, 3])  # (T, B, 2, H)
+            x = g.op("Reshape", [y, g.const([0, 0, N * H])], f"l{k}.y")  # (T, B, 2H)
         for s, out in zip(names, outs[1:], strict=True):
             if empty is not None:  # a sequence of length 0 keeps its initial state
                 out = g.op("Where", [empty, init[s], out], f"l{k}.{s}_n")
@@ -316,19 +339,22 @@ def _model_proto(onnx, layer, net, params: dict, inputs: dict, outputs: dict, op
         real = g.op("Unsqueeze", [real, g.const([2])], "real_tb1")  # (T, B, 1)
         y = g.op("Where", [real, y, g.const(0.0, np.float32)], "y_masked")
     if net is None:
-        g.op("Transpose", [y], "y", perm=[1, 0, 2])  # (B, T, H)
+        g.op("Transpose", [y], "y", perm=[1, 0, 2])  # (B, T, N*H)
         for s in names:
             parts = finals[s]
             if len(parts) == 1:
                 g.op("Identity", parts, f"{s}_n")
             else:
-                g.op("Concat", parts, f"{s}_n", axis=0)  # (L, B, H)
+                g.op("Concat", parts, f"{s}_n", axis=0)  # (N*L, B, H), rnnlab's order
     else:
         if net.readout == "all":
-            h = g.op("Transpose", [y], "h", perm=[1, 0, 2])  # (B, T, H)
-        else:  # the top layer's state after each sequence's last real step
+            h = g.op("Transpose", [y], "h", perm=[1, 0, 2])  # (B, T, N*H)
+        elif layer.directions == 1:  # the top layer's state after each sequence's last real step
             h = g.op("Squeeze", [finals["h"][-1], g.const([0])], "h")  # (B, H)
-        W_y = g.weight("head.W_y", params["head.W_y"])  # (H, K)
+        else:  # the top layer's final h of both directions, side by side, as rnnlab
+            h = g.op("Transpose", [finals["h"][-1]], "h_top", perm=[1, 0, 2])  # (B, 2, H)
+            h = g.op("Reshape", [h, g.const([0, 2 * layer.hidden_size])], "h")  # (B, 2H)
+        W_y = g.weight("head.W_y", params["head.W_y"])  # (N*H, K)
         b_y = g.weight("head.b_y", params["head.b_y"])  # (K,)
         z = g.op("Add", [g.op("MatMul", [h, W_y], "hW"), b_y], "z")  # (B, T, K) or (B, K)
         if net.output == "softmax":
