@@ -4,11 +4,13 @@ Shape legend: M, N, K the sizes of one matrix product ``C (M, N) = A (M, K) @ B 
 
 Everything here is compiled by numba. The activations are defined per dtype at compile
 time (``numba.extending.overload``): float64, the dtype of every gradient check, uses
-the exact libm ``tanh`` so the fast path matches the plain one to rounding; float32
-uses a clamped rational approximation (the one Eigen, and hence PyTorch's CPU kernels,
-use), because numba without Intel's SVML calls libm's scalar ``tanhf`` per element,
-which is many times slower than the vectorised rational form (measurements:
-docs/performance.md).
+libm's ``tanh`` so the fast path matches the plain one to rounding; float32
+computes tanh and the sigmoid from its own branch-free, vectorising ``exp``/``expm1``
+(range reduction by ln 2, a minimax polynomial, the power of two written into the
+exponent bits), because numba without Intel's SVML calls libm's scalar ``tanhf`` per
+element, which is many times slower (measurements: docs/performance.md). Both float32
+functions are within 2 ulp of the exact value (docs/reliability.md, section
+"An accurate float32 tanh"; ``benchmarks/tanh_accuracy.py`` measures it).
 """
 
 from __future__ import annotations
@@ -38,50 +40,105 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
 def tanh_(x):
-    """tanh; float32 through a rational approximation (max error a few ulp)."""
+    """tanh; float32 within 2 ulp (max 1.88 over every float32 in [-10, 10])."""
     return math.tanh(x)
 
 
-@overload(tanh_, jit_options={"fastmath": JIT["fastmath"], "error_model": "numpy"})
+@intrinsic
+def _pow2(typingctx, k):
+    """``2.0**n`` in float32 from ``k = 1.5 * 2**23 + n`` (float32, n an integer in
+    [-127, 127]): n sits in the low bits of ``k``, and shifting them into the exponent
+    field writes the power of two without a conversion; n = -127 gives +0."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.bitcast(args[0], i32), i32(23))  # k's high bits drop out
+        return builder.bitcast(builder.add(bits, i32(127 << 23)), ir.FloatType())
+
+    return sig, codegen
+
+
+# The float32 activations below are compiled with FMA contraction as their only fast-math
+# flag: reassociation would fold ``(z * c + _ROUND) - _ROUND`` into ``z * c`` and undo the
+# rounding to an integer, and the error bounds hold for the operations in the order written.
+# Each is one straight-line sequence (selects, no branches), so the loops around it
+# vectorise. The polynomials are minimax fits of the relative error of expm1 on the reduced
+# interval, their coefficients rounded to float32 one at a time with the rest refitted.
+_F32_OPTIONS = {"fastmath": {"contract"}, "error_model": "numpy"}
+_ROUND = np.float32(1.5 * 2**23)  # z * c + _ROUND - _ROUND is z * c rounded to an integer
+_ONE, _HALF = np.float32(1.0), np.float32(0.5)
+# tanh
+_TANH_LIM = np.float32(9.5)  # tanh rounds to 1 in float32 from 9.011; keeps 2**n finite
+_TWO_OVER_LN2, _HALF_LN2 = np.float32(2.88539), np.float32(0.3465736)
+# expm1(2r) / 2 = r + r^2 (t0 + t1 r + ... + t4 r^4) for |r| <= ln2 / 4, rel. error 1.4e-8
+_T0, _T1, _T2, _T3, _T4 = np.float32(1.0), np.float32(0.6666619), np.float32(0.33333474), \
+    np.float32(0.1338581), np.float32(0.04447756)
+# sigmoid
+_SIG_LO, _SIG_HI = np.float32(-88.0), np.float32(18.0)  # n >= -127; sigmoid is 1 from 17.33
+_INV_LN2 = np.float32(1.442695)
+_LN2_HI, _LN2_LO = np.float32(0.69314575), np.float32(1.4286068e-06)  # n * _LN2_HI exact
+_SIG_CUT = np.float32(-0.6931472)  # exp(x) < 1/2 below: the form with the damped rounding
+# expm1(r) = r + r^2 (e0 + e1 r + ... + e4 r^4) for |r| <= ln2 / 2, rel. error 3.7e-9
+_E0, _E1, _E2, _E3, _E4 = np.float32(0.5), np.float32(0.16666535), np.float32(0.04166724), \
+    np.float32(0.008367438), np.float32(0.001386344)
+
+
+@overload(tanh_, jit_options=_F32_OPTIONS)
 def _tanh_impl(x):
     if x == types.float32:
-        lim = np.float32(7.90531110763549805)  # beyond this, tanh rounds to +-1 in float32
-        a1, a3, a5 = np.float32(4.89352455891786e-03), np.float32(6.37261928875436e-04), \
-            np.float32(1.48572235717979e-05)
-        a7, a9, a11 = np.float32(5.12229709037114e-08), np.float32(-8.60467152213735e-11), \
-            np.float32(2.00018790482477e-13)
-        a13 = np.float32(-2.76076847742355e-16)
-        b0, b2, b4, b6 = np.float32(4.89352518554385e-03), np.float32(2.26843463243900e-03), \
-            np.float32(1.18534705686654e-04), np.float32(1.19825839466702e-06)
 
         def impl(x):
-            x = min(max(x, -lim), lim)
-            x2 = x * x
-            p = x2 * a13 + a11
-            p = x2 * p + a9
-            p = x2 * p + a7
-            p = x2 * p + a5
-            p = x2 * p + a3
-            p = x2 * p + a1
-            q = x2 * b6 + b4
-            q = x2 * q + b2
-            q = x2 * q + b0
-            return x * p / q
+            # tanh z = h / (1 + h) with h = expm1(2z) / 2 and z = |x| (tanh is odd);
+            # 2z = n ln2 + 2r, |r| <= ln2 / 4, so h = 2^n expm1(2r) / 2 + (2^n - 1) / 2.
+            z = min(abs(x), _TANH_LIM)
+            k = z * _TWO_OVER_LN2 + _ROUND
+            n = k - _ROUND
+            r = z - n * _HALF_LN2  # ln2/2 rounds to float32 within 2.7e-9 relative: one
+            # term is enough, tanh being insensitive to 2z at the n where n * 2.7e-9 grows
+            r2 = r * r
+            p = (_T4 * r2 + (_T3 * r + _T2)) * r2 + (_T1 * r + _T0)
+            q = r2 * p + r  # expm1(2r) / 2
+            s = _pow2(k)
+            h = s * q + (s * _HALF - _HALF)
+            v = h / (h + _ONE)
+            # for h < 1/2, h - h v: the rounding of 1 + h, a full ulp of a small result,
+            # reaches it only through h v, damped by v < 1/3
+            w = h - h * v
+            return math.copysign(w if h < _HALF else v, x)
 
         return impl
     return lambda x: math.tanh(x)
 
 
 def sigmoid_(x):
-    """Logistic function as ``0.5 tanh(x/2) + 0.5``, the plain path's formula."""
+    """Logistic function; float64 as ``0.5 tanh(x/2) + 0.5``, the plain path's formula;
+    float32 as ``e / (1 + e)``, ``e = exp(x)``: within 2 ulp (max 1.69) for x >= -87.33,
+    where the results are normal floats; subnormal results below, and 0 for x < -87.68."""
     return 0.5 * math.tanh(0.5 * x) + 0.5
 
 
-@overload(sigmoid_, jit_options={"fastmath": JIT["fastmath"], "error_model": "numpy"})
+@overload(sigmoid_, jit_options=_F32_OPTIONS)
 def _sigmoid_impl(x):
     if x == types.float32:
-        half = np.float32(0.5)
-        return lambda x: half * tanh_(half * x) + half
+
+        def impl(x):
+            # e = exp(z) = 2^n (1 + expm1(r)), z = n ln2 + r, |r| <= ln2 / 2; n = -127
+            # (z < -87.68) makes e, and the result, exactly 0
+            z = min(max(x, _SIG_LO), _SIG_HI)
+            k = z * _INV_LN2 + _ROUND
+            n = k - _ROUND
+            r = (z - n * _LN2_HI) - n * _LN2_LO
+            r2 = r * r
+            p = (_E4 * r2 + (_E3 * r + _E2)) * r2 + (_E1 * r + _E0)
+            q = r2 * p + r  # expm1(r)
+            s = _pow2(k)
+            e = s * q + s
+            v = e / (e + _ONE)
+            w = e - e * v  # for e < 1/2, as in tanh
+            return w if z < _SIG_CUT else v
+
+        return impl
     return lambda x: 0.5 * tanh_(0.5 * x) + 0.5
 
 
