@@ -2,7 +2,7 @@
 
 float64 must agree to 1e-10 absolute (the kernels use the same formulas, so the only
 differences are the order of floating-point operations); float32 to a tolerance that
-allows the rational tanh of the float32 kernels (a few ulp) carried through time.
+allows the float32 kernels' own tanh and sigmoid (within 2 ulp) carried through time.
 """
 
 import os

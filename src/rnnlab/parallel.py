@@ -7,8 +7,8 @@ Each rank computes the loss and gradients of its rows; :meth:`DataParallel.mean`
 all-reduce) and divides by the total count, so every rank holds the global batch's mean
 loss and gradient, the same to the last bits on every rank, before the NaN guard, the
 clip and the optimiser step (:meth:`rnnlab.Trainer.gathered`, then ``apply``), which
-therefore make the same update everywhere. Rank 0 alone writes files. The transport is MPI (mpi4py, optional:
-``pip install "rnnlab[cluster]"``), nothing of rnnlab's own.
+therefore make the same update everywhere. Rank 0 alone writes files. The transport is
+MPI (mpi4py, optional: ``pip install "rnnlab[cluster]"``), nothing of rnnlab's own.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Each step is one BLAS call that adds ``h_{t-1} @ W_h`` onto the input projection
 ``x_t W_x`` (computed for all steps by one GEMM, outside), then one pass over the
 (B, 4H) gate block that adds the bias and activates in place, leaving the gates that
 backward needs; nothing is allocated per step. ``tanh(c_t)`` is recomputed in
-backward instead of stored (one rational tanh per unit is cheaper than the memory).
+backward instead of stored (one tanh per unit is cheaper than the memory).
 Loops are split so each touches few arrays: numba cannot tell LLVM the arrays do not
 alias, and with too many of them LLVM gives up vectorising (measurements:
 docs/performance.md).
