@@ -1,0 +1,38 @@
+"""Before any test: the kernels compiled once, in a child process, into numba's cache.
+
+numba's cached machine code of a kernel can differ in the last bits from the code a
+process compiles for itself (1 to 4 float32 ulp measured for the LSTM and GRU loops); the
+tests that compare a run in a child process (killed, resumed, data-parallel) with one in
+this process bit for bit would then compare two builds of the kernels. Compiled here by a
+child first, every process loads the same build from the cache. Variants that the warm-up
+does not reach still compile where they are first used.
+"""
+
+import subprocess
+import sys
+
+WARM_UP = """
+import numpy as np
+import rnnlab
+from rnnlab import kernels
+if kernels.AVAILABLE:
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for cell in ("lstm", "gru", "elman"):
+            for B, threads in ((1, 1), (4, 1), (64, 2)):
+                net = rnnlab.Network(6, 8, 6, cell=cell, seed=0, dtype=dtype)
+                ids = rng.integers(0, 6, size=(B, 9))
+                with kernels.threads(threads):
+                    net.loss_and_grad(ids, ids)
+                    net.loss_and_grad(rng.normal(size=(B, 9, 6)).astype(dtype), ids,
+                                      lengths=np.full(B, 5))
+                    net.infer(ids)
+                    net.step(np.zeros((B, 6), dtype))
+"""
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller warmed up
+        return
+    subprocess.run([sys.executable, "-c", WARM_UP], check=False, timeout=1800,
+                   capture_output=True)
