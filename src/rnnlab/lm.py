@@ -2,8 +2,9 @@
 
 Shape legend: B parallel streams, T steps per window (``bptt``), V vocabulary size.
 
-A model reads one-hot tokens (characters by default) and predicts the next one at every
-step (softmax readout ``all``). Training is truncated BPTT over stream-aligned windows:
+A model reads tokens (characters by default; their ids, which the network takes as it
+would their one-hot vectors) and predicts the next one at every step (softmax readout
+``all``). Training is truncated BPTT over stream-aligned windows:
 the token stream is cut into B contiguous pieces read side by side, and the hidden state
 is carried from each window to the next, so the forward pass sees each piece's whole
 history while the gradient reaches back ``bptt`` steps (:mod:`rnnlab.data.text`). Where a
