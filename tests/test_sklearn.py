@@ -244,12 +244,29 @@ def test_grid_search_over_the_hidden_size():
     ({"dtype": "float16"}, "dtype must be float32 or float64"),
     ({"verbose": -1}, "verbose must be a non-negative integer, got -1"),
     ({"bidirectional": "yes"}, "bidirectional must be True or False"),
+    ({"bptt": 0}, "bptt must be a positive integer, got 0"),
+    ({"bptt": 4, "bidirectional": True}, "bptt=4 truncates the gradient.*use bptt=None"),
 ])
 def test_bad_parameters_are_named_at_fit(params, match):
     X, y = bump_task(10, seed=0)
     est = RNNClassifier(**params)  # the constructor only stores them
     with pytest.raises(ValueError, match=match):
         est.fit(X, y)
+
+
+def test_truncated_bptt_reaches_back_bptt_steps():
+    X, y = last_sign_task(200, seed=0)
+    Xt, yt = last_sign_task(200, seed=1)
+    full = RNNClassifier(hidden_size=8, epochs=4, random_state=0).fit(X, y)
+    # a reach beyond the longest sequence (12 steps) is full BPTT, bit for bit
+    reach = RNNClassifier(hidden_size=8, epochs=4, bptt=12, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(reach.predict_proba(Xt), full.predict_proba(Xt))
+    # two steps are enough for the sign of the last one, and give another model
+    short = RNNClassifier(hidden_size=8, epochs=15, bptt=2, random_state=0).fit(X, y)
+    assert short.score(Xt, yt) > 0.9
+    assert not np.allclose(short.predict_proba(Xt),
+                           RNNClassifier(hidden_size=8, epochs=15, random_state=0)
+                           .fit(X, y).predict_proba(Xt), atol=1e-3)
 
 
 def test_a_bidirectional_classifier_reads_the_sequence_both_ways():

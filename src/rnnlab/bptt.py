@@ -14,8 +14,13 @@ Shape legend: B batch, T time, D input features, K outputs.
   one plain forward-backward and exactly equal to full BPTT when k2 covers the whole
   sequence.
 
-Only per-step readouts (``readout="all"``) have a loss inside every window; a many-to-one
-model has its loss at the end only and trains with full BPTT.
+Only per-step readouts (``readout="all"``) have a loss inside every window. A many-to-one
+model (``readout="last"``) has one loss per sequence, at its end, so it makes one update per
+batch: **truncated BPTT(k)** there (:func:`last_steps`) backpropagates that loss through
+each sequence's last k real steps only. The steps before them run forward for the state
+alone, which saves their memory and half their time, and the gradient is that of the loss
+with the state entering the last k steps held fixed: exactly full BPTT's when k covers the
+sequence.
 """
 
 from __future__ import annotations
@@ -143,3 +148,49 @@ class Truncated:
         self.position = w + 1
         count = int(B * (b - a) if lw is None else lw.sum())
         return WindowResult(loss, grads, final, count)
+
+
+def last_steps(net, x, y, lengths, k: int, state=None) -> WindowResult:
+    """Truncated BPTT(k) for a many-to-one network: the loss at each sequence's end and its
+    gradient through the sequence's last ``k`` real steps.
+
+    Parameters
+    ----------
+    net : rnnlab.Network with ``readout="last"``
+    x : array (B, T, D), or token ids (B, T)
+    y : targets (B,) labels or (B, K) values
+    lengths : (B,) real steps per sequence, or None (all T)
+    k : int, how far back the gradient reaches
+    state : initial state or None
+
+    Returns
+    -------
+    WindowResult(loss, grads, state, count): the mean loss over the B sequences, its
+    gradient with the state entering each sequence's last k steps held fixed, the final
+    state, and B.
+
+    Notes
+    -----
+    Sequence b's steps ``[0, s_b)``, ``s_b = max(L_b - k, 0)``, run through ``net.rnn.infer``
+    with lengths ``s_b`` (a sequence stops where its own prefix ends); the rest, its last
+    ``min(L_b, k)`` steps, are gathered into a window (B, min(k, T), D) that starts at
+    ``s_b`` and runs forward and backward from that state. With every ``s_b = 0`` this is
+    :meth:`rnnlab.Network.loss_and_grad` itself.
+    """
+    if net.readout != "last":
+        raise ValueError("last_steps is truncated BPTT for a many-to-one network "
+                         f"(readout='last'), got readout={net.readout!r}")
+    B, T = x.shape[:2]
+    L = np.full(B, T, dtype=np.int64) if lengths is None else np.asarray(lengths, np.int64)
+    start = np.maximum(L - k, 0)  # (B,) first step the gradient reaches
+    if not start.any():
+        res = net.loss_and_grad(x, y, lengths=lengths, state=state)
+        return WindowResult(res.loss, res.grads, res.state, B)
+    prefix = int(start.max())
+    _, state = net.rnn.infer(x[:, :prefix], state, lengths=start)
+    width = min(k, T)
+    steps = np.minimum(start[:, None] + np.arange(width), T - 1)  # (B, width)
+    xw = x[np.arange(B)[:, None], steps]  # (B, width, D) or ids (B, width)
+    lw = np.minimum(L, width)
+    res = net.loss_and_grad(xw, y, lengths=None if (lw == width).all() else lw, state=state)
+    return WindowResult(res.loss, res.grads, res.state, B)

@@ -57,7 +57,7 @@ class _RNNEstimator(BaseEstimator):
 
     def __init__(self, *, cell="lstm", hidden_size=32, num_layers=1, bidirectional=False,
                  epochs=50, batch_size=32, lr=1e-2, optimizer="adam", clip_norm=1.0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 bptt=None, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  random_state=None, verbose=0, dtype=np.float32):
         self.cell = cell
         self.hidden_size = hidden_size
@@ -68,6 +68,7 @@ class _RNNEstimator(BaseEstimator):
         self.lr = lr
         self.optimizer = optimizer
         self.clip_norm = clip_norm
+        self.bptt = bptt
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -98,7 +99,7 @@ class _RNNEstimator(BaseEstimator):
                       num_layers=self.num_layers, output=output, readout="last",
                       seed=net_seed, dtype=dtype, **options)
         trainer = Trainer(net, optimizer=opt, lr=opt.lr, clip_norm=self.clip_norm,
-                          batch_size=self.batch_size, seed=train_seed,
+                          bptt_steps=self.bptt, batch_size=self.batch_size, seed=train_seed,
                           patience=self.n_iter_no_change if self.early_stopping else None,
                           progress=bool(self.verbose))
         validation = None
@@ -125,6 +126,11 @@ class _RNNEstimator(BaseEstimator):
         checks.positive_int(self.batch_size, "batch_size")
         checks.positive_number(self.lr, "lr")
         checks.optional(checks.positive_number, self.clip_norm, "clip_norm")
+        checks.optional(checks.positive_int, self.bptt, "bptt")
+        if self.bptt is not None and self.bidirectional:
+            raise ValueError(f"bptt={self.bptt} truncates the gradient to each sequence's last "
+                             "steps, but bidirectional layers read whole sequences both ways: "
+                             "use bptt=None with bidirectional=True")
         checks.boolean(self.early_stopping, "early_stopping")
         checks.number(self.validation_fraction, "validation_fraction", low=0, high=1,
                       low_open=True, high_open=True)
@@ -243,6 +249,11 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
     optimizer : {"adam", "adamw", "sgd", "rmsprop", "adagrad"}
     clip_norm : float or None
         Rescale the gradient when its global L2 norm exceeds this.
+    bptt : int or None
+        Truncated BPTT: the gradient of each sequence's loss reaches back through its last
+        ``bptt`` real steps only (:func:`rnnlab.bptt.last_steps`); the steps before run
+        forward for the state alone, saving their memory and about half their time. None:
+        full BPTT over the whole sequence.
     early_stopping : bool
         Hold out ``validation_fraction`` of the training data (stratified by class), stop
         after ``n_iter_no_change`` epochs without a lower validation loss and keep the

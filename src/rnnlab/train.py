@@ -96,7 +96,9 @@ class Trainer:
         Clip each gradient entry to ``[-clip_value, clip_value]`` (after ``clip_norm``).
     bptt_steps : None, int k or pair (k1, k2)
         None: full BPTT over whole sequences. k: truncated BPTT(k, k). (k1, k2): update after
-        every k1 steps with gradients truncated to k2 steps (see :mod:`rnnlab.bptt`).
+        every k1 steps with gradients truncated to k2 steps (see :mod:`rnnlab.bptt`). A
+        many-to-one network (``readout="last"``) takes k: one update per batch, its gradient
+        truncated to each sequence's last k steps (:func:`rnnlab.bptt.last_steps`).
     batch_size : int
     seed : int
         Shuffling order: epoch e uses ``np.random.default_rng([seed, e])``.
@@ -154,6 +156,10 @@ class Trainer:
         if self.bptt is not None and getattr(net.rnn, "bidirectional", False):
             raise ValueError("truncated BPTT carries the state forward window by window; a "
                              "bidirectional network reads whole sequences: use bptt_steps=None")
+        if self.bptt is not None and net.readout == "last" and self.bptt[0] != self.bptt[1]:
+            raise ValueError("a many-to-one network (readout='last') has one loss per sequence: "
+                             "bptt_steps=k truncates its gradient to the last k steps; got "
+                             f"bptt_steps={bptt_steps!r} with k1 != k2")
         self.batch_size = checks.positive_int(batch_size, "batch_size")
         self.seed = seed
         self.schedule = schedule
@@ -217,7 +223,9 @@ class Trainer:
         return x, y
 
     def train_step(self, x, y, *, lengths=None, state=None, reset=None):
-        """Full BPTT on one batch and one update. Returns ``(StepInfo, final state)``.
+        """Full BPTT on one batch and one update (for a many-to-one network with
+        ``bptt_steps=k``, its gradient truncated to each sequence's last k steps). Returns
+        ``(StepInfo, final state)``.
 
         ``reset`` (B, T) or (T,) of bool marks where the state entering a step is zeros (a
         new document begins: see :meth:`rnnlab.LSTM.forward`). Data-parallel, ``x``, ``y``,
@@ -229,7 +237,13 @@ class Trainer:
             if len(x) == 0:  # fewer rows than ranks: this one adds nothing
                 return self.apply(*self.gathered(0.0, None, 0)), None
         x, y = self.prepare_batch(x, y, lengths)
-        res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
+        if self.bptt is not None and self.net.readout == "last":
+            if reset is not None:
+                raise ValueError("reset masks need full BPTT here: truncated BPTT of a "
+                                 "many-to-one network reads each sequence's last steps only")
+            res = bptt.last_steps(self.net, x, y, lengths, self.bptt[1], state)
+        else:
+            res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
         return self.apply(*self.gathered(res.loss, res.grads, _count(self.net, x, lengths))), \
             res.state
 
@@ -246,7 +260,7 @@ class Trainer:
         Yields :class:`Update` records. ``window`` and ``carried`` continue a batch that an
         earlier pass left at that window (its :attr:`Update.carried`).
         """
-        if self.bptt is None:
+        if self.bptt is None or self.net.readout == "last":  # one update per batch
             info, state = self.train_step(x, y, lengths=lengths)
             yield Update(info, state, None, [])
             return
