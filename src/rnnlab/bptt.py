@@ -18,7 +18,8 @@ Only per-step readouts (``readout="all"``) have a loss inside every window. A ma
 model (``readout="last"``) has one loss per sequence, at its end, so it makes one update per
 batch: **truncated BPTT(k)** there (:func:`last_steps`) backpropagates that loss through
 each sequence's last k real steps only. The steps before them run forward for the state
-alone, which saves their memory and half their time, and the gradient is that of the loss
+alone, which saves their memory and most of their time (a forward pass without caches costs
+a small part of a forward-backward), and the gradient is that of the loss
 with the state entering the last k steps held fixed: exactly full BPTT's when k covers the
 sequence.
 """

@@ -252,7 +252,7 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
     bptt : int or None
         Truncated BPTT: the gradient of each sequence's loss reaches back through its last
         ``bptt`` real steps only (:func:`rnnlab.bptt.last_steps`); the steps before run
-        forward for the state alone, saving their memory and about half their time. None:
+        forward for the state alone, saving their memory and most of their time. None:
         full BPTT over the whole sequence.
     early_stopping : bool
         Hold out ``validation_fraction`` of the training data (stratified by class), stop
