@@ -167,18 +167,29 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     if dy is not None and mask is not None:
         dy = dy * mask  # padded outputs are constant zeros: no gradient flows from them
     d = tuple(dstate)
+    # per step, the factors of the gradients of the cell's own parameters (the LSTM's
+    # projection, its peepholes), reduced over all steps at once below
+    own = bool(cell.extra_params)
+    extra = [] if own and need_weights else None
     for t in range(T - 1, -1, -1):
         if dy is not None:
             d = (d[0] + dy[t],) + d[1:]
         if hook is not None:
             d = hook(t, d) or d
-        gx, gh, prev = cell.step_back(p, saved[t], d)
+        if own:
+            gx, gh, prev, factors = cell.step_back(p, saved[t], d)
+        else:
+            gx, gh, prev = cell.step_back(p, saved[t], d)
         if partial is not None and partial[t]:
             m = mask[t]
             shared = gh is gx
             gx = gx * m
             gh = gx if shared else gh * m
             prev = _held(m, prev, d)
+            if extra is not None:
+                factors = tuple(f * m for f in factors)
+        if extra is not None:
+            extra.append(factors)
         if reset is not None and reset_steps[t]:
             prev = _zeroed(reset[t], prev)
         if keep_d:
@@ -200,6 +211,9 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
         }
         if cell.recurrent_bias:
             grads["b_h"] = dhp2.sum(axis=0)
+        if extra is not None:
+            stacked = tuple(np.concatenate(f, axis=0) for f in zip(*extra[::-1], strict=True))
+            grads.update(cell.extra_grads(p, stacked))
     dx = (dxp2 @ p["W_x"].T).reshape(T, B, -1) if need_dx else None
     return grads, dx, d
 

@@ -104,7 +104,7 @@ class RecurrentLayer:
                     rng, d, self.hidden_size, self.cell.n_gates,
                     scheme=self.init, recurrent_bias=self.cell.recurrent_bias,
                 )
-                self._adjust_init(p)
+                self._adjust_init(p, rng)
                 for name, v in p.items():
                     self.params[f"l{k}{suffix}.{name}"] = v.astype(self.dtype)
 
@@ -112,14 +112,20 @@ class RecurrentLayer:
     def _make_cell(self):
         return self.Cell()
 
-    def _adjust_init(self, p: dict) -> None:
-        """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias)."""
+    def _adjust_init(self, p: dict, rng) -> None:
+        """Change one layer's freshly drawn float64 parameters in place (e.g. forget bias),
+        or add the cell's own, drawn from ``rng``."""
 
     # configuration ----------------------------------------------------------------------
     @property
     def output_features(self) -> int:
         """Features of ``y`` per step: H, or 2H for a bidirectional layer."""
         return self.hidden_size * self.directions
+
+    @property
+    def state_sizes(self) -> tuple:
+        """The width of each state array: H for each (the LSTM's projected ``h`` is P)."""
+        return (self.hidden_size,) * self.n_state
 
     @property
     def cell_name(self) -> str:
@@ -150,8 +156,8 @@ class RecurrentLayer:
         """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM
         ((2L, B, H) for a bidirectional layer)."""
         B = checks.positive_int(batch_size, "batch_size")
-        shape = (self.num_layers * self.directions, B, self.hidden_size)
-        z = [np.zeros(shape, self.dtype) for _ in range(self.n_state)]
+        L = self.num_layers * self.directions
+        z = [np.zeros((L, B, w), self.dtype) for w in self.state_sizes]
         return z[0] if self.n_state == 1 else tuple(z)
 
     def split_state(self, state, batch: int, name: str = "state", *, copy: bool = True,
@@ -163,26 +169,27 @@ class RecurrentLayer:
         ``copy=False`` returns views of the caller's (checked, C-contiguous) arrays, for
         callers that only read them; ``finite=False`` leaves the NaN/Inf check to the caller.
         """
-        L, H = self.num_layers * self.directions, self.hidden_size
+        L, widths = self.num_layers * self.directions, self.state_sizes
         if state is None:
             if copy:  # fresh zeros per layer, nothing to convert
-                return [tuple(np.zeros((batch, H), self.dtype) for _ in range(self.n_state))
+                return [tuple(np.zeros((batch, w), self.dtype) for w in widths)
                         for _ in range(L)]
-            parts = [np.zeros((L, batch, H), self.dtype) for _ in range(self.n_state)]
+            parts = [np.zeros((L, batch, w), self.dtype) for w in widths]
         else:
             if self.n_state == 1:
                 parts = (state,)
             else:
                 if not isinstance(state, (tuple, list)) or len(state) != self.n_state:
                     raise ValueError(
-                        f"{name} of an LSTM must be a tuple (h, c) of two ({L}, {batch}, {H}) "
-                        f"arrays, got {type(state).__name__}"
+                        f"{name} of an LSTM must be a tuple (h, c) of ({L}, {batch}, "
+                        f"{widths[0]}) and ({L}, {batch}, {widths[1]}) arrays, got "
+                        f"{type(state).__name__}"
                     )
                 parts = state
             labels = ("h", "c")
             parts = [
                 checks.array(s, f"{name} {labels[i]}" if self.n_state > 1 else name,
-                              (L, None, H), self.dtype, finite=finite)
+                              (L, None, widths[i]), self.dtype, finite=finite)
                 for i, s in enumerate(parts)
             ]
             for s in parts:
@@ -331,13 +338,13 @@ class RecurrentLayer:
                 and x_t.shape[1] == self.input_size and x_t.flags.c_contiguous):
             x_t = checks.array(x_t, "x_t", (None, self.input_size), self.dtype, finite=False)
         B, L = x_t.shape[0], self.num_layers
-        shape, dt = (L, B, self.hidden_size), self.dtype
+        shapes, dt = [(L, B, w) for w in self.state_sizes], self.dtype
         # a state already in the public layout and dtype is read in place, a view per
         # layer; anything else goes through split_state, which converts or names it (the
         # check written out here, without calls or generators: it runs at every step)
         parts = (state,) if self.n_state == 1 else state
         if type(parts) is tuple and len(parts) == self.n_state:
-            for a in parts:
+            for a, shape in zip(parts, shapes, strict=True):
                 if not (type(a) is np.ndarray and a.shape == shape and a.dtype == dt
                         and a.flags.c_contiguous):
                     states = self.split_state(state, B, copy=False, finite=False)
@@ -347,8 +354,8 @@ class RecurrentLayer:
         else:
             states = self.split_state(state, B, copy=False, finite=False)
         # the new state is written straight into its public (L, B, H) arrays
-        outs = (np.empty(shape, dt),) if self.n_state == 1 else \
-            (np.empty(shape, dt), np.empty(shape, dt))
+        outs = (np.empty(shapes[0], dt),) if self.n_state == 1 else \
+            (np.empty(shapes[0], dt), np.empty(shapes[1], dt))
         dest = _views(outs, L)
         layer_ps, prepared = self.step_params()
         y, _, finite = engine.step(self.cell, layer_ps, x_t, states, dest, prepared=prepared)

@@ -15,6 +15,10 @@ from nowhere else. The maths is two functions, side by side:
 * ``step_back(p, saved, dstate) -> (d_xp, d_hp, dstate_prev)``: the gradients with respect
   to the input projection and to the recurrent product ``h_{t-1} W_h (+ b_h)``, both
   (B, G*H) (the same array when the two enter only as a sum), and to the previous state.
+  A cell with parameters of its own beyond ``W_x``, ``W_h``, ``b`` and ``b_h`` (its
+  :attr:`~Cell.extra_params`, such as the LSTM's projection) returns a fourth value: a
+  tuple of per-row factors (B, .) of their gradients, which the loop masks like the rest,
+  stacks over all steps and hands to ``extra_grads`` once.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ class Cell:
         runs the plain loop unless it declares a kernel of its own.
     kernel_args : tuple
         What the kernel takes after the arrays, in order (the Elman cell's activation).
+    extra_params : tuple of str
+        The cell's own per-layer parameters beyond ``W_x``, ``W_h``, ``b`` (and ``b_h``),
+        whose gradients :meth:`extra_grads` computes from the factors ``step_back``
+        returns; empty for the plain cells.
     n_gates, n_state : int
         ``len(gates)`` and ``len(state)``.
     own_kernel, own_onnx_operator : str or None
@@ -72,6 +80,7 @@ class Cell:
     onnx_gates: tuple = ()
     kernel: str | None = None
     kernel_args: tuple = ()
+    extra_params: tuple = ()
 
     #: derived from ``gates``, ``state``, ``kernel`` and ``onnx_operator`` for each class as
     #: it is defined (plain attributes: the streaming step reads them at every call)
@@ -110,6 +119,11 @@ class Cell:
 
     def step_back(self, p: dict, saved, dstate: tuple):
         raise NotImplementedError
+
+    def extra_grads(self, p: dict, factors: tuple) -> dict:
+        """The gradients of :attr:`extra_params` from the factors ``step_back`` returned,
+        each stacked over all steps to (T*B, .) (zero rows at padded steps)."""
+        return {}
 
     def nonlinear_outputs(self, saved) -> dict:
         """name -> (output (B, H), activation name) of each nonlinearity at one step, from

