@@ -234,11 +234,6 @@ def test_gate_table_is_applied_both_ways(torch, monkeypatch):
 
 # --- refusals ---------------------------------------------------------------------------------
 
-def test_lstm_projection_is_refused(torch):
-    with pytest.raises(ValueError, match="proj_size=2"):
-        interop.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
-
-
 @pytest.mark.parametrize("make, named", [
     (lambda nn: "lstm", "str"),
     (lambda nn: np.zeros((4, 4)), "ndarray"),

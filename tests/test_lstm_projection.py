@@ -75,3 +75,179 @@ def test_shapes_follow_pytorch(bidirectional):
 def test_bad_proj_size_is_named(value, words):
     with pytest.raises(ValueError, match=words):
         rnnlab.LSTM(3, 6, proj_size=value)
+
+
+# --- PyTorch: nn.LSTM(proj_size=...) both ways, float64 parity ------------------------------
+
+ATOL = 1e-10
+
+
+def _torch_run(torch, module, x, state, lengths, wy, ws):
+    """PyTorch's outputs, final state and every gradient under the same linear loss."""
+    xt = torch.tensor(x, requires_grad=True)
+    st = [torch.tensor(s, requires_grad=True) for s in state]
+    inp = xt
+    if lengths is not None:
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            xt, torch.as_tensor(lengths), batch_first=True, enforce_sorted=False)
+    y, final = module(inp, tuple(st))
+    if lengths is not None:
+        y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True,
+                                                      total_length=x.shape[1])
+    loss = (y * torch.from_numpy(wy)).sum()
+    for f, w in zip(final, ws, strict=True):
+        loss = loss + (f * torch.from_numpy(w)).sum()
+    module.zero_grad()
+    loss.backward()
+    out = {"y": y, "h_n": final[0], "c_n": final[1], "dx": xt.grad, "dh0": st[0].grad,
+           "dc0": st[1].grad}
+    return {k: v.detach().numpy() for k, v in out.items()}
+
+
+def _rnnlab_run(layer, x, state, lengths, wy, ws):
+    y, final, cache = layer.forward(x, tuple(state), lengths=lengths)
+    grads, dx, d0 = layer.backward(cache, wy, tuple(ws))
+    return {"y": y, "h_n": final[0], "c_n": final[1], "dx": dx, "dh0": d0[0],
+            "dc0": d0[1]}, grads
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("fast", [True, False], ids=["default", "plain"])
+def test_matches_pytorch_lstmp_in_float64(num_layers, bidirectional, with_lengths, fast):
+    torch = pytest.importorskip("torch")
+    from rnnlab import interop
+    torch.manual_seed(num_layers)
+    module = torch.nn.LSTM(4, 6, num_layers, proj_size=3, batch_first=True,
+                           bidirectional=bidirectional).double()
+    layer = interop.from_torch(module)
+    assert layer.proj_size == 3 and layer.dtype == np.float64
+    rng = np.random.default_rng(5)
+    B, T = 3, 7
+    x = rng.normal(size=(B, T, 4))
+    state = random_state(layer, B, rng)
+    lengths = np.array([7, 3, 5]) if with_lengths else None
+    wy = rng.normal(size=(B, T, layer.output_features))
+    ws = [rng.normal(size=s.shape) for s in state]
+    theirs = _torch_run(torch, module, x, state, lengths, wy, ws)
+    with rnnlab.kernels.use_fast(fast):
+        ours, grads = _rnnlab_run(layer, x, state, lengths, wy, ws)
+    for name, a in ours.items():
+        assert a.shape == theirs[name].shape, name
+        assert np.max(np.abs(a - theirs[name])) <= ATOL, name
+    their_grads = interop.grads_from_torch(module)
+    assert set(their_grads) == set(grads)
+    for name, g in grads.items():
+        assert np.max(np.abs(g - their_grads[name])) <= ATOL, name
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_to_torch_and_back_is_exact(bidirectional):
+    torch = pytest.importorskip("torch")
+    from rnnlab import interop
+    layer = rnnlab.LSTM(3, 5, 2, proj_size=2, bidirectional=bidirectional, seed=3,
+                        dtype=np.float64)
+    module = interop.to_torch(layer)
+    assert module.proj_size == 2
+    assert module.weight_hr_l1.shape == (2, 5)
+    back = interop.from_torch(module)
+    assert back.config == {**layer.config, "init": "uniform"}
+    for name, v in layer.params.items():
+        np.testing.assert_array_equal(back.params[name], v, err_msg=name)
+    x = np.random.default_rng(1).normal(size=(2, 4, 3))
+    with torch.no_grad():
+        y, (h, c) = module(torch.from_numpy(x))
+    ours, (h2, c2) = layer.infer(x)
+    assert np.max(np.abs(ours - y.numpy())) <= ATOL
+    assert np.max(np.abs(h2 - h.numpy())) <= ATOL and np.max(np.abs(c2 - c.numpy())) <= ATOL
+
+
+# --- Network, model files, CLI ----------------------------------------------------------------
+
+@pytest.mark.parametrize("readout", ["all", "last"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_network_reads_the_projection(readout, bidirectional):
+    net = rnnlab.Network(3, 5, 2, cell="lstm", num_layers=2, proj_size=2, readout=readout,
+                         output="linear", bidirectional=bidirectional, seed=1,
+                         dtype=np.float64)
+    dirs = 2 if bidirectional else 1
+    assert net.params["head.W_y"].shape == (2 * dirs, 2)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 3))
+    z, _, cache = net.forward(x)
+    wz = rng.normal(size=z.shape)
+    grads, _, _ = net.backward(cache, wz)
+    from gradcheck import numerical_grad, rel_error
+
+    def loss():
+        return float(np.sum(net.forward(x)[0] * wz))
+
+    for name in ("rnn.l0.W_hr", "rnn.l1.W_h", "head.W_y"):
+        assert rel_error(grads[name], numerical_grad(loss, net.params[name])) < TOL, name
+
+
+def test_network_refuses_the_options_for_other_cells():
+    with pytest.raises(ValueError, match="proj_size applies to the lstm cell only"):
+        rnnlab.Network(3, 5, 2, cell="gru", proj_size=2)
+    with pytest.raises(ValueError, match="peepholes applies to the lstm cell only"):
+        rnnlab.Network(3, 5, 2, cell="elman", peepholes=True)
+
+
+@pytest.mark.parametrize("kind", ["network", "layer"])
+def test_model_files_keep_the_projection(tmp_path, kind):
+    from rnnlab.saving import n_params
+    if kind == "network":
+        obj = rnnlab.Network(3, 6, 4, num_layers=2, proj_size=3, bidirectional=True, seed=2)
+    else:
+        obj = rnnlab.LSTM(3, 6, 2, proj_size=3, bidirectional=True, seed=2)
+    assert n_params(kind, obj.config) == sum(v.size for v in obj.params.values())
+    rnnlab.save(obj, tmp_path / "m.rnnlab")
+    back = rnnlab.load(tmp_path / "m.rnnlab")
+    assert back.config == obj.config
+    for name, v in obj.params.items():
+        np.testing.assert_array_equal(back.params[name], v)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.infer(x)[0], obj.infer(x)[0])
+
+
+def test_a_plain_network_config_is_unchanged():
+    """Files and checkpoints written before the option existed keep matching."""
+    assert "proj_size" not in rnnlab.Network(3, 6, 4, seed=0).config
+    assert rnnlab.Network(3, 6, 4, proj_size=2, seed=0).config["proj_size"] == 2
+
+
+def test_cli_trains_a_projected_language_model(tmp_path, capsys):
+    from rnnlab import cli, lm
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("the cat sat on the mat.\n" * 80, encoding="utf-8")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(corpus), "--steps", "3", "--out", str(out),
+                     "--hidden", "12", "--proj-size", "5", "--bptt", "8", "--batch", "4",
+                     "--no-progress"]) == 0
+    run = lm.open_run(out)
+    assert run.config.proj_size == 5 and run.net.rnn.proj_size == 5
+    assert run.net.rnn.params["l0.W_hr"].shape == (12, 5)
+    assert cli.main(["train", "--resume", str(out), "--steps", "5", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--data", str(corpus), "--cell", "gru", "--proj-size", "5",
+                     "--out", str(tmp_path / "bad"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "proj_size applies to the lstm cell only" in err[0], err
+    assert cli.main(["train", "--data", str(corpus), "--hidden", "8", "--proj-size", "8",
+                     "--out", str(tmp_path / "bad2"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "less than hidden_size 8" in err[0], err
+
+
+def test_cli_trains_a_projected_task(tmp_path):
+    pytest.importorskip("sklearn")
+    import json
+
+    from rnnlab import cli
+    out = tmp_path / "digits"
+    assert cli.main(["train", "--task", "digits", "--epochs", "1", "--hidden", "8",
+                     "--proj-size", "3", "--max-train", "100", "--max-test", "50",
+                     "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["proj_size"] == 3
+    assert rnnlab.load(out / "model.rnnlab").rnn.proj_size == 3

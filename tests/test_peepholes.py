@@ -36,3 +36,35 @@ def test_peepholes_change_the_outputs():
     for name in ("l0.p_i", "l0.p_f", "l0.p_o"):
         layer.params[name][...] = 0
     np.testing.assert_allclose(layer.infer(x)[0], plain.infer(x)[0], rtol=0, atol=1e-14)
+
+
+def test_to_torch_refuses_peepholes():
+    pytest.importorskip("torch")
+    from rnnlab import interop
+    with pytest.raises(ValueError, match="peepholes") as e:
+        interop.to_torch(rnnlab.LSTM(3, 4, peepholes=True))
+    assert "\n" not in str(e.value)
+
+
+def test_model_files_keep_the_peepholes(tmp_path):
+    from rnnlab.saving import n_params
+    net = rnnlab.Network(3, 6, 4, num_layers=2, peepholes=True, seed=2)
+    assert net.config["peepholes"] is True
+    assert n_params("network", net.config) == net.n_params
+    rnnlab.save(net, tmp_path / "m.rnnlab")
+    back = rnnlab.load(tmp_path / "m.rnnlab")
+    assert back.config == net.config and back.rnn.peepholes
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.infer(x)[0], net.infer(x)[0])
+
+
+def test_cli_trains_with_peepholes(tmp_path):
+    from rnnlab import cli, lm
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("the cat sat on the mat.\n" * 80, encoding="utf-8")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(corpus), "--steps", "3", "--out", str(out),
+                     "--hidden", "12", "--peepholes", "--bptt", "8", "--batch", "4",
+                     "--no-progress"]) == 0
+    run = lm.open_run(out)
+    assert run.config.peepholes and "l0.p_o" in run.net.rnn.params

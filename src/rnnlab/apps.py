@@ -162,7 +162,8 @@ class NoisyTrainer(Trainer):
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, out=None,
-               progress=None, max_train=None, max_test=None, echo=print) -> Path:
+               progress=None, max_train=None, max_test=None, proj_size=0, peepholes=False,
+               echo=print) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -189,6 +190,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     max_train, max_test : int or None
         Use only the first N training / test sequences (smoke tests); the preprocessing is
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
+    proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
+        each layer's output to ``proj_size`` units (0 for none), peephole connections
     echo : callable for the one-line summaries (``print``)
     """
     from .optim import cosine
@@ -208,6 +211,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.integer(seed, "seed", minimum=0)
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
+    variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
+               "peepholes": checks.boolean(peepholes, "peepholes")}
+    variant = {k: v for k, v in variant.items() if v}
     out = io.check_folder(out if out is not None else Path("runs") / (
         f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
     with runlock.hold(out):  # one writer per run folder
@@ -221,12 +227,12 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         forecasting = spec.kind == "forecasting"
         net = Network(data.input_size, hidden, data.output_size, cell=cell,
                       num_layers=layers, output="linear" if forecasting else "softmax",
-                      readout="last", seed=seed)
+                      readout="last", seed=seed, **variant)
         total = epochs * -(-len(data.X_train) // batch)
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
-                  "input_noise": noise or None, **options}
+                  "input_noise": noise or None, **variant, **options}
         (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
                                seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",

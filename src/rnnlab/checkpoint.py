@@ -174,12 +174,12 @@ def _states(n, arrays: dict, layer, bad) -> list:
     L = layer.num_layers * getattr(layer, "directions", 1)
     for i in range(n):
         parts = [arrays[f"state/{i}/{j}"] for j in range(layer.n_state)]
-        for a in parts:
-            if (a.ndim != 3 or a.shape[0] != L or a.shape[2] != layer.hidden_size
+        for a, H in zip(parts, layer.state_sizes, strict=True):  # the LSTM's h may be P wide
+            if (a.ndim != 3 or a.shape[0] != L or a.shape[2] != H
                     or a.shape[1] != parts[0].shape[1] or a.shape[1] == 0
                     or a.dtype != layer.dtype or not np.isfinite(a).all()):
                 bad(f"state {i} has shape {a.shape} {a.dtype}; expected finite (L, B, H) = "
-                    f"({L}, B, {layer.hidden_size}) {layer.dtype}")
+                    f"({L}, B, {H}) {layer.dtype}")
         states.append(state_from_arrays(parts, layer.n_state))
     return states
 

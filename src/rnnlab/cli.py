@@ -39,6 +39,7 @@ def _train_task(args) -> int:
             raise ValueError(f"--{k.replace('_', '-')} applies to language models; it cannot "
                              f"be given with --task")
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
+               "proj_size": args.proj_size, "peepholes": args.peepholes,
                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "max_train": args.max_train,
                "max_test": args.max_test}
@@ -68,7 +69,8 @@ def _train(args) -> int:
             raise ValueError(f"--{k.replace('_', '-')} applies to --task runs only")
     overrides = {
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
-        "layers": args.layers, "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
+        "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
+        "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
         "seed": args.seed,
     }
@@ -326,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cell", choices=cells, help="default lstm")
     t.add_argument("--hidden", type=int, metavar="H", help="units per layer (default 256)")
     t.add_argument("--layers", type=int, metavar="L", help="stacked layers (default 1)")
+    t.add_argument("--proj-size", type=int, metavar="P", help="lstm only: project each "
+                   "layer's output to P < H units, as PyTorch's proj_size (default 0: none)")
+    t.add_argument("--peepholes", action="store_true", default=None,
+                   help="lstm only: peephole connections from the cell state to the gates")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")
     t.add_argument("--batch", type=int, metavar="B", help="parallel streams (default 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 3e-3)")

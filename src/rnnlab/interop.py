@@ -11,6 +11,9 @@ The two libraries store the same numbers differently:
   (:attr:`rnnlab.cells.Cell.torch_gates`) and :data:`TORCH_GATE_ORDER` derives the
   permutations; today the orders agree (``i, f, g, o`` and ``r, z, n``), but every
   conversion still goes through them, so changing a cell's order changes one line there.
+* An LSTM's projection (``proj_size`` P): rnnlab's ``W_hr`` (H, P) is PyTorch's
+  ``weight_hr_l{k}`` (P, H) transposed, and ``W_h`` is then (P, G*H). rnnlab's peepholes
+  have no PyTorch counterpart, and :func:`to_torch` refuses them.
 * PyTorch has two biases, ``bias_ih`` and ``bias_hh``. For the Elman and LSTM cells they only
   ever enter as a sum, which is rnnlab's single ``b``; converting back puts all of ``b`` in
   ``bias_ih`` and zeros in ``bias_hh``. The GRU needs both, because the reset gate multiplies
@@ -82,12 +85,9 @@ def _describe(module) -> tuple[str, dict]:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"
         )
-    if getattr(module, "proj_size", 0) > 0:
-        raise ValueError(
-            f"nn.LSTM with proj_size={module.proj_size} is not supported: rnnlab's LSTM "
-            "has no output projection (proj_size must be 0)"
-        )
     opts = {}
+    if getattr(module, "proj_size", 0) > 0:  # nn.LSTM's projection: rnnlab's proj_size
+        opts["proj_size"] = int(module.proj_size)
     if "activation" in LAYERS[cell].options:  # nn.RNN's nonlinearity
         opts["activation"] = module.nonlinearity
         if module.nonlinearity not in ("tanh", "relu"):
@@ -147,6 +147,8 @@ def _collect(module, cell: str, dtype: np.dtype, grads: bool) -> dict[str, np.nd
             bias
         )
         out[f"l{k}{suffix}.W_x"], out[f"l{k}{suffix}.W_h"] = W_x, W_h
+        if getattr(module, "proj_size", 0) > 0:  # weight_hr (P, H) is W_hr (H, P) transposed
+            out[f"l{k}{suffix}.W_hr"] = get(f"weight_hr_l{k}{torch_suffix}").T
         for name, b in zip(("b", "b_h"), bias, strict=False):
             out[f"l{k}{suffix}.{name}"] = b
     return {name: np.ascontiguousarray(a, dtype=dtype) for name, a in out.items()}
@@ -172,8 +174,9 @@ def from_torch(module, *, dtype=None) -> RecurrentLayer:
     Raises
     ------
     ValueError
-        For anything but the three modules, an LSTM with ``proj_size > 0``, or a dtype
-        other than float32 and float64.
+        For anything but the three modules, or a dtype other than float32 and float64.
+        An ``nn.LSTM`` with ``proj_size > 0`` gives an LSTM with the same ``proj_size``
+        (``W_hr`` is ``weight_hr_l{k}`` transposed).
     ImportError
         When PyTorch is not installed.
 
@@ -259,8 +262,9 @@ def to_torch(layer: RecurrentLayer):
     Raises
     ------
     ValueError
-        For something that is not an rnnlab layer, or an Elman layer with activation
-        "sigmoid", which ``nn.RNN`` does not offer.
+        For something that is not an rnnlab layer, an Elman layer with activation
+        "sigmoid", which ``nn.RNN`` does not offer, or an LSTM with peepholes, which
+        ``nn.LSTM`` does not have. An LSTM's ``proj_size`` becomes the module's.
     ImportError
         When PyTorch is not installed.
     """
@@ -282,6 +286,12 @@ def to_torch(layer: RecurrentLayer):
                 "nn.RNN offers only 'tanh' and 'relu'"
             )
         kwargs["nonlinearity"] = layer.activation
+    if getattr(layer, "peepholes", False):
+        raise ValueError("an LSTM with peepholes has no PyTorch equivalent: nn.LSTM has no "
+                         "peephole connections (peepholes must be False)")
+    proj = getattr(layer, "proj_size", 0)
+    if proj:
+        kwargs["proj_size"] = proj
     module = getattr(nn, layer.cell.torch_module)(*args, **kwargs).to_empty(device="cpu")
     two_biases = layer.cell.recurrent_bias
     with torch.no_grad():
@@ -295,6 +305,8 @@ def to_torch(layer: RecurrentLayer):
             if not two_biases:
                 bias.append(np.zeros_like(bias[0]))
             values = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": bias[0], "bias_hh": bias[1]}
+            if proj:
+                values["weight_hr"] = layer.params[f"l{k}{suffix}.W_hr"].T
             for name, v in values.items():
                 getattr(module, f"{name}_l{k}{torch_suffix}").copy_(
                     torch.from_numpy(np.ascontiguousarray(v)))

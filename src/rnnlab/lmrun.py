@@ -36,6 +36,8 @@ class LMConfig:
     cell: str = "lstm"  # "lstm", "gru" or "elman"
     hidden: int = 256  # units per layer
     layers: int = 1  # stacked recurrent layers
+    proj_size: int = 0  # LSTM only: project each layer's output to this many units (0: none)
+    peepholes: bool = False  # LSTM only: peephole connections from the cell state
     bptt: int = 64  # steps per truncated-BPTT window
     batch: int = 32  # parallel streams
     lr: float = 3e-3  # Adam learning rate
@@ -106,6 +108,15 @@ class LMConfig:
         checks.number(self.validation_fraction, "validation_fraction", low=0, high=1,
                       low_open=True, high_open=True)
         checks.integer(self.sample_every, "sample_every", minimum=0)
+        checks.integer(self.proj_size, "proj_size", minimum=0)
+        checks.boolean(self.peepholes, "peepholes")
+        for name in ("proj_size", "peepholes"):  # before the corpus is read
+            if getattr(self, name) and name not in LAYERS[self.cell].options:
+                raise ValueError(f"{name} applies to the lstm cell only, got "
+                                 f"{getattr(self, name)!r} with cell {self.cell!r}")
+        if self.proj_size >= self.hidden:
+            raise ValueError(f"proj_size must be less than hidden_size {self.hidden} (as in "
+                             f"PyTorch), got {self.proj_size}")
         checks.integer(self.seed, "seed", minimum=0)
         if self.steps is None and self.time_budget is None:
             raise ValueError("give steps or time_budget (or both): training needs an end")

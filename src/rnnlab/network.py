@@ -97,6 +97,11 @@ class Network:
         Recurrent weights; see :func:`rnnlab.init.recurrent_params`.
     forget_bias : float or None
         LSTM cells only.
+    proj_size : int
+        LSTM cells only: P > 0 projects the recurrent outputs to P units (see
+        :class:`rnnlab.LSTM`); the head then reads P (or 2P) features.
+    peepholes : bool
+        LSTM cells only: peephole connections (see :class:`rnnlab.LSTM`).
     bidirectional : bool
         Recurrent layers that read each sequence both ways (see :class:`rnnlab.LSTM`); the
         head then reads 2H features: at every step both directions' outputs, and with
@@ -127,6 +132,8 @@ class Network:
         activation: str = "tanh",
         init: str = "uniform",
         forget_bias: float | None = 1.0,
+        proj_size: int = 0,
+        peepholes: bool = False,
         bidirectional: bool = False,
         seed=None,
         dtype=np.float32,
@@ -137,10 +144,15 @@ class Network:
         self.output_size = checks.positive_int(output_size, "output_size")
         self.activation, self.forget_bias = activation, forget_bias
         layer = LAYERS[cell]
-        given = {"activation": activation, "forget_bias": forget_bias}
+        given = {"activation": activation, "forget_bias": forget_bias,
+                 "proj_size": proj_size, "peepholes": peepholes}
         if "activation" not in layer.options and activation != "tanh":
             raise ValueError(f"activation applies to the elman cell only, got {activation!r} "
                              f"with cell {cell!r}")
+        for name, off in (("proj_size", 0), ("peepholes", False)):
+            if name not in layer.options and given[name] != off:
+                raise ValueError(f"{name} applies to the lstm cell only, got {given[name]!r} "
+                                 f"with cell {cell!r}")
         options = {name: v for name, v in given.items() if name in layer.options}
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
@@ -172,7 +184,14 @@ class Network:
             "output": self.output, "readout": self.readout, "activation": self.activation,
             "init": r.init, "forget_bias": self.forget_bias, "bidirectional": r.bidirectional,
             "dtype": r.dtype.name,
-        }
+        } | self._variant_config()
+
+    def _variant_config(self) -> dict:
+        """The LSTM's ``proj_size`` and ``peepholes`` where they are not off: a plain
+        network's config stays what it was, so its older checkpoints still resume."""
+        r = self.rnn
+        return {name: getattr(r, name) for name in ("proj_size", "peepholes")
+                if getattr(r, name, False)}
 
     def __repr__(self) -> str:
         return "Network(" + ", ".join(f"{k}={v!r}" for k, v in self.config.items()) + ")"
@@ -248,7 +267,7 @@ class Network:
             dstate = self.rnn.initial_state(B)
             top = dstate[0] if isinstance(dstate, tuple) else dstate
             if self.rnn.bidirectional:
-                H = self.rnn.hidden_size
+                H = self.rnn.state_sizes[0]  # the width of h (P with a projection)
                 top[-2], top[-1] = dh[:, :H], dh[:, H:]
             else:
                 top[-1] = dh
