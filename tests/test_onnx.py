@@ -420,10 +420,12 @@ def test_a_parameter_float32_cannot_hold_is_refused(tmp_path, value, what):
     refused(net, f"parameter rnn.l0.W_h holds {what}", tmp_path)
 
 
-def test_an_output_projection_is_refused(tmp_path):
-    layer = rnnlab.LSTM(D, H, seed=0, bidirectional=True)
-    layer.proj_size = 2  # not built yet; until the exporter knows it, refused
-    refused(layer, "LSTM with proj_size=2", tmp_path)
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_an_output_projection_is_refused(tmp_path, peepholes):
+    layer = rnnlab.LSTM(D, H, seed=0, bidirectional=True, proj_size=2, peepholes=peepholes)
+    refused(layer, "LSTM with proj_size=2: ONNX's standard LSTM operator has no output "
+                   "projection", tmp_path)
+    refused(rnnlab.Network(D, H, 2, proj_size=2, seed=0), "proj_size=2", tmp_path)
 
 
 @pytest.mark.parametrize("option", ["lengths", "states"])

@@ -68,3 +68,48 @@ def test_cli_trains_with_peepholes(tmp_path):
                      "--no-progress"]) == 0
     run = lm.open_run(out)
     assert run.config.peepholes and "l0.p_o" in run.net.rnn.params
+
+
+# --- ONNX: the standard LSTM operator's P input -------------------------------------------------
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["one-way", "bidirectional"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+def test_onnx_export_through_the_p_input(tmp_path, bidirectional, num_layers, lengths):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from rnnlab import onnx as ronnx
+    from test_onnx import feed_for, session
+    layer = rnnlab.LSTM(3, 5, num_layers, peepholes=True, bidirectional=bidirectional,
+                        seed=num_layers)
+    for p in layer.params.values():  # peepholes large enough that a wrong order shows
+        if p.ndim == 1 and p.shape == (5,):
+            p *= 4
+    path = ronnx.export(layer, tmp_path / "peep.onnx", lengths=lengths, states=True)
+    nodes = [n for n in onnx.load(path).graph.node if n.op_type == "LSTM"]
+    assert len(nodes) == num_layers and all(len(n.input) == 8 for n in nodes)
+    s = session(path)
+    rng = np.random.default_rng(4)
+    for B, T in [(1, 1), (2, 9), (6, 4)]:
+        feed, x, state, lens = feed_for(rng, layer, B, T, lengths, True)
+        y, final = layer.infer(x, state, lengths=lens)
+        got = s.run(None, feed)
+        for g, w in zip(got, [y, *final], strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    # the same weights without the peepholes compute something else (the check can fail)
+    plain = rnnlab.LSTM(3, 5, num_layers, bidirectional=bidirectional, seed=0)
+    plain.params.update({k: v for k, v in layer.params.items() if k in plain.params})
+    assert not np.allclose(plain.infer(x, state, lengths=lens)[0], got[0], atol=1e-3)
+
+
+def test_onnx_export_of_a_peephole_network(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from rnnlab import onnx as ronnx
+    from test_onnx import session
+    net = rnnlab.Network(3, 5, 4, num_layers=2, peepholes=True, readout="last", seed=3)
+    s = session(ronnx.export(net, tmp_path / "net.onnx"))
+    x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(s.run(None, {"x": x})[0], net.predict(x), rtol=1e-5, atol=1e-5)

@@ -27,7 +27,11 @@ The operators store the same numbers as rnnlab, differently (each cell states th
   bidirectional layer's are stacked, forward (``l{k}.*``) then reverse (``l{k}r.*``);
 * ``B`` (N, 2*G*H) is the input bias then the recurrent one: ``b`` and zeros for the Elman
   and LSTM cells (their biases only enter as a sum), ``b`` and ``b_h`` for the GRU, which
-  is ONNX's ``linear_before_reset=1``.
+  is ONNX's ``linear_before_reset=1``;
+* the inputs after the initial states, where a cell has them
+  (:meth:`rnnlab.cells.Cell.onnx_extra_inputs`): the LSTM's peepholes ``P`` (N, 3H),
+  ``p_i, p_o, p_f``. An LSTM with a projection (``proj_size``) is refused: the standard
+  operator has none.
 
 Padding: the operators' ``sequence_lens`` (int32, cast in the graph) skips the steps past
 each length, as rnnlab does; the reverse direction reads each sequence backwards within
@@ -87,16 +91,15 @@ def _parts(model):
         raise ValueError(f"expected an rnnlab Network or recurrent layer (Elman, LSTM, GRU), "
                          f"got {type(model).__name__}")
     cell = layer.cell
+    # an output projection changes what the graph must compute, and ONNX's LSTM has none
+    value = getattr(layer, "proj_size", None)
+    if value not in (None, 0):
+        raise ValueError(f"cannot export {type(layer).__name__} with proj_size={value!r}: "
+                         f"ONNX's standard LSTM operator has no output projection")
     if cell.own_onnx_operator is None:
         raise ValueError(f"cannot export {type(layer).__name__}: its cell "
                          f"{type(cell).__name__} has no standard ONNX operator (rnnlab's "
                          f"Elman, LSTM and GRU cells have RNN, LSTM and GRU)")
-    # an option that layers may gain (an output projection) changes what the graph must
-    # compute: refused until it computes it
-    value = getattr(layer, "proj_size", None)
-    if value not in (None, 0):
-        raise ValueError(f"cannot export {type(layer).__name__} with proj_size={value!r}: "
-                         f"rnnlab.onnx exports layers without projection")
     cell.onnx_attributes()  # a ValueError for what the operator cannot compute
     return layer, net
 
@@ -286,10 +289,11 @@ def _stack(g: _Graph, layer, params: dict, x: str, lens32, empty, initial: dict)
             attrs["activations"] = list(attrs["activations"]) * 2
     finals = {s: [] for s in names}
     for k in range(L):
-        W, R, B = [], [], []
+        W, R, B, extra = [], [], [], []
         for prefix in (f"l{k}", f"l{k}r")[:N]:  # forward, then reverse
-            p = {n: params[f"{prefix}.{n}"] for n in ("W_x", "W_h", "b", "b_h")
-                 if f"{prefix}.{n}" in params}
+            p = {n[len(prefix) + 1:]: v for n, v in params.items()
+                 if n.startswith(prefix + ".")}
+            extra.append(cell.onnx_extra_inputs(p))  # the LSTM's peepholes P (3H,)
             W.append(_blocks(p["W_x"], order, axis=1).T)  # (G*H, D_k)
             R.append(_blocks(p["W_h"], order, axis=1).T)  # (G*H, H)
             b_in = _blocks(p["b"], order, axis=0)
@@ -304,6 +308,8 @@ def _stack(g: _Graph, layer, params: dict, x: str, lens32, empty, initial: dict)
                                                    f"l{k}.{s}0", axis=0))
                 for s in initial}  # (N, B, H) each
         args = [x, W, R, B, lens32 or ""] + [init.get(s, "") for s in names]
+        for j, arrays in enumerate(zip(*extra, strict=True)):  # after the states, stacked
+            args.append(g.weight(f"l{k}.extra{j}", np.stack(arrays)))  # (N, ...)
         outs = [f"l{k}.Y"] + [f"l{k}.Y_{s}" for s in names]  # (T, N, B, H), (N, B, H)...
         g.op(cell.own_onnx_operator, args, outs, hidden_size=H, **attrs)
         if N == 1:

@@ -114,6 +114,11 @@ class Cell:
         compute this cell's ``step``; a ValueError naming what it lacks when it cannot."""
         return {}
 
+    def onnx_extra_inputs(self, p: dict) -> list:
+        """The :attr:`onnx_operator`'s inputs after the initial states, for one direction
+        of one layer with parameters ``p`` (the LSTM's peepholes ``P``); none by default."""
+        return []
+
     def step(self, p: dict, xp_t: np.ndarray, state: tuple):
         raise NotImplementedError
 

@@ -91,6 +91,10 @@ class LSTMVariantCell(LSTMCell):
                              "proj_size > 0 cannot be exported")
         return {}
 
+    def onnx_extra_inputs(self, p):
+        # ONNX's LSTM input P: the peepholes in its order i, o, f
+        return [np.concatenate([p["p_i"], p["p_o"], p["p_f"]])] if self.peepholes else []
+
     def nonlinear_outputs(self, saved):
         return super().nonlinear_outputs(saved[:3])
 
@@ -206,7 +210,7 @@ class LSTM(RecurrentLayer):
     def _make_cell(self):
         if self.proj_size or self.peepholes:
             return LSTMVariantCell(projection=self.proj_size > 0, peepholes=self.peepholes)
-        return LSTMCell()
+        return super()._make_cell()
 
     @property
     def output_features(self) -> int:
