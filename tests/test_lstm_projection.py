@@ -251,3 +251,97 @@ def test_cli_trains_a_projected_task(tmp_path):
                      "--no-progress", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["proj_size"] == 3
     assert rnnlab.load(out / "model.rnnlab").rnn.proj_size == 3
+
+
+# --- streaming, truncated BPTT, diagnostics: both variants and the two together --------------
+
+VARIANTS = pytest.mark.parametrize("opts", [{"proj_size": 2}, {"peepholes": True},
+                                            {"proj_size": 3, "peepholes": True}],
+                                   ids=["proj", "peepholes", "both"])
+
+
+@VARIANTS
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_streaming_steps_match_forward(opts, num_layers):
+    layer = rnnlab.LSTM(3, 5, num_layers, seed=2, dtype=np.float64, **opts)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 3))
+    state = random_state(layer, 2, rng)
+    y, final = layer.infer(x, state)
+    s, stream = state, rnnlab.Stream(layer, 2, state)
+    for t in range(6):
+        y_t, s = layer.step(x[:, t], s)
+        np.testing.assert_allclose(y_t, y[:, t], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(stream.step(x[:, t]), y[:, t], rtol=0, atol=1e-14)
+    for a, b, c in zip(s, stream.state, final, strict=True):
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(b, c, rtol=0, atol=1e-14)
+
+
+@VARIANTS
+@pytest.mark.parametrize("lengths", [None, [12, 7, 3, 10]])
+def test_truncated_bptt_reaching_the_start_equals_full_bptt(opts, lengths):
+    from rnnlab import bptt
+    from test_bptt import weighted_sum
+    rng = np.random.default_rng(0)
+    net = rnnlab.Network(3, 5, 4, num_layers=2, seed=1, dtype=np.float64, **opts)
+    x, y = rng.normal(size=(4, 12, 3)), rng.integers(0, 4, size=(4, 12))
+    full = net.loss_and_grad(x, y, lengths=lengths)
+    loss, grads = weighted_sum(bptt.Truncated(net, x, y, lengths, 3, 12))
+    assert loss == pytest.approx(full.loss, rel=1e-13)
+    assert set(grads) == set(full.grads)
+    for k, v in full.grads.items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-11, atol=1e-13, err_msg=k)
+    # a short reach is another gradient, for the projection's weights too
+    _, short = weighted_sum(bptt.Truncated(net, x, y, lengths, 3, 3))
+    name = "rnn.l0.W_hr" if "proj_size" in opts else "rnn.l0.p_f"
+    assert not np.allclose(short[name], full.grads[name], rtol=1e-3)
+
+
+@VARIANTS
+def test_many_to_one_truncation_matches_its_reference(opts):
+    from rnnlab import bptt
+    from test_bptt import last_steps_reference
+    rng = np.random.default_rng(3)
+    net = rnnlab.Network(3, 5, 4, num_layers=2, readout="last", seed=1, dtype=np.float64,
+                         **opts)
+    x, y = rng.normal(size=(4, 12, 3)), rng.integers(0, 4, size=4)
+    lengths = [12, 7, 3, 10]
+    res = bptt.last_steps(net, x, y, lengths, 4)
+    loss, grads = last_steps_reference(net, x, y, lengths, 4)
+    assert res.loss == pytest.approx(loss, rel=1e-12)
+    for name, g in grads.items():
+        np.testing.assert_allclose(res.grads[name], g, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+@VARIANTS
+def test_gradient_flow_is_the_jacobian_of_h(opts):
+    """Lag 1 of the flow is ||dh_2 / dh_1|| (c_1 held), here by central differences."""
+    from rnnlab import diagnostics
+    layer = rnnlab.LSTM(3, 5, seed=4, dtype=np.float64, **opts)
+    x = np.random.default_rng(2).normal(size=(1, 2, 3))
+    flow = diagnostics.gradient_flow(layer, x)
+    P = layer.state_sizes[0]
+    assert flow[0] == pytest.approx(np.sqrt(P))  # the identity on h
+    _, (h1, c1) = layer.infer(x[:, :1])
+    J = np.zeros((P, P))
+    for j in range(P):
+        e = np.zeros_like(h1)
+        e[0, 0, j] = 1e-6
+        up = layer.infer(x[:, 1:], (h1 + e, c1))[1][0][0, 0]
+        down = layer.infer(x[:, 1:], (h1 - e, c1))[1][0][0, 0]
+        J[:, j] = (up - down) / 2e-6
+    assert flow[1] == pytest.approx(np.linalg.norm(J), rel=1e-7)
+
+
+@VARIANTS
+def test_diagnose_reports_on_a_network(opts):
+    from rnnlab import diagnostics
+    net = rnnlab.Network(3, 5, 4, seed=0, **opts)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(3, 8, 3)), rng.integers(0, 4, size=(3, 8))
+    report = diagnostics.diagnose(net, x, y)
+    text = report.summary()
+    assert ("P=" in text) == ("proj_size" in opts)
+    assert ("peepholes" in text) == ("peepholes" in opts)
+    assert np.isfinite(report.loss_gradients).all() and len(report.loss_gradients) == 8

@@ -132,7 +132,7 @@ def gradient_flow(model, x, *, state=None, lengths=None, norm: str = "fro",
     norm = checks.choice(norm, "norm", NORMS)
     fw = run_forward(layer, x, state, lengths, level_index(layer, level))
     cell, p = layer.cell, fw.params
-    B, H = fw.outputs.shape[1], layer.hidden_size
+    B, H = fw.outputs.shape[1], layer.state_sizes[0]  # H: the width of h (an LSTM's P)
     Tmax = int(fw.lengths.max())
     total, count = np.zeros(Tmax), np.zeros(Tmax)
     chunk = max(1, _MAX_ROWS // H)
@@ -164,7 +164,7 @@ def gradient_flow(model, x, *, state=None, lengths=None, norm: str = "fro",
         # the backward loop from the last real step of the longest sequence: its rows
         # carry zeros until their own last step, so no mask is needed
         tiled = _Tiled(fw.saved[:Tmax], sl, H)
-        d0 = tuple(np.zeros((H * Bc, H)) for _ in range(cell.n_state))
+        d0 = tuple(np.zeros((H * Bc, w)) for w in layer.state_sizes)
         recurrent.layer_backward(cell, p, recurrent.LayerCache(None, None, tiled, None, None),
                                  None, d0, need_dx=False, need_weights=False, hook=probe)
     flow = total / count
@@ -226,7 +226,7 @@ def loss_gradients(net: Network, x, y, state, lengths):
     loss, dz = net.output_loss(z, y, lens)
     dh = dz @ W.T  # (B, T, H) or (B, H)
     T, B = fw.outputs.shape[:2]
-    d = [np.zeros((B, layer.hidden_size)) for _ in range(layer.n_state)]
+    d = [np.zeros((B, w)) for w in layer.state_sizes]
     dy = None
     if net.readout == "all":
         dy = dh.transpose(1, 0, 2)  # (T, B, H)

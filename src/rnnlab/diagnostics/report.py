@@ -70,7 +70,9 @@ def _describe(layer: RecurrentLayer) -> str:
     if "activation" in layer.options:
         name += f"({layer.activation})"
     L = layer.num_layers
-    return f"{name}, {L} layer{'s' if L > 1 else ''}, H={layer.hidden_size}"
+    extra = (f", P={layer.proj_size}" if getattr(layer, "proj_size", 0) else "") + (
+        ", peepholes" if getattr(layer, "peepholes", False) else "")
+    return f"{name}, {L} layer{'s' if L > 1 else ''}, H={layer.hidden_size}{extra}"
 
 
 def diagnose(model, x, y=None, *, state=None, lengths=None, norm: str = "fro",

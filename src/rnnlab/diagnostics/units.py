@@ -33,7 +33,9 @@ def spectral_radius(model) -> dict[str, float]:
     geometrically, and a radius above 1 is necessary (not sufficient) for it to explode.
     For gated cells the blocks' radii are descriptive only: the gates' derivatives mix the
     blocks, and the LSTM's cell path :math:`c_t = f \odot c_{t-1} + \dots` carries gradient
-    with gain :math:`f` independently of :math:`W_h`.
+    with gain :math:`f` independently of :math:`W_h`. With an LSTM's projection the
+    blocks are those of :math:`W_{hr} W_h` (H, G*H), the map from one step's unprojected
+    output :math:`o \odot \tanh(c)` to the next step's pre-activations.
     """
     layer = layer64(model)
     H = layer.hidden_size
@@ -41,6 +43,8 @@ def spectral_radius(model) -> dict[str, float]:
     out = {}
     for k in range(layer.num_layers):
         W = layer.params[f"l{k}.W_h"]  # (H, G*H)
+        if f"l{k}.W_hr" in layer.params:  # an LSTM's projection: h_{t-1} W_h = m W_hr W_h
+            W = layer.params[f"l{k}.W_hr"] @ W  # (H, P) @ (P, G*H)
         for i, g in enumerate(gates):
             name = f"l{k}.W_h" + (f".{g}" if len(gates) > 1 else "")
             ev = np.linalg.eigvals(W[:, i * H:(i + 1) * H])
