@@ -74,15 +74,20 @@ class LSTMVariantCell(LSTMCell):
 
     Parameters beyond the plain cell's: ``W_hr`` (H, P), the projection, with ``W_h`` then
     (P, 4H); ``p_i``, ``p_f``, ``p_o`` (H,), the peepholes. A subclass of the plain cell,
-    it inherits neither its kernel nor its ONNX operator: it runs the reference loop, and
-    with peepholes (and no projection) declares ONNX's ``LSTM`` with its ``P`` input.
+    it inherits neither its kernel nor its ONNX operator. With a projection alone it
+    declares the kernel ``"lstmp"`` (:mod:`rnnlab.kernels.lstm`, checked against this
+    step on every test run); with peepholes it runs the reference loop (the peepholes add
+    only elementwise work, no product), and without a projection declares ONNX's ``LSTM``
+    with its ``P`` input.
     """
 
     def __init__(self, projection: bool = False, peepholes: bool = False):
         self.projection, self.peepholes = bool(projection), bool(peepholes)
         self.extra_params = (("W_hr",) if projection else ()) + (
             ("p_i", "p_f", "p_o") if peepholes else ())
-        # ONNX's LSTM has peepholes (its P input) but no projection
+        # the kernel computes the projection without peepholes; ONNX's LSTM has peepholes
+        # (its P input) but no projection
+        self.own_kernel = "lstmp" if projection and not peepholes else None
         self.own_onnx_operator = "LSTM" if peepholes and not projection else None
 
     def onnx_attributes(self):

@@ -207,6 +207,15 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
             _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
                   p["b"], xg, hs, cs, m, r)
             arrays, final = (xg, cs), (hs[T].copy(), cs[T % 2 if rolling else T].copy())
+        elif name == "lstmp":  # H above is P, the width of h; the cell state is W_hr's rows
+            Hc = p["W_hr"].shape[0]
+            cs = np.empty((2 if rolling else T + 1, B, Hc), x.dtype)
+            cs[0] = state0[1]
+            ms = np.empty((xg.shape[0], B, Hc), x.dtype)  # o * tanh(c), as xg: T or 1 steps
+            _rows(lstm, "forward_proj", chunks, B, gemm, tile, p["W_h"], Wp, p["W_hr"],
+                  _packed(tile, p["W_hr"]), x, p["W_x"], Wxp, p["b"], xg, hs, cs, ms, m, r)
+            arrays = (xg, cs, ms)
+            final = (hs[T].copy(), cs[T % 2 if rolling else T].copy())
         else:
             hns = np.empty((1 if rolling else T, B, H), x.dtype)
             _rows(gru, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
@@ -248,6 +257,15 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
             _rows(lstm, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, cs, m, r, dy,
                   dy_bt, dh, dc, dxp, db if chunks > 1 else db[0])
             d0 = (dh, dc)
+        elif tape.kernel == "lstmp":  # H here is P, the width of h
+            gates, cs, ms = tape.arrays
+            dc = np.array(dstate[1], dtype=x.dtype, order="C")
+            W_hrT = np.ascontiguousarray(p["W_hr"].T)  # (P, H_c)
+            dhs = np.empty((T, B, H), x.dtype)  # dL/dh_t at each step, for W_hr's gradient
+            _rows(lstm, "backward_proj", chunks, B, gemm, tile, W_hT, Wp, W_hrT,
+                  _packed(tile, W_hrT), gates, hs, cs, m, r, dy, dy_bt, dh, dc, dxp, dhs,
+                  db if chunks > 1 else db[0])
+            d0 = (dh, dc)
         else:
             gates, hns = tape.arrays
             dhn = np.empty((T, B, H), x.dtype)
@@ -279,6 +297,8 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     if W_x_ids is not None:
         W_x = W_x_ids
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
+    if tape.kernel == "lstmp":  # sum over steps of (o * tanh(c_t))^T dL/dh_t
+        grads["W_hr"] = matmul(ms.reshape(T * B, -1), dhs.reshape(T * B, H), trans_a=True)
     if tape.kernel == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
     return grads, None if dx is None else dx.reshape(T, B, D), d0
@@ -347,4 +367,7 @@ def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
     if name == "lstm":
         return lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, state[0], state[1], out[0],
                          out[1])
+    if name == "lstmp":
+        return lstm.step_proj(gemm, p["W_x"], p["W_h"], p["W_hr"], p["b"], x_t, state[0],
+                              state[1], out[0], out[1])
     return gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, state[0], out[0])

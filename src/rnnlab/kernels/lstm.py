@@ -210,3 +210,127 @@ def step(gemm, W_x, W_h, bias, x, h, c, h_out, c_out):
         _gates_row(bias, a[b], H)
         _state_row(a[b], c[b], c_out[b], h_out[b], H)
     return all_finite(x) and all_finite(h) and all_finite(c)
+
+
+# -- the projected LSTM (LSTMP): h_t = (o * tanh(c_t)) W_hr ------------------------------------
+# Shape legend beyond the module's: P projected units, the width of h; H stays the width of
+# c and of each gate block. A step costs one product more each way, (B, H) x (H, P).
+
+
+@njit(**JIT)
+def forward_proj(gemm, tile, W_h, Wp, W_hr, Wrp, x, W_x, Wxp, bias, xg, hs, cs, ms, mask,
+                 reset, b0, b1):
+    """:func:`forward` with a projection: ``W_h`` (P, 4H), ``W_hr`` (H, P) (``Wrp`` packed
+    for the tile), ``hs`` (T+1, B, P) and ``ms`` (T, B, H) out: the unprojected outputs
+    ``o * tanh(c_t)`` (zero at padded steps), what the gradient of ``W_hr`` reads; (1, B, H)
+    for inference, as ``xg``. The other arguments as :func:`forward`'s."""
+    T = hs.shape[0] - 1
+    P, H = hs.shape[2], cs.shape[2]
+    keep = xg.shape[0] == T
+    masked, fused, resetting = mask.shape[0] > 0, Wxp.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, P), hs.dtype)
+    zero = np.zeros(H, hs.dtype)
+    for t in range(T):
+        g = t if keep else 0
+        c0, c1 = (t, t + 1) if keep else (t % 2, (t + 1) % 2)
+        if fused:
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[g, b0:b1], 0)
+        if resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev):
+            product(gemm, tile, W_h, Wp, prev, xg[g, b0:b1], 1)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[g, b0:b1], 1)
+        for b in range(b0, b1):
+            fresh = resetting and reset[t, b]
+            if not masked or mask[t, b]:
+                _gates_row(bias, xg[g, b], H)
+                _state_row(xg[g, b], zero if fresh else cs[c0, b], cs[c1, b], ms[g, b], H)
+            else:
+                ms[g, b] = 0  # no contribution to W_hr's gradient (and no NaN from garbage)
+                if fresh:
+                    cs[c1, b] = 0
+                else:
+                    cs[c1, b] = cs[c0, b]
+        product(gemm, tile, W_hr, Wrp, ms[g, b0:b1], hs[t + 1, b0:b1], 0)
+        if masked:  # a padded step keeps h (or zeros it at a reset), over the product's
+            for b in range(b0, b1):
+                if not mask[t, b]:
+                    if resetting and reset[t, b]:
+                        hs[t + 1, b] = 0
+                    else:
+                        hs[t + 1, b] = hs[t, b]
+
+
+@njit(parallel=True, **JIT)
+def forward_proj_par(gemm, tile, W_h, Wp, W_hr, Wrp, x, W_x, Wxp, bias, xg, hs, cs, ms, mask,
+                     reset, chunks):
+    """:func:`forward_proj` with the batch cut into ``chunks`` runs of rows."""
+    B = hs.shape[1]
+    for c in prange(chunks):
+        forward_proj(gemm, tile, W_h, Wp, W_hr, Wrp, x, W_x, Wxp, bias, xg, hs, cs, ms, mask,
+                     reset, c * B // chunks, (c + 1) * B // chunks)
+
+
+@njit(**JIT)
+def backward_proj(gemm, tile, W_hT, Wp, W_hrT, Wrp, gates, hs, cs, mask, reset, dy, dy_bt, dh,
+                  dc, da, dhs, db, b0, b1):
+    """:func:`backward` with a projection: ``W_hT`` (4H, P), ``W_hrT`` (P, H) (``Wrp``
+    packed), ``dh`` (B, P) and ``dy`` (T, B, P); ``dhs`` (T, B, P) out: the gradient with
+    respect to each step's ``h_t`` (zero at padded steps), what the gradient of ``W_hr``
+    reads. The other arguments as :func:`backward`'s."""
+    T, B, G = gates.shape
+    H = G // 4
+    carry = dh[b0:b1].copy()
+    dm = np.empty((b1 - b0, H), dh.dtype)  # gradient at o * tanh(c_t), before projection
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
+    zero = np.zeros(H, hs.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(b0, b1):
+            if not masked or mask[t, b]:
+                if has_dy:
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
+                dhs[t, b] = dh[b]
+            else:
+                dhs[t, b] = 0
+        product(gemm, tile, W_hrT, Wrp, dh[b0:b1], dm, 0)
+        for b in range(b0, b1):
+            if not masked or mask[t, b]:
+                c_prev = zero if resetting and reset[t, b] else cs[t, b]
+                _back_row(gates[t, b], c_prev, cs[t + 1, b], dm[b - b0], dc[b], da[t, b], H)
+                add_into(db, da[t, b])
+                carry[b - b0] = 0
+            else:
+                da[t, b] = 0
+                carry[b - b0] = dh[b]
+        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1)
+        dh[b0:b1] = carry
+        if resetting:
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
+                    dc[b] = 0
+
+
+@njit(parallel=True, **JIT)
+def backward_proj_par(gemm, tile, W_hT, Wp, W_hrT, Wrp, gates, hs, cs, mask, reset, dy, dy_bt,
+                      dh, dc, da, dhs, db, chunks):
+    """:func:`backward_proj` in ``chunks`` runs of rows; ``db`` (chunks, 4H)."""
+    B = gates.shape[1]
+    for c in prange(chunks):
+        backward_proj(gemm, tile, W_hT, Wp, W_hrT, Wrp, gates, hs, cs, mask, reset, dy, dy_bt,
+                      dh, dc, da, dhs, db[c], c * B // chunks, (c + 1) * B // chunks)
+
+
+@njit(**JIT)
+def step_proj(gemm, W_x, W_h, W_hr, bias, x, h, c, h_out, c_out):
+    """:func:`step` with a projection: ``h`` (B, P), ``c`` (B, H), ``W_hr`` (H, P)."""
+    B = x.shape[0]
+    H = c.shape[1]
+    a = np.empty((B, W_h.shape[1]), x.dtype)
+    m = np.empty((B, H), x.dtype)
+    mm(gemm, h, W_h, a, False, 0)
+    mm(gemm, x, W_x, a, False, 1)
+    for b in range(B):
+        _gates_row(bias, a[b], H)
+        _state_row(a[b], c[b], c_out[b], m[b], H)
+    mm(gemm, m, W_hr, h_out, False, 0)
+    return all_finite(x) and all_finite(h) and all_finite(c)
