@@ -458,3 +458,17 @@ def test_streaming_step_runs_the_kernel(num_layers, monkeypatch):
     for t in range(x.shape[1]):
         np.testing.assert_allclose(stream.step(x[:, t]), y_ref[:, t], rtol=0, atol=1e-12)
     assert calls == ["lstmp"] * (num_layers * x.shape[1])
+
+
+def test_files_written_before_the_options_still_load(tmp_path):
+    """A layer's record without ``proj_size`` and ``peepholes`` in its config (as files
+    were written before) loads as the plain LSTM it is."""
+    from rnnlab import io as rio
+    layer = rnnlab.LSTM(3, 4, 2, seed=0)
+    old = {k: v for k, v in layer.config.items() if k not in ("proj_size", "peepholes")}
+    rio.write_record(tmp_path / "old.rnnlab", "layer", old, layer.params)
+    back = rnnlab.load(tmp_path / "old.rnnlab")
+    assert back.proj_size == 0 and back.peepholes is False
+    assert back.config == layer.config
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.infer(x)[0], layer.infer(x)[0])
