@@ -7,7 +7,8 @@ For each shape (B, T, D, H, P), a training step (forward and backward of a one-l
 module under a linear loss) timed in one process in alternating blocks of about 0.2 s:
 rnnlab's kernel (``lstmp``), rnnlab's reference loop (``use_fast(False)``), PyTorch
 (float32, the same number of threads), and rnnlab's plain LSTM of the same H (no
-projection). Prints medians in milliseconds, with the CPU.
+projection), and rnnlab's peephole LSTM of the same H (the reference loop, which it runs
+on). Prints medians in milliseconds, with the CPU.
 """
 
 from __future__ import annotations
@@ -62,28 +63,31 @@ def main() -> None:
     print(f"{cpu_description()}; {threads} threads; float32; {args.rounds} alternating rounds;"
           " ms per training step, medians")
     print("| B, T, D, H, P | kernel | reference loop | PyTorch | plain LSTM (H) "
-          "| kernel/PyTorch |")
-    print("|---|---|---|---|---|---|")
+          "| peepholes (H, reference) | kernel/PyTorch |")
+    print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for B, T, D, H, P in SHAPES:
         torch.manual_seed(0)
         module = torch.nn.LSTM(D, H, proj_size=P, batch_first=True)
         layer = interop.from_torch(module)
         plain = rnnlab.LSTM(D, H, seed=0)
+        peep = rnnlab.LSTM(D, H, peepholes=True, seed=0)
         x = rng.normal(size=(B, T, D)).astype(np.float32)
         dy = rng.normal(size=(B, T, P)).astype(np.float32)
         dyh = rng.normal(size=(B, T, H)).astype(np.float32)
         runs = {"kernel": rnnlab_step(layer, x, dy, True),
                 "reference": rnnlab_step(layer, x, dy, False),
                 "torch": torch_step(module, x, dy),
-                "plain": rnnlab_step(plain, x, dyh, True)}
+                "plain": rnnlab_step(plain, x, dyh, True),
+                "peepholes": rnnlab_step(peep, x, dyh, True)}
         times = {k: [] for k in runs}
         for _ in range(args.rounds):
             for k, fn in runs.items():
                 times[k].append(timed(fn))
         ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
         print(f"| {B}, {T}, {D}, {H}, {P} | {ms['kernel']:.2f} | {ms['reference']:.2f} | "
-              f"{ms['torch']:.2f} | {ms['plain']:.2f} | {ms['kernel'] / ms['torch']:.2f} |")
+              f"{ms['torch']:.2f} | {ms['plain']:.2f} | {ms['peepholes']:.2f} | "
+              f"{ms['kernel'] / ms['torch']:.2f} |")
 
 
 if __name__ == "__main__":
