@@ -365,10 +365,10 @@ def kernel_case(num_layers, dtype, with_lengths, B=4, T=6, D=3, H=5, P=2, seed=0
     return layer, x, h0, lengths, dy, ds
 
 
-def test_the_projection_declares_its_kernel_and_peepholes_do_not():
+def test_each_variant_declares_its_kernel_and_the_two_together_none():
     assert rnnlab.LSTM(3, 5, proj_size=2).cell.own_kernel == "lstmp"
+    assert rnnlab.LSTM(3, 5, peepholes=True).cell.own_kernel == "lstm_peepholes"
     assert rnnlab.LSTM(3, 5, proj_size=2, peepholes=True).cell.own_kernel is None
-    assert rnnlab.LSTM(3, 5, peepholes=True).cell.own_kernel is None
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

@@ -113,3 +113,77 @@ def test_onnx_export_of_a_peephole_network(tmp_path):
     s = session(ronnx.export(net, tmp_path / "net.onnx"))
     x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(s.run(None, {"x": x})[0], net.predict(x), rtol=1e-5, atol=1e-5)
+
+
+# --- the fused kernel ("lstm_peepholes") against the reference ----------------------------------
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("B", [1, 4])
+def test_kernel_matches_the_reference(num_layers, with_lengths, dtype, B):
+    pytest.importorskip("numba")
+    from test_kernels import run
+    from test_lstm_projection import KTOL, kernel_case
+    args = kernel_case(num_layers, dtype, with_lengths, B=B, P=0, peepholes=True)
+    plain, fast = run(*args, fast=False), run(*args, fast=True)
+    assert plain.keys() == fast.keys() and "grad l0.p_o" in plain
+    for name in plain:
+        assert fast[name].dtype == plain[name].dtype, name
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **KTOL[dtype])
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_kernel_in_runs_of_rows_with_resets_and_no_dy(threads, bidirectional, monkeypatch):
+    pytest.importorskip("numba")
+    from rnnlab import kernels
+    from rnnlab.kernels import blas, layers
+    from test_lstm_projection import kernel_case
+    monkeypatch.setattr(blas, "PARALLEL_FROM", 0)
+    chunks, real = [], layers._rows
+    monkeypatch.setattr(layers, "_rows", lambda module, kernel, c, *a: (
+        chunks.append((kernel, c)), real(module, kernel, c, *a))[1])
+    layer, x, h0, lengths, _, ds = kernel_case(2, np.float64, True, B=9, T=7, D=6, H=11, P=0,
+                                               peepholes=True, bidirectional=bidirectional)
+    reset = np.random.default_rng(5).random((9, 7)) < 0.2
+    res = []
+    for fast in (False, True):
+        with kernels.use_fast(fast), kernels.threads(threads):
+            y, state, cache = layer.forward(x, h0, lengths=lengths, reset=reset)
+            first = cache.layers[0][0] if bidirectional else cache.layers[0]
+            assert isinstance(first.saved, kernels.Tape) == fast
+            grads, dx, d0 = layer.backward(cache, None, ds)
+            y_inf, _ = layer.infer(x, h0, lengths=lengths, reset=reset)
+        np.testing.assert_array_equal(y_inf, y)
+        res.append([y, *state, dx, *d0, *(grads[k] for k in sorted(grads))])
+    for a, b in zip(*res, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
+    assert {k for k, _ in chunks} == {"forward_peep", "backward_peep"}
+    assert (max(c for _, c in chunks) > 1) == (threads > 1)
+
+
+def test_kernel_without_blas_and_streaming(monkeypatch):
+    pytest.importorskip("numba")
+    from rnnlab import kernels
+    from rnnlab.kernels import layers
+    from test_kernels import run
+    from test_lstm_projection import KTOL, kernel_case
+    args = kernel_case(2, np.float64, True, P=0, peepholes=True)
+    plain = run(*args, fast=False)
+    with monkeypatch.context() as m:
+        m.setattr(layers, "gemm_for", lambda dtype: None)
+        m.setattr(layers, "tile_for", lambda dtype: 0)
+        fast = run(*args, fast=True)
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **KTOL[np.float64])
+    calls = []
+    real = layers.step_one
+    monkeypatch.setattr(layers, "step_one", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    layer, x, h0 = args[:3]
+    stream = rnnlab.Stream(layer, x.shape[0], h0)
+    with kernels.use_fast(False):
+        y_ref, _ = layer.infer(x, h0)
+    for t in range(x.shape[1]):
+        np.testing.assert_allclose(stream.step(x[:, t]), y_ref[:, t], rtol=0, atol=1e-12)
+    assert calls == ["lstm_peepholes"] * (2 * x.shape[1])

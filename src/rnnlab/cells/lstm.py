@@ -75,10 +75,10 @@ class LSTMVariantCell(LSTMCell):
     Parameters beyond the plain cell's: ``W_hr`` (H, P), the projection, with ``W_h`` then
     (P, 4H); ``p_i``, ``p_f``, ``p_o`` (H,), the peepholes. A subclass of the plain cell,
     it inherits neither its kernel nor its ONNX operator. With a projection alone it
-    declares the kernel ``"lstmp"`` (:mod:`rnnlab.kernels.lstm`, checked against this
-    step on every test run); with peepholes it runs the reference loop (the peepholes add
-    only elementwise work, no product), and without a projection declares ONNX's ``LSTM``
-    with its ``P`` input.
+    declares the kernel ``"lstmp"``, with peepholes alone ``"lstm_peepholes"``
+    (:mod:`rnnlab.kernels.lstm`, both checked against this step on every test run), and
+    ONNX's ``LSTM`` with its ``P`` input; with both it runs the reference loop and has no
+    ONNX operator.
     """
 
     def __init__(self, projection: bool = False, peepholes: bool = False):
@@ -87,7 +87,8 @@ class LSTMVariantCell(LSTMCell):
             ("p_i", "p_f", "p_o") if peepholes else ())
         # the kernel computes the projection without peepholes; ONNX's LSTM has peepholes
         # (its P input) but no projection
-        self.own_kernel = "lstmp" if projection and not peepholes else None
+        self.own_kernel = ("lstmp" if not peepholes else "lstm_peepholes" if not projection
+                           else None)
         self.own_onnx_operator = "LSTM" if peepholes and not projection else None
 
     def onnx_attributes(self):

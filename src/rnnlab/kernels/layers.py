@@ -138,6 +138,11 @@ def _params(p, dtype):
     return {k: np.ascontiguousarray(v, dtype=dtype) for k, v in p.items()}
 
 
+def _peepholes(p):
+    """The LSTM's peepholes ``p_i, p_f, p_o`` as the kernels take them, (3, H)."""
+    return np.ascontiguousarray(np.stack([p["p_i"], p["p_f"], p["p_o"]]))
+
+
 def _rows(module, kernel, chunks, B, *args):
     """Run the time loop ``module.<kernel>`` over the ``B`` rows of the batch: in one call
     when ``chunks`` is 1, else through its parallel twin ``<kernel>_par``, which runs
@@ -207,6 +212,12 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
             _rows(lstm, "forward", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
                   p["b"], xg, hs, cs, m, r)
             arrays, final = (xg, cs), (hs[T].copy(), cs[T % 2 if rolling else T].copy())
+        elif name == "lstm_peepholes":
+            cs = np.empty((2 if rolling else T + 1, B, H), x.dtype)
+            cs[0] = state0[1]
+            _rows(lstm, "forward_peep", chunks, B, gemm, tile, p["W_h"], Wp, x, p["W_x"], Wxp,
+                  p["b"], _peepholes(p), xg, hs, cs, m, r)
+            arrays, final = (xg, cs), (hs[T].copy(), cs[T % 2 if rolling else T].copy())
         elif name == "lstmp":  # H above is P, the width of h; the cell state is W_hr's rows
             Hc = p["W_hr"].shape[0]
             cs = np.empty((2 if rolling else T + 1, B, Hc), x.dtype)
@@ -257,6 +268,14 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
             _rows(lstm, "backward", chunks, B, gemm, tile, W_hT, Wp, gates, hs, cs, m, r, dy,
                   dy_bt, dh, dc, dxp, db if chunks > 1 else db[0])
             d0 = (dh, dc)
+        elif tape.kernel == "lstm_peepholes":
+            gates, cs = tape.arrays
+            dc = np.array(dstate[1], dtype=x.dtype, order="C")
+            dp = np.zeros((chunks, 3 * H))  # float64 sums, as db
+            _rows(lstm, "backward_peep", chunks, B, gemm, tile, W_hT, Wp, _peepholes(p), gates,
+                  hs, cs, m, r, dy, dy_bt, dh, dc, dxp, db if chunks > 1 else db[0],
+                  dp if chunks > 1 else dp[0])
+            d0 = (dh, dc)
         elif tape.kernel == "lstmp":  # H here is P, the width of h
             gates, cs, ms = tape.arrays
             dc = np.array(dstate[1], dtype=x.dtype, order="C")
@@ -297,6 +316,9 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     if W_x_ids is not None:
         W_x = W_x_ids
     grads = {"W_x": W_x, "W_h": W_h, "b": b}  # the plain path's order
+    if tape.kernel == "lstm_peepholes":
+        p_i, p_f, p_o = dp.sum(axis=0).astype(x.dtype).reshape(3, H)
+        grads.update(p_i=p_i, p_f=p_f, p_o=p_o)
     if tape.kernel == "lstmp":  # sum over steps of (o * tanh(c_t))^T dL/dh_t
         grads["W_hr"] = matmul(ms.reshape(T * B, -1), dhs.reshape(T * B, H), trans_a=True)
     if tape.kernel == "gru":
@@ -367,6 +389,9 @@ def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
     if name == "lstm":
         return lstm.step(gemm, p["W_x"], p["W_h"], p["b"], x_t, state[0], state[1], out[0],
                          out[1])
+    if name == "lstm_peepholes":
+        return lstm.step_peep(gemm, p["W_x"], p["W_h"], p["b"], _peepholes(p), x_t, state[0],
+                              state[1], out[0], out[1])
     if name == "lstmp":
         return lstm.step_proj(gemm, p["W_x"], p["W_h"], p["W_hr"], p["b"], x_t, state[0],
                               state[1], out[0], out[1])

@@ -35,6 +35,7 @@ from ._jit import (
     one_like,
     product,
     reset_rows,
+    sigmoid_,
     tanh_,
 )
 
@@ -333,4 +334,146 @@ def step_proj(gemm, W_x, W_h, W_hr, bias, x, h, c, h_out, c_out):
         _gates_row(bias, a[b], H)
         _state_row(a[b], c[b], c_out[b], m[b], H)
     mm(gemm, m, W_hr, h_out, False, 0)
+    return all_finite(x) and all_finite(h) and all_finite(c)
+
+
+# -- peepholes (Gers & Schmidhuber 2000): a_i += p_i c_{t-1}, a_f += p_f c_{t-1}, a_o += p_o c_t --
+# ``peep`` (3, H) holds p_i, p_f, p_o; elementwise work only, the products are the LSTM's.
+
+
+@njit(**JIT)
+def _peep_row(bias, g, c, c_new, h_new, peep, H):
+    """One row of a peephole step: ``g`` (4H) in: ``x_t W_x + h W_h``; out: the gates."""
+    for j in range(H):
+        g[j] = sigmoid_(g[j] + bias[j] + peep[0, j] * c[j])
+        g[H + j] = sigmoid_(g[H + j] + bias[H + j] + peep[1, j] * c[j])
+        g[2 * H + j] = tanh_(g[2 * H + j] + bias[2 * H + j])
+    for j in range(H):
+        c_new[j] = g[H + j] * c[j] + g[j] * g[2 * H + j]
+    for j in range(H):
+        o = sigmoid_(g[3 * H + j] + bias[3 * H + j] + peep[2, j] * c_new[j])
+        g[3 * H + j] = o
+        h_new[j] = o * tanh_(c_new[j])
+
+
+@njit(**JIT)
+def forward_peep(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, peep, xg, hs, cs, mask, reset, b0,
+                 b1):
+    """:func:`forward` with peepholes ``peep`` (3, H); the other arguments as its."""
+    T = hs.shape[0] - 1
+    H = hs.shape[2]
+    keep = xg.shape[0] == T
+    masked, fused, resetting = mask.shape[0] > 0, Wxp.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, H), hs.dtype)
+    zero = np.zeros(H, hs.dtype)
+    for t in range(T):
+        g = t if keep else 0
+        c0, c1 = (t, t + 1) if keep else (t % 2, (t + 1) % 2)
+        if fused:
+            product(gemm, tile, W_x, Wxp, x[t, b0:b1], xg[g, b0:b1], 0)
+        if resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev):
+            product(gemm, tile, W_h, Wp, prev, xg[g, b0:b1], 1)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], xg[g, b0:b1], 1)
+        for b in range(b0, b1):
+            fresh = resetting and reset[t, b]
+            if not masked or mask[t, b]:
+                _peep_row(bias, xg[g, b], zero if fresh else cs[c0, b], cs[c1, b],
+                          hs[t + 1, b], peep, H)
+            elif fresh:
+                hs[t + 1, b] = 0
+                cs[c1, b] = 0
+            else:
+                hs[t + 1, b] = hs[t, b]
+                cs[c1, b] = cs[c0, b]
+
+
+@njit(parallel=True, **JIT)
+def forward_peep_par(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, peep, xg, hs, cs, mask, reset,
+                     chunks):
+    """:func:`forward_peep` with the batch cut into ``chunks`` runs of rows."""
+    B = hs.shape[1]
+    for c in prange(chunks):
+        forward_peep(gemm, tile, W_h, Wp, x, W_x, Wxp, bias, peep, xg, hs, cs, mask, reset,
+                     c * B // chunks, (c + 1) * B // chunks)
+
+
+@njit(**JIT)
+def _peep_back_row(g, c_prev, c, dh, dc, da, peep, dp, H):
+    """:func:`_back_row` with peepholes; ``dp`` (3H,) float64 accumulates the gradients of
+    ``p_i, p_f, p_o``."""
+    one = one_like(g[0])
+    for j in range(H):
+        o = g[3 * H + j]
+        tc = tanh_(c[j])
+        do = dh[j] * tc * o * (one - o)
+        da[3 * H + j] = do
+        dc[j] += dh[j] * o * (one - tc * tc) + do * peep[2, j]
+        dp[2 * H + j] += do * c[j]
+    for j in range(H):
+        d = dc[j]
+        i, f, gg = g[j], g[H + j], g[2 * H + j]
+        di = d * gg * i * (one - i)
+        df = d * c_prev[j] * f * (one - f)
+        da[j] = di
+        da[H + j] = df
+        da[2 * H + j] = d * i * (one - gg * gg)
+        dc[j] = d * f + di * peep[0, j] + df * peep[1, j]
+        dp[j] += di * c_prev[j]
+        dp[H + j] += df * c_prev[j]
+
+
+@njit(**JIT)
+def backward_peep(gemm, tile, W_hT, Wp, peep, gates, hs, cs, mask, reset, dy, dy_bt, dh, dc, da,
+                  db, dp, b0, b1):
+    """:func:`backward` with peepholes ``peep`` (3, H); ``dp`` (3H,) of float64, zeros in,
+    out: the gradients of ``p_i, p_f, p_o`` over these rows."""
+    T, B, G = gates.shape
+    H = G // 4
+    carry = dh[b0:b1].copy()
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
+    zero = np.zeros(H, hs.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(b0, b1):
+            if not masked or mask[t, b]:
+                if has_dy:
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
+                c_prev = zero if resetting and reset[t, b] else cs[t, b]
+                _peep_back_row(gates[t, b], c_prev, cs[t + 1, b], dh[b], dc[b], da[t, b], peep,
+                               dp, H)
+                add_into(db, da[t, b])
+                carry[b - b0] = 0
+            else:
+                da[t, b] = 0
+                carry[b - b0] = dh[b]
+        product(gemm, tile, W_hT, Wp, da[t, b0:b1], carry, 1)
+        dh[b0:b1] = carry
+        if resetting:
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
+                    dc[b] = 0
+
+
+@njit(parallel=True, **JIT)
+def backward_peep_par(gemm, tile, W_hT, Wp, peep, gates, hs, cs, mask, reset, dy, dy_bt, dh, dc,
+                      da, db, dp, chunks):
+    """:func:`backward_peep` in ``chunks`` runs of rows; ``db`` (chunks, 4H), ``dp``
+    (chunks, 3H)."""
+    B = gates.shape[1]
+    for c in prange(chunks):
+        backward_peep(gemm, tile, W_hT, Wp, peep, gates, hs, cs, mask, reset, dy, dy_bt, dh, dc,
+                      da, db[c], dp[c], c * B // chunks, (c + 1) * B // chunks)
+
+
+@njit(**JIT)
+def step_peep(gemm, W_x, W_h, bias, peep, x, h, c, h_out, c_out):
+    """:func:`step` with peepholes ``peep`` (3, H)."""
+    B = x.shape[0]
+    H = h.shape[1]
+    a = np.empty((B, W_h.shape[1]), x.dtype)
+    mm(gemm, h, W_h, a, False, 0)
+    mm(gemm, x, W_x, a, False, 1)
+    for b in range(B):
+        _peep_row(bias, a[b], c[b], c_out[b], h_out[b], peep, H)
     return all_finite(x) and all_finite(h) and all_finite(c)
