@@ -7,8 +7,8 @@ For each shape (B, T, D, H, P), a training step (forward and backward of a one-l
 module under a linear loss) timed in one process in alternating blocks of about 0.2 s:
 rnnlab's kernel (``lstmp``), rnnlab's reference loop (``use_fast(False)``), PyTorch
 (float32, the same number of threads), and rnnlab's plain LSTM of the same H (no
-projection), and rnnlab's peephole LSTM of the same H (the reference loop, which it runs
-on). Prints medians in milliseconds, with the CPU.
+projection), and rnnlab's peephole LSTM of the same H (its kernel, ``lstm_peepholes``).
+Prints medians in milliseconds, with the CPU.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
     print(f"{cpu_description()}; {threads} threads; float32; {args.rounds} alternating rounds;"
           " ms per training step, medians")
     print("| B, T, D, H, P | kernel | reference loop | PyTorch | plain LSTM (H) "
-          "| peepholes (H, reference) | kernel/PyTorch |")
+          "| peepholes (H, kernel) | kernel/PyTorch |")
     print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for B, T, D, H, P in SHAPES:

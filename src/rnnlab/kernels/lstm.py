@@ -1,7 +1,10 @@
-r"""Fused LSTM kernels: the whole time loop of forward and backward, compiled.
+r"""Fused LSTM kernels: the whole time loop of forward and backward, compiled; also those of
+the projected LSTM (``*_proj``, kernel id ``lstmp``) and of the peephole LSTM (``*_peep``,
+kernel id ``lstm_peepholes``), below the plain ones.
 
-Shape legend: T time, B batch, H hidden units, G = 4H. Fused gate order ``i, f, g, o``
-(:mod:`rnnlab.cells.lstm` states the equations; this module implements exactly them).
+Shape legend: T time, B batch, H hidden units, G = 4H, P projected units. Fused gate order
+``i, f, g, o`` (:mod:`rnnlab.cells.lstm` states the equations; this module implements
+exactly them).
 
 Each step is one BLAS call that adds ``h_{t-1} @ W_h`` onto the input projection
 ``x_t W_x`` (computed for all steps by one GEMM, outside), then one pass over the
