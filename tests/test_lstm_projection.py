@@ -3,6 +3,8 @@ central finite differences (float64), its shapes, and everything built on it."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rnnlab
 from gradcheck import numerical_grad, rel_error
@@ -140,6 +142,37 @@ def test_matches_pytorch_lstmp_in_float64(num_layers, bidirectional, with_length
     assert set(their_grads) == set(grads)
     for name, g in grads.items():
         assert np.max(np.abs(g - their_grads[name])) <= ATOL, name
+
+
+def _parity(torch, module, layer, rng, B, T, with_lengths):
+    from rnnlab import interop
+    x = rng.normal(size=(B, T, layer.input_size))
+    state = random_state(layer, B, rng)
+    lengths = rng.integers(1, T + 1, size=B) if with_lengths else None
+    wy = rng.normal(size=(B, T, layer.output_features))
+    ws = [rng.normal(size=s.shape) for s in state]
+    theirs = _torch_run(torch, module, x, state, lengths, wy, ws)
+    ours, grads = _rnnlab_run(layer, x, state, lengths, wy, ws)
+    for name, a in ours.items():
+        assert np.max(np.abs(a - theirs[name])) <= ATOL, name
+    for name, g in interop.grads_from_torch(module).items():
+        assert np.max(np.abs(grads[name] - g)) <= ATOL, name
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 2), st.booleans(), st.booleans(), st.integers(1, 4), st.integers(1, 6),
+       st.integers(1, 4), st.integers(2, 6), st.data())
+def test_matches_pytorch_lstmp_on_random_shapes(num_layers, bidirectional, with_lengths, B, T,
+                                                D, H, data):
+    torch = pytest.importorskip("torch")
+    from rnnlab import interop
+    P = data.draw(st.integers(1, H - 1), label="P")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    torch.manual_seed(seed)
+    module = torch.nn.LSTM(D, H, num_layers, proj_size=P, batch_first=True,
+                           bidirectional=bidirectional).double()
+    _parity(torch, module, interop.from_torch(module), np.random.default_rng(seed), B, T,
+            with_lengths)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
