@@ -85,8 +85,8 @@ class LSTMVariantCell(LSTMCell):
         self.projection, self.peepholes = bool(projection), bool(peepholes)
         self.extra_params = (("W_hr",) if projection else ()) + (
             ("p_i", "p_f", "p_o") if peepholes else ())
-        # the kernel computes the projection without peepholes; ONNX's LSTM has peepholes
-        # (its P input) but no projection
+        # one kernel for each variant alone (the two together run the reference loop);
+        # ONNX's LSTM has peepholes (its P input) but no projection
         self.own_kernel = ("lstmp" if not peepholes else "lstm_peepholes" if not projection
                            else None)
         self.own_onnx_operator = "LSTM" if peepholes and not projection else None
