@@ -142,7 +142,7 @@ ROWS = [
     "diagnostics",
     "saving",
     "network losses",
-    "cells.elman cells.lstm cells.gru cells",
+    "cells.elman cells.lstm cells.gru cells.ffnn cells",
     "cells.base stream",
     "engine",
     "recurrent kernels",

@@ -264,6 +264,9 @@ def to_torch(layer: RecurrentLayer):
     ImportError
         When PyTorch is not installed.
     """
+    if isinstance(layer, RecurrentLayer) and not layer.recurrent:
+        raise ValueError(f"the {layer.cell_name} layer is a feedforward network over a window "
+                         f"of inputs; PyTorch's recurrent modules have no counterpart of it")
     if not isinstance(layer, RecurrentLayer) or layer.cell_name not in TORCH_GATE_ORDER:
         raise ValueError(f"expected an rnnlab Elman, LSTM or GRU layer, got {type(layer).__name__}")
     cell = layer.cell_name

@@ -54,22 +54,17 @@ def n_params(kind: str, config: dict) -> int | None:
     """The number of parameters the object of ``config`` has, computed without building
     it; None when the configuration is not plainly valid (building it will say why).
 
-    Layer k of a cell with G gates, input size d (D for the first layer, H after, 2H
-    after a bidirectional one) and a recurrent bias or not:
-    ``(d + H + 1 + recurrent_bias) * G * H``, twice when bidirectional; a network's head
-    adds ``(H' + 1) * K`` with H' the features it reads (H or 2H).
+    The layer's own count (:meth:`rnnlab.cells.RecurrentLayer.count_params`); a network's
+    head adds ``(H' + 1) * K`` with H' the features it reads (H, or 2H when bidirectional).
     """
     cell = config.get("cell", "lstm" if kind == "network" else None)
-    sizes = [config.get(k, 1 if k == "num_layers" else None)
-             for k in ("input_size", "hidden_size", "num_layers")]
-    if kind == "network":
-        sizes.append(config.get("output_size"))
-    if (not isinstance(cell, str) or cell not in LAYERS
-            or not all(type(n) is int and n > 0 for n in sizes)):
+    if not isinstance(cell, str) or cell not in LAYERS:
         return None
-    D, H, L = sizes[:3]
+    total = LAYERS[cell].count_params(config)
+    if kind != "network" or total is None:
+        return total
+    H, K = config.get("hidden_size"), config.get("output_size")
+    if not (type(K) is int and K > 0):
+        return None
     dirs = 2 if config.get("bidirectional") is True else 1
-    facts = LAYERS[cell].Cell
-    G, rb = facts.n_gates, int(facts.recurrent_bias)
-    total = dirs * ((D + H + 1 + rb) * G * H + (L - 1) * (dirs * H + H + 1 + rb) * G * H)
-    return total + (dirs * H + 1) * sizes[3] if kind == "network" else total
+    return total + (dirs * H + 1) * K
