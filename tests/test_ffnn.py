@@ -293,3 +293,49 @@ def test_recall_within_the_window_is_learned_and_beyond_it_is_not(lag, low, high
                    log=None).fit(X, Y, epochs=15)
     acc = float((net.predict(Xt).argmax(-1)[:, lag:] == Yt[:, lag:]).mean())
     assert low <= acc <= high, acc  # chance is 0.25
+
+
+# ---------------------------------------------------------------------------------------
+# the command line: the language model and the task runs
+
+TEXT = "to be, or not to be, that is the question:\nwhether 'tis nobler in the mind\n" * 20
+SMALL = ["--cell", "ffnn", "--window", "5", "--hidden", "16", "--bptt", "8", "--batch", "4",
+         "--no-progress"]
+
+
+def test_language_model_trains_samples_evaluates_and_resumes_exactly(tmp_path, capsys):
+    from rnnlab import cli, lm
+
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert cli.main(["train", "--data", str(corpus), "--steps", "9", "--out", str(straight),
+                     *SMALL]) == 0
+    assert cli.main(["train", "--data", str(corpus), "--steps", "6", "--out", str(cut),
+                     *SMALL]) == 0
+    assert cli.main(["train", "--resume", str(cut), "--steps", "9", "--no-progress"]) == 0
+    a, b = lm.open_run(straight).net, lm.open_run(cut).net
+    assert a.config["window"] == 5 and a.cell == "ffnn"
+    for name, v in a.params.items():
+        np.testing.assert_array_equal(b.params[name], v, err_msg=name)
+    capsys.readouterr()
+    assert cli.main(["sample", str(cut), "--prime", "to ", "--length", "30", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("to ") and len(out) >= 33 and set(out) <= set(TEXT) | {"\n"}
+    assert cli.main(["eval", str(cut), "--data", str(corpus), "--json"]) == 0
+    assert '"bits"' in capsys.readouterr().out
+
+
+def test_task_run_and_a_window_for_another_cell(tmp_path, capsys):
+    from rnnlab import cli
+
+    out = tmp_path / "digits"
+    assert cli.main(["train", "--task", "digits", "--cell", "ffnn", "--window", "3",
+                     "--epochs", "1", "--max-train", "64", "--max-test", "32", "--out",
+                     str(out), "--no-progress"]) == 0
+    assert rnnlab.load(out / "model.rnnlab").config["window"] == 3
+    assert cli.main(["eval", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--cell", "lstm", "--window", "4", "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "window applies to the ffnn cell only" in err[0]

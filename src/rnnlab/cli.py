@@ -41,7 +41,7 @@ def _train_task(args) -> int:
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "max_train": args.max_train,
-               "max_test": args.max_test}
+               "max_test": args.max_test, "window": args.window}
     options = {k: v for k, v in options.items() if v is not None}
     patch = None if args.patch is None else _parse_patch(args.patch)
     apps.train_task(args.task, patch=patch, horizon=1 if args.horizon is None else args.horizon,
@@ -70,7 +70,7 @@ def _train(args) -> int:
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
         "layers": args.layers, "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
-        "seed": args.seed,
+        "seed": args.seed, "window": args.window,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.steps is not None and args.time_budget is None:
@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cell", choices=cells, help="default lstm")
     t.add_argument("--hidden", type=int, metavar="H", help="units per layer (default 256)")
     t.add_argument("--layers", type=int, metavar="L", help="stacked layers (default 1)")
+    t.add_argument("--window", type=int, metavar="K", help="--cell ffnn only: inputs each "
+                   "step sees, its own and the K-1 before (default 8)")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")
     t.add_argument("--batch", type=int, metavar="B", help="parallel streams (default 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 3e-3)")

@@ -210,7 +210,7 @@ class _Job:
         self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed,
                                      starts=train_starts)
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
-                           output="softmax", readout="all", seed=cfg.seed)
+                           output="softmax", readout="all", window=cfg.window, seed=cfg.seed)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False,
                                comm=dp if dp is not None else False)

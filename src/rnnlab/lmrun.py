@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import checks, io
 from .cells import LAYERS
+from .cells.ffnn import DEFAULT_WINDOW
 from .data.corpus import default_corpus, split_text
 from .data.text import Vocab, read_documents
 from .network import Network
@@ -33,7 +34,8 @@ class LMConfig:
     tokens: str = "char"  # "char" or "word"
     max_vocab: int = 10000  # word vocabularies only: most frequent tokens kept (ids in all)
     validation_fraction: float = 0.05  # share of --data held out (its tail)
-    cell: str = "lstm"  # "lstm", "gru" or "elman"
+    cell: str = "lstm"  # "lstm", "gru", "elman" or "ffnn" (the feedforward baseline)
+    window: int | None = None  # ffnn only: inputs each step sees (None: 8)
     hidden: int = 256  # units per layer
     layers: int = 1  # stacked recurrent layers
     bptt: int = 64  # steps per truncated-BPTT window
@@ -100,6 +102,10 @@ class LMConfig:
                      "eval_tokens", "checkpoint_every"):
             checks.positive_int(getattr(self, name), name)
         checks.optional(checks.positive_int, self.steps, "steps")
+        checks.optional(checks.positive_int, self.window, "window")
+        if self.window is not None and "window" not in LAYERS[self.cell].options:
+            raise ValueError(f"window applies to the ffnn cell only, got {self.window!r} "
+                             f"with cell {self.cell!r}")
         checks.positive_number(self.lr, "lr")
         checks.optional(checks.positive_number, self.time_budget, "time_budget")
         checks.number(self.clip, "clip", low=0)
@@ -155,8 +161,12 @@ def open_run(path) -> Run:
     if not isinstance(net, Network) or net.output_size != len(vocab) \
             or net.rnn.input_size != len(vocab):
         raise ValueError(f"{path}: the model does not match the vocabulary")
-    mine = (net.cell, net.rnn.hidden_size, net.rnn.num_layers, net.readout, net.output)
-    if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax"):
+    mine = (net.cell, net.rnn.hidden_size, net.rnn.num_layers, net.readout, net.output,
+            net.config.get("window"))
+    window = cfg.window
+    if window is None and "window" in net.rnn.options:
+        window = DEFAULT_WINDOW
+    if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax", window):
         raise ValueError(f"{path}: the model (cell {net.cell}, hidden {net.rnn.hidden_size}, "
                          f"layers {net.rnn.num_layers}) does not match config.toml (cell "
                          f"{cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers})")
