@@ -270,6 +270,20 @@ def test_export_and_torch_conversion_are_refused(tmp_path):
         rnnlab.onnx.export(layer, tmp_path / "m.onnx")
 
 
+def test_sklearn_estimator_takes_the_window():
+    pytest.importorskip("sklearn")
+    from rnnlab.sklearn import RNNClassifier
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(80, 10, 3)).astype(np.float32)
+    y = (X[:, -2:, 0].sum(axis=1) > 0).astype(int)  # the sign of the last two steps' sum
+    clf = RNNClassifier(cell="ffnn", window=3, epochs=30, random_state=0).fit(X, y)
+    assert clf.network_.config["window"] == 3 and clf.get_params()["window"] == 3
+    assert clf.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="window applies to the ffnn cell only"):
+        RNNClassifier(cell="lstm", window=3, epochs=1).fit(X, y)
+
+
 # ---------------------------------------------------------------------------------------
 # what a window can and cannot learn (the notes' RNN against FFNN)
 

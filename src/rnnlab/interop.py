@@ -76,8 +76,8 @@ def _describe(module) -> tuple[str, dict]:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"
         )
-    cell = next((name for name, layer in LAYERS.items()
-                 if isinstance(module, getattr(nn, layer.Cell.torch_module))), None)
+    cell = next((name for name, layer in LAYERS.items() if layer.Cell.torch_module
+                 and isinstance(module, getattr(nn, layer.Cell.torch_module))), None)
     if cell is None:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"

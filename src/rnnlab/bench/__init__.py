@@ -269,7 +269,7 @@ def _cpu_seconds() -> tuple | None:
 
 def add_arguments(ap) -> None:
     """The benchmark's command-line options (``rnnlab bench`` and benchmarks/bench_cells.py)."""
-    ap.add_argument("--cells", nargs="+", default=list(RECURRENT), choices=list(RECURRENT))
+    ap.add_argument("--cells", nargs="+", default=list(RECURRENT))
     ap.add_argument("--shape", nargs=4, type=int, action="append", metavar=("B", "T", "D", "H"),
                     help="a (B, T, D, H) row; repeat for several (default: the standard grid)")
     ap.add_argument("--threads", type=int, default=None, help="default: one per core")
