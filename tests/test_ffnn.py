@@ -78,6 +78,8 @@ def test_gradients_with_token_ids():
     reset[1, 2] = True
     _check_gradients(layer, ids, lengths=np.array([6, 4, 1]), reset=reset,
                      state=_random_state(layer, 3, rng))
+    short = _layer(D=5, k=4, seed=5)  # fewer steps than the window: most lags in the state
+    _check_gradients(short, ids[:, :2], state=_random_state(short, 3, rng))
 
 
 def test_token_ids_are_their_one_hot_vectors():
@@ -96,10 +98,11 @@ def test_token_ids_are_their_one_hot_vectors():
         np.testing.assert_allclose(g1[name], g2[name], atol=1e-13)
 
 
-def test_results_do_not_depend_on_where_a_window_starts():
+@pytest.mark.parametrize("ids", [False, True])
+def test_results_do_not_depend_on_where_a_window_starts(ids):
     rng = np.random.default_rng(4)
     layer = _layer(k=4, seed=6)
-    x = rng.normal(size=(3, 11, 3))
+    x = rng.integers(0, 3, size=(3, 11)) if ids else rng.normal(size=(3, 11, 3))
     reset = np.zeros((3, 11), bool)
     reset[0, 6] = reset[2, 1] = True
     y, state, _ = layer.forward(x, reset=reset)

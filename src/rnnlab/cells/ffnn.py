@@ -205,6 +205,40 @@ class FFNN(RecurrentLayer):
         k, D, H = self.window, self.input_size, self.hidden_size
         return self.params["l0.W_x"].reshape(k, D, H).transpose(1, 0, 2).reshape(D, k * H)
 
+    def _add_lags_of_ids(self, a, ids, w0, visible) -> None:
+        """``a += sum_j x_{t-j} W_j`` (visible lags) for token ids (T, B): block j's rows of
+        the ids j steps back, and for the first j steps the window's inputs times block j."""
+        k, D, H = self.window, self.input_size, self.hidden_size
+        T, B = ids.shape
+        W3 = self.params["l0.W_x"].reshape(k, D, H)  # block j multiplies x_{t-j}
+        for j in range(k):
+            if j < T:
+                part = W3[j][ids[:T - j]]  # (T-j, B, H)
+                a[j:] += part if visible is None else part * visible[j:, j]
+            n = min(j, T)  # the steps whose lag j lies in the window
+            if n:
+                part = (w0[k - 1 - j:k - 1 - j + n].reshape(n * B, D) @ W3[j]).reshape(n, B, H)
+                a[:n] += part if visible is None else part * visible[:n, j]
+
+    def _lags_of_ids_back(self, da, ids, w0, visible):
+        """The adjoint of :meth:`_add_lags_of_ids`: ``(dW (k, D, H), d window (k-1, B, D))``."""
+        k, D, H = self.window, self.input_size, self.hidden_size
+        T, B = ids.shape
+        W3 = self.params["l0.W_x"].reshape(k, D, H)
+        gW = np.zeros((k, D, H), da.dtype)
+        dw0 = np.zeros_like(w0)
+        for j in range(k):
+            g = da if visible is None else da * visible[:, j]  # (T, B, H)
+            if j < T:
+                gW[j] = _rows_per_id(ids[:T - j].reshape(-1), g[j:].reshape(-1, H), D)
+            n = min(j, T)
+            if n:
+                win = w0[k - 1 - j:k - 1 - j + n].reshape(n * B, D)
+                gW[j] += win.T @ g[:n].reshape(n * B, H)
+                dw0[k - 1 - j:k - 1 - j + n] += (g[:n].reshape(n * B, H) @ W3[j].T).reshape(
+                    n, B, D)
+        return gW, dw0
+
     def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
         """As :meth:`RecurrentLayer.run`: ``(y, state, cache, lengths)``."""
         ids = checks.is_token_ids(x)
@@ -221,11 +255,6 @@ class FFNN(RecurrentLayer):
         resets = None if resets is None else resets[:, :, 0]  # (T, B)
         xt = np.ascontiguousarray(x.T if ids else x.transpose(1, 0, 2))  # (T, B[, D])
         k, H = self.window, self.hidden_size
-        # P[s, b, j] = xe_s W_j over the extended steps s (the window's, then x's)
-        Wr = self._blocks()  # (D, k*H)
-        Px = Wr[xt] if ids else (xt.reshape(T * B, -1) @ Wr).reshape(T, B, k * H)
-        Pw = (w0.reshape((k - 1) * B, self.input_size) @ Wr).reshape(k - 1, B, k * H)
-        P = np.concatenate([Pw, Px]).reshape(T + k - 1, B, k, H)
         visible = None
         since = None
         if resets is not None:
@@ -235,9 +264,19 @@ class FFNN(RecurrentLayer):
             lag = np.arange(k)[None, :, None]
             visible = ((t[:, :, None] - lag) >= since[:, None, :])[..., None]  # (T, k, B, 1)
         a = np.broadcast_to(self.params["l0.b"], (T, B, H)).copy()  # (T, B, H)
-        for j in range(k):  # k shifted additions: the sum over lags of one product
-            part = P[k - 1 - j:k - 1 - j + T, :, j]
-            a += part if visible is None else part * visible[:, j]
+        if ids:
+            self._add_lags_of_ids(a, xt, w0, visible)
+        else:
+            # P[s, b, j] = xe_s W_j over the extended steps s (the window's, then x's): one
+            # product of every input with the k blocks side by side
+            Wr = self._blocks()  # (D, k*H)
+            P = np.empty((T + k - 1, B, k * H), self.dtype)
+            P[:k - 1] = (w0.reshape((k - 1) * B, self.input_size) @ Wr).reshape(k - 1, B, k * H)
+            P[k - 1:] = (xt.reshape(T * B, -1) @ Wr).reshape(T, B, k * H)
+            P = P.reshape(T + k - 1, B, k, H)
+            for j in range(k):  # k shifted additions: the sum over lags
+                part = P[k - 1 - j:k - 1 - j + T, :, j]
+                a += part if visible is None else part * visible[:, j]
         hs = [self.f(a)]
         for m in range(1, self.num_layers):
             a = (hs[-1].reshape(T * B, H) @ self.params[f"l{m}.W_x"]).reshape(T, B, H)
@@ -310,22 +349,23 @@ class FFNN(RecurrentLayer):
             grads[f"l{m}.b"] = da.sum(axis=(0, 1))
             d = (da.reshape(T * B, H) @ self.params[f"l{m}.W_x"].T).reshape(T, B, H)
         grads["l0.b"] = da.sum(axis=(0, 1))
-        # the adjoint of the k shifted additions: dP[t + k-1 - j, :, j] = da_t (visible)
-        dP = np.zeros((T + k - 1, B, k, H), self.dtype)
-        for j in range(k):
-            dP[k - 1 - j:k - 1 - j + T, :, j] = da if visible is None else da * visible[:, j]
-        dP2 = dP.reshape(T + k - 1, B, k * H)
-        Wr = self._blocks()
-        gW = w0.reshape(-1, D).T @ dP2[:k - 1].reshape(-1, k * H)  # (D, k*H)
         if xt.ndim == 2:
-            gW += _rows_per_id(xt.reshape(-1), dP2[k - 1:].reshape(-1, k * H), D)
+            gW, dw0 = self._lags_of_ids_back(da, xt, w0, visible)
         else:
+            # the adjoint of the k shifted additions: dP[t + k-1 - j, :, j] = da_t (visible)
+            dP = np.zeros((T + k - 1, B, k, H), self.dtype)
+            for j in range(k):
+                dP[k - 1 - j:k - 1 - j + T, :, j] = da if visible is None else da * visible[:, j]
+            dP2 = dP.reshape(T + k - 1, B, k * H)
+            Wr = self._blocks()
+            gW = w0.reshape(-1, D).T @ dP2[:k - 1].reshape(-1, k * H)  # (D, k*H)
             gW += xt.reshape(-1, D).T @ dP2[k - 1:].reshape(-1, k * H)
-        grads["l0.W_x"] = gW.reshape(D, k, H).transpose(1, 0, 2).reshape(k * D, H)
-        # input gradients: the window that entered, and x when asked for (floats only)
-        dw0 = (dP2[:k - 1].reshape((k - 1) * B, k * H) @ Wr.T).reshape(k - 1, B, D)
+            gW = gW.reshape(D, k, H).transpose(1, 0, 2)  # (k, D, H)
+            dw0 = (dP2[:k - 1].reshape((k - 1) * B, k * H) @ Wr.T).reshape(k - 1, B, D)
+        grads["l0.W_x"] = gW.reshape(k * D, H)
         need_dx = input_grad and xt.ndim == 3
         dx = (dP2[k - 1:].reshape(-1, k * H) @ Wr.T).reshape(T, B, D) if need_dx else None
+        # (token ids: no input gradient)
         if dw_n.size and np.any(dw_n):
             # the final window's entries are inputs (or the entering window's) themselves
             g = dw_n if final_visible is None else dw_n * final_visible
