@@ -114,7 +114,9 @@ class FFNN(RecurrentLayer):
     the k blocks side by side (:math:`W_r` is (D, k*H)), then
     :math:`a_t = b + \sum_j P_{t-j, j}`, k shifted additions. Backward is the adjoint:
     :math:`\partial P_{t-j, j} = \partial a_t`, then :math:`\partial W_r = x^\top \partial P`
-    and :math:`\partial x = \partial P\, W_r^\top`. Initial weights are uniform in
+    and :math:`\partial x = \partial P\, W_r^\top`. Token ids skip the product: block j's
+    rows of the ids j steps back are gathered and added, and their gradient is summed per
+    id. Initial weights are uniform in
     :math:`\pm 1/\sqrt{\text{fan-in}}`, as PyTorch's ``nn.Linear``.
     """
 
@@ -132,7 +134,6 @@ class FFNN(RecurrentLayer):
         self.num_layers = checks.positive_int(num_layers, "num_layers")
         self.window = checks.positive_int(window, "window")
         self.dtype = checks.float_dtype(dtype)
-        activations.get(activation)
         self.activation = activation
         self.f, self.f_grad = activations.get(activation)
         if init != "uniform":
@@ -297,7 +298,11 @@ class FFNN(RecurrentLayer):
         from_x = ~from_w
         if from_x.any():
             src = xt[pos[from_x] - (k - 1), np.broadcast_to(rows, pos.shape)[from_x]]
-            w_n[from_x] = np.eye(self.input_size, dtype=self.dtype)[src] if ids else src
+            if ids:  # their one-hot vectors
+                onehot = np.zeros((len(src), self.input_size), self.dtype)
+                onehot[np.arange(len(src)), src] = 1
+                src = onehot
+            w_n[from_x] = src
         final_visible = None
         if since is not None:
             cut = np.where(real, since[np.maximum(last, 0), rows], -k)  # (B,)
@@ -312,6 +317,7 @@ class FFNN(RecurrentLayer):
     def forward(self, x, state=None, *, lengths=None, reset=None):
         """As :meth:`RecurrentLayer.forward`: ``(y (B, T, H), (h, window), cache)``."""
         y, state, cache, _ = self.run(x, state, lengths, keep=True, reset=reset)
+        y.flags.writeable = False  # without padding it shares memory with the cache
         return y, state, cache
 
     def backward(self, cache, dy=None, dstate=None, *, input_grad: bool = True):
