@@ -341,6 +341,10 @@ def test_language_model_trains_samples_evaluates_and_resumes_exactly(tmp_path, c
     assert out.startswith("to ") and len(out) >= 33 and set(out) <= set(TEXT) | {"\n"}
     assert cli.main(["eval", str(cut), "--data", str(corpus), "--json"]) == 0
     assert '"bits"' in capsys.readouterr().out
+    config = cut / "config.toml"
+    config.write_text(config.read_text().replace("window = 5", "window = 7"))
+    with pytest.raises(ValueError, match="window 5.*does not match config.toml.*window 7"):
+        lm.open_run(cut)
 
 
 def test_task_run_and_a_window_for_another_cell(tmp_path, capsys):

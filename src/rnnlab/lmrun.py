@@ -167,7 +167,9 @@ def open_run(path) -> Run:
     if window is None and "window" in net.rnn.options:
         window = DEFAULT_WINDOW
     if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax", window):
+        theirs = "" if mine[-1] is None else f", window {mine[-1]}"
+        ours = "" if window is None else f", window {window}"
         raise ValueError(f"{path}: the model (cell {net.cell}, hidden {net.rnn.hidden_size}, "
-                         f"layers {net.rnn.num_layers}) does not match config.toml (cell "
-                         f"{cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers})")
+                         f"layers {net.rnn.num_layers}{theirs}) does not match config.toml "
+                         f"(cell {cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers}{ours})")
     return Run(path, cfg, vocab, net, info)

@@ -39,7 +39,8 @@ class Stream:
             raise ValueError("a Stream needs a unidirectional layer: a bidirectional one reads "
                              "whole sequences (its reverse direction starts at their end)")
         self.layer = layer
-        self._states = layer.split_state(state, batch_size)  # list over layers of tuples (B, H)
+        # a list over layers of tuples (B, H); the ffnn's own (h, window)
+        self._states = layer.split_state(state, batch_size)
         # a layer that is not a recurrence (the ffnn) steps itself, its state as it is
         self._own = None if getattr(layer, "recurrent", True) else layer.stream_step
         self._shape = (batch_size, layer.input_size)
