@@ -208,36 +208,37 @@ class FFNN(RecurrentLayer):
 
     def _add_lags_of_ids(self, a, ids, w0, visible) -> None:
         """``a += sum_j x_{t-j} W_j`` (visible lags) for token ids (T, B): block j's rows of
-        the ids j steps back, and for the first j steps the window's inputs times block j."""
+        the ids j steps back, and for the first j steps the window's inputs times block j
+        (all blocks of the window in one product: each BLAS call has a cost of its own)."""
         k, D, H = self.window, self.input_size, self.hidden_size
         T, B = ids.shape
         W3 = self.params["l0.W_x"].reshape(k, D, H)  # block j multiplies x_{t-j}
+        Pw = (w0.reshape((k - 1) * B, D) @ self._blocks()).reshape(k - 1, B, k, H)
         for j in range(k):
             if j < T:
                 part = W3[j][ids[:T - j]]  # (T-j, B, H)
                 a[j:] += part if visible is None else part * visible[j:, j]
             n = min(j, T)  # the steps whose lag j lies in the window
             if n:
-                part = (w0[k - 1 - j:k - 1 - j + n].reshape(n * B, D) @ W3[j]).reshape(n, B, H)
+                part = Pw[k - 1 - j:k - 1 - j + n, :, j]  # (n, B, H)
                 a[:n] += part if visible is None else part * visible[:n, j]
 
     def _lags_of_ids_back(self, da, ids, w0, visible):
         """The adjoint of :meth:`_add_lags_of_ids`: ``(dW (k, D, H), d window (k-1, B, D))``."""
         k, D, H = self.window, self.input_size, self.hidden_size
         T, B = ids.shape
-        W3 = self.params["l0.W_x"].reshape(k, D, H)
-        gW = np.zeros((k, D, H), da.dtype)
-        dw0 = np.zeros_like(w0)
+        gW = np.empty((k, D, H), da.dtype)
+        dPw = np.zeros((k - 1, B, k, H), da.dtype)  # the gradient at the window's products
         for j in range(k):
             g = da if visible is None else da * visible[:, j]  # (T, B, H)
-            if j < T:
-                gW[j] = _rows_per_id(ids[:T - j].reshape(-1), g[j:].reshape(-1, H), D)
+            gW[j] = _rows_per_id(ids[:T - j].reshape(-1), g[j:].reshape(-1, H), D) if j < T \
+                else 0
             n = min(j, T)
             if n:
-                win = w0[k - 1 - j:k - 1 - j + n].reshape(n * B, D)
-                gW[j] += win.T @ g[:n].reshape(n * B, H)
-                dw0[k - 1 - j:k - 1 - j + n] += (g[:n].reshape(n * B, H) @ W3[j].T).reshape(
-                    n, B, D)
+                dPw[k - 1 - j:k - 1 - j + n, :, j] = g[:n]
+        dPw2 = dPw.reshape((k - 1) * B, k * H)
+        gW += (w0.reshape((k - 1) * B, D).T @ dPw2).reshape(D, k, H).transpose(1, 0, 2)
+        dw0 = (dPw2 @ self._blocks().T).reshape(k - 1, B, D)
         return gW, dw0
 
     def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
