@@ -210,6 +210,10 @@ def test_network_save_load_and_config(tmp_path):
     net = rnnlab.Network(5, 6, 3, cell="ffnn", window=4, num_layers=2, activation="relu",
                          seed=1)
     assert net.config["window"] == 4 and "window" not in rnnlab.Network(5, 6, 3).config
+    # what a model file's size is checked against before anything is built
+    assert rnnlab.saving.n_params("network", net.config) == net.n_params
+    assert rnnlab.saving.n_params("layer", net.rnn.config) == sum(
+        v.size for v in net.rnn.params.values())
     net.save(tmp_path / "m.rnnlab")
     back = rnnlab.load(tmp_path / "m.rnnlab")
     assert back.config == net.config
