@@ -129,7 +129,7 @@ def test_one_module_sees_both_the_loop_and_the_kernels(edges):
 def test_cells_read_no_dispatch_but_through_the_engine(edges):
     # the cell modules hold the maths; only the layer front (base) runs the engine
     for name in ("rnnlab.cells.cell", "rnnlab.cells.elman", "rnnlab.cells.lstm",
-                 "rnnlab.cells.gru"):
+                 "rnnlab.cells.gru", "rnnlab.cells.ffnn"):
         assert not any(t.startswith(("rnnlab.kernels", "rnnlab.engine")) for t in edges[name])
 
 
@@ -142,7 +142,7 @@ ROWS = [
     "diagnostics",
     "saving",
     "network losses",
-    "cells.elman cells.lstm cells.gru cells",
+    "cells.elman cells.lstm cells.gru cells.ffnn cells",
     "cells.base stream",
     "engine",
     "recurrent kernels",

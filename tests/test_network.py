@@ -125,7 +125,7 @@ def test_unknown_options_are_refused():
         rnnlab.Network(2, 3, 4, output="sigmoid")
     with pytest.raises(ValueError, match="unknown readout"):
         rnnlab.Network(2, 3, 4, readout="first")
-    with pytest.raises(ValueError, match="elman cell only"):
+    with pytest.raises(ValueError, match="the elman and ffnn cells only"):
         rnnlab.Network(2, 3, 4, cell="lstm", activation="relu")
 
 

@@ -1,7 +1,8 @@
 """rnnlab: recurrent neural networks with exact, hand-written backpropagation through time.
 
 Layers :class:`Elman`, :class:`LSTM` and :class:`GRU` run batch-first sequences forward and
-backward (BPTT) in NumPy; :class:`Network` adds an output head and a loss.
+backward (BPTT) in NumPy; :class:`FFNN` is the feedforward baseline over a window of inputs
+behind the same front; :class:`Network` adds an output head and a loss.
 
 Everything here imports on first use: ``import rnnlab.checks`` loads neither the trainer
 nor the kernels (numba), and ``rnnlab.Trainer`` loads the trainer when it is first read.
@@ -13,7 +14,7 @@ from ._version import __version__
 
 # public name -> the module that defines it
 _NAMES = {
-    "Elman": "cells", "GRU": "cells", "LSTM": "cells", "RecurrentLayer": "cells",
+    "Elman": "cells", "FFNN": "cells", "GRU": "cells", "LSTM": "cells", "RecurrentLayer": "cells",
     "layer_from_config": "cells", "Network": "network", "Stream": "stream",
     "Trainer": "train", "load": "saving", "save": "saving",
 }
@@ -38,5 +39,5 @@ def __dir__():
     return sorted({*globals(), *_NAMES, *_LAZY})
 
 
-__all__ = ["GRU", "LSTM", "Elman", "Network", "RecurrentLayer", "Stream", "Trainer",
+__all__ = ["FFNN", "GRU", "LSTM", "Elman", "Network", "RecurrentLayer", "Stream", "Trainer",
            "__version__", "layer_from_config", "load", "save"]

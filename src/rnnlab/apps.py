@@ -161,9 +161,9 @@ class NoisyTrainer(Trainer):
 
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
-               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, out=None,
-               progress=None, max_train=None, max_test=None, proj_size=0, peepholes=False,
-               echo=print) -> Path:
+               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, window=None,
+               out=None, progress=None, max_train=None, max_test=None, proj_size=0,
+               peepholes=False, echo=print) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -171,6 +171,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     task : one of :data:`TASKS`
     cell, hidden, epochs, batch, lr : None for the task's defaults
     layers : int
+    window : int or None
+        Cell "ffnn" only: the inputs each step sees (None: 8).
     clip : float
         Global gradient-norm clip; 0 or None for none.
     seed : int
@@ -227,9 +229,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         forecasting = spec.kind == "forecasting"
         net = Network(data.input_size, hidden, data.output_size, cell=cell,
                       num_layers=layers, output="linear" if forecasting else "softmax",
-                      readout="last", seed=seed, **variant)
+                      readout="last", window=window, seed=seed, **variant)
         total = epochs * -(-len(data.X_train) // batch)
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
+                  **({"window": net.config["window"]} if "window" in net.config else {}),
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
                   "input_noise": noise or None, **variant, **options}

@@ -171,15 +171,15 @@ def _states(n, arrays: dict, layer, bad) -> list:
         bad(f"state arrays {io.shorten(sorted(present))} do not match n_states {n} of "
             f"{layer.n_state} arrays each")
     states = []
-    L = layer.num_layers * getattr(layer, "directions", 1)
     for i in range(n):
         parts = [arrays[f"state/{i}/{j}"] for j in range(layer.n_state)]
-        for a, H in zip(parts, layer.state_sizes, strict=True):  # the LSTM's h may be P wide
-            if (a.ndim != 3 or a.shape[0] != L or a.shape[2] != H
+        # the layer's own shapes: (L, B, H) for a recurrent layer's arrays
+        for a, (lead, _, last) in zip(parts, layer.state_shapes(1), strict=True):
+            if (a.ndim != 3 or a.shape[0] != lead or a.shape[2] != last
                     or a.shape[1] != parts[0].shape[1] or a.shape[1] == 0
                     or a.dtype != layer.dtype or not np.isfinite(a).all()):
-                bad(f"state {i} has shape {a.shape} {a.dtype}; expected finite (L, B, H) = "
-                    f"({L}, B, {H}) {layer.dtype}")
+                bad(f"state {i} has shape {a.shape} {a.dtype}; expected finite "
+                    f"({lead}, B, {last}) {layer.dtype}")
         states.append(state_from_arrays(parts, layer.n_state))
     return states
 

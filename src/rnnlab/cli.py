@@ -42,7 +42,7 @@ def _train_task(args) -> int:
                "proj_size": args.proj_size, "peepholes": args.peepholes,
                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "max_train": args.max_train,
-               "max_test": args.max_test}
+               "max_test": args.max_test, "window": args.window}
     options = {k: v for k, v in options.items() if v is not None}
     patch = None if args.patch is None else _parse_patch(args.patch)
     apps.train_task(args.task, patch=patch, horizon=1 if args.horizon is None else args.horizon,
@@ -72,7 +72,7 @@ def _train(args) -> int:
         "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
         "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
-        "seed": args.seed,
+        "seed": args.seed, "window": args.window,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.steps is not None and args.time_budget is None:
@@ -332,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "layer's output to P < H units, as PyTorch's proj_size (default 0: none)")
     t.add_argument("--peepholes", action="store_true", default=None,
                    help="lstm only: peephole connections from the cell state to the gates")
+    t.add_argument("--window", type=int, metavar="K", help="--cell ffnn only: inputs each "
+                   "step sees, its own and the K-1 before (default 8)")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")
     t.add_argument("--batch", type=int, metavar="B", help="parallel streams (default 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 3e-3)")

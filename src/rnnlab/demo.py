@@ -44,10 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from . import checks, io
-from .cells import LAYERS
+from .cells import LAYERS, RECURRENT
 
 TASKS = ("recall", "adding")
-CELLS = tuple(LAYERS)
+CELLS = RECURRENT  # the demo times recurrences
 OPTIMIZERS = ("adam", "sgd")
 #: learning rate when none is given; SGD runs with momentum 0.9 (as DESIGN.md's measurement)
 DEFAULT_LR = {"adam": 1e-2, "sgd": 0.1}

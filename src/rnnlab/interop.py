@@ -79,8 +79,8 @@ def _describe(module) -> tuple[str, dict]:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"
         )
-    cell = next((name for name, layer in LAYERS.items()
-                 if isinstance(module, getattr(nn, layer.Cell.torch_module))), None)
+    cell = next((name for name, layer in LAYERS.items() if layer.Cell.torch_module
+                 and isinstance(module, getattr(nn, layer.Cell.torch_module))), None)
     if cell is None:
         raise ValueError(
             f"expected a torch.nn.RNN, nn.LSTM or nn.GRU module, got {type(module).__name__}"
@@ -268,6 +268,9 @@ def to_torch(layer: RecurrentLayer):
     ImportError
         When PyTorch is not installed.
     """
+    if isinstance(layer, RecurrentLayer) and not layer.recurrent:
+        raise ValueError(f"the {layer.cell_name} layer is a feedforward network over a window "
+                         f"of inputs; PyTorch's recurrent modules have no counterpart of it")
     if not isinstance(layer, RecurrentLayer) or layer.cell_name not in TORCH_GATE_ORDER:
         raise ValueError(f"expected an rnnlab Elman, LSTM or GRU layer, got {type(layer).__name__}")
     cell = layer.cell_name

@@ -212,7 +212,8 @@ class _Job:
         variant = {k: v for k, v in (("proj_size", cfg.proj_size),
                                      ("peepholes", cfg.peepholes)) if v}
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
-                           output="softmax", readout="all", seed=cfg.seed, **variant)
+                           output="softmax", readout="all", window=cfg.window, seed=cfg.seed,
+                           **variant)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False,
                                comm=dp if dp is not None else False)

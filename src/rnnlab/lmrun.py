@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import checks, io
 from .cells import LAYERS
+from .cells.ffnn import DEFAULT_WINDOW
 from .data.corpus import default_corpus, split_text
 from .data.text import Vocab, read_documents
 from .network import Network
@@ -33,7 +34,8 @@ class LMConfig:
     tokens: str = "char"  # "char" or "word"
     max_vocab: int = 10000  # word vocabularies only: most frequent tokens kept (ids in all)
     validation_fraction: float = 0.05  # share of --data held out (its tail)
-    cell: str = "lstm"  # "lstm", "gru" or "elman"
+    cell: str = "lstm"  # "lstm", "gru", "elman" or "ffnn" (the feedforward baseline)
+    window: int | None = None  # ffnn only: inputs each step sees (None: 8)
     hidden: int = 256  # units per layer
     layers: int = 1  # stacked recurrent layers
     proj_size: int = 0  # LSTM only: project each layer's output to this many units (0: none)
@@ -102,6 +104,10 @@ class LMConfig:
                      "eval_tokens", "checkpoint_every"):
             checks.positive_int(getattr(self, name), name)
         checks.optional(checks.positive_int, self.steps, "steps")
+        checks.optional(checks.positive_int, self.window, "window")
+        if self.window is not None and "window" not in LAYERS[self.cell].options:
+            raise ValueError(f"window applies to the ffnn cell only, got {self.window!r} "
+                             f"with cell {self.cell!r}")
         checks.positive_number(self.lr, "lr")
         checks.optional(checks.positive_number, self.time_budget, "time_budget")
         checks.number(self.clip, "clip", low=0)
@@ -166,9 +172,15 @@ def open_run(path) -> Run:
     if not isinstance(net, Network) or net.output_size != len(vocab) \
             or net.rnn.input_size != len(vocab):
         raise ValueError(f"{path}: the model does not match the vocabulary")
-    mine = (net.cell, net.rnn.hidden_size, net.rnn.num_layers, net.readout, net.output)
-    if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax"):
+    mine = (net.cell, net.rnn.hidden_size, net.rnn.num_layers, net.readout, net.output,
+            net.config.get("window"))
+    window = cfg.window
+    if window is None and "window" in net.rnn.options:
+        window = DEFAULT_WINDOW
+    if mine != (cfg.cell, cfg.hidden, cfg.layers, "all", "softmax", window):
+        theirs = "" if mine[-1] is None else f", window {mine[-1]}"
+        ours = "" if window is None else f", window {window}"
         raise ValueError(f"{path}: the model (cell {net.cell}, hidden {net.rnn.hidden_size}, "
-                         f"layers {net.rnn.num_layers}) does not match config.toml (cell "
-                         f"{cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers})")
+                         f"layers {net.rnn.num_layers}{theirs}) does not match config.toml "
+                         f"(cell {cfg.cell}, hidden {cfg.hidden}, layers {cfg.layers}{ours})")
     return Run(path, cfg, vocab, net, info)

@@ -85,14 +85,18 @@ class Network:
         H, units per recurrent layer.
     output_size : int
         K, classes (softmax) or values (linear) per prediction.
-    cell : {"lstm", "elman", "gru"}
+    cell : {"lstm", "elman", "gru", "ffnn"}
+        ``"ffnn"`` is the feedforward baseline: an MLP over the last ``window`` inputs
+        (:class:`rnnlab.cells.ffnn.FFNN`), with ``num_layers`` hidden layers.
     num_layers : int
     output : {"softmax", "linear"}
         softmax with cross-entropy loss, or linear with squared error.
     readout : {"all", "last"}
         A prediction at every step, or one per sequence from its final state.
     activation : {"tanh", "relu", "sigmoid"}
-        Elman cells only.
+        Elman and ffnn only.
+    window : int or None
+        ffnn only: the inputs each step sees (None: 8).
     init : {"uniform", "orthogonal", "identity"}
         Recurrent weights; see :func:`rnnlab.init.recurrent_params`.
     forget_bias : float or None
@@ -135,6 +139,7 @@ class Network:
         proj_size: int = 0,
         peepholes: bool = False,
         bidirectional: bool = False,
+        window: int | None = None,
         seed=None,
         dtype=np.float32,
     ):
@@ -147,12 +152,18 @@ class Network:
         given = {"activation": activation, "forget_bias": forget_bias,
                  "proj_size": proj_size, "peepholes": peepholes}
         if "activation" not in layer.options and activation != "tanh":
-            raise ValueError(f"activation applies to the elman cell only, got {activation!r} "
-                             f"with cell {cell!r}")
+            raise ValueError(f"activation applies to the elman and ffnn cells only, got "
+                             f"{activation!r} with cell {cell!r}")
         for name, off in (("proj_size", 0), ("peepholes", False)):
             if name not in layer.options and given[name] != off:
                 raise ValueError(f"{name} applies to the lstm cell only, got {given[name]!r} "
                                  f"with cell {cell!r}")
+        if "window" in layer.options:
+            if window is not None:
+                given["window"] = window
+        elif window is not None:
+            raise ValueError(f"window applies to the ffnn cell only, got {window!r} with "
+                             f"cell {cell!r}")
         options = {name: v for name, v in given.items() if name in layer.options}
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
@@ -184,6 +195,7 @@ class Network:
             "output": self.output, "readout": self.readout, "activation": self.activation,
             "init": r.init, "forget_bias": self.forget_bias, "bidirectional": r.bidirectional,
             "dtype": r.dtype.name,
+            **({"window": r.window} if "window" in r.options else {}),
         } | self._variant_config()
 
     def _variant_config(self) -> dict:

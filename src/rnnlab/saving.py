@@ -54,30 +54,21 @@ def n_params(kind: str, config: dict) -> int | None:
     """The number of parameters the object of ``config`` has, computed without building
     it; None when the configuration is not plainly valid (building it will say why).
 
-    Layer k of a cell with G gates, input size d (D for the first layer, H after, 2H
-    after a bidirectional one) and a recurrent bias or not:
-    ``(d + H + 1 + recurrent_bias) * G * H``, twice when bidirectional; a network's head
-    adds ``(H' + 1) * K`` with H' the features it reads (H or 2H). An LSTM with a
-    projection reads P instead of H (``W_h`` (P, G*H)) and adds ``W_hr`` (H, P); peepholes
-    add 3H.
+    The layer's own count (:meth:`rnnlab.cells.RecurrentLayer.count_params`); a network's
+    head adds ``(H' + 1) * K`` with H' the features it reads (H, or 2H when bidirectional;
+    an LSTM with a projection reads P instead of H).
     """
     cell = config.get("cell", "lstm" if kind == "network" else None)
-    sizes = [config.get(k, 1 if k == "num_layers" else None)
-             for k in ("input_size", "hidden_size", "num_layers")]
-    if kind == "network":
-        sizes.append(config.get("output_size"))
-    if (not isinstance(cell, str) or cell not in LAYERS
-            or not all(type(n) is int and n > 0 for n in sizes)):
+    if not isinstance(cell, str) or cell not in LAYERS:
         return None
-    D, H, L = sizes[:3]
+    total = LAYERS[cell].count_params(config)
+    if kind != "network" or total is None:
+        return total
+    H, K = config.get("hidden_size"), config.get("output_size")
+    if not (type(K) is int and K > 0):
+        return None
     dirs = 2 if config.get("bidirectional") is True else 1
-    facts = LAYERS[cell].Cell
-    G, rb = facts.n_gates, int(facts.recurrent_bias)
     P = config.get("proj_size") or H
     if type(P) is not int or P <= 0:
         return None
-    # an LSTM's projection: W_h (P, G*H), W_hr (H, P), layers above read P; peepholes 3H
-    own = (H * P if P != H else 0) + (3 * H if config.get("peepholes") is True else 0)
-    total = dirs * ((D + P + 1 + rb) * G * H + own
-                    + (L - 1) * ((dirs * P + P + 1 + rb) * G * H + own))
-    return total + (dirs * P + 1) * sizes[3] if kind == "network" else total
+    return total + (dirs * P + 1) * K

@@ -56,13 +56,14 @@ class _RNNEstimator(BaseEstimator):
     """What the classifier and the regressor share: parameters, data checks, the fit."""
 
     def __init__(self, *, cell="lstm", hidden_size=32, num_layers=1, bidirectional=False,
-                 epochs=50, batch_size=32, lr=1e-2, optimizer="adam", clip_norm=1.0,
+                 window=None, epochs=50, batch_size=32, lr=1e-2, optimizer="adam", clip_norm=1.0,
                  bptt=None, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  random_state=None, verbose=0, dtype=np.float32):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
+        self.window = window
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -122,6 +123,7 @@ class _RNNEstimator(BaseEstimator):
         checks.positive_int(self.hidden_size, "hidden_size")
         checks.positive_int(self.num_layers, "num_layers")
         checks.boolean(self.bidirectional, "bidirectional")
+        checks.optional(checks.positive_int, self.window, "window")
         checks.positive_int(self.epochs, "epochs")
         checks.positive_int(self.batch_size, "batch_size")
         checks.positive_number(self.lr, "lr")
@@ -140,8 +142,9 @@ class _RNNEstimator(BaseEstimator):
         checks.float_dtype(self.dtype)
 
     def _network_options(self) -> dict:
-        """The network's options beyond its sizes: ``bidirectional``."""
-        return {"bidirectional": bool(self.bidirectional)}
+        """The network's options beyond its sizes: ``bidirectional`` (and ``window``)."""
+        extra = {} if self.window is None else {"window": self.window}
+        return {"bidirectional": bool(self.bidirectional), **extra}
 
     # the inputs ---------------------------------------------------------------------------
     def _sequences(self, X, *, reset: bool):
@@ -234,13 +237,16 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
 
     Parameters
     ----------
-    cell : {"lstm", "elman", "gru"}
+    cell : {"lstm", "elman", "gru", "ffnn"}
+        ``"ffnn"``: the feedforward baseline over the last ``window`` steps.
     hidden_size : int
         Units per recurrent layer.
     num_layers : int
     bidirectional : bool
         Layers that read each sequence both ways (:class:`rnnlab.Network`'s
         ``bidirectional``).
+    window : int or None
+        ``cell="ffnn"`` only: the steps each step sees (None: 8).
     epochs : int
         Passes over the training data (fewer with ``early_stopping``).
     batch_size : int

@@ -39,7 +39,10 @@ class Stream:
             raise ValueError("a Stream needs a unidirectional layer: a bidirectional one reads "
                              "whole sequences (its reverse direction starts at their end)")
         self.layer = layer
-        self._states = layer.split_state(state, batch_size)  # list over layers of tuples (B, H)
+        # a list over layers of tuples (B, H); the ffnn's own (h, window)
+        self._states = layer.split_state(state, batch_size)
+        # a layer that is not a recurrence (the ffnn) steps itself, its state as it is
+        self._own = None if getattr(layer, "recurrent", True) else layer.stream_step
         self._shape = (batch_size, layer.input_size)
         self._fast = fast
 
@@ -59,11 +62,12 @@ class Stream:
         if x.shape != self._shape:
             raise ValueError(f"x_t must have shape {self._shape}, got {x.shape}")
         states = self._states
-        if reset is not None:
-            rows = checks.reset_rows(reset, self._shape[0])  # (B, 1) or None
-            if rows is not None:
-                states = [tuple(np.where(rows, s.dtype.type(0), s) for s in st)
-                          for st in states]
+        rows = None if reset is None else checks.reset_rows(reset, self._shape[0])  # (B, 1)
+        if self._own is not None:
+            y, self._states = self._own(x, states, rows)
+            return y
+        if rows is not None:
+            states = [tuple(np.where(rows, s.dtype.type(0), s) for s in st) for st in states]
         layer_ps, prepared = self.layer.step_params()
         y, states, finite = engine.step(self.layer.cell, layer_ps, x, states,
                                         prepared=prepared, fast=self._fast)

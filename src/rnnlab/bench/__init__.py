@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checks, kernels
-from ..cells import LAYERS
+from ..cells import RECURRENT
 from .compile_time import compile_times
 from .memory import peak_memory
 from .report import markdown, row_line, targets
@@ -72,7 +72,7 @@ GRID = ((32, 100, 64, 128), (64, 50, 128, 256), (1, 100, 32, 64), (128, 28, 28, 
 class BenchConfig:
     """What to measure; :func:`run_bench` rejects unknown keys."""
 
-    cells: tuple = tuple(LAYERS)  # any of the cells' names: "elman", "lstm", "gru"
+    cells: tuple = RECURRENT  # any of the cells' names: "elman", "lstm", "gru"
     shapes: tuple = GRID  # (B, T, D, H) rows
     threads: int | None = None  # threads for both libraries; None: one per available core
     repeats: int = 7  # timed repeats per measurement; the median is reported
@@ -269,7 +269,7 @@ def _cpu_seconds() -> tuple | None:
 
 def add_arguments(ap) -> None:
     """The benchmark's command-line options (``rnnlab bench`` and benchmarks/bench_cells.py)."""
-    ap.add_argument("--cells", nargs="+", default=list(LAYERS))
+    ap.add_argument("--cells", nargs="+", default=list(RECURRENT))
     ap.add_argument("--shape", nargs=4, type=int, action="append", metavar=("B", "T", "D", "H"),
                     help="a (B, T, D, H) row; repeat for several (default: the standard grid)")
     ap.add_argument("--threads", type=int, default=None, help="default: one per core")

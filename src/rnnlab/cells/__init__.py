@@ -9,11 +9,13 @@ its own: a new cell is one module here and one line below.
 from .base import RecurrentLayer
 from .cell import Cell
 from .elman import Elman, ElmanCell
+from .ffnn import FFNN, FFNNCell
 from .gru import GRU, GRUCell
 from .lstm import LSTM, LSTMCell
 
 #: cell name -> its layer class; ``LAYERS[name].Cell`` is the cell class with its facts
-LAYERS: dict[str, type[RecurrentLayer]] = {layer.Cell.name: layer for layer in (Elman, LSTM, GRU)}
+LAYERS: dict[str, type[RecurrentLayer]] = {
+    layer.Cell.name: layer for layer in (Elman, LSTM, GRU, FFNN)}
 
 
 def layer_class(name) -> type[RecurrentLayer]:
@@ -29,5 +31,9 @@ def layer_from_config(config: dict) -> RecurrentLayer:
     return layer_class(config.pop("cell", None))(**config)
 
 
-__all__ = ["GRU", "LAYERS", "LSTM", "Cell", "Elman", "ElmanCell", "GRUCell", "LSTMCell",
+#: the recurrent cells alone (what the engine runs, benchmarks time and PyTorch mirrors)
+RECURRENT: tuple = tuple(name for name, layer in LAYERS.items() if layer.recurrent)
+
+__all__ = ["FFNN", "GRU", "LAYERS", "LSTM", "RECURRENT", "Cell", "Elman", "ElmanCell",
+           "FFNNCell", "GRUCell", "LSTMCell",
            "RecurrentLayer", "layer_class", "layer_from_config"]

@@ -74,6 +74,9 @@ class RecurrentLayer:
     Cell: type = None
     #: the layer's own options beyond the common ones, in its config (``activation``)
     options: tuple = ()
+    #: a recurrence run by the engine (False for the feedforward baseline,
+    #: :class:`rnnlab.cells.ffnn.FFNN`, which reads a window of inputs instead)
+    recurrent: bool = True
 
     def __init__(
         self,
@@ -151,7 +154,37 @@ class RecurrentLayer:
         return f"{type(self).__name__}({opts})"
 
 
+    @classmethod
+    def count_params(cls, config: dict) -> int | None:
+        """The parameters of a layer of ``config``, computed without building it; None when
+        the configuration is not plainly valid (building it will say why).
+
+        Layer k of a cell with G gates, input size d (D for the first layer, H after, 2H
+        after a bidirectional one) and a recurrent bias or not:
+        ``(d + H + 1 + recurrent_bias) * G * H``, twice when bidirectional. An LSTM with a
+        projection reads P instead of H (``W_h`` (P, G*H), layers above read P) and adds
+        ``W_hr`` (H, P); peepholes add 3H.
+        """
+        sizes = [config.get(k, 1 if k == "num_layers" else None)
+                 for k in ("input_size", "hidden_size", "num_layers")]
+        if not all(type(n) is int and n > 0 for n in sizes):
+            return None
+        D, H, L = sizes
+        dirs = 2 if config.get("bidirectional") is True else 1
+        G, rb = cls.Cell.n_gates, int(cls.Cell.recurrent_bias)
+        P = config.get("proj_size") or H
+        if type(P) is not int or P <= 0:
+            return None
+        own = (H * P if P != H else 0) + (3 * H if config.get("peepholes") is True else 0)
+        return dirs * ((D + P + 1 + rb) * G * H + own
+                       + (L - 1) * ((dirs * P + P + 1 + rb) * G * H + own))
+
     # state conversion --------------------------------------------------------------------
+    def state_shapes(self, batch: int) -> list:
+        """The shape of each state array: (L, B, H), or (2L, B, H) when bidirectional (a
+        projected LSTM's h is P wide)."""
+        return [(self.num_layers * self.directions, batch, w) for w in self.state_sizes]
+
     def initial_state(self, batch_size: int):
         """Zeros in the public layout: (L, B, H), or a tuple (h, c) of them for the LSTM
         ((2L, B, H) for a bidirectional layer)."""

@@ -45,6 +45,9 @@ def layer64(model) -> RecurrentLayer:
     else:
         raise ValueError("expected an rnnlab layer (Elman, LSTM, GRU) or a Network, got "
                          f"{type(model).__name__}")
+    if not layer.recurrent:
+        raise ValueError(f"diagnostics follow the state of a recurrence through time; the "
+                         f"{layer.cell_name} layer has none (it reads a window of inputs)")
     if layer.bidirectional:
         raise ValueError("diagnostics follow the state forward in time; a bidirectional "
                          "model is not supported (diagnose a unidirectional one)")
