@@ -127,3 +127,34 @@ def test_a_rank_that_dies_ends_the_run_and_leaves_a_checkpoint_that_loads(tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and time.monotonic() - start < 60
     assert die_ranks.trainer().load_checkpoint(ckpt).step == 3
+
+
+TASK = ["--task", "digits", "--max-train", "50", "--max-test", "30", "--epochs", "2",
+        "--hidden", "8", "--batch", "9", "--noise", "0.5", "--seed", "3"]
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_a_task_run_trains_on_ranks_what_one_process_trains(tmp_path, ranks):
+    """``mpiexec -n N rnnlab train --task``: batches of 9 sequences (split unevenly), noise
+    on the training batches, a cosine schedule: the parameters of one process (float32,
+    1e-5), the same log, rank 0 alone writing, run.json saying N ranks."""
+    import json
+
+    pytest.importorskip("sklearn")
+    from rnnlab import apps, cli, load
+
+    assert cli.main(["train", *TASK, "--out", str(tmp_path / "one")]) == 0
+    mpirun(ranks, "-m", "rnnlab", "train", *TASK, "--out", tmp_path / "many")
+    one, many = load(tmp_path / "one" / "model.rnnlab"), load(tmp_path / "many" / "model.rnnlab")
+    for name, v in one.params.items():
+        np.testing.assert_allclose(many.params[name], v, rtol=0, atol=1e-5, err_msg=name)
+    info = apps.open_task_run(tmp_path / "many")
+    assert info["ranks"] == ranks and apps.open_task_run(tmp_path / "one")["ranks"] == 1
+    assert info["results"]["accuracy"] == pytest.approx(
+        apps.open_task_run(tmp_path / "one")["results"]["accuracy"], abs=1 / 30 + 1e-9)
+    logs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").open()]
+            for d in ("one", "many")]
+    assert [r.get("step") for r in logs[0]] == [r.get("step") for r in logs[1]]
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir())

@@ -57,11 +57,6 @@ def _train(args) -> int:
     # on one thread). The CLI owns its process, so the process-wide setting is harmless here.
     kernels.keep_freed_memory()
     if args.task is not None:
-        from . import parallel
-
-        if parallel.launched_ranks() > 1:
-            raise ValueError("--task runs train in one process; under mpiexec only the "
-                             "language model trains data-parallel")
         return _train_task(args)
     for k in _TASK_ONLY:
         if getattr(args, k) is not None:
