@@ -158,3 +158,34 @@ def test_a_task_run_trains_on_ranks_what_one_process_trains(tmp_path, ranks):
     assert [r.get("step") for r in logs[0]] == [r.get("step") for r in logs[1]]
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == sorted(
         p.name for p in (tmp_path / "one").iterdir())
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+def test_a_lost_rank_stops_the_others_with_one_line_and_the_checkpoint_resumes(tmp_path):
+    """With a launcher that tells the survivors (MPICH's -disable-auto-cleanup: SIGUSR1; Open
+    MPI and Slurm send SIGTERM), rank 0 of ``rnnlab train`` stops at once with one line of
+    rnnlab's naming the resume command, and the checkpoint of update 3 resumes. (MPICH's
+    default instead kills every rank at once: the test above.)"""
+    import time
+
+    from rnnlab import lm
+
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    config = tmp_path / "run.toml"
+    config.write_text(f'data = "{text}"\nsteps = 12\ntime_budget = 0\nhidden = 8\n'
+                      f'bptt = 8\nbatch = 4\neval_every = 100\nsample_every = 0\n'
+                      f'checkpoint_every = 3\neval_tokens = 50\n', encoding="utf-8")
+    run = tmp_path / "run"
+    start = time.monotonic()
+    done = subprocess.run([MPIEXEC, "-disable-auto-cleanup", "-n", "2", sys.executable,
+                           str(Path(__file__).parent / "mpi" / "die_lm.py"), str(config),
+                           str(run)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and time.monotonic() - start < 60
+    ours = [line for line in done.stderr.splitlines() if line.startswith("rnnlab")]
+    assert ours == [f"rnnlab: error: rank 0 of 2 stopped: another rank has failed (SIGUSR1); "
+                    f"the last checkpoint resumes: rnnlab train --resume {run}"], done.stderr
+    assert "Traceback" not in done.stderr
+    lm.train(lm.LMConfig(steps=12, time_budget=None), resume=run, progress=False,
+             echo=lambda *a: None)
+    assert lm.open_run(run).info["steps"] == 12

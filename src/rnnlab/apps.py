@@ -270,8 +270,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
              f"{cell} H={hidden}, {epochs} epochs" + (f", {ranks} ranks" if ranks > 1 else "")
              + f" -> {out}")
         t0 = time.perf_counter()
-        history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
-                              lengths=data.lengths_train)
+        with dp.watched() if dp is not None else contextlib.nullcontext():
+            history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
+                                  lengths=data.lengths_train)
         seconds = time.perf_counter() - t0
         if not root:
             return out

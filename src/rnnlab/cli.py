@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from ._version import __version__
+from .parallel import RankLost
 
 _TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test")
 _LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
@@ -515,6 +517,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("rnnlab: interrupted", file=sys.stderr)
         return 130
+    except RankLost as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr, flush=True)
+        # not a normal exit: MPI's finalisation would wait for the lost rank for ever
+        os._exit(1)
     except (ValueError, ModuleNotFoundError, OSError) as e:
         # OSError: besides a missing or unreadable file, a write that fails (no space left
         # on the device, a read-only folder); the files written before it stay as they were

@@ -13,7 +13,10 @@ MPI (mpi4py, optional: ``pip install "rnnlab[cluster]"``), nothing of rnnlab's o
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -23,6 +26,17 @@ import numpy as np
 LAUNCH_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
 #: seconds a collective may wait for the other ranks before this one gives up
 TIMEOUT = 600.0
+
+
+class RankLost(RuntimeError):
+    """This rank stops because another one has: one line for the user, no traceback."""
+
+
+#: signals through which launchers tell the surviving ranks that one has failed: MPICH's
+#: hydra with -disable-auto-cleanup sends SIGUSR1; Open MPI and Slurm send SIGTERM (Slurm
+#: also at a time limit). MPICH's default is SIGKILL at once, which nothing can catch.
+STOP_SIGNALS = {"SIGUSR1": "another rank has failed", "SIGTERM": "the launcher is ending "
+                "the job (a rank that failed, or a time limit)"}
 
 
 def mpi():
@@ -107,6 +121,27 @@ class DataParallel:
             at += n
         return float(buf[-2]), out
 
+    @contextlib.contextmanager
+    def watched(self):
+        """Within the block, a launcher's stop signal (:data:`STOP_SIGNALS`) raises
+        :class:`RankLost` at once, rather than leaving this rank in a collective that the
+        lost rank never joins (outside the main thread: nothing is installed)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum, frame):
+            name = signal.Signals(signum).name
+            raise RankLost(f"rank {self.rank} of {self.size} stopped: {STOP_SIGNALS[name]} "
+                           f"({name})")
+
+        before = {name: signal.signal(getattr(signal, name), stop) for name in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for name, handler in before.items():
+                signal.signal(getattr(signal, name), handler)
+
     def _allreduce(self, buf: np.ndarray) -> None:
         """Sum ``buf`` over the ranks in place, giving up after :attr:`timeout` seconds
         with one line (a rank that stopped answering) rather than waiting forever."""
@@ -115,7 +150,7 @@ class DataParallel:
         deadline, pause = time.monotonic() + self.timeout, 1e-5
         while not request.Test():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"rank {self.rank} of {self.size}: another rank has not "
-                                   f"answered for {self.timeout:g} s; stopping")
+                raise RankLost(f"rank {self.rank} of {self.size}: another rank has not "
+                               f"answered for {self.timeout:g} s; stopping")
             time.sleep(pause)
             pause = min(2 * pause, 1e-3)
