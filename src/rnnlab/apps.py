@@ -270,7 +270,11 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
              f"{cell} H={hidden}, {epochs} epochs" + (f", {ranks} ranks" if ranks > 1 else "")
              + f" -> {out}")
         t0 = time.perf_counter()
-        with dp.watched() if dp is not None else contextlib.nullcontext():
+        watch = contextlib.ExitStack()
+        if dp is not None:  # a rank that dies: one line, whoever can still write it
+            watch.enter_context(dp.witnessed(out, resumes=False))
+            watch.enter_context(dp.watched())
+        with watch:
             history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
                                   lengths=data.lengths_train)
         seconds = time.perf_counter() - t0
