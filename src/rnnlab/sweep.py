@@ -526,7 +526,10 @@ def _tune(sweep: SweepResult, todo: list, settings: dict, trial, max_concurrent,
                              trials_dir=str(sweep.out / "trials")), {"cpu": 1})
     tuner = tune.Tuner(
         trainable, param_space={"trial": tune.grid_search(todo)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or 0),
+        # a worker process serves trial after trial: the start-up (Python, rnnlab, the
+        # compiled kernels) is paid once per CPU, not once per trial; a trial keeps nothing
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent or 0,
+                                    reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(sweep.out / "ray"),
                                   name=time.strftime("%Y%m%d-%H%M%S"), verbose=0,
                                   callbacks=[Rows()]))
