@@ -137,7 +137,7 @@ def test_cells_read_no_dispatch_but_through_the_engine(edges):
 #: own row and the rows below it
 ROWS = [
     "cli",
-    "lm lmrun apps demo bench interop onnx sklearn",
+    "lm lmrun apps demo sweep bench interop onnx sklearn",
     "train bptt optim schedules clip checkpoint",
     "diagnostics",
     "saving",

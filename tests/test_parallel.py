@@ -83,6 +83,8 @@ def mpirun(ranks, *args):
     done = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, *map(str, args)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "rnnlab: error" not in done.stderr  # a run that ends well: no witness's line
+    return done
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
@@ -127,3 +129,77 @@ def test_a_rank_that_dies_ends_the_run_and_leaves_a_checkpoint_that_loads(tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and time.monotonic() - start < 60
     assert die_ranks.trainer().load_checkpoint(ckpt).step == 3
+
+
+TASK = ["--task", "digits", "--max-train", "50", "--max-test", "30", "--epochs", "2",
+        "--hidden", "8", "--batch", "9", "--noise", "0.5", "--seed", "3"]
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_a_task_run_trains_on_ranks_what_one_process_trains(tmp_path, ranks):
+    """``mpiexec -n N rnnlab train --task``: batches of 9 sequences (split unevenly), noise
+    on the training batches, a cosine schedule: the parameters of one process (float32,
+    1e-5), the same log, rank 0 alone writing, run.json saying N ranks."""
+    import json
+
+    pytest.importorskip("sklearn")
+    from rnnlab import apps, cli, load
+
+    assert cli.main(["train", *TASK, "--out", str(tmp_path / "one")]) == 0
+    mpirun(ranks, "-m", "rnnlab", "train", *TASK, "--out", tmp_path / "many")
+    one, many = load(tmp_path / "one" / "model.rnnlab"), load(tmp_path / "many" / "model.rnnlab")
+    for name, v in one.params.items():
+        np.testing.assert_allclose(many.params[name], v, rtol=0, atol=1e-5, err_msg=name)
+    info = apps.open_task_run(tmp_path / "many")
+    assert info["ranks"] == ranks and apps.open_task_run(tmp_path / "one")["ranks"] == 1
+    assert info["results"]["accuracy"] == pytest.approx(
+        apps.open_task_run(tmp_path / "one")["results"]["accuracy"], abs=1 / 30 + 1e-9)
+    logs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").open()]
+            for d in ("one", "many")]
+    assert [r.get("step") for r in logs[0]] == [r.get("step") for r in logs[1]]
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir())
+
+
+LOST = {
+    # MPICH's default: every rank killed at once; rank 0's witness process says so
+    "default": "rnnlab: error: the run on 2 ranks ended before it finished: a rank died (or "
+               "was killed) and the launcher stopped the others",
+    # a launcher that signals the survivors: rank 0 itself says so
+    "-disable-auto-cleanup": "rnnlab: error: rank 0 of 2 stopped: another rank has failed "
+                             "(SIGUSR1)",
+}
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
+@pytest.mark.parametrize("launcher", list(LOST))
+def test_a_lost_rank_stops_the_run_with_one_line_and_the_checkpoint_resumes(tmp_path,
+                                                                            launcher):
+    """``rnnlab train`` on 2 ranks, rank 1 dying at update 4 (checkpoints every 3): the run
+    ends within seconds with exactly one line of rnnlab's naming the resume command, no
+    traceback, and the checkpoint of update 3 resumes to the end."""
+    import time
+
+    from rnnlab import lm
+
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    config = tmp_path / "run.toml"
+    config.write_text(f'data = "{text}"\nsteps = 12\ntime_budget = 0\nhidden = 8\n'
+                      f'bptt = 8\nbatch = 4\neval_every = 100\nsample_every = 0\n'
+                      f'checkpoint_every = 3\neval_tokens = 50\n', encoding="utf-8")
+    run = tmp_path / "run"
+    flags = [] if launcher == "default" else [launcher]
+    start = time.monotonic()
+    done = subprocess.run([MPIEXEC, *flags, "-n", "2", sys.executable,
+                           str(Path(__file__).parent / "mpi" / "die_lm.py"), str(config),
+                           str(run)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and time.monotonic() - start < 60
+    ours = [line for line in done.stderr.splitlines() if line.startswith("rnnlab: error")]
+    assert ours == [f"{LOST[launcher]}; the last checkpoint resumes: rnnlab train --resume "
+                    f"{run}"], done.stderr
+    assert "Traceback" not in done.stderr
+    lm.train(lm.LMConfig(steps=12, time_budget=None), resume=run, progress=False,
+             echo=lambda *a: None)
+    assert lm.open_run(run).info["steps"] == 12

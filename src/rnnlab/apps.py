@@ -12,8 +12,9 @@ state gives class probabilities (softmax) or the forecast (linear, sunspots). Tr
 Run folder (``out``)::
 
     model.rnnlab    the trained network (rnnlab.load reads it)
-    run.json        format "rnnlab-task-run", version 1, task, the data set's meta (split,
-                    preprocessing), the data options, and results (test accuracy or RMSE)
+    run.json        format "rnnlab-task-run", version 1, task, ranks (1, or N under
+                    mpiexec), the data set's meta (split, preprocessing), the data
+                    options, and results (test accuracy or RMSE)
     config.json     the training settings
     metrics.jsonl   one line per logged update and one per epoch (rnnlab.Trainer)
     loss.png        training loss per epoch (when matplotlib is installed)
@@ -28,6 +29,7 @@ examples do that this does not: ensembles over seeds (the CLI trains one network
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io, runlock
+from . import checks, io, parallel, runlock
 from ._version import __version__
 from .network import Network
 from .saving import load
@@ -142,6 +144,8 @@ class NoisyTrainer(Trainer):
 
     The noise comes in through the Trainer's batch hook :meth:`prepare_batch`, so full and
     truncated BPTT both see it: one draw per batch, shared by all of the batch's windows.
+    Data-parallel, it is drawn for the global batch before the ranks take their rows, so
+    every rank's rows get the noise one process would give them.
     """
 
     def __init__(self, net, *args, noise: float, noise_seed=0, **kwargs):
@@ -150,20 +154,29 @@ class NoisyTrainer(Trainer):
         self.noise_rng = np.random.default_rng(noise_seed)
 
     def prepare_batch(self, x, y, lengths):
+        if self.parallel is not None:
+            return x, y  # noised as a whole global batch, in _share
+        return self._noisy(x, lengths), y
+
+    def _share(self, x, y, lengths, reset=None):
+        # the rows of the global batch are taken here, once per batch, on every rank alike
+        return super()._share(self._noisy(x, lengths), y, lengths, reset)
+
+    def _noisy(self, x, lengths):
         if not self.noise:
-            return x, y
+            return x
         x = np.asarray(x, dtype=self.net.dtype)  # (B, T, D)
         e = self.noise * self.noise_rng.standard_normal(x.shape, dtype=x.dtype)
         if lengths is not None:
             real = np.arange(x.shape[1])[None, :] < np.asarray(lengths)[:, None]  # (B, T)
             e *= real[:, :, None]
-        return x + e, y
+        return x + e
 
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, window=None,
                out=None, progress=None, max_train=None, max_test=None, proj_size=0,
-               peepholes=False, echo=print) -> Path:
+               peepholes=False, echo=print, comm=None) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -195,6 +208,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
     echo : callable for the one-line summaries (``print``)
+    comm : as :class:`rnnlab.Trainer`'s: under ``mpiexec -n N`` each rank trains its share
+        of every global batch of ``batch`` sequences (the parameters one process would
+        get), and rank 0 alone writes the run folder; ``run.json`` records ``"ranks": N``
     """
     from .optim import cosine
 
@@ -216,10 +232,26 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
                "peepholes": checks.boolean(peepholes, "peepholes")}
     variant = {k: v for k, v in variant.items() if v}
-    out = io.check_folder(out if out is not None else Path("runs") / (
-        f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    with runlock.hold(out):  # one writer per run folder
-        if (out / "run.json").exists():
+    dp = parallel.DataParallel.of(comm)
+    root = dp is None or dp.root
+    if not root:  # one voice and one writer: rank 0's
+        echo, progress = (lambda *a, **k: None), False
+    failure = None
+    if root:
+        try:
+            out = io.check_folder(out if out is not None else Path("runs") / (
+                f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        except ValueError as e:
+            failure = str(e)
+    if dp is not None:  # rank 0's folder (its name has rank 0's clock in it), or its error
+        out, failure = dp.comm.bcast((out, failure))
+    if failure is not None:
+        raise ValueError(failure)
+    with runlock.hold(out) if root else contextlib.nullcontext():  # one writer per folder
+        held = root and (out / "run.json").exists()
+        if dp is not None:
+            held = dp.comm.bcast(held)
+        if held:
             raise ValueError(f"{out} already holds a run; give another --out")
 
         data, options = load_task_data(task, patch=patch, horizon=horizon)
@@ -236,22 +268,34 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
                   "input_noise": noise or None, **variant, **options}
-        (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+        if root:
+            (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
                                seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
-                               progress=progress, noise=noise, noise_seed=[seed, 1])
+                               progress=progress, noise=noise, noise_seed=[seed, 1],
+                               comm=dp if dp is not None else False)
+        ranks = 1 if dp is None else dp.size
         echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
-             f"{cell} H={hidden}, {epochs} epochs -> {out}")
+             f"{cell} H={hidden}, {epochs} epochs" + (f", {ranks} ranks" if ranks > 1 else "")
+             + f" -> {out}")
         t0 = time.perf_counter()
-        history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
-                              lengths=data.lengths_train)
+        watch = contextlib.ExitStack()
+        if dp is not None:  # a rank that dies: one line, whoever can still write it
+            watch.enter_context(dp.witnessed(out, resumes=False))
+            watch.enter_context(dp.watched())
+        with watch:
+            history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
+                                  lengths=data.lengths_train)
         seconds = time.perf_counter() - t0
+        if not root:
+            return out
         net.save(out / "model.rnnlab")
         results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
                    "steps": history.steps, "seconds": round(seconds, 3),
                    **_score(net, data, forecasting)[0]}
         info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
-                "task": task, "options": options, "meta": data.meta, "results": results}
+                "task": task, "ranks": ranks, "options": options, "meta": data.meta,
+                "results": results}
         io.write_json(out / "run.json", info)
         try:
             from .plots import plot_loss

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from ._version import __version__
+from .parallel import RankLost
 
 _TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test")
 _LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
@@ -58,11 +60,6 @@ def _train(args) -> int:
     # on one thread). The CLI owns its process, so the process-wide setting is harmless here.
     kernels.keep_freed_memory()
     if args.task is not None:
-        from . import parallel
-
-        if parallel.launched_ranks() > 1:
-            raise ValueError("--task runs train in one process; under mpiexec only the "
-                             "language model trains data-parallel")
         return _train_task(args)
     for k in _TASK_ONLY:
         if getattr(args, k) is not None:
@@ -288,7 +285,19 @@ def _demo_memory(args) -> int:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     cfg = demo.MemoryConfig.quick(**overrides) if args.quick else \
         demo.MemoryConfig.from_dict(overrides)
-    demo.memory(cfg, out=args.out, jobs=args.jobs)
+    if not args.sweep and (args.address is not None or args.max_concurrent is not None):
+        raise ValueError("--address and --max-concurrent apply to --sweep runs only")
+    if args.sweep and args.jobs != 1:
+        raise ValueError("--jobs applies without --sweep; with it, give --max-concurrent")
+    demo.memory(cfg, out=args.out, jobs=args.jobs, sweep=args.sweep, address=args.address,
+                max_concurrent=args.max_concurrent)
+    return 0
+
+
+def _sweep(args) -> int:
+    from . import sweep
+
+    sweep.run(args.spec, args.out, address=args.address, max_concurrent=args.max_concurrent)
     return 0
 
 
@@ -448,7 +457,28 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     mem.add_argument("--out", default="memory-demo", metavar="DIR",
                      help="output folder (default memory-demo)")
+    mem.add_argument("--sweep", action="store_true",
+                     help="run the grid on Ray Tune as rnnlab sweep does: a run folder per "
+                          "run under DIR/trials, DIR/results.csv, and a rerun resumes "
+                          '(pip install "rnnlab[cluster]")')
+    _ray_options(mem)
     mem.set_defaults(func=_demo_memory)
+    w = sub.add_parser(
+        "sweep", help="many trainings over a grid of settings, on Ray Tune",
+        description="Train every combination of the [grid] lists of SPEC (a TOML file; "
+                    "[base] holds the settings all trials share: the keys of rnnlab train's "
+                    "--config, or of a --task run when either table names a task). Each "
+                    "trial is a run folder under DIR/trials; DIR/results.csv has a row per "
+                    "trial (the grid's columns, the final validation score, seconds, "
+                    "status), DIR/scores.png the score against each axis. Rerunning the "
+                    "same command resumes: finished trials are not run again. Needs Ray: "
+                    'pip install "rnnlab[cluster]".',
+        epilog="example: rnnlab sweep lr.toml --out sweeps/lr --max-concurrent 2")
+    w.add_argument("spec", metavar="SPEC", help="TOML file with [base] and [grid] tables")
+    w.add_argument("--out", required=True, metavar="DIR", help="sweep folder")
+    _ray_options(w)
+    w.set_defaults(func=_sweep)
+
     x = sub.add_parser(
         "export", help="write a trained model as an ONNX file",
         description="Write the network of a run folder (or the model of a .rnnlab file) as "
@@ -479,6 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _ray_options(p) -> None:
+    p.add_argument("--address", metavar="ADDR",
+                   help="a running Ray cluster (e.g. auto or HOST:6379); default: a local "
+                        "Ray started for the sweep, one CPU per trial")
+    p.add_argument("--max-concurrent", type=int, metavar="K",
+                   help="trials at once (default: one per CPU)")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -487,6 +525,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("rnnlab: interrupted", file=sys.stderr)
         return 130
+    except RankLost as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr, flush=True)
+        # not a normal exit: MPI's finalisation would wait for the lost rank for ever
+        os._exit(1)
     except (ValueError, ModuleNotFoundError, OSError) as e:
         # OSError: besides a missing or unreadable file, a write that fails (no space left
         # on the device, a read-only folder); the files written before it stay as they were

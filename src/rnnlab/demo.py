@@ -303,6 +303,7 @@ class MemoryResult:
 
 
 def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int = 1,
+           sweep: bool = False, address: str | None = None, max_concurrent: int | None = None,
            echo=print, **overrides) -> MemoryResult:
     """Train Elman and LSTM across lags and write one figure and one table.
 
@@ -316,6 +317,11 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     jobs : int
         Runs trained at once, each in its own process on one BLAS thread. The results do
         not depend on it.
+    sweep : bool
+        Run the grid (task x lag x cell x seed) on Ray Tune with :func:`rnnlab.sweep.run_grid`
+        instead: each run's record in ``out/trials/NAME/run.json``, ``out/results.csv`` and
+        ``out/scores.png`` besides the figure and the table; a rerun with the same settings
+        resumes. ``address`` and ``max_concurrent`` as :func:`rnnlab.sweep.run`'s.
     echo : callable
         Where one line per finished run goes (``print``; None for silence).
     **overrides
@@ -328,6 +334,8 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     cfg = config if config is not None else MemoryConfig()
     cfg = MemoryConfig.from_dict({**dataclasses.asdict(cfg), **overrides})
     jobs = checks.positive_int(jobs, "jobs")
+    if not sweep and (address is not None or max_concurrent is not None):
+        raise ValueError("address and max_concurrent apply to sweep=True only")
     echo = echo or (lambda *a, **k: None)
     out = io.check_folder(out)  # before hours of training, not after
     t0 = time.perf_counter()
@@ -336,7 +344,8 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     specs.sort(key=lambda s: -s[3])  # the longest first, so parallel workers finish together
     echo(f"rnnlab demo memory: {len(specs)} runs ({', '.join(cfg.tasks)}; "
          f"{', '.join(cfg.cells)}; lags {', '.join(map(str, cfg.lags))}; "
-         f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}), {jobs} at a time")
+         f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}), "
+         + ("on Ray Tune" if sweep else f"{jobs} at a time"))
     for k, v in cfg.conditions().items():
         echo(f"  {k}: {v}")
     runs = []
@@ -348,7 +357,9 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
              f"lag {r['flow_at_lag']['start']:.2g} -> {r['flow_at_lag']['end']:.2g}"
              + (" DIVERGED" if r["diverged"] else "") + f", {r['seconds']:.0f} s")
 
-    if jobs == 1:
+    if sweep:
+        runs = _swept(cfg, out, address, max_concurrent, echo)
+    elif jobs == 1:
         for s in specs:
             done(run_one(*s))
     else:
@@ -374,6 +385,46 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     echo(f"wrote {result.paths['figure']}, {result.paths['table']} and "
          f"{result.paths['json']} in {result.seconds:.0f} s")
     return result
+
+
+#: the format of a run's record in a sweep's trial folder
+RUN_RECORD = "rnnlab-memory-run"
+_GRID = ("tasks", "lags", "cells", "seeds")
+
+
+def _swept(cfg: MemoryConfig, out: Path, address, max_concurrent, echo) -> list:
+    """The runs of ``cfg`` as a sweep on Ray Tune (:func:`rnnlab.sweep.run_grid`)."""
+    from . import sweep
+
+    base = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _GRID}
+    # the longest lags first, so that the last trials to start are short
+    grid = {"lag": sorted(cfg.lags, reverse=True), "task": list(cfg.tasks),
+            "cell": list(cfg.cells), "seed": list(cfg.seeds)}
+    result = sweep.run_grid("memory", base, grid, sweep_trial, out, address=address,
+                            max_concurrent=max_concurrent, echo=echo)
+    failed = [r["trial"] for r in result.rows if r["status"] != "ok"]
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(result.rows)} runs failed (their errors are "
+                         f"in {result.paths['results']}); run the same command again to "
+                         f"retry them")
+    runs = []
+    for r in result.rows:
+        record = json.loads((out / "trials" / r["trial"] / "run.json").read_text("utf-8"))
+        runs.append({k: v for k, v in record.items() if k not in ("format", "version")})
+    return runs
+
+
+def sweep_trial(settings: dict, folder: Path) -> tuple[str, float]:
+    """One run of a swept demonstration: :func:`run_one` on the grid point's task, cell,
+    lag and seed, its record written to ``folder/run.json``; ``("success", rate)``."""
+    s = dict(settings)
+    task, cell, lag, seed = (s.pop(k) for k in ("task", "cell", "lag", "seed"))
+    cfg = MemoryConfig.from_dict({**s, "tasks": (task,), "cells": (cell,), "lags": (lag,),
+                                  "seeds": (seed,)})
+    record = run_one(cfg, task, cell, lag, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    io.write_json(folder / "run.json", {"format": RUN_RECORD, "version": 1, **record})
+    return "success", record["success"]
 
 
 def summarise(cfg: MemoryConfig, runs: list) -> list:

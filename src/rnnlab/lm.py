@@ -136,7 +136,19 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print,
         if dp is not None:  # the folder rank 0 made (its name has rank 0's clock in it)
             run_dir = dp.comm.bcast(run_dir)
     with runlock.hold(run_dir) if root else contextlib.nullcontext():
-        _train(_Job(cfg, run_dir, resume is not None, progress, echo, dp))
+        watch = contextlib.ExitStack()
+        if dp is not None:  # a rank that dies: one line, whoever can still write it
+            watch.enter_context(dp.witnessed(run_dir))
+            watch.enter_context(dp.watched())
+        with watch:
+            try:
+                _train(_Job(cfg, run_dir, resume is not None, progress, echo, dp))
+            except parallel.RankLost as e:
+                # no checkpoint now: writing one takes every rank; the last one stands
+                if (run_dir / "checkpoint.ckpt").exists():
+                    raise parallel.RankLost(f"{e}; the last checkpoint resumes: rnnlab train "
+                                            f"--resume {run_dir}") from None
+                raise
     return run_dir
 
 

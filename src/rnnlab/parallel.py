@@ -13,8 +13,14 @@ MPI (mpi4py, optional: ``pip install "rnnlab[cluster]"``), nothing of rnnlab's o
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +29,17 @@ import numpy as np
 LAUNCH_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "PMIX_SIZE")
 #: seconds a collective may wait for the other ranks before this one gives up
 TIMEOUT = 600.0
+
+
+class RankLost(RuntimeError):
+    """This rank stops because another one has: one line for the user, no traceback."""
+
+
+#: signals through which launchers tell the surviving ranks that one has failed: MPICH's
+#: hydra with -disable-auto-cleanup sends SIGUSR1; Open MPI and Slurm send SIGTERM (Slurm
+#: also at a time limit). MPICH's default is SIGKILL at once, which nothing can catch.
+STOP_SIGNALS = {"SIGUSR1": "another rank has failed", "SIGTERM": "the launcher is ending "
+                "the job (a rank that failed, or a time limit)"}
 
 
 def mpi():
@@ -107,6 +124,52 @@ class DataParallel:
             at += n
         return float(buf[-2]), out
 
+    @contextlib.contextmanager
+    def watched(self):
+        """Within the block, a launcher's stop signal (:data:`STOP_SIGNALS`) raises
+        :class:`RankLost` at once, rather than leaving this rank in a collective that the
+        lost rank never joins (outside the main thread: nothing is installed)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum, frame):
+            name = signal.Signals(signum).name
+            raise RankLost(f"rank {self.rank} of {self.size} stopped: {STOP_SIGNALS[name]} "
+                           f"({name})")
+
+        before = {name: signal.signal(getattr(signal, name), stop) for name in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for name, handler in before.items():
+                signal.signal(getattr(signal, name), handler)
+
+    @contextlib.contextmanager
+    def witnessed(self, run_dir, resumes: bool = True):
+        """On rank 0, a witness for the block: a small process of its own session (so a
+        launcher that kills the ranks does not kill it) that waits on a pipe from this one.
+        If the block ends in any way Python sees, the witness stays silent; if this
+        process vanishes instead (killed: MPICH's launcher kills every rank at once when
+        one dies), it writes the one line that says so, and whether the last checkpoint
+        in ``run_dir`` resumes (``resumes``). Other ranks: nothing."""
+        if not self.root:
+            yield
+            return
+        read, write = os.pipe()
+        message = (f"rnnlab: error: the run on {self.size} ranks ended before it finished: a "
+                   f"rank died (or was killed) and the launcher stopped the others")
+        hint = f"rnnlab train --resume {run_dir}" if resumes else ""
+        subprocess.Popen([sys.executable, "-c", "from rnnlab.parallel import _witness; "
+                          "_witness()", str(read), message, str(run_dir), hint],
+                         pass_fds=[read], start_new_session=True, stdin=subprocess.DEVNULL)
+        os.close(read)
+        try:
+            yield
+        finally:
+            os.write(write, b"done")
+            os.close(write)
+
     def _allreduce(self, buf: np.ndarray) -> None:
         """Sum ``buf`` over the ranks in place, giving up after :attr:`timeout` seconds
         with one line (a rank that stopped answering) rather than waiting forever."""
@@ -115,7 +178,23 @@ class DataParallel:
         deadline, pause = time.monotonic() + self.timeout, 1e-5
         while not request.Test():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"rank {self.rank} of {self.size}: another rank has not "
-                                   f"answered for {self.timeout:g} s; stopping")
+                raise RankLost(f"rank {self.rank} of {self.size}: another rank has not "
+                               f"answered for {self.timeout:g} s; stopping")
             time.sleep(pause)
             pause = min(2 * pause, 1e-3)
+
+
+def _witness() -> None:
+    """The witness process of :meth:`DataParallel.witnessed`: ``FD MESSAGE RUN HINT``."""
+    fd, message, run_dir, hint = int(sys.argv[1]), *sys.argv[2:5]
+    data = b""
+    while chunk := os.read(fd, 64):
+        data += chunk
+    if data.endswith(b"done"):
+        return
+    if hint and (Path(run_dir) / "checkpoint.ckpt").exists():
+        message += f"; the last checkpoint resumes: {hint}"
+    elif hint:
+        message += f"; it had written no checkpoint yet ({run_dir} starts from update 0)"
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()

@@ -304,3 +304,72 @@ def plot_report(report, directory) -> list[Path]:
                                xlabel="time step t", ylabel=r"$\|\partial L / \partial h_t\|$",
                                logy=True, title="Gradient of the loss at each step"))
     return paths
+
+
+def plot_scores(rows, axes, path, *, higher=(), title: str | None = None) -> Path:
+    """A sweep's scores against each grid axis: one panel per axis (and per metric).
+
+    Parameters
+    ----------
+    rows : list of dict
+        One per trial, as :mod:`rnnlab.sweep` writes results.csv: each axis's value (as
+        text), ``"metric"`` and ``"score"`` (None for a trial without one: not drawn).
+    axes : list of str
+        The grid's axes, in order.
+    path : str or Path
+        A ``.png`` file.
+    higher : collection of str
+        Metrics for which higher is better (the others: lower); the line joins, at each
+        value of an axis, the best score over the other axes.
+    title : str, optional
+
+    Returns
+    -------
+    Path
+    """
+    path = png_path(path)
+    scored = [r for r in rows if r.get("score") is not None]
+    if not scored:
+        raise ValueError("no trial has a score: nothing to plot")
+    metrics = list(dict.fromkeys(r["metric"] for r in scored))
+    n, m = len(axes), len(metrics)
+    fig = figure((max(4.0, 3.6 * n), 3.2 * m + 0.6))
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14 / m, top=1 - 0.12 / m,
+                        wspace=0.3, hspace=0.5)
+    for i, metric in enumerate(metrics):
+        mine = [r for r in scored if r["metric"] == metric]
+        best = max if metric in higher else min
+        for j, axis in enumerate(axes):
+            ax = fig.add_subplot(m, n, i * n + j + 1)
+            values = list(dict.fromkeys(r[axis] for r in rows))  # the grid's order
+            numbers = _numbers(values)
+            at = numbers if numbers is not None else list(range(len(values)))
+            where = dict(zip(values, at, strict=True))
+            ax.plot([where[r[axis]] for r in mine], [r["score"] for r in mine], "o",
+                    ms=4, alpha=0.55, color="tab:blue", label="trial")
+            tops = [(where[v], best(r["score"] for r in mine if r[axis] == v))
+                    for v in values if any(r[axis] == v for r in mine)]
+            ax.plot(*zip(*tops, strict=True), "-", lw=1.4, color="tab:orange",
+                    label="best" if len(tops) > 1 else None)
+            if numbers is None:
+                ax.set_xticks(at, values, rotation=30 if max(map(len, values)) > 6 else 0)
+            elif min(numbers) > 0 and max(numbers) / min(numbers) >= 20:
+                ax.set_xscale("log")
+            ax.margins(x=0.12)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+            ax.set_xlabel(axis)
+            ax.set_ylabel(f"{metric} ({'higher' if metric in higher else 'lower'} is better)"
+                          if j == 0 else metric)
+            ax.grid(True, alpha=0.3)
+    fig.suptitle(title or f"Sweep: {len(scored)} of {len(rows)} trials scored")
+    return save_figure(fig, path)
+
+
+def _numbers(values) -> list | None:
+    """The values of an axis as floats, if every one reads as a number, else None."""
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None
+    return out if all(np.isfinite(out)) else None
