@@ -42,7 +42,8 @@ from .saving import load
 from .train import Trainer
 
 __all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
-           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "train_task"]
+           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "score_test",
+           "train_task"]
 
 TASK_FORMAT = "rnnlab-task-run"
 TASK_VERSION = 1
@@ -162,7 +163,8 @@ class NoisyTrainer(Trainer):
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, out=None,
-               progress=None, max_train=None, max_test=None, echo=print) -> Path:
+               progress=None, max_train=None, max_test=None, tensorboard=None,
+               echo=print) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -189,6 +191,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     max_train, max_test : int or None
         Use only the first N training / test sequences (smoke tests); the preprocessing is
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
+    tensorboard : path or None
+        Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
+        with ten gradient-flow recordings on the first 4 training sequences.
     echo : callable for the one-line summaries (``print``)
     """
     from .optim import cosine
@@ -230,7 +235,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
                                seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
-                               progress=progress, noise=noise, noise_seed=[seed, 1])
+                               progress=progress, noise=noise, noise_seed=[seed, 1],
+                               tensorboard_dir=tensorboard,
+                               diagnostics_every=None if tensorboard is None
+                               else max(1, total // 10))
         echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
              f"{cell} H={hidden}, {epochs} epochs -> {out}")
         t0 = time.perf_counter()
@@ -241,8 +249,11 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
                    "steps": history.steps, "seconds": round(seconds, 3),
                    **_score(net, data, forecasting)[0]}
+        from .environment import environment
+
         info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
-                "task": task, "options": options, "meta": data.meta, "results": results}
+                "task": task, "options": options, "meta": data.meta, "results": results,
+                "environment": environment()}
         io.write_json(out / "run.json", info)
         try:
             from .plots import plot_loss
@@ -292,12 +303,14 @@ def open_task_run(path) -> dict:
     return io.read_run_info(path, TASK_FORMAT, TASK_VERSION, "task run folder")
 
 
-def evaluate_task(run) -> dict:
-    """Score a task run on its test split and write its plot.
+def score_test(run) -> dict:
+    """Score a task run's model on its test split, writing nothing.
 
-    Returns ``{"task", "accuracy", "n_test", "plot"}`` for classification (``plot`` is
-    ``RUN/confusion.png``) or ``{"task", "rmse", "persistence_rmse", "horizon", "n_test",
-    "units", "plot"}`` for forecasting (``RUN/forecast.png``; RMSE in sunspot numbers).
+    Returns ``{"info", "data", "net", "results", "arrays"}``: the run's ``run.json``, the
+    test data (prepared from the saved options, the preprocessing checked against the
+    saved one), the network, the results (as :func:`evaluate_task`'s, without ``plot``) and
+    the arrays behind the plot: ``matrix`` (K, K) of counts (rows: true class), or
+    ``forecast``, ``truth`` (N, horizon) in the series' units and ``years`` (N,).
     """
     run = Path(run)
     info = open_task_run(run)
@@ -314,8 +327,23 @@ def evaluate_task(run) -> dict:
     forecasting = _task(task).kind == "forecasting"
     results, arrays = _score(net, data, forecasting)
     if forecasting:
-        years = data.meta["target_years_test"][:len(arrays["truth"])]
-        plot = plot_forecast(years, arrays["truth"][:, 0], arrays["forecast"][:, 0],
+        arrays["years"] = data.meta["target_years_test"][:len(arrays["truth"])]
+    return {"info": info, "data": data, "net": net, "results": results, "arrays": arrays}
+
+
+def evaluate_task(run) -> dict:
+    """Score a task run on its test split and write its plot.
+
+    Returns ``{"task", "accuracy", "n_test", "plot"}`` for classification (``plot`` is
+    ``RUN/confusion.png``) or ``{"task", "rmse", "persistence_rmse", "horizon", "n_test",
+    "units", "plot"}`` for forecasting (``RUN/forecast.png``; RMSE in sunspot numbers).
+    """
+    run = Path(run)
+    s = score_test(run)
+    info, results, arrays = s["info"], s["results"], s["arrays"]
+    task = info["task"]
+    if "forecast" in arrays:
+        plot = plot_forecast(arrays["years"], arrays["truth"][:, 0], arrays["forecast"][:, 0],
                              run / "forecast.png",
                              title=f"sunspots, one year ahead: RMSE {results['rmse']:.1f} "
                                    f"(persistence {results['persistence_rmse']:.1f})")
