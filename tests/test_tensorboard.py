@@ -156,9 +156,16 @@ def test_a_language_model_writes_its_logged_values(tmp_path):
 def test_without_tensorboardx_the_error_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     net = rnnlab.Network(2, 3, 2, readout="last", seed=0)
-    t = rnnlab.Trainer(net, tensorboard_dir=tmp_path / "tb", progress=False)
     with pytest.raises(ModuleNotFoundError, match=r"rnnlab\[tensorboard\]"):
-        t.fit(np.zeros((4, 3, 2), np.float32), np.zeros(4, np.int64))
+        rnnlab.Trainer(net, tensorboard_dir=tmp_path / "tb", progress=False)
+    assert not (tmp_path / "tb").exists()
+
+
+def test_a_file_is_no_log_folder(tmp_path):
+    (tmp_path / "f").write_text("")
+    net = rnnlab.Network(2, 3, 2, readout="last", seed=0)
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        rnnlab.Trainer(net, tensorboard_dir=tmp_path / "f")
 
 
 def test_the_cli_without_tensorboardx_says_one_line(tmp_path):
@@ -172,3 +179,4 @@ def test_the_cli_without_tensorboardx_says_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0, r.stderr
     assert "pip install 'rnnlab[tensorboard]'" in r.stderr
+    assert not (tmp_path / "run" / "run.json").exists()  # refused before the run began

@@ -213,6 +213,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.integer(seed, "seed", minimum=0)
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
+    if tensorboard is not None:  # the extra and the folder, before anything is written
+        from .tensorboard import check_logdir
+
+        check_logdir(tensorboard)
     out = io.check_folder(out if out is not None else Path("runs") / (
         f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
     with runlock.hold(out):  # one writer per run folder

@@ -146,6 +146,7 @@ def _num(v) -> float:
 def _settings(run: Path, kind: str, info: dict | None) -> Section:
     s = Section("settings", "Settings and environment")
     rows = []
+    first = len(s.parts)
     if kind == "lm" and (run / "config.toml").is_file():
         try:
             rows = list(tomllib.loads((run / "config.toml").read_text("utf-8")).items())
@@ -175,6 +176,10 @@ def _settings(run: Path, kind: str, info: dict | None) -> Section:
     keys = list(dict.fromkeys([*(recorded or {}), *now]))
     s.table([(k, (recorded or {}).get(k, "not recorded"), now.get(k, "")) for k in keys],
             ["environment", "when the run was made", "of this report"])
+    tables = [p for p in s.parts[first:] if p.startswith("<table")]  # side by side
+    tables.sort(key=lambda p: "<th>run.json</th>" in p)  # the wide one last
+    s.parts = [p for p in s.parts if p not in tables] + [
+        '<div class="tables">' + "".join(tables) + "</div>"]
     if recorded is None:
         s.note("the run did not record its environment (written by an earlier rnnlab); "
                "the last column is that of the machine writing this report")
@@ -245,6 +250,7 @@ def _gradients(kind: str, metrics: list[dict]) -> Section:
         s.figure("clip-rate", svg.line_chart(
             [("clipped", [r["epoch"] for r in epochs], [_num(r["clip_rate"]) for r in epochs])],
             xlabel="epoch", ylabel="fraction of updates clipped", title="clipping rate",
+            ylim=(-0.02, 1.02),
             chart_id="c-clip-rate"), "Fraction of each epoch's updates that were clipped.")
         return s
     clipped = np.array([bool(r.get("clipped")) for r in steps], dtype=float)
@@ -252,6 +258,7 @@ def _gradients(kind: str, metrics: list[dict]) -> Section:
     rate = np.convolve(clipped, np.ones(w) / w, mode="valid")
     s.figure("clip-rate", svg.line_chart([("clipped", x[w - 1:], rate)], xlabel="update",
                                          ylabel="fraction clipped", title="clipping rate",
+                                         ylim=(-0.02, 1.02),
                                          chart_id="c-clip-rate"),
              f"Fraction of the last {w} logged updates (every 10th update) that were clipped.")
     return s
@@ -296,6 +303,7 @@ def _saturation(sat, problem: str | None) -> Section:
     curves.sort(key=lambda c: c[0] != "all")
     s.figure("saturation", svg.line_chart(curves, xlabel="time step t",
                                           ylabel="fraction of units saturated",
+                                          ylim=(-0.02, 1.02),
                                           title="saturation", chart_id="c-saturation"),
              "Fraction of (sequence, unit) pairs whose activation's slope is below 0.1 of its "
              "maximum, per nonlinearity of the top layer, on the same probe.")
@@ -428,7 +436,7 @@ def _memory_sections(run: Path) -> list[Section]:
         chance = float(np.mean([r.get("chance", math.nan) for r in rows]))
         s.figure(f"memory-success-{task}", svg.line_chart(
             [(c, lags, [r.get(c, {}).get("success") for r in rows]) for c in cells],
-            xlabel="lag", ylabel="success on test sequences", logx=True,
+            xlabel="lag", ylabel="success on test sequences", logx=True, ylim=(-0.02, 1.02),
             hlines=[(chance, "chance")], title=f"{task}: success",
             chart_id=f"c-mem-success-{task}"),
             f"{task}: success against lag, mean over seeds; dashed: chance ({chance:.2f}).")
@@ -554,8 +562,9 @@ h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 td,th{border:1px solid #ddd;padding:.2em .6em;text-align:left;vertical-align:top}
 th{background:#f3f6fa}table.sortable th{cursor:pointer}
-figure{display:inline-block;margin:.4em 1em .8em 0;vertical-align:top}
-figcaption{font-size:.85em;color:#444;max-width:640px}
+.tables{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+figure{display:inline-block;width:640px;margin:.4em 1em .8em 0;vertical-align:top}
+figcaption{font-size:.85em;color:#444}
 .readout{display:block;font-family:monospace;color:#1f4e79;min-height:1.2em}
 .note{color:#8a5a00;background:#fff8e6;padding:.3em .6em;border-left:3px solid #e0a800}
 pre.sample{background:#f7f7f7;padding:.6em;white-space:pre-wrap;max-width:900px}

@@ -60,6 +60,9 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     ticks = [float(k) for k in range(a, b + 1) if lo - 1e-9 <= k <= hi + 1e-9]
     if not ticks:
         ticks = [lo, hi]
+    if len(ticks) < 3:  # a decade or two: 2 and 5 times each power of ten as well
+        ticks = sorted(k + math.log10(m) for k in range(a - 1, b + 1) for m in (1, 2, 5)
+                       if lo - 1e-9 <= k + math.log10(m) <= hi + 1e-9)
     every = max(1, math.ceil(len(ticks) / 7))
     return ticks[::every]
 
@@ -99,9 +102,11 @@ class _Frame:
         for t in yt:
             v = 10 ** t if self.logy else t
             y = self.py(v)
+            label = f"1e{round(t)}" if self.logy and abs(t - round(t)) < 1e-9 and (
+                t < -2 or t > 4) else fmt(v)
             out.append(f'<line x1="{self.left}" y1="{y:.1f}" x2="{self.right}" y2="{y:.1f}" '
                        f'stroke="#e6e6e6"/><text x="{self.left - 6}" y="{y + 4:.1f}" '
-                       f'text-anchor="end">{esc(fmt(v))}</text>')
+                       f'text-anchor="end">{esc(label)}</text>')
         mid_x, mid_y = (self.left + self.right) / 2, (self.top + self.bottom) / 2
         out.append(f'<text x="{mid_x:.0f}" y="{HEIGHT - 8}" text-anchor="middle">'
                    f'{esc(xlabel)}</text>')
@@ -123,9 +128,10 @@ def _limits(values: list[np.ndarray], log: bool) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
-def _panel(series, xlim, logx, logy, xlabel, ylabel, hlines) -> list[str] | None:
+def _panel(series, xlim, logx, logy, xlabel, ylabel, hlines, ylim=None) -> list[str] | None:
     ys = [y for _, _, y in series] + [np.array([v for v, _ in hlines], dtype=float)]
-    ylim = _limits(ys, logy)
+    if ylim is None or logy:
+        ylim = _limits(ys, logy)
     if ylim is None:
         return None
     f = _Frame(xlim, ylim, logx, logy)
@@ -165,7 +171,7 @@ def _panel(series, xlim, logx, logy, xlabel, ylabel, hlines) -> list[str] | None
 
 
 def line_chart(series, *, xlabel: str, ylabel: str, title: str = "", logy: bool = False,
-               logx: bool = False, hlines=(), chart_id: str = "") -> str:
+               logx: bool = False, hlines=(), ylim=None, chart_id: str = "") -> str:
     """A line chart as an ``<svg>`` element (a string).
 
     Parameters
@@ -179,6 +185,8 @@ def line_chart(series, *, xlabel: str, ylabel: str, title: str = "", logy: bool 
         A log x axis (for lags spanning decades).
     hlines : list of (value, label)
         Dashed horizontal reference lines (chance, a threshold).
+    ylim : (low, high), optional
+        Fixed limits of the linear y axis (a fraction: (0, 1)); default the data's.
     chart_id : str
         The ``id`` of the ``<svg>``.
 
@@ -200,7 +208,8 @@ def line_chart(series, *, xlabel: str, ylabel: str, title: str = "", logy: bool 
         return '<p class="note">no values to draw</p>'
     groups = {}
     for scale in ("linear", "log"):
-        body = _panel(clean, xlim, logx, scale == "log", xlabel, ylabel, list(hlines))
+        body = _panel(clean, xlim, logx, scale == "log", xlabel, ylabel, list(hlines),
+                      ylim)
         if body is not None:
             groups[scale] = body
     if not groups:

@@ -42,6 +42,16 @@ def _summary_writer():
     return SummaryWriter
 
 
+def check_logdir(logdir) -> Path:
+    """``logdir`` as a Path, once tensorboardX imports and the path is not a file; else the
+    one-line error (ModuleNotFoundError naming the extra, or ValueError)."""
+    _summary_writer()
+    logdir = Path(logdir)
+    if logdir.exists() and not logdir.is_dir():
+        raise ValueError(f"tensorboard folder {logdir} is a file; expected a folder")
+    return logdir
+
+
 class TensorBoardLog:
     """An open set of event files in ``logdir`` (created if needed).
 
@@ -54,9 +64,7 @@ class TensorBoardLog:
 
     def __init__(self, logdir):
         writer = _summary_writer()
-        self.logdir = Path(logdir)
-        if self.logdir.exists() and not self.logdir.is_dir():
-            raise ValueError(f"--tensorboard {self.logdir} is a file; expected a folder")
+        self.logdir = check_logdir(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         # flush_secs: a run killed mid-way still leaves most of its events on disk
         self.writer = writer(logdir=str(self.logdir), flush_secs=10)

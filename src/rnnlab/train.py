@@ -184,6 +184,10 @@ class Trainer:
         checks.optional(checks.positive_number, clip_value, "clip_value")
         self._log_file = None
         self.tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
+        if self.tensorboard_dir is not None:  # before any training: the extra and the folder
+            from .tensorboard import check_logdir
+
+            check_logdir(self.tensorboard_dir)
         self.tensorboard = None  # the open rnnlab.tensorboard.TensorBoardLog, in open_logs
         self.step_count = 0
         self.skipped = 0
