@@ -13,10 +13,12 @@ Run folder (``out``)::
 
     model.rnnlab    the trained network (rnnlab.load reads it)
     run.json        format "rnnlab-task-run", version 1, task, the data set's meta (split,
-                    preprocessing), the data options, and results (test accuracy or RMSE)
+                    preprocessing), the data options, the environment, and results (test
+                    accuracy or RMSE)
     config.json     the training settings
     metrics.jsonl   one line per logged update and one per epoch (rnnlab.Trainer)
     loss.png        training loss per epoch (when matplotlib is installed)
+    report.html     the run on one web page, with --report (rnnlab.report)
 
 ``evaluate_task`` prepares the test data from the saved options, checks that the
 preprocessing is the saved one, and writes ``confusion.png`` or ``forecast.png``.

@@ -14,13 +14,14 @@ next.
 
 A run folder holds::
 
-    run.json        format, rnnlab version, corpus, results so far
+    run.json        format, rnnlab version, corpus, environment, results so far
     config.toml     the effective configuration (LMConfig)
     vocab.json      the vocabulary
     model.rnnlab    the network (rnnlab.load reads it)
     checkpoint.ckpt parameters, optimiser state, data position, carried state: --resume
     metrics.jsonl   one line per logged step and per evaluation
     loss.png        training and validation loss against step
+    report.html     the run on one web page, with --report (rnnlab.report)
     .lock           held by the process training in the folder (rnnlab.runlock)
 
 Every file but metrics.jsonl (appended to) and loss.png is written whole or not at all (a
