@@ -183,3 +183,16 @@ def test_a_log_chart_leaves_out_what_a_log_axis_cannot_show():
     assert "no finite values" in svg.line_chart([("a", [1], [np.nan])], xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="1-D of one length"):
         svg.line_chart([("a", [1, 2], [1])], xlabel="x", ylabel="y")
+
+
+def test_flow_recordings_in_the_log_become_a_heat_map(runs, tmp_path):
+    run = tmp_path / "recorded"
+    shutil.copytree(runs["lm"], run)
+    with (run / "metrics.jsonl").open("a") as f:  # as Trainer(diagnostics_every=N) logs them
+        for step, flow in ((0, [1.0, 0.5, 0.25]), (20, [1.0, 0.1, None]), (40, [1.0, 0.01])):
+            f.write(json.dumps({"step": step, "flow": flow, "memory_length": 2}) + "\n")
+    html = report.render(run)
+    fig = re.search(r'id="fig-flow-heatmap".*?</figure>', html).group(0)
+    cells = re.findall(r"<title>update (\d+), lag (\d+): ([^<]*)</title>", fig)
+    assert len(cells) == 3 * 3
+    assert ("20", "1", "0.1") in cells and ("40", "2", "n/a") in cells
