@@ -113,3 +113,23 @@ def test_the_reports_policy_blocks_a_fetch(runs, tmp_path):
     r = browse(spiked, tmp_path, "--dump-dom")
     assert "127.0.0.1:9/y.png" in r.stdout  # the image is on the page ...
     assert page_requests(tmp_path / "net.json") == []  # ... and never asked for
+
+
+def test_the_toggle_switches_each_chart_to_its_other_axis(runs, tmp_path):
+    html = (runs["lm"] / "report.html").read_text(encoding="utf-8")
+    before = re.findall(r'<svg[^>]*data-scale="(\w+)" data-scales="linear log"', html)
+    assert before and "log" in before and "linear" in before
+    # a second inline script, after the page's own, presses every toggle once
+    clicks = ("<script>document.querySelectorAll('button.scale').forEach(function(b){"
+              "b.click();});document.body.dataset.clicked='yes';</script></body>")
+    pressed = tmp_path / "pressed.html"
+    pressed.write_text(html.replace("</body>", clicks))
+    dom = browse(pressed, tmp_path, "--dump-dom").stdout
+    assert 'data-clicked="yes"' in dom
+    after = re.findall(r'<svg[^>]*data-scale="(\w+)" data-scales="linear log"', dom)
+    assert after == [{"log": "linear", "linear": "log"}[s] for s in before]
+    for svg_ in re.findall(r'<svg[^>]*data-scales="linear log".*?</svg>', dom):
+        shown = re.search(r'data-scale="(\w+)"', svg_).group(1)
+        hidden = {"log": "linear", "linear": "log"}[shown]
+        assert re.search(rf'<g class="scale-{hidden}" style="display: none;?"', svg_)
+        assert not re.search(rf'<g class="scale-{shown}" style="display: none', svg_)
