@@ -127,6 +127,10 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print,
     Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``. A folder
     that another process is training in is refused (:func:`rnnlab.runlock.hold`).
     """
+    if tensorboard is not None:  # the extra and the folder, before anything is written
+        from .tensorboard import check_logdir
+
+        check_logdir(tensorboard)
     dp = parallel.DataParallel.of(comm)
     root = dp is None or dp.root
     if resume is not None:

@@ -101,7 +101,8 @@ def run_kind(run) -> str:
 
     run = Path(run)
     if not run.is_dir():
-        raise ValueError(f"{run}: no such folder")
+        raise ValueError(f"{run} is a file, not a run folder" if run.exists()
+                         else f"{run}: no such folder")
     if (run / "run.json").is_file():
         try:
             fmt_ = json.loads((run / "run.json").read_text(encoding="utf-8")).get("format")
