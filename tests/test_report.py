@@ -196,3 +196,9 @@ def test_flow_recordings_in_the_log_become_a_heat_map(runs, tmp_path):
     cells = re.findall(r"<title>update (\d+), lag (\d+): ([^<]*)</title>", fig)
     assert len(cells) == 3 * 3
     assert ("20", "1", "0.1") in cells and ("40", "2", "n/a") in cells
+
+
+def test_the_memory_demo_records_its_environment(runs):
+    d = json.loads((runs["memory"] / "memory.json").read_text())
+    assert {"cpu", "numpy", "threads"} <= set(d["environment"])
+    assert "not recorded" not in page(runs["memory"])
