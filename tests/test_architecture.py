@@ -137,7 +137,7 @@ def test_cells_read_no_dispatch_but_through_the_engine(edges):
 #: own row and the rows below it
 ROWS = [
     "cli",
-    "lm lmrun apps demo sweep bench interop onnx sklearn",
+    "lm lmrun apps demo sweep bench interop onnx sklearn report environment",
     "train bptt optim schedules clip checkpoint",
     "diagnostics",
     "saving",
@@ -146,7 +146,8 @@ ROWS = [
     "cells.base stream",
     "engine",
     "recurrent kernels",
-    "cells.cell io checks init activations plots progress runlock parallel _version data",
+    "cells.cell io checks init activations plots progress runlock parallel _version data "
+    "svg tensorboard",
 ]
 
 

@@ -54,6 +54,10 @@ TABLE = [
     (["train", "--data", "{p}/tiny.txt", "--out", "{p}/afile", "--steps", "1"], 1, "afile"),
     (["train", "--data", "{p}/tiny.txt", "--out", "{p}/run", "--steps", "1"], 1, "not empty"),
     (["train", "--task", "nonsense"], 2, "--task"),
+    (["train", "--data", "{p}/tiny.txt", "--steps", "1", "--out", "{p}/tb-run",
+      "--tensorboard", "{p}/afile"], 1, "afile"),
+    (["train", "--task", "digits", "--epochs", "1", "--out", "{p}/tb-task",
+      "--tensorboard", "{p}/afile"], 1, "afile"),
     # sample
     (["sample", "{p}/missing"], 1, "missing"),
     (["sample", "{p}/afile"], 1, "afile"),
@@ -84,6 +88,12 @@ TABLE = [
     (["export", "{p}/run", "--onnx", "{p}/m.onnx", "--opset", "3"], 1, "opset"),
     (["export", "{p}/run", "--onnx", "{p}/m.onnx", "--opset", "many"], 2, "--opset"),
     (["export", "{p}/run"], 2, "--onnx"),
+    # report
+    (["report", "{p}/missing"], 1, "no such folder"),
+    (["report", "{p}/empty"], 1, "nothing to report on"),
+    (["report", "{p}/afile"], 1, "is a file, not a run folder"),
+    (["report", "{p}/badinfo"], 1, "run.json"),
+    (["report", "{p}/run", "--out", "{p}/nowhere/r.html"], 1, "nowhere"),
     # demo and bench
     (["demo", "memory", "--quick", "--lags", "0", "--out", "{p}/demo"], 1, "lag"),
     (["demo", "memory", "--quick", "--out", "{p}/afile"], 1, "afile"),

@@ -14,10 +14,11 @@ Run folder (``out``)::
     model.rnnlab    the trained network (rnnlab.load reads it)
     run.json        format "rnnlab-task-run", version 1, task, ranks (1, or N under
                     mpiexec), the data set's meta (split, preprocessing), the data
-                    options, and results (test accuracy or RMSE)
+                    options, the environment, and results (test accuracy or RMSE)
     config.json     the training settings
     metrics.jsonl   one line per logged update and one per epoch (rnnlab.Trainer)
     loss.png        training loss per epoch (when matplotlib is installed)
+    report.html     the run on one web page, with --report (rnnlab.report)
 
 ``evaluate_task`` prepares the test data from the saved options, checks that the
 preprocessing is the saved one, and writes ``confusion.png`` or ``forecast.png``.
@@ -44,7 +45,8 @@ from .saving import load
 from .train import Trainer
 
 __all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
-           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "train_task"]
+           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "score_test",
+           "train_task"]
 
 TASK_FORMAT = "rnnlab-task-run"
 TASK_VERSION = 1
@@ -176,7 +178,7 @@ class NoisyTrainer(Trainer):
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, window=None,
                out=None, progress=None, max_train=None, max_test=None, proj_size=0,
-               peepholes=False, echo=print, comm=None) -> Path:
+               peepholes=False, tensorboard=None, echo=print, comm=None) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -207,6 +209,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
+    tensorboard : path or None
+        Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
+        with ten gradient-flow recordings on the first 4 training sequences.
     echo : callable for the one-line summaries (``print``)
     comm : as :class:`rnnlab.Trainer`'s: under ``mpiexec -n N`` each rank trains its share
         of every global batch of ``batch`` sequences (the parameters one process would
@@ -232,6 +237,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
                "peepholes": checks.boolean(peepholes, "peepholes")}
     variant = {k: v for k, v in variant.items() if v}
+    if tensorboard is not None:  # the extra and the folder, before anything is written
+        from .tensorboard import check_logdir
+
+        check_logdir(tensorboard)
     dp = parallel.DataParallel.of(comm)
     root = dp is None or dp.root
     if not root:  # one voice and one writer: rank 0's
@@ -273,7 +282,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
                                seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
                                progress=progress, noise=noise, noise_seed=[seed, 1],
-                               comm=dp if dp is not None else False)
+                               comm=dp if dp is not None else False,
+                               tensorboard_dir=tensorboard if root else None,
+                               diagnostics_every=None if tensorboard is None
+                               else max(1, total // 10))
         ranks = 1 if dp is None else dp.size
         echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
              f"{cell} H={hidden}, {epochs} epochs" + (f", {ranks} ranks" if ranks > 1 else "")
@@ -293,9 +305,11 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
                    "steps": history.steps, "seconds": round(seconds, 3),
                    **_score(net, data, forecasting)[0]}
+        from .environment import environment
+
         info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
                 "task": task, "ranks": ranks, "options": options, "meta": data.meta,
-                "results": results}
+                "results": results, "environment": environment()}
         io.write_json(out / "run.json", info)
         try:
             from .plots import plot_loss
@@ -345,12 +359,14 @@ def open_task_run(path) -> dict:
     return io.read_run_info(path, TASK_FORMAT, TASK_VERSION, "task run folder")
 
 
-def evaluate_task(run) -> dict:
-    """Score a task run on its test split and write its plot.
+def score_test(run) -> dict:
+    """Score a task run's model on its test split, writing nothing.
 
-    Returns ``{"task", "accuracy", "n_test", "plot"}`` for classification (``plot`` is
-    ``RUN/confusion.png``) or ``{"task", "rmse", "persistence_rmse", "horizon", "n_test",
-    "units", "plot"}`` for forecasting (``RUN/forecast.png``; RMSE in sunspot numbers).
+    Returns ``{"info", "data", "net", "results", "arrays"}``: the run's ``run.json``, the
+    test data (prepared from the saved options, the preprocessing checked against the
+    saved one), the network, the results (as :func:`evaluate_task`'s, without ``plot``) and
+    the arrays behind the plot: ``matrix`` (K, K) of counts (rows: true class), or
+    ``forecast``, ``truth`` (N, horizon) in the series' units and ``years`` (N,).
     """
     run = Path(run)
     info = open_task_run(run)
@@ -367,8 +383,23 @@ def evaluate_task(run) -> dict:
     forecasting = _task(task).kind == "forecasting"
     results, arrays = _score(net, data, forecasting)
     if forecasting:
-        years = data.meta["target_years_test"][:len(arrays["truth"])]
-        plot = plot_forecast(years, arrays["truth"][:, 0], arrays["forecast"][:, 0],
+        arrays["years"] = data.meta["target_years_test"][:len(arrays["truth"])]
+    return {"info": info, "data": data, "net": net, "results": results, "arrays": arrays}
+
+
+def evaluate_task(run) -> dict:
+    """Score a task run on its test split and write its plot.
+
+    Returns ``{"task", "accuracy", "n_test", "plot"}`` for classification (``plot`` is
+    ``RUN/confusion.png``) or ``{"task", "rmse", "persistence_rmse", "horizon", "n_test",
+    "units", "plot"}`` for forecasting (``RUN/forecast.png``; RMSE in sunspot numbers).
+    """
+    run = Path(run)
+    s = score_test(run)
+    info, results, arrays = s["info"], s["results"], s["arrays"]
+    task = info["task"]
+    if "forecast" in arrays:
+        plot = plot_forecast(arrays["years"], arrays["truth"][:, 0], arrays["forecast"][:, 0],
                              run / "forecast.png",
                              title=f"sunspots, one year ahead: RMSE {results['rmse']:.1f} "
                                    f"(persistence {results['persistence_rmse']:.1f})")

@@ -47,8 +47,31 @@ def _train_task(args) -> int:
                "max_test": args.max_test, "window": args.window}
     options = {k: v for k, v in options.items() if v is not None}
     patch = None if args.patch is None else _parse_patch(args.patch)
-    apps.train_task(args.task, patch=patch, horizon=1 if args.horizon is None else args.horizon,
-                    out=args.out, progress=args.progress, **options)
+    out = apps.train_task(args.task, patch=patch,
+                          horizon=1 if args.horizon is None else args.horizon, out=args.out,
+                          progress=args.progress, tensorboard=args.tensorboard, **options)
+    _maybe_report(args, out)
+    return 0
+
+
+def _maybe_report(args, run) -> None:
+    """With ``--report``: write ``RUN/report.html`` (rank 0 alone under mpiexec)."""
+    if not getattr(args, "report", False):
+        return
+    from . import parallel
+
+    dp = parallel.DataParallel.of(None)
+    if dp is not None and not dp.root:
+        return
+    from .report import write_report
+
+    print(f"rnnlab: report in {write_report(run)}")
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run, out=args.out)}")
     return 0
 
 
@@ -80,11 +103,13 @@ def _train(args) -> int:
             raise ValueError("--resume continues a run with its own configuration; only "
                              "--steps and --time-budget may be given with it")
         base = lm.LMConfig(steps=args.steps, time_budget=overrides.get("time_budget", 600.0))
-        lm.train(base, resume=args.resume, progress=args.progress)
-        return 0
-    base = lm.LMConfig.from_toml(args.config) if args.config else lm.LMConfig()
-    cfg = lm.LMConfig.from_dict({**dataclasses.asdict(base), **overrides})
-    lm.train(cfg, out=args.out, progress=args.progress)
+        run = lm.train(base, resume=args.resume, progress=args.progress,
+                       tensorboard=args.tensorboard)
+    else:
+        base = lm.LMConfig.from_toml(args.config) if args.config else lm.LMConfig()
+        cfg = lm.LMConfig.from_dict({**dataclasses.asdict(base), **overrides})
+        run = lm.train(cfg, out=args.out, progress=args.progress, tensorboard=args.tensorboard)
+    _maybe_report(args, run)
     return 0
 
 
@@ -127,6 +152,7 @@ def _eval(args) -> int:
             print(f"{r['task']}: test RMSE {r['rmse']:.2f} {r['units']}s over {r['n_test']} "
                   f"windows (horizon {r['horizon']}), persistence {r['persistence_rmse']:.2f}; "
                   f"forecast plot in {r['plot']}")
+        _maybe_report(args, args.run)
         return 0
     if args.data is None:
         lm.open_run(args.run)  # not a run folder at all: that error first
@@ -140,6 +166,7 @@ def _eval(args) -> int:
         print(f"{r['tokens']:,} {u}s: {r['nats']:.4f} nats/{u}, {r['bits']:.4f} bits/{u}, "
               f"perplexity {r['perplexity']:.3f}"
               + (f" ({r['unknown']:,} outside the vocabulary)" if r["unknown"] else ""))
+    _maybe_report(args, args.run)
     return 0
 
 
@@ -291,6 +318,7 @@ def _demo_memory(args) -> int:
         raise ValueError("--jobs applies without --sweep; with it, give --max-concurrent")
     demo.memory(cfg, out=args.out, jobs=args.jobs, sweep=args.sweep, address=args.address,
                 max_concurrent=args.max_concurrent)
+    _maybe_report(args, args.out)
     return 0
 
 
@@ -298,6 +326,7 @@ def _sweep(args) -> int:
     from . import sweep
 
     sweep.run(args.spec, args.out, address=args.address, max_concurrent=args.max_concurrent)
+    _maybe_report(args, args.out)
     return 0
 
 
@@ -358,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "with underscores); unknown keys are refused")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when standard error is a terminal)")
+    t.add_argument("--report", action="store_true",
+                   help="write RUN/report.html at the end (as rnnlab report RUN)")
+    t.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files to DIR: losses, learning rate, "
+                        "gradient norm, clipping, histograms of weights and gradients, "
+                        "gradient flow (needs rnnlab[tensorboard])")
     a = t.add_argument_group("application data sets (--task)")
     a.add_argument("--task", choices=list(TASKS),
                    help="train on this data set instead of text (run folder default "
@@ -395,7 +430,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="PATH",
                    help="UTF-8 text file or folder (language-model runs)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--report", action="store_true",
+                   help="write RUN/report.html afterwards (as rnnlab report RUN)")
     e.set_defaults(func=_eval)
+
+    r = sub.add_parser(
+        "report", help="write a run's report: one web page that opens from disk",
+        description="Write RUN/report.html: one self-contained HTML file (figures and data "
+                    "inline, nothing fetched) with the settings and environment, loss against "
+                    "step and wall time, gradient norm and clipping, gradient flow before and "
+                    "after training, saturation, and samples (language models), the confusion "
+                    "matrix or forecast (--task runs), the results table (a sweep folder) or "
+                    "the memory figures (rnnlab demo memory's folder).",
+        epilog="example: rnnlab report runs/lstm-20250101-120000")
+    r.add_argument("run", metavar="RUN", help="run folder of rnnlab train (with or without "
+                   "--task), rnnlab demo memory or rnnlab sweep")
+    r.add_argument("--out", metavar="FILE", help="the HTML file (default RUN/report.html)")
+    r.set_defaults(func=_report)
 
     d = sub.add_parser(
         "diagnose", help="gradient flow, memory length, spectral radius and saturation",
@@ -462,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "run under DIR/trials, DIR/results.csv, and a rerun resumes "
                           '(pip install "rnnlab[cluster]")')
     _ray_options(mem)
+    mem.add_argument("--report", action="store_true",
+                     help="write DIR/report.html at the end (as rnnlab report DIR)")
     mem.set_defaults(func=_demo_memory)
     w = sub.add_parser(
         "sweep", help="many trainings over a grid of settings, on Ray Tune",
@@ -477,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("spec", metavar="SPEC", help="TOML file with [base] and [grid] tables")
     w.add_argument("--out", required=True, metavar="DIR", help="sweep folder")
     _ray_options(w)
+    w.add_argument("--report", action="store_true",
+                   help="write DIR/report.html at the end (as rnnlab report DIR)")
     w.set_defaults(func=_sweep)
 
     x = sub.add_parser(

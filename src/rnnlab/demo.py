@@ -313,7 +313,8 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
         The conditions (default: :class:`MemoryConfig`'s, or ``MemoryConfig.quick()``).
     out : path
         Folder for ``memory.png`` (the figure), ``memory.md`` (the table with every
-        condition) and ``memory.json`` (conditions, table and every run's record).
+        condition) and ``memory.json`` (conditions, the environment, the table and every
+        run's record).
     jobs : int
         Runs trained at once, each in its own process on one BLAS thread. The results do
         not depend on it.
@@ -378,10 +379,12 @@ def memory(config: MemoryConfig | None = None, *, out="memory-demo", jobs: int =
     result.paths["table"] = out / "memory.md"
     result.paths["table"].write_text(markdown(result), encoding="utf-8")
     result.paths["json"] = out / "memory.json"
+    from .environment import environment
+
     result.paths["json"].write_text(json.dumps({
         "config": dataclasses.asdict(cfg), "conditions": cfg.conditions(),
-        "seconds": result.seconds, "table": table, "runs": runs}, indent=1),
-        encoding="utf-8")
+        "environment": environment(), "seconds": result.seconds, "table": table,
+        "runs": runs}, indent=1), encoding="utf-8")
     echo(f"wrote {result.paths['figure']}, {result.paths['table']} and "
          f"{result.paths['json']} in {result.seconds:.0f} s")
     return result

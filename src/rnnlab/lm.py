@@ -14,13 +14,14 @@ next.
 
 A run folder holds::
 
-    run.json        format, rnnlab version, corpus, results so far
+    run.json        format, rnnlab version, corpus, environment, results so far
     config.toml     the effective configuration (LMConfig)
     vocab.json      the vocabulary
     model.rnnlab    the network (rnnlab.load reads it)
     checkpoint.ckpt parameters, optimiser state, data position, carried state: --resume
     metrics.jsonl   one line per logged step and per evaluation
     loss.png        training and validation loss against step
+    report.html     the run on one web page, with --report (rnnlab.report)
     .lock           held by the process training in the folder (rnnlab.runlock)
 
 Every file but metrics.jsonl (appended to) and loss.png is written whole or not at all (a
@@ -103,7 +104,7 @@ def stream_loss(net, ids, *, batch: int = 16, window: int = 128, limit: int | No
 
 
 def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print,
-          comm=None) -> Path:
+          comm=None, tensorboard=None) -> Path:
     """Train a language model and write a run folder; returns its path.
 
     Parameters
@@ -118,10 +119,18 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print,
     comm : as :class:`rnnlab.Trainer`'s: under ``mpiexec -n N`` each rank trains its share
         of the ``batch`` streams (``batch`` must divide by N), and rank 0 alone writes the
         run folder; ``run.json`` records ``"ranks": N``
+    tensorboard : path of a folder for TensorBoard event files (:mod:`rnnlab.tensorboard`):
+        the logged losses, gradient norm, clipping and learning rate, validation losses,
+        histograms of weights and gradients, and the gradient flow on a few validation
+        windows at every validation
 
     Ctrl-C saves a checkpoint and the model, then raises ``KeyboardInterrupt``. A folder
     that another process is training in is refused (:func:`rnnlab.runlock.hold`).
     """
+    if tensorboard is not None:  # the extra and the folder, before anything is written
+        from .tensorboard import check_logdir
+
+        check_logdir(tensorboard)
     dp = parallel.DataParallel.of(comm)
     root = dp is None or dp.root
     if resume is not None:
@@ -142,7 +151,7 @@ def train(cfg: LMConfig, *, out=None, resume=None, progress=None, echo=print,
             watch.enter_context(dp.watched())
         with watch:
             try:
-                _train(_Job(cfg, run_dir, resume is not None, progress, echo, dp))
+                _train(_Job(cfg, run_dir, resume is not None, progress, echo, dp, tensorboard))
             except parallel.RankLost as e:
                 # no checkpoint now: writing one takes every rank; the last one stands
                 if (run_dir / "checkpoint.ckpt").exists():
@@ -190,7 +199,8 @@ def _train(job: _Job) -> None:
 class _Job:
     """A training run in progress: its folder, data, network, trainer and bookkeeping."""
 
-    def __init__(self, cfg: LMConfig, run_dir: Path, resume: bool, progress, echo, dp=None):
+    def __init__(self, cfg: LMConfig, run_dir: Path, resume: bool, progress, echo, dp=None,
+                 tensorboard=None):
         self.run_dir, self.dp = run_dir, dp
         self.root = dp is None or dp.root
         if not self.root:  # one voice: rank 0's
@@ -228,7 +238,7 @@ class _Job:
                            **variant)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False,
-                               comm=dp if dp is not None else False)
+                               tensorboard_dir=tensorboard, comm=dp if dp is not None else False)
         self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
         self.recent: list = []  # losses since the last logged step (their mean is logged)
         if resume:
@@ -262,10 +272,13 @@ class _Job:
         cfg, net, run_dir = self.cfg, self.net, self.run_dir
         io.replace_text(run_dir / "config.toml", cfg.to_toml())  # whole or not at all
         io.replace_text(run_dir / "vocab.json", self.vocab.to_json())
+        from .environment import environment
+
         self.info = {"format": RUN_FORMAT, "version": RUN_VERSION, "rnnlab": __version__,
                      "corpus": corpus.description, "vocab_size": self.V, "tokens": cfg.tokens,
                      "train_tokens": int(len(train_ids)),
-                     "validation_tokens": int(len(self.val_ids)), "parameters": net.n_params}
+                     "validation_tokens": int(len(self.val_ids)), "parameters": net.n_params,
+                     "environment": environment()}
         net.save(run_dir / "model.rnnlab")  # before run.json: a run folder always has a model
         io.write_json(run_dir / "run.json", self.info)
         self.echo(f"rnnlab: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
@@ -286,7 +299,10 @@ class _Job:
             return
         self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
         try:
-            yield
+            with self.trainer.open_logs():  # the TensorBoard files, if asked for
+                if self.trainer.step_count == 0:
+                    self._tensorboard_flow()  # the starting point
+                yield
         finally:
             self.metrics.close()
 
@@ -311,6 +327,11 @@ class _Job:
             self.curve["train"].append((s, loss10))
             self._write({"step": s, "loss": loss10, "grad_norm": info.grad_norm,
                          "clipped": info.clipped})
+            if self.trainer.tensorboard is not None:
+                self.trainer.tensorboard.scalars(s, {
+                    "train/loss": loss10, "train/grad_norm": info.grad_norm,
+                    "train/clipped": info.clipped,
+                    "train/learning_rate": self.trainer.current_lr()})
         tokens_per_step = cfg.batch * cfg.bptt
         rate = (s - self.bar.start_done) * tokens_per_step / max(
             time.perf_counter() - self.t_start, 1e-9)
@@ -325,10 +346,30 @@ class _Job:
         self.curve["val"].append((s, nats))
         self._write({"step": s, "val_nats": nats, "val_bits": nats / LN2, "val_tokens": n})
         self.metrics.flush()
+        if self.trainer.tensorboard is not None:
+            self.trainer.tensorboard.scalars(s, {"validation/loss": nats})
+            self._tensorboard_flow()
         if note:
             self.bar.note(f"step {s}: validation {nats:.3f} nats/{self.unit} = "
                           f"{nats / LN2:.3f} bits, {self.elapsed():.0f} s")
         return nats
+
+    def _tensorboard_flow(self) -> None:
+        """The relative gradient flow on 4 validation windows of ``bptt`` tokens, to the
+        TensorBoard files (about H backward passes over them: at validations only)."""
+        tb = self.trainer.tensorboard
+        if tb is None or len(self.val_ids) < 2:
+            return
+        from . import diagnostics
+        from .data.text import one_hot
+
+        steps = min(self.cfg.bptt, len(self.val_ids) - 1)
+        at = np.linspace(0, len(self.val_ids) - 1 - steps, 4).astype(int)
+        x = np.stack([self.val_ids[a:a + steps] for a in at])  # (4, T) token ids
+        x = one_hot(x, self.V, self.net.dtype)  # (4, T, V): the reference loop's input
+        flow = diagnostics.gradient_flow(self.net, x, relative=True)
+        tb.flow(self.trainer.step_count, [float(v) for v in flow],
+                diagnostics.memory_length(flow, 0.01))
 
     def sample(self) -> None:
         if not self.root:

@@ -130,6 +130,11 @@ class Trainer:
     diagnostics_probe : array (b, T, D) or None
         Input for the recordings; default the first 4 training sequences (with their
         lengths).
+    tensorboard_dir : path or None
+        Also write TensorBoard event files there (:mod:`rnnlab.tensorboard`, needs
+        ``rnnlab[tensorboard]``): the logged updates' loss, gradient norm, clipping and
+        learning rate, each epoch's record, histograms of weights and gradients every
+        ``log_every`` updates, and the gradient-flow recordings.
     comm : mpi4py communicator, None or False
         Data-parallel training (:mod:`rnnlab.parallel`): each rank takes its share of every
         batch, the gradients are averaged over the ranks before the clip and the update,
@@ -144,7 +149,8 @@ class Trainer:
                  batch_size=32, seed=0, *, clip_value=None, schedule=None,
                  on_nonfinite="stop", checkpoint=None, checkpoint_every=None, log=None,
                  log_every=10, patience=None, progress=None, diagnostics_every=None,
-                 diagnostics_probe=None, comm=None, **optimizer_options):
+                 diagnostics_probe=None, tensorboard_dir=None, comm=None,
+                 **optimizer_options):
         self.net = net
         self.parallel = parallel.DataParallel.of(comm)
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer.name
@@ -177,6 +183,12 @@ class Trainer:
         checks.optional(checks.positive_number, clip_norm, "clip_norm")
         checks.optional(checks.positive_number, clip_value, "clip_value")
         self._log_file = None
+        self.tensorboard_dir = None if tensorboard_dir is None else Path(tensorboard_dir)
+        if self.tensorboard_dir is not None:  # before any training: the extra and the folder
+            from .tensorboard import check_logdir
+
+            check_logdir(self.tensorboard_dir)
+        self.tensorboard = None  # the open rnnlab.tensorboard.TensorBoardLog, in open_logs
         self.step_count = 0
         self.skipped = 0
 
@@ -202,6 +214,9 @@ class Trainer:
             self.skipped += 1
             return StepInfo(loss, float("nan"), False, True)
         norm = clip.global_norm(grads)
+        tb = self.tensorboard if (self.step_count + 1) % self.log_every == 0 else None
+        if tb is not None:  # the gradients as computed, before the clip
+            tb.histograms(self.step_count + 1, grads, "gradients/")
         clipped = False
         if self.clip_norm is not None and norm > self.clip_norm:
             clip.clip_by_global_norm(grads, self.clip_norm)
@@ -210,6 +225,8 @@ class Trainer:
             clipped |= clip.clip_by_value(grads, self.clip_value) > self.clip_value
         self.opt.step(self.net.params, grads, lr=self.current_lr())
         self.step_count += 1
+        if tb is not None:
+            tb.histograms(self.step_count, self.net.params, "weights/")
         return StepInfo(loss, norm, clipped, False)
 
     def prepare_batch(self, x, y, lengths):
@@ -319,7 +336,7 @@ class Trainer:
                        else False,
                        done=start.position["epoch"] * n_batches + start.position["batch"])
         try:
-            with self._open_log(), sigint_flag() as interrupted:
+            with self.open_logs(), sigint_flag() as interrupted:
                 if probe is not None and self.step_count == 0:
                     self._record_flow(probe, history)  # the starting point, before any update
                 for epoch in range(start.position["epoch"], epochs):
@@ -398,6 +415,11 @@ class Trainer:
         self._log({"epoch": epoch + 1, "train_loss": history.train_loss[-1],
                    "val_loss": vloss, "clip_rate": history.clip_rate[-1],
                    "grad_norm": history.grad_norm[-1], "seconds": history.seconds[-1]})
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(self.step_count, {
+                "epoch/train_loss": history.train_loss[-1], "epoch/val_loss": vloss,
+                "epoch/clip_rate": history.clip_rate[-1],
+                "epoch/grad_norm": history.grad_norm[-1]})
         return best, stop
 
     def evaluate(self, X, Y, lengths=None) -> float:
@@ -439,6 +461,8 @@ class Trainer:
         history.memory_length.append((self.step_count, mem))
         self._log({"step": self.step_count, "flow": values, "memory_length": mem,
                    "spectral_radius": diagnostics.spectral_radius(self.net)})
+        if self.tensorboard is not None:
+            self.tensorboard.flow(self.step_count, values, mem)
 
     # data checks --------------------------------------------------------------------------
     def _check_validation(self, validation):
@@ -468,15 +492,25 @@ class Trainer:
 
     # logs and checkpoints -------------------------------------------------------------------
     @contextmanager
-    def _open_log(self):
-        writes = self.log is not None and (self.parallel is None or self.parallel.root)
+    def open_logs(self):
+        """The JSON-lines log and the TensorBoard files, open inside the block (rank 0's
+        alone). :meth:`fit` opens them itself; a loop of one's own (:mod:`rnnlab.lm`)
+        runs inside this block for :attr:`tensorboard` to be set."""
+        root = self.parallel is None or self.parallel.root
+        writes = self.log is not None and root
+        if self.tensorboard_dir is not None and root:
+            from .tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(self.tensorboard_dir)
         self._log_file = self.log.open("a", encoding="utf-8") if writes else None
         try:
             yield
         finally:
             if self._log_file is not None:
                 self._log_file.close()
-            self._log_file = None
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            self._log_file = self.tensorboard = None
 
     def _log(self, record: dict):
         if self._log_file is not None:
@@ -488,6 +522,10 @@ class Trainer:
             self._log({"step": self.step_count, "epoch": epoch + 1, "loss": info.loss,
                        "grad_norm": info.grad_norm, "clipped": bool(info.clipped),
                        "skipped": info.skipped, "lr": self.current_lr()})
+            if self.tensorboard is not None and not info.skipped:
+                self.tensorboard.scalars(self.step_count, {
+                    "train/loss": info.loss, "train/grad_norm": info.grad_norm,
+                    "train/clipped": info.clipped, "train/learning_rate": self.current_lr()})
 
     def settings(self) -> dict:
         """The settings a checkpoint must have been written with to resume under this one."""
