@@ -21,6 +21,11 @@ Run folder (``out``)::
 ``evaluate_task`` prepares the test data from the saved options, checks that the
 preprocessing is the saved one, and writes ``confusion.png`` or ``forecast.png``.
 
+``--task ucr:NAME`` trains on a UCR/UEA classification set bundled with sktime (any of
+:func:`rnnlab.data.series.ucr_names`) and ``--task ucr:PATH`` on a folder holding the
+archive's ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``; their settings come from the set's shape
+by the rule of :func:`ucr_task` and are written to ``config.json``.
+
 A task may add Gaussian noise to the real (unpadded) steps of every training batch
 (``Task.noise``, JapaneseVowels as in its example); test data is never perturbed. What the
 examples do that this does not: ensembles over seeds (the CLI trains one network).
@@ -28,6 +33,7 @@ examples do that this does not: ensembles over seeds (the CLI trains one network
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -41,8 +47,9 @@ from .network import Network
 from .saving import load
 from .train import Trainer
 
-__all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
-           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "train_task"]
+__all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "UCR_PREFIX",
+           "evaluate_task", "load_task_data", "open_task_run", "plot_confusion", "plot_forecast",
+           "train_task", "ucr_task"]
 
 TASK_FORMAT = "rnnlab-task-run"
 TASK_VERSION = 1
@@ -78,9 +85,43 @@ TASKS: dict[str, Task] = {
 }
 
 
+UCR_PREFIX = "ucr:"
+"""``ucr:NAME`` (a bundled set) or ``ucr:PATH`` (a folder of ``.ts`` files) names a task."""
+
+
+@functools.lru_cache(maxsize=4)
+def _ucr_raw(source: str):
+    from .data.series import ucr
+    data = ucr(source)
+    D = data.input_size
+    return ucr(source, standardize_features=D > 1) if D > 1 else data
+
+
+def ucr_task(n_train: int, steps: int) -> Task:
+    """The settings of a ``ucr:`` task, decided from the set's shape alone (never from its
+    test split), so an unseen set gets a recipe with no flags.
+
+    The rule: a GRU of 64 units; steps averaged in groups of ``max(1, round(T / 128))`` so
+    that a network reads at most about 128 steps (long series train slowly and forget);
+    batch ``min(16, max(4, N // 4))`` for N training series; epochs so that training makes
+    about 1500 updates, at least 30 and at most 300 epochs; Adam at 5e-3. Apart from this,
+    multivariate sets (D > 1) have each feature standardised over the training split when
+    read (univariate UCR series are z-normalised by the archive already).
+    """
+    batch = min(16, max(4, n_train // 4))
+    per_epoch = -(-n_train // batch)
+    epochs = min(300, max(30, -(-1500 // per_epoch)))
+    return Task("classification", "gru", 64, epochs, batch, 5e-3,
+                pool=max(1, round(steps / 128)))
+
+
 def _task(name) -> Task:
+    if isinstance(name, str) and name.startswith(UCR_PREFIX):
+        data = _ucr_raw(name[len(UCR_PREFIX):])
+        return ucr_task(len(data.X_train), data.X_train.shape[1])
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)} or "
+                         f"{UCR_PREFIX}NAME / {UCR_PREFIX}PATH")
     return TASKS[name]
 
 
@@ -119,6 +160,8 @@ def load_task_data(task: str, *, patch=None, horizon: int = 1):
     elif task == "japanese-vowels":
         from .data.speech import japanese_vowels
         data = japanese_vowels()
+    elif task.startswith(UCR_PREFIX):
+        data = _ucr_raw(task[len(UCR_PREFIX):])
     elif task == "gunpoint":
         from .data.series import gunpoint
         data = gunpoint()
@@ -167,7 +210,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
 
     Parameters
     ----------
-    task : one of :data:`TASKS`
+    task : one of :data:`TASKS`, or ``"ucr:NAME"`` (a UCR/UEA set bundled with sktime, see
+        :func:`rnnlab.data.series.ucr_names`) or ``"ucr:PATH"`` (a folder holding
+        ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``), with settings from :func:`ucr_task`
     cell, hidden, epochs, batch, lr : None for the task's defaults
     layers : int
     clip : float
@@ -208,8 +253,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.integer(seed, "seed", minimum=0)
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
+    label = task if not task.startswith(UCR_PREFIX) else "ucr-" + Path(task[4:]).name
     out = io.check_folder(out if out is not None else Path("runs") / (
-        f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"))
     with runlock.hold(out):  # one writer per run folder
         if (out / "run.json").exists():
             raise ValueError(f"{out} already holds a run; give another --out")

@@ -31,6 +31,16 @@ def _parse_patch(text: str) -> tuple[int, int]:
     return pq
 
 
+def _task_name(text: str) -> str:
+    """--task: a name of TASKS or ucr:NAME / ucr:PATH (checked when the data is read)."""
+    from .apps import TASKS, UCR_PREFIX
+
+    if text in TASKS or (text.startswith(UCR_PREFIX) and len(text) > len(UCR_PREFIX)):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown task {text!r}; expected one of "
+                                     f"{', '.join(TASKS)}, {UCR_PREFIX}NAME or {UCR_PREFIX}PATH")
+
+
 def _train_task(args) -> int:
     from . import apps
 
@@ -342,9 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when standard error is a terminal)")
     a = t.add_argument_group("application data sets (--task)")
-    a.add_argument("--task", choices=list(TASKS),
-                   help="train on this data set instead of text (run folder default "
-                        "runs/<task>-<time>)")
+    a.add_argument("--task", type=_task_name, metavar="TASK",
+                   help=f"train on this data set instead of text: one of {', '.join(TASKS)}, "
+                        "ucr:NAME (a UCR/UEA set bundled with sktime) or ucr:PATH (a folder "
+                        "holding NAME_TRAIN.ts and NAME_TEST.ts); run folder default "
+                        "runs/<task>-<time>")
     a.add_argument("--epochs", type=int, help="passes over the training split "
                    "(default: the task's)")
     a.add_argument("--patch", metavar="PxQ", help="image tasks: read p x q patches in "
