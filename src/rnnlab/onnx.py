@@ -86,6 +86,9 @@ def _parts(model):
     else:
         raise ValueError(f"expected an rnnlab Network or recurrent layer (Elman, LSTM, GRU), "
                          f"got {type(model).__name__}")
+    if net is not None and net.readout not in ("all", "last"):
+        raise ValueError(f"cannot export a network with readout={net.readout!r}: rnnlab.onnx "
+                         f"exports readouts 'all' and 'last'")
     cell = layer.cell
     if cell.own_onnx_operator is None:
         raise ValueError(f"cannot export {type(layer).__name__}: its cell "
