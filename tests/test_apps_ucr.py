@@ -43,6 +43,7 @@ def run_and_eval(tmp_path, task, capsys):
     assert info["task"] == task and info["meta"]["classes"] == ["a", "b"]
     config = json.loads((out / "config.json").read_text())
     assert config["cell"] == "gru" and config["hidden"] == 4 and "pool" in config
+    assert config["readout"] == "last"  # short series: the shape rule keeps the last state
     capsys.readouterr()
     assert cli.main(["eval", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -107,8 +108,24 @@ def test_bundled_set_trains(tmp_path, capsys):
 def test_shape_rule():
     arrow = apps.ucr_task(36, 251)  # ArrowHead
     assert (arrow.cell, arrow.hidden, arrow.pool, arrow.batch) == ("gru", 64, 2, 9)
+    assert arrow.readout == "mean"  # 125 steps after averaging by 2
     assert arrow.epochs == 300  # 4 updates per epoch: 1500 updates capped at 300 epochs
     big = apps.ucr_task(1000, 24)
-    assert (big.pool, big.batch, big.epochs) == (1, 16, 30)
+    assert (big.pool, big.batch, big.epochs, big.readout) == (1, 16, 30, "last")
     basic = apps.ucr_task(40, 100)  # BasicMotions: batch 10, 4 updates per epoch
     assert (basic.batch, basic.epochs, basic.pool) == (10, 300, 1)
+
+
+def test_readout_option(tmp_path, capsys):
+    folder = make_set(tmp_path / "Toy", "Toy", D=1, lengths=[9, 6], seed=2)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--readout", "max",
+                     "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["readout"] == "max"
+    assert cli.main(["eval", str(out), "--json"]) == 0
+    assert apps.load(out / "model.rnnlab").readout == "max"
+
+
+def test_readout_needs_a_task(capsys):
+    assert cli.main(["train", "--readout", "mean", "--steps", "1"]) == 1
+    assert "--readout applies to --task runs only" in capsys.readouterr().err

@@ -69,6 +69,7 @@ class Task:
     pool: int = 1  # average this many consecutive steps (GunPoint: 150 -> 75 steps)
     window: int = 20  # forecasting: years of history per input
     noise: float = 0.0  # std of Gaussian noise on the real steps of training batches
+    readout: str = "last"  # what the head reads: "last" state, or "mean" / "max" over steps
 
 
 TASKS: dict[str, Task] = {
@@ -104,15 +105,18 @@ def ucr_task(n_train: int, steps: int) -> Task:
     The rule: a GRU of 64 units; steps averaged in groups of ``max(1, round(T / 128))`` so
     that a network reads at most about 128 steps (long series train slowly and forget);
     batch ``min(16, max(4, N // 4))`` for N training series; epochs so that training makes
-    about 1500 updates, at least 30 and at most 300 epochs; Adam at 5e-3. Apart from this,
+    about 1500 updates, at least 30 and at most 300 epochs; Adam at 5e-3; the head reads
+    the mean of the top layer's outputs over the real steps (``readout="mean"``) when more
+    than 64 steps remain after averaging, else the last state. Apart from this,
     multivariate sets (D > 1) have each feature standardised over the training split when
     read (univariate UCR series are z-normalised by the archive already).
     """
     batch = min(16, max(4, n_train // 4))
     per_epoch = -(-n_train // batch)
     epochs = min(300, max(30, -(-1500 // per_epoch)))
-    return Task("classification", "gru", 64, epochs, batch, 5e-3,
-                pool=max(1, round(steps / 128)))
+    pool = max(1, round(steps / 128))
+    return Task("classification", "gru", 64, epochs, batch, 5e-3, pool=pool,
+                readout="mean" if steps // pool > 64 else "last")
 
 
 def _task(name) -> Task:
@@ -204,7 +208,8 @@ class NoisyTrainer(Trainer):
 
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
-               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, out=None,
+               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
+               out=None,
                progress=None, max_train=None, max_test=None, echo=print) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
@@ -226,6 +231,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     noise : float or None
         Standard deviation of the Gaussian noise added to the real steps of each training
         batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
+    readout : {"last", "mean", "max"} or None
+        What the classifier's head reads (see :class:`rnnlab.Network`); None for the
+        task's own ("last", or by :func:`ucr_task`'s rule).
     out : path or None
         Run folder (default ``runs/<task>-<time>``); must not hold a run already, nor be in
         use by another process (:func:`rnnlab.runlock.hold`).
@@ -247,6 +255,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     horizon = checks.positive_int(horizon, "horizon")
     lr = spec.lr if lr is None else lr
     noise = spec.noise if noise is None else noise
+    readout = checks.choice(spec.readout if readout is None else readout, "readout",
+                            ("last", "mean", "max"))
     checks.number(noise, "noise", low=0)
     checks.positive_number(lr, "lr")
     checks.optional(checks.number, clip, "clip", low=0)
@@ -267,10 +277,11 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         forecasting = spec.kind == "forecasting"
         net = Network(data.input_size, hidden, data.output_size, cell=cell,
                       num_layers=layers, output="linear" if forecasting else "softmax",
-                      readout="last", seed=seed)
+                      readout=readout, seed=seed)
         total = epochs * -(-len(data.X_train) // batch)
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
+                  "readout": readout,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
                   "input_noise": noise or None, **options}
         (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")

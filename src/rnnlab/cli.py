@@ -13,7 +13,7 @@ import sys
 
 from ._version import __version__
 
-_TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test")
+_TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test", "readout")
 _LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
 
 
@@ -50,7 +50,8 @@ def _train_task(args) -> int:
                              f"be given with --task")
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
-               "seed": args.seed, "noise": args.noise, "max_train": args.max_train,
+               "seed": args.seed, "noise": args.noise, "readout": args.readout,
+               "max_train": args.max_train,
                "max_test": args.max_test}
     options = {k: v for k, v in options.items() if v is not None}
     patch = None if args.patch is None else _parse_patch(args.patch)
@@ -366,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise", type=float, metavar="STD",
                    help="Gaussian noise of this standard deviation on the real steps of each "
                         "training batch (default: the task's; 1.2 for japanese-vowels, else 0)")
+    a.add_argument("--readout", choices=["last", "mean", "max"],
+                   help="what the head reads: the last state, or the mean or maximum of the "
+                        "top layer's outputs over the real steps (default: the task's)")
     a.add_argument("--max-train", type=int, metavar="N", help=argparse.SUPPRESS)
     a.add_argument("--max-test", type=int, metavar="N", help=argparse.SUPPRESS)
     t.set_defaults(func=_train)
