@@ -108,7 +108,8 @@ def test_unknown_task_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--task", "mnist"])
     assert e.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown task 'mnist'" in err and "ucr:NAME" in err
 
 
 @pytest.mark.parametrize("argv", [["--bptt", "8"], ["--tokens", "word"], ["--steps", "3"],

@@ -23,6 +23,11 @@ Run folder (``out``)::
 ``evaluate_task`` prepares the test data from the saved options, checks that the
 preprocessing is the saved one, and writes ``confusion.png`` or ``forecast.png``.
 
+``--task ucr:NAME`` trains on a UCR/UEA classification set bundled with sktime (any of
+:func:`rnnlab.data.series.ucr_names`) and ``--task ucr:PATH`` on a folder holding the
+archive's ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``; their settings come from the set's shape
+by the rule of :func:`ucr_task` and are written to ``config.json``.
+
 A task may add Gaussian noise to the real (unpadded) steps of every training batch
 (``Task.noise``, JapaneseVowels as in its example); test data is never perturbed. What the
 examples do that this does not: ensembles over seeds (the CLI trains one network).
@@ -31,6 +36,7 @@ examples do that this does not: ensembles over seeds (the CLI trains one network
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -44,9 +50,9 @@ from .network import Network
 from .saving import load
 from .train import Trainer
 
-__all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "evaluate_task",
-           "load_task_data", "open_task_run", "plot_confusion", "plot_forecast", "score_test",
-           "train_task"]
+__all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "UCR_PREFIX",
+           "evaluate_task", "load_task_data", "open_task_run", "plot_confusion", "plot_forecast",
+           "score_test", "train_task", "ucr_task"]
 
 TASK_FORMAT = "rnnlab-task-run"
 TASK_VERSION = 1
@@ -66,6 +72,7 @@ class Task:
     pool: int = 1  # average this many consecutive steps (GunPoint: 150 -> 75 steps)
     window: int = 20  # forecasting: years of history per input
     noise: float = 0.0  # std of Gaussian noise on the real steps of training batches
+    readout: str = "last"  # what the head reads: "last" state, or "mean" / "max" over steps
 
 
 TASKS: dict[str, Task] = {
@@ -82,9 +89,46 @@ TASKS: dict[str, Task] = {
 }
 
 
+UCR_PREFIX = "ucr:"
+"""``ucr:NAME`` (a bundled set) or ``ucr:PATH`` (a folder of ``.ts`` files) names a task."""
+
+
+@functools.lru_cache(maxsize=4)
+def _ucr_raw(source: str):
+    from .data.series import ucr
+    data = ucr(source)
+    D = data.input_size
+    return ucr(source, standardize_features=D > 1) if D > 1 else data
+
+
+def ucr_task(n_train: int, steps: int) -> Task:
+    """The settings of a ``ucr:`` task, decided from the set's shape alone (never from its
+    test split), so an unseen set gets a recipe with no flags.
+
+    The rule: a GRU of 64 units; steps averaged in groups of ``max(1, round(T / 128))`` so
+    that a network reads at most about 128 steps (long series train slowly and forget);
+    batch ``min(16, max(4, N // 4))`` for N training series; epochs so that training makes
+    about 1500 updates, at least 30 and at most 300 epochs; Adam at 5e-3; the head reads
+    the mean of the top layer's outputs over the real steps (``readout="mean"``) when more
+    than 64 steps remain after averaging, else the last state. Apart from this,
+    multivariate sets (D > 1) have each feature standardised over the training split when
+    read (univariate UCR series are z-normalised by the archive already).
+    """
+    batch = min(16, max(4, n_train // 4))
+    per_epoch = -(-n_train // batch)
+    epochs = min(300, max(30, -(-1500 // per_epoch)))
+    pool = max(1, round(steps / 128))
+    return Task("classification", "gru", 64, epochs, batch, 5e-3, pool=pool,
+                readout="mean" if steps // pool > 64 else "last")
+
+
 def _task(name) -> Task:
+    if isinstance(name, str) and name.startswith(UCR_PREFIX):
+        data = _ucr_raw(name[len(UCR_PREFIX):])
+        return ucr_task(len(data.X_train), data.X_train.shape[1])
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)} or "
+                         f"{UCR_PREFIX}NAME / {UCR_PREFIX}PATH")
     return TASKS[name]
 
 
@@ -123,6 +167,8 @@ def load_task_data(task: str, *, patch=None, horizon: int = 1):
     elif task == "japanese-vowels":
         from .data.speech import japanese_vowels
         data = japanese_vowels()
+    elif task.startswith(UCR_PREFIX):
+        data = _ucr_raw(task[len(UCR_PREFIX):])
     elif task == "gunpoint":
         from .data.series import gunpoint
         data = gunpoint()
@@ -176,14 +222,16 @@ class NoisyTrainer(Trainer):
 
 
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
-               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, window=None,
-               out=None, progress=None, max_train=None, max_test=None, proj_size=0,
-               peepholes=False, tensorboard=None, echo=print, comm=None) -> Path:
+               lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
+               window=None, out=None, progress=None, max_train=None, max_test=None,
+               proj_size=0, peepholes=False, tensorboard=None, echo=print, comm=None) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
     ----------
-    task : one of :data:`TASKS`
+    task : one of :data:`TASKS`, or ``"ucr:NAME"`` (a UCR/UEA set bundled with sktime, see
+        :func:`rnnlab.data.series.ucr_names`) or ``"ucr:PATH"`` (a folder holding
+        ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``), with settings from :func:`ucr_task`
     cell, hidden, epochs, batch, lr : None for the task's defaults
     layers : int
     window : int or None
@@ -199,6 +247,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     noise : float or None
         Standard deviation of the Gaussian noise added to the real steps of each training
         batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
+    readout : {"last", "mean", "max"} or None
+        What the classifier's head reads (see :class:`rnnlab.Network`); None for the
+        task's own ("last", or by :func:`ucr_task`'s rule).
     out : path or None
         Run folder (default ``runs/<task>-<time>``); must not hold a run already, nor be in
         use by another process (:func:`rnnlab.runlock.hold`).
@@ -228,6 +279,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     horizon = checks.positive_int(horizon, "horizon")
     lr = spec.lr if lr is None else lr
     noise = spec.noise if noise is None else noise
+    readout = checks.choice(spec.readout if readout is None else readout, "readout",
+                            ("last", "mean", "max"))
     checks.number(noise, "noise", low=0)
     checks.positive_number(lr, "lr")
     checks.optional(checks.number, clip, "clip", low=0)
@@ -248,8 +301,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     failure = None
     if root:
         try:
+            label = task if not task.startswith(UCR_PREFIX) else "ucr-" + Path(task[4:]).name
             out = io.check_folder(out if out is not None else Path("runs") / (
-                f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"))
+                f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"))
         except ValueError as e:
             failure = str(e)
     if dp is not None:  # rank 0's folder (its name has rank 0's clock in it), or its error
@@ -270,11 +324,12 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         forecasting = spec.kind == "forecasting"
         net = Network(data.input_size, hidden, data.output_size, cell=cell,
                       num_layers=layers, output="linear" if forecasting else "softmax",
-                      readout="last", window=window, seed=seed, **variant)
+                      readout=readout, window=window, seed=seed, **variant)
         total = epochs * -(-len(data.X_train) // batch)
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
                   **({"window": net.config["window"]} if "window" in net.config else {}),
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
+                  "readout": readout,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
                   "input_noise": noise or None, **variant, **options}
         if root:

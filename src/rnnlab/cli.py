@@ -15,7 +15,7 @@ import sys
 from ._version import __version__
 from .parallel import RankLost
 
-_TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test")
+_TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test", "readout")
 _LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
 
 
@@ -33,6 +33,16 @@ def _parse_patch(text: str) -> tuple[int, int]:
     return pq
 
 
+def _task_name(text: str) -> str:
+    """--task: a name of TASKS or ucr:NAME / ucr:PATH (checked when the data is read)."""
+    from .apps import TASKS, UCR_PREFIX
+
+    if text in TASKS or (text.startswith(UCR_PREFIX) and len(text) > len(UCR_PREFIX)):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown task {text!r}; expected one of "
+                                     f"{', '.join(TASKS)}, {UCR_PREFIX}NAME or {UCR_PREFIX}PATH")
+
+
 def _train_task(args) -> int:
     from . import apps
 
@@ -43,8 +53,8 @@ def _train_task(args) -> int:
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "proj_size": args.proj_size, "peepholes": args.peepholes,
                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
-               "seed": args.seed, "noise": args.noise, "max_train": args.max_train,
-               "max_test": args.max_test, "window": args.window}
+               "seed": args.seed, "noise": args.noise, "readout": args.readout,
+               "max_train": args.max_train, "max_test": args.max_test, "window": args.window}
     options = {k: v for k, v in options.items() if v is not None}
     patch = None if args.patch is None else _parse_patch(args.patch)
     out = apps.train_task(args.task, patch=patch,
@@ -394,9 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "gradient norm, clipping, histograms of weights and gradients, "
                         "gradient flow (needs rnnlab[tensorboard])")
     a = t.add_argument_group("application data sets (--task)")
-    a.add_argument("--task", choices=list(TASKS),
-                   help="train on this data set instead of text (run folder default "
-                        "runs/<task>-<time>)")
+    a.add_argument("--task", type=_task_name, metavar="TASK",
+                   help=f"train on this data set instead of text: one of {', '.join(TASKS)}, "
+                        "ucr:NAME (a UCR/UEA set bundled with sktime) or ucr:PATH (a folder "
+                        "holding NAME_TRAIN.ts and NAME_TEST.ts); run folder default "
+                        "runs/<task>-<time>")
     a.add_argument("--epochs", type=int, help="passes over the training split "
                    "(default: the task's)")
     a.add_argument("--patch", metavar="PxQ", help="image tasks: read p x q patches in "
@@ -406,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise", type=float, metavar="STD",
                    help="Gaussian noise of this standard deviation on the real steps of each "
                         "training batch (default: the task's; 1.2 for japanese-vowels, else 0)")
+    a.add_argument("--readout", choices=["last", "mean", "max"],
+                   help="what the head reads: the last state, or the mean or maximum of the "
+                        "top layer's outputs over the real steps (default: the task's)")
     a.add_argument("--max-train", type=int, metavar="N", help=argparse.SUPPRESS)
     a.add_argument("--max-test", type=int, metavar="N", help=argparse.SUPPRESS)
     t.set_defaults(func=_train)

@@ -22,13 +22,15 @@ from .cells.base import StackCache
 from .kernels import matmul as _matmul
 
 OUTPUTS = ("softmax", "linear")
-READOUTS = ("all", "last")
+READOUTS = ("all", "last", "mean", "max")
+POOLED = ("mean", "max")  # one prediction per sequence from the top outputs over real steps
 
 
 class NetCache(NamedTuple):
     rnn: object  # the layer's StackCache
     h: np.ndarray  # (B*T, H) or (B, H): what the head read, one row per position
     lengths: np.ndarray | None
+    pool: tuple | None = None  # "mean": (weights (B, T),); "max": (step per unit (B, H), T)
 
 
 class LossResult(NamedTuple):
@@ -91,8 +93,10 @@ class Network:
     num_layers : int
     output : {"softmax", "linear"}
         softmax with cross-entropy loss, or linear with squared error.
-    readout : {"all", "last"}
-        A prediction at every step, or one per sequence from its final state.
+    readout : {"all", "last", "mean", "max"}
+        A prediction at every step, or one per sequence: from its final state ("last"), or
+        from the mean or the per-unit maximum of the top layer's outputs over its real steps
+        ("mean", "max"; padded steps never count).
     activation : {"tanh", "relu", "sigmoid"}
         Elman and ffnn only.
     window : int or None
@@ -234,19 +238,33 @@ class Network:
         state : final recurrent state
         cache : for :meth:`backward`
         """
-        z, state, caches, h2, lens = self._run(x, state, lengths, keep=True, reset=reset)
-        return z, state, NetCache(StackCache(caches, lens), h2, lens)
+        z, state, caches, h2, lens, pool = self._run(x, state, lengths, keep=True, reset=reset)
+        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool)
 
     def infer(self, x, state=None, *, lengths=None, reset=None):
         """Run the network for its outputs only: ``(z, state)`` as :meth:`forward` returns
         them, keeping nothing for backward (faster and lighter)."""
-        z, state, _, _, _ = self._run(x, state, lengths, keep=False, reset=reset)
+        z, state, _, _, _, _ = self._run(x, state, lengths, keep=False, reset=reset)
         return z, state
 
     def _run(self, x, state, lengths, keep: bool, reset=None):
         y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset)
+        pool = None
         if self.readout == "all":
             h = y  # (B, T, H)
+        elif self.readout in POOLED:
+            B, T = y.shape[:2]
+            real = (np.ones((B, T), dtype=bool) if lengths is None
+                    else np.arange(T)[None, :] < np.asarray(lengths)[:, None])  # (B, T)
+            if self.readout == "mean":
+                w = real / real.sum(axis=1, keepdims=True)  # (B, T): 1/length on real steps
+                w = w.astype(y.dtype)
+                h = np.einsum("bth,bt->bh", y, w)
+                pool = (w,)
+            else:  # padded steps can never be the maximum
+                step = np.where(real[:, :, None], y, -np.inf).argmax(axis=1)  # (B, H)
+                h = np.take_along_axis(y, step[:, None, :], axis=1)[:, 0]
+                pool = (step, T)
         elif self.rnn.bidirectional:  # the top layer's two directions, side by side
             top = state[0] if isinstance(state, tuple) else state
             h = np.concatenate([top[-2], top[-1]], axis=1)  # (B, 2H)
@@ -256,7 +274,7 @@ class Network:
         h2 = h.reshape(-1, h.shape[-1])  # a copy when h is a transposed view: kept for backward
         z = _matmul(h2, W).reshape(*h.shape[:-1], W.shape[1])
         z += self.params["head.b_y"]
-        return z, state, caches, h2, lens
+        return z, state, caches, h2, lens, pool
 
     def backward(self, cache: NetCache, dz, *, input_grad: bool = True):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
@@ -274,6 +292,14 @@ class Network:
         dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
         if self.readout == "all":
             g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh, input_grad=input_grad)
+        elif self.readout in POOLED:
+            if self.readout == "mean":  # each real step gets its share of the mean's gradient
+                dy = cache.pool[0][:, :, None] * dh[:, None, :]  # (B, T, H)
+            else:  # the gradient goes to the step that held each unit's maximum
+                step, T = cache.pool
+                dy = np.zeros((dh.shape[0], T, dh.shape[1]), dtype=dh.dtype)
+                np.put_along_axis(dy, step[:, None, :], dh[:, None, :], axis=1)
+            g, dx, d0 = self.rnn.backward(cache.rnn, dy=dy, input_grad=input_grad)
         else:
             B = dh.shape[0]
             dstate = self.rnn.initial_state(B)
@@ -352,7 +378,7 @@ class Network:
 
     def loss(self, x, y, *, lengths=None, state=None, reset=None) -> float:
         """The mean loss over real positions, without gradients."""
-        z, _, _, _, lens = self._run(x, state, lengths, keep=False, reset=reset)
+        z, _, _, _, lens, _ = self._run(x, state, lengths, keep=False, reset=reset)
         return self.output_loss(z, y, lens)[0]
 
     def step(self, x_t, state=None):

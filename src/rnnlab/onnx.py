@@ -90,6 +90,9 @@ def _parts(model):
     else:
         raise ValueError(f"expected an rnnlab Network or recurrent layer (Elman, LSTM, GRU), "
                          f"got {type(model).__name__}")
+    if net is not None and net.readout not in ("all", "last"):
+        raise ValueError(f"cannot export a network with readout={net.readout!r}: rnnlab.onnx "
+                         f"exports readouts 'all' and 'last'")
     cell = layer.cell
     # an output projection changes what the graph must compute, and ONNX's LSTM has none
     value = getattr(layer, "proj_size", None)

@@ -20,7 +20,10 @@ A missing source raises ``ValueError`` with one line saying how to install it.
 Functions
 ---------
 ucr
-    A bundled UCR/UEA classification set with its standard train/test split.
+    A UCR/UEA classification set with its standard train/test split: bundled by name, or
+    from a folder holding ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``.
+ucr_names
+    The classification sets bundled with the installed sktime or aeon.
 gunpoint
     The GunPoint set (UCR): 50 train / 150 test series of 150 steps, 2 classes.
 read_ts
@@ -49,6 +52,7 @@ __all__ = [
     "sunspot_numbers",
     "sunspots",
     "ucr",
+    "ucr_names",
     "unscale",
 ]
 
@@ -245,14 +249,73 @@ def standardize(X, lengths, mean, std) -> np.ndarray:
     return Z
 
 
+def _has_class_labels(path: Path) -> bool:
+    """Whether the ``.ts`` file's header declares class labels (``@classLabel true ...``);
+    regression sets declare ``@targetLabel`` instead."""
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.strip().lower()
+            if line.startswith("@data"):
+                return False
+            if line.startswith("@classlabel"):
+                return line.split()[1:2] == ["true"]
+    return False
+
+
+def ucr_names() -> list[str]:
+    """The UCR/UEA classification sets bundled with the installed sktime (or aeon), sorted.
+
+    A set is a folder ``<package>/datasets/data/<name>/`` with ``<name>_TRAIN.ts`` and
+    ``<name>_TEST.ts`` whose header declares class labels; regression and forecasting data
+    in the same folder are left out. Empty when neither package is installed.
+    """
+    for package in _TS_PACKAGES:
+        root = package_dir(package)
+        if root is None or not (root / "datasets" / "data").is_dir():
+            continue
+        names = [d.name for d in (root / "datasets" / "data").iterdir()
+                 if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file()
+                 and _has_class_labels(d / f"{d.name}_TRAIN.ts")]
+        if names:
+            return sorted(names)
+    return []
+
+
+def _ucr_paths(name: str) -> tuple[str, list[Path]]:
+    """The set's name and its (TRAIN, TEST) files: a bundled set by name, or a folder."""
+    folder = Path(name)
+    if folder.is_dir():
+        trains = sorted(folder.glob("*_TRAIN.ts"))
+        tests = {p.name[:-len("_TEST.ts")] for p in folder.glob("*_TEST.ts")}
+        pairs = [p for p in trains if p.name[:-len("_TRAIN.ts")] in tests]
+        if len(pairs) != 1:
+            raise ValueError(f"{name} must hold one pair NAME_TRAIN.ts and NAME_TEST.ts, "
+                             f"found {len(pairs)}")
+        set_name = pairs[0].name[:-len("_TRAIN.ts")]
+        return set_name, [pairs[0], folder / f"{set_name}_TEST.ts"]
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ValueError(f"{name!r} is not a folder holding NAME_TRAIN.ts and NAME_TEST.ts")
+    names = ucr_names()
+    if names and name not in names:
+        raise ValueError(f"unknown UCR/UEA set {name!r}; the bundled classification sets are "
+                         f"{', '.join(names)} (or give a folder holding NAME_TRAIN.ts and "
+                         f"NAME_TEST.ts)")
+    return name, [package_file(_TS_PACKAGES, f"datasets/data/{name}/{name}_{part}.ts",
+                               f"The UCR/UEA set {name!r}")
+                  for part in ("TRAIN", "TEST")]
+
+
 def ucr(name: str, *, standardize_features: bool = False) -> Dataset:
-    """A UCR/UEA classification set bundled with sktime or aeon, standard split.
+    """A UCR/UEA classification set, standard split: bundled with sktime or aeon, or read
+    from a folder in the archive's format.
 
     Parameters
     ----------
-    name : str
-        The set's directory name, e.g. ``"GunPoint"``, ``"JapaneseVowels"``, ``"ArrowHead"``,
-        ``"BasicMotions"``, ``"ItalyPowerDemand"``, ``"OSULeaf"``.
+    name : str or Path
+        A bundled set's directory name (:func:`ucr_names`: ``"GunPoint"``,
+        ``"JapaneseVowels"``, ``"ArrowHead"``, ``"BasicMotions"``, ...), or a folder holding
+        exactly one pair ``NAME_TRAIN.ts`` / ``NAME_TEST.ts`` as the archive distributes them
+        (univariate or multivariate, equal or unequal length).
     standardize_features : bool
         Subtract each feature's mean and divide by its standard deviation, both taken over
         the real steps of the training split (saved in ``meta["preprocessing"]``). UCR
@@ -266,10 +329,10 @@ def ucr(name: str, *, standardize_features: bool = False) -> Dataset:
         vary in length (padded to the longest of both splits), else None. The split is the
         archive's ``<name>_TRAIN.ts`` / ``<name>_TEST.ts``.
     """
-    paths = [package_file(_TS_PACKAGES, f"datasets/data/{name}/{name}_{part}.ts",
-                          f"The UCR/UEA set {name!r}")
-             for part in ("TRAIN", "TEST")]
+    name, paths = _ucr_paths(str(name))
     (s_tr, l_tr, header), (s_te, l_te, _) = read_ts(paths[0]), read_ts(paths[1])
+    if {s.shape[1] for s in s_tr + s_te} != {s_tr[0].shape[1]}:
+        raise ValueError(f"{name}: cases have different numbers of dimensions")
     classes = header.get("classlabel") or sorted(set(l_tr))
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(l_tr + l_te) - set(index))
