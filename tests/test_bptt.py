@@ -224,6 +224,9 @@ def test_trainer_truncates_a_many_to_one_network():
                                    atol=1e-15, err_msg=name)
     with pytest.raises(ValueError, match=r"readout='last'.*bptt_steps=\(2, 4\)"):
         rnnlab.Trainer(net, bptt_steps=(2, 4))
+    pooled = rnnlab.Network(3, 5, 4, readout="mean", seed=0)
+    with pytest.raises(ValueError, match="readout='mean' pools every step"):
+        rnnlab.Trainer(pooled, bptt_steps=3)
     with pytest.raises(ValueError, match="reset masks need full BPTT"):
         rnnlab.Trainer(net, bptt_steps=3).train_step(x, y, reset=np.zeros(12, bool))
     with pytest.raises(ValueError, match="readout='last'"):

@@ -88,8 +88,9 @@ class Truncated:
     def __init__(self, net, x, y, lengths, k1: int, k2: int, state=None, position: int = 0,
                  carried=None):
         if net.readout != "all":
-            raise ValueError("truncated BPTT needs readout='all' (a loss at every step); "
-                             "a many-to-one network trains with full BPTT (bptt_steps=None)")
+            raise ValueError("truncated BPTT in windows needs readout='all' (a loss at every "
+                             f"step), got readout={net.readout!r}; readout='last' truncates "
+                             "with last_steps, a pooled readout trains with full BPTT")
         self.net, self.x, self.y, self.lengths = net, x, y, lengths
         self.k1, self.k2 = k1, k2
         self.T = x.shape[1]

@@ -162,6 +162,9 @@ class Trainer:
         if self.bptt is not None and getattr(net.rnn, "bidirectional", False):
             raise ValueError("truncated BPTT carries the state forward window by window; a "
                              "bidirectional network reads whole sequences: use bptt_steps=None")
+        if self.bptt is not None and net.readout not in ("all", "last"):
+            raise ValueError(f"readout={net.readout!r} pools every step into one output, so "
+                             "its gradient reaches every step: use bptt_steps=None")
         if self.bptt is not None and net.readout == "last" and self.bptt[0] != self.bptt[1]:
             raise ValueError("a many-to-one network (readout='last') has one loss per sequence: "
                              "bptt_steps=k truncates its gradient to the last k steps; got "
