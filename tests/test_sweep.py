@@ -276,3 +276,11 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(text, tmp_path):
     assert f"({len(finished)} done before)" in again.stdout
     assert [r["status"] for r in rows(out)] == ["ok"] * 3
     assert {t: (out / "trials" / t / "run.json").stat().st_mtime_ns for t in finished} == kept
+
+
+def test_sweep_report_writes_the_results_table(done, capsys):
+    spec, out, _, _ = done
+    assert cli.main(["sweep", str(spec), "--out", str(out), "--report"]) == 0  # runs nothing
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for r in rows(out):
+        assert r["trial"] in page
