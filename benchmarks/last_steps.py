@@ -1,17 +1,17 @@
 """Truncated BPTT(k) of a many-to-one network against full BPTT: time and memory per gradient.
 
-    python benchmarks/last_steps.py [--rounds 9] [--steps 400] [--k 20]
+    python benchmarks/last_steps.py [--repeats 30] [--steps 400] [--k 20]
 
 A 1x64 LSTM classifier (``readout="last"``) over 32 sequences of ``--steps`` steps of 8
 features: ``Network.loss_and_grad`` (full BPTT) against ``bptt.last_steps`` (the gradient
 through the last k steps, the earlier ones run forward without caches), timed in one process
-in alternating blocks of about 0.5 s; the peak of traced allocations of one call each.
+in alternating blocks (:func:`rnnlab.bench.timing.median_times`); the peak of traced
+allocations of one call each.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 import tracemalloc
 
 import numpy as np
@@ -19,11 +19,12 @@ import numpy as np
 import rnnlab
 from rnnlab import bptt
 from rnnlab.bench import cpu_description
+from rnnlab.bench.timing import median_times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--k", type=int, default=20)
     args = parser.parse_args()
@@ -33,7 +34,6 @@ def main() -> None:
     y = rng.integers(0, 4, size=32)
     runs = {"full": lambda: net.loss_and_grad(x, y),
             f"k={args.k}": lambda: bptt.last_steps(net, x, y, None, args.k)}
-    times = {name: [] for name in runs}
     peaks = {}
     for name, fn in runs.items():
         fn()
@@ -41,15 +41,8 @@ def main() -> None:
         fn()
         peaks[name] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
-            start, n = time.perf_counter(), 0
-            while time.perf_counter() - start < 0.5:
-                fn()
-                n += 1
-            times[name].append((time.perf_counter() - start) / n)
-    print(f"{cpu_description()}; {args.rounds} alternating rounds; T = {args.steps}")
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med, _ = median_times(runs, repeats=args.repeats, warmup=2)  # alternating blocks
+    print(f"{cpu_description()}; {args.repeats} timed calls each; T = {args.steps}")
     for name in runs:
         print(f"{name:>6}: {med[name] * 1e3:7.2f} ms per gradient, peak {peaks[name]:6.1f} MB")
     full, short = med["full"], med[f"k={args.k}"]
