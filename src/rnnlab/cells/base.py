@@ -290,19 +290,25 @@ class RecurrentLayer:
         y, state, _, _ = self.run(x, state, lengths, keep=False, reset=reset)
         return y, state
 
-    def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
-        """What :meth:`forward` and :meth:`infer` share, for callers that build on a layer
-        (:class:`rnnlab.Network`): ``(y, state, caches, lengths)``, with ``caches`` a list
-        of per-layer caches (Nones unless ``keep``) and ``lengths`` the checked (B,) array
-        or None. ``y`` is writable here; :meth:`forward` hands it out read-only."""
+    def checked_input(self, x):
+        """``x`` checked as sequences (B, T, D) of the layer's dtype or token ids (B, T) in
+        [0, D), with at least one sequence of one step: ``(x, ids)``, ``ids`` True for ids."""
         ids = checks.is_token_ids(x)
         if ids:
             x = checks.token_ids(x, self.input_size)
         else:
             x = checks.array(x, "x", (None, None, self.input_size), self.dtype)
-        B, T = x.shape[:2]
-        if B == 0 or T == 0:
+        if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
+        return x, ids
+
+    def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
+        """What :meth:`forward` and :meth:`infer` share, for callers that build on a layer
+        (:class:`rnnlab.Network`): ``(y, state, caches, lengths)``, with ``caches`` a list
+        of per-layer caches (Nones unless ``keep``) and ``lengths`` the checked (B,) array
+        or None. ``y`` is writable here; :meth:`forward` hands it out read-only."""
+        x, ids = self.checked_input(x)
+        B, T = x.shape[:2]
         states = self.split_state(state, B)
         mask, partial, lens = None, None, None
         if lengths is not None:

@@ -243,14 +243,8 @@ class FFNN(RecurrentLayer):
 
     def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
         """As :meth:`RecurrentLayer.run`: ``(y, state, cache, lengths)``."""
-        ids = checks.is_token_ids(x)
-        if ids:
-            x = checks.token_ids(x, self.input_size)
-        else:
-            x = checks.array(x, "x", (None, None, self.input_size), self.dtype)
+        x, ids = self.checked_input(x)
         B, T = x.shape[:2]
-        if B == 0 or T == 0:
-            raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
         h0, w0 = self.split_state(state, B)
         lens = None if lengths is None else checks.lengths(lengths, B, T)
         resets = None if reset is None else checks.reset_mask(reset, B, T)  # (T, B, 1) or None
