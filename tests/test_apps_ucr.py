@@ -129,3 +129,41 @@ def test_readout_option(tmp_path, capsys):
 def test_readout_needs_a_task(capsys):
     assert cli.main(["train", "--readout", "mean", "--steps", "1"]) == 1
     assert "--readout applies to --task runs only" in capsys.readouterr().err
+
+
+def test_patches_shape_lengths_and_order(tmp_path):
+    from rnnlab.data.series import patches
+
+    X = np.arange(2 * 5 * 2, dtype=np.float32).reshape(2, 5, 2)
+    X[1, 3:] = 0  # the second series has 3 real steps
+    Z, lengths = patches(X, np.array([5, 3]), 2)
+    assert Z.shape == (2, 3, 4) and Z.dtype == np.float32
+    assert lengths.tolist() == [3, 2]  # ceil(5 / 2), ceil(3 / 2)
+    # step t holds steps 2t and 2t + 1, each one's features together; the tail zero padded
+    np.testing.assert_array_equal(Z[0, 1], np.concatenate([X[0, 2], X[0, 3]]))
+    np.testing.assert_array_equal(Z[0, 2], np.concatenate([X[0, 4], [0, 0]]))
+    assert patches(X, None, 1)[1] is None and np.array_equal(patches(X, None, 1)[0], X)
+    with pytest.raises(ValueError, match="patch must be a positive integer.*got 0"):
+        patches(X, None, 0)
+    folder = make_set(tmp_path / "P", "P", D=3, lengths=[7, 10, 5], seed=1)
+    plain, patched = ucr(folder), ucr(folder, patch=4)
+    assert patched.X_train.shape == (8, 3, 12) and patched.lengths_train.tolist()[:3] == [2, 3, 2]
+    assert patched.meta["preprocessing"]["patch"] == 4
+    np.testing.assert_array_equal(patched.X_test[1, 0], plain.X_test[1, :4].ravel())
+
+
+def test_patch_option_is_saved_and_rebuilt(tmp_path, capsys):
+    folder = make_set(tmp_path / "Toy", "Toy", D=2, lengths=[12, 9], seed=3)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--patch", "4",
+                     "--out", str(out)]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["options"]["patch"] == 4 and info["options"]["pool"] == 1
+    assert info["meta"]["preprocessing"]["patch"] == 4
+    assert apps.load(out / "model.rnnlab").rnn.input_size == 8  # 4 steps of 2 features
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == info["results"]["accuracy"]
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--patch", "4x4",
+                     "--out", str(tmp_path / "r2")]) == 1
+    assert "positive number of steps, e.g. 8, got '4x4'" in capsys.readouterr().err

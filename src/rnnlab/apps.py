@@ -73,6 +73,7 @@ class Task:
     window: int = 20  # forecasting: years of history per input
     noise: float = 0.0  # std of Gaussian noise on the real steps of training batches
     readout: str = "last"  # what the head reads: "last" state, or "mean" / "max" over steps
+    patch: int = 1  # ucr: tasks: read this many consecutive steps as one
 
 
 TASKS: dict[str, Task] = {
@@ -142,22 +143,32 @@ def _pool(X, lengths, k: int):
     return X.astype(np.float32), (None if lengths is None else np.maximum(lengths // k, 1))
 
 
-def load_task_data(task: str, *, patch=None, horizon: int = 1):
+def load_task_data(task: str, *, patch=None, horizon: int = 1, pool: int | None = None):
     """The :class:`~rnnlab.data.series.Dataset` of ``task`` with its options applied.
 
-    Returns ``(dataset, options)``: ``options`` is the JSON record that recreates it
+    ``patch`` is ``(p, q)`` pixels for the image tasks, or for ``ucr:`` tasks the steps read
+    as one (:func:`rnnlab.data.series.patches`; None for the set's rule, 1 for none; a patch
+    given replaces the rule's averaging). ``pool`` overrides the task's averaging (a saved
+    run's). Returns ``(dataset, options)``: ``options`` is the JSON record that recreates it
     (``{"patch", "horizon", "window", "pool"}``, as used).
     """
     spec = _task(task)
-    if patch is not None and not spec.images:
-        raise ValueError(f"--patch applies to the image tasks (digits, fashion-mnist), "
-                         f"not {task}")
+    series = task.startswith(UCR_PREFIX)
+    if patch is not None and not (spec.images or series):
+        raise ValueError(f"--patch applies to the image tasks (digits, fashion-mnist) and "
+                         f"{UCR_PREFIX} tasks, not {task}")
     if horizon != 1 and spec.kind != "forecasting":
         raise ValueError(f"--horizon applies to forecasting (sunspots), not {task}")
-    options: dict = {"patch": None if patch is None else list(patch), "horizon": horizon,
+    if series:
+        if pool is None:
+            pool = spec.pool if patch is None else 1
+        patch = checks.positive_int(spec.patch if patch is None else patch, "patch")
+    pool = checks.positive_int(spec.pool if pool is None else pool, "pool")
+    options: dict = {"patch": patch if series or patch is None else list(patch),
+                     "horizon": horizon,
                      "window": spec.window if spec.kind == "forecasting" else None,
-                     "pool": spec.pool}
-    p = None if patch is None else tuple(patch)
+                     "pool": pool}
+    p = None if patch is None or series else tuple(patch)
     if task == "digits":
         from .data.images import digits
         data = digits(patch=p)
@@ -175,12 +186,17 @@ def load_task_data(task: str, *, patch=None, horizon: int = 1):
     else:
         from .data.series import sunspots
         data = sunspots(window=spec.window, horizon=horizon)
-    if spec.pool != 1:
+    if pool != 1:
         from .data.series import Dataset
-        X_tr, l_tr = _pool(data.X_train, data.lengths_train, spec.pool)
-        X_te, l_te = _pool(data.X_test, data.lengths_test, spec.pool)
-        meta = {**data.meta, "preprocessing": {**data.meta["preprocessing"],
-                                               "pool": spec.pool}}
+        X_tr, l_tr = _pool(data.X_train, data.lengths_train, pool)
+        X_te, l_te = _pool(data.X_test, data.lengths_test, pool)
+        meta = {**data.meta, "preprocessing": {**data.meta["preprocessing"], "pool": pool}}
+        data = Dataset(X_tr, data.y_train, X_te, data.y_test, l_tr, l_te, meta)
+    if series and patch != 1:
+        from .data.series import Dataset, patches
+        X_tr, l_tr = patches(data.X_train, data.lengths_train, patch)
+        X_te, l_te = patches(data.X_test, data.lengths_test, patch)
+        meta = {**data.meta, "preprocessing": {**data.meta["preprocessing"], "patch": patch}}
         data = Dataset(X_tr, data.y_train, X_te, data.y_test, l_tr, l_te, meta)
     return data, options
 
@@ -240,8 +256,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         Global gradient-norm clip; 0 or None for none.
     seed : int
         Weights and shuffling.
-    patch : (p, q) or None
-        Image tasks: p x q patches in raster order instead of rows.
+    patch : (p, q), int or None
+        Image tasks: p x q patches in raster order instead of rows. ``ucr:`` tasks: read
+        this many consecutive steps as one (None: the set's rule, :func:`ucr_task`).
     horizon : int
         Sunspots: years forecast from each window.
     noise : float or None
@@ -427,8 +444,9 @@ def score_test(run) -> dict:
     info = open_task_run(run)
     task, options = info["task"], info["options"]
     patch = options.get("patch")
-    data, _ = load_task_data(task, patch=None if patch is None else tuple(patch),
-                             horizon=options.get("horizon", 1))
+    data, _ = load_task_data(task, patch=patch if patch is None or isinstance(patch, int)
+                             else tuple(patch), horizon=options.get("horizon", 1),
+                             pool=options.get("pool"))
     if data.meta.get("preprocessing") != info["meta"].get("preprocessing"):
         raise ValueError(f"{run}: the data source now gives other preprocessing statistics "
                          f"than the run saved; the data changed since training")

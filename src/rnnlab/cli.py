@@ -33,6 +33,18 @@ def _parse_patch(text: str) -> tuple[int, int]:
     return pq
 
 
+def _parse_steps(text: str) -> int:
+    """--patch of a series task: ``"8"`` -> 8 steps read as one."""
+    try:
+        steps = int(text)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise ValueError(f"--patch of a ucr: task must be a positive number of steps, e.g. 8, "
+                         f"got {text!r}")
+    return steps
+
+
 def _task_name(text: str) -> str:
     """--task: a name of TASKS or ucr:NAME / ucr:PATH (checked when the data is read)."""
     from .apps import TASKS, UCR_PREFIX
@@ -56,7 +68,9 @@ def _train_task(args) -> int:
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
                "max_train": args.max_train, "max_test": args.max_test, "window": args.window}
     options = {k: v for k, v in options.items() if v is not None}
-    patch = None if args.patch is None else _parse_patch(args.patch)
+    patch = None if args.patch is None else (
+        _parse_steps(args.patch) if args.task.startswith(apps.UCR_PREFIX)
+        else _parse_patch(args.patch))
     out = apps.train_task(args.task, patch=patch,
                           horizon=1 if args.horizon is None else args.horizon, out=args.out,
                           progress=args.progress, tensorboard=args.tensorboard, **options)
@@ -412,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--epochs", type=int, help="passes over the training split "
                    "(default: the task's)")
     a.add_argument("--patch", metavar="PxQ", help="image tasks: read p x q patches in "
-                   "raster order, e.g. 4x4 (default: rows)")
+                   "raster order, e.g. 4x4 (default: rows); ucr: tasks: read P consecutive "
+                   "steps as one, e.g. 8 (default: the set's rule, 1 for none)")
     a.add_argument("--horizon", type=int, metavar="K",
                    help="sunspots: years forecast from each window (default 1)")
     a.add_argument("--noise", type=float, metavar="STD",

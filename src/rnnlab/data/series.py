@@ -28,6 +28,8 @@ gunpoint
     The GunPoint set (UCR): 50 train / 150 test series of 150 steps, 2 classes.
 read_ts
     Parse a ``.ts`` file into variable-length sequences and labels.
+patches
+    Read P consecutive steps as one: (N, T, D) -> (N, ceil(T / P), P * D).
 sunspot_numbers
     The raw yearly series (years, values).
 sunspots
@@ -48,6 +50,7 @@ __all__ = [
     "DATA_EXTRA",
     "Dataset",
     "gunpoint",
+    "patches",
     "read_ts",
     "sunspot_numbers",
     "sunspots",
@@ -249,6 +252,39 @@ def standardize(X, lengths, mean, std) -> np.ndarray:
     return Z
 
 
+def patches(X: np.ndarray, lengths: np.ndarray | None, P: int
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``P`` consecutive steps as one step of ``P * D`` features.
+
+    Parameters
+    ----------
+    X : ndarray (N, T, D)
+        Steps at or past a sequence's length are zeros.
+    lengths : ndarray (N,) int or None
+    P : int, at least 1
+
+    Returns
+    -------
+    X : ndarray (N, ceil(T / P), P * D) float32
+        Step ``t`` holds the original steps ``t * P`` to ``t * P + P - 1`` in order, each
+        one's D features together (feature ``p * D + d`` is step ``t * P + p``'s feature
+        ``d``); steps past ``T`` are zeros.
+    lengths : ndarray (N,) int64 or None
+        ``ceil(length / P)``: a patch holding at least one real step is real.
+    """
+    if isinstance(P, bool) or not isinstance(P, int | np.integer) or P < 1:
+        raise ValueError(f"patch must be a positive integer (steps per patch), got {P!r}")
+    P = int(P)
+    N, T, D = X.shape
+    steps = -(-T // P)
+    Z = np.zeros((N, steps * P, D), dtype=np.float32)
+    Z[:, :T] = X
+    Z = Z.reshape(N, steps, P * D)  # (N, T/P, P*D): step-major inside a patch
+    if lengths is None:
+        return Z, None
+    return Z, -(-np.asarray(lengths, dtype=np.int64) // P)
+
+
 def _has_class_labels(path: Path) -> bool:
     """Whether the ``.ts`` file's header declares class labels (``@classLabel true ...``);
     regression sets declare ``@targetLabel`` instead."""
@@ -305,7 +341,8 @@ def _ucr_paths(name: str) -> tuple[str, list[Path]]:
                   for part in ("TRAIN", "TEST")]
 
 
-def ucr(name: str, *, standardize_features: bool = False) -> Dataset:
+def ucr(name: str, *, standardize_features: bool = False, patch: int | None = None
+        ) -> Dataset:
     """A UCR/UEA classification set, standard split: bundled with sktime or aeon, or read
     from a folder in the archive's format.
 
@@ -320,6 +357,10 @@ def ucr(name: str, *, standardize_features: bool = False) -> Dataset:
         Subtract each feature's mean and divide by its standard deviation, both taken over
         the real steps of the training split (saved in ``meta["preprocessing"]``). UCR
         univariate series are already z-normalised one by one, so the default is off.
+    patch : int or None
+        Read ``patch`` consecutive steps as one step (:func:`patches`, after standardising):
+        ``(N, T, D)`` becomes ``(N, ceil(T / patch), patch * D)``, lengths ``ceil(length /
+        patch)``, the last patch zero padded; recorded as ``meta["preprocessing"]["patch"]``.
 
     Returns
     -------
@@ -349,6 +390,10 @@ def ucr(name: str, *, standardize_features: bool = False) -> Dataset:
         mean, std = masked_stats(X_tr, len_tr)
         X_tr, X_te = standardize(X_tr, len_tr, mean, std), standardize(X_te, len_te, mean, std)
         prep.update(mean=mean.tolist(), std=std.tolist())
+    if patch is not None:
+        X_tr, len_tr = patches(X_tr, len_tr, patch)
+        X_te, len_te = patches(X_te, len_te, patch)
+        prep["patch"] = int(patch)
     meta = {
         "name": name, "task": "classification", "classes": list(classes),
         "split": f"UCR/UEA archive split: {name}_TRAIN.ts ({len(s_tr)}) / "
