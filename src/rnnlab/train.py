@@ -135,6 +135,12 @@ class Trainer:
         ``rnnlab[tensorboard]``): the logged updates' loss, gradient norm, clipping and
         learning rate, each epoch's record, histograms of weights and gradients every
         ``log_every`` updates, and the gradient-flow recordings.
+    augment : callable or None
+        Augments training batches: ``augment(x, lengths) -> x`` on every batch before its
+        updates (:meth:`prepare_batch`; data-parallel, on the global batch before the ranks
+        take their rows), never in :meth:`evaluate`. An object with ``state_dict`` and
+        ``load_state_dict(state, redo=)`` (:class:`rnnlab.data.augment.Augmenter`) has its
+        generator saved in checkpoints, so a resumed run draws what it would have drawn.
     comm : mpi4py communicator, None or False
         Data-parallel training (:mod:`rnnlab.parallel`): each rank takes its share of every
         batch, the gradients are averaged over the ranks before the clip and the update,
@@ -149,9 +155,12 @@ class Trainer:
                  batch_size=32, seed=0, *, clip_value=None, schedule=None,
                  on_nonfinite="stop", checkpoint=None, checkpoint_every=None, log=None,
                  log_every=10, patience=None, progress=None, diagnostics_every=None,
-                 diagnostics_probe=None, tensorboard_dir=None, comm=None,
+                 diagnostics_probe=None, tensorboard_dir=None, augment=None, comm=None,
                  **optimizer_options):
         self.net = net
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment must be callable (x, lengths) -> x, got {augment!r}")
+        self.augment = augment
         self.parallel = parallel.DataParallel.of(comm)
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer.name
         self.opt = (optim.make_optimizer(optimizer, lr=lr, **optimizer_options)
@@ -238,9 +247,11 @@ class Trainer:
         The one batch hook: called once per batch, before full BPTT (:meth:`train_step`)
         and before the windows of truncated BPTT alike. Override it to augment training
         batches (:class:`rnnlab.apps.NoisyTrainer` adds noise); :meth:`evaluate` never
-        calls it.
+        calls it. Here it applies :attr:`augment`, if any (data-parallel, in :meth:`_share`).
         """
-        return x, y
+        if self.augment is None or self.parallel is not None:
+            return x, y
+        return self.augment(x, lengths), y
 
     def train_step(self, x, y, *, lengths=None, state=None, reset=None):
         """Full BPTT on one batch and one update (for a many-to-one network with
@@ -268,7 +279,9 @@ class Trainer:
             res.state
 
     def _share(self, x, y, lengths, reset=None):
-        """This rank's rows of a global batch."""
+        """This rank's rows of a global batch (augmented first, alike on every rank)."""
+        if self.augment is not None:
+            x = self.augment(x, lengths)
         rows = self.parallel.share(len(x))
         if reset is not None and np.ndim(reset) == 2:
             reset = np.asarray(reset)[rows]
@@ -546,9 +559,12 @@ class Trainer:
         :meth:`load_checkpoint` gives all of it back. A model with NaN or Inf in its
         parameters writes nothing, so it never replaces a good checkpoint.
         """
+        extra = dict(extra or {})
+        if hasattr(self.augment, "state_dict"):
+            extra["augment"] = self.augment.state_dict()
         ckpt = checkpoint.Checkpoint(
             self.step_count, self.skipped, position or checkpoint.start(), list(states),
-            (history or History()).to_dict(), best, extra or {})
+            (history or History()).to_dict(), best, extra)
         checkpoint.write(Path(path), self.net, self.opt, self.settings(), ckpt)
 
     def load_checkpoint(self, path) -> checkpoint.Checkpoint:
@@ -556,6 +572,10 @@ class Trainer:
         rest (:class:`rnnlab.checkpoint.Checkpoint`: ``states``, ``extra``, ...)."""
         ckpt = checkpoint.read(path, self.net, self.opt, self.settings(), History().to_dict())
         self.step_count, self.skipped = ckpt.step, ckpt.skipped
+        if hasattr(self.augment, "load_state_dict") and "augment" in ckpt.extra:
+            # resumed inside a batch (a later window), the batch is drawn again
+            self.augment.load_state_dict(ckpt.extra["augment"],
+                                         redo=ckpt.position.get("window", 0) > 0)
         return ckpt
 
     def _checkpoint(self, position, states, history, best):
