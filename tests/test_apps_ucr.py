@@ -167,3 +167,78 @@ def test_patch_option_is_saved_and_rebuilt(tmp_path, capsys):
     assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--patch", "4x4",
                      "--out", str(tmp_path / "r2")]) == 1
     assert "positive number of steps, e.g. 8, got '4x4'" in capsys.readouterr().err
+
+
+def test_validation_cut_is_stratified_and_seeded():
+    y = np.array([0] * 10 + [1] * 5 + [2] * 1)
+    keep, held = apps.validation_cut(y, 0.2, [4, 3])
+    assert np.bincount(y[held], minlength=3).tolist() == [2, 1, 0]  # a class of one stays
+    assert sorted(np.concatenate([keep, held]).tolist()) == list(range(16))
+    again, _ = apps.validation_cut(y, 0.2, [4, 3])
+    other = [apps.validation_cut(y, 0.2, [s, 3])[1].tolist() for s in range(5)]
+    assert np.array_equal(keep, again) and len({tuple(o) for o in other}) > 1
+    with pytest.raises(ValueError, match="val_split must be"):
+        apps.validation_cut(y, 1.0, 0)
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, capsys):
+    # labels that are noise: the network learns the training cut by heart, and the
+    # validation loss turns up after a few epochs
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "Noise"
+    folder.mkdir()
+    for part, n in (("TRAIN", 16), ("TEST", 6)):
+        labels = [("a", "b")[i % 2] for i in range(n)]
+        write_ts(folder / f"Noise_{part}.ts", "Noise", [rng.standard_normal((12, 1))
+                                                         for _ in labels], labels, ["a", "b"])
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", f"ucr:{folder}", "--epochs", "30", "--hidden", "16",
+                     "--lr", "0.05", "--no-progress", "--val-split", "0.25", "--patience", "4",
+                     "--augment", "jitter,scale", "--out", str(out)]) == 0
+    info = json.loads((out / "run.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert config["augment"] == "jitter,scale" and config["patience"] == 4
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r["val_loss"] for r in epochs if "val_loss" in r]
+    best = int(np.argmin(val)) + 1
+    assert info["results"]["best_epoch"] == [best] and info["results"]["n_val"] == 4
+    assert len(val) == best + 4 < 30  # stopped 4 epochs after the best
+    # the saved model is the best epoch's: its validation loss is the smallest one logged
+    data = ucr(folder)
+    _, held = apps.validation_cut(data.y_train, 0.25, [0, 3])
+    net = apps.load(out / "model.rnnlab")
+    assert net.loss(data.X_train[held], data.y_train[held]) == pytest.approx(min(val), rel=1e-5)
+    assert info["results"]["val_accuracy"] == np.mean(
+        net.predict(data.X_train[held]).argmax(1) == data.y_train[held])
+
+
+def test_ensemble_averages_its_members(tmp_path, capsys):
+    folder = make_set(tmp_path / "Toy", "Toy", D=2, lengths=[10, 6], seed=5)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--ensemble", "3",
+                     "--seed", "2", "--out", str(out)]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["options"]["members"] == ["model.rnnlab", "model-1.rnnlab", "model-2.rnnlab"]
+    assert json.loads((out / "config.json").read_text())["seeds"] == [2, 3, 4]
+    assert (out / "metrics-2.jsonl").is_file()
+    data = ucr(folder, standardize_features=True)
+    probs = [apps.load(out / m).predict(data.X_test, lengths=data.lengths_test)
+             for m in info["options"]["members"]]
+    assert not np.allclose(probs[0], probs[1])  # members differ
+    expected = np.mean(np.mean(probs, axis=0).argmax(1) == data.y_test)
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["accuracy"] == pytest.approx(expected) == info["results"]["accuracy"]
+    assert r["member_accuracy"] == [np.mean(p.argmax(1) == data.y_test) for p in probs]
+
+
+def test_recipe_options_refused_where_they_do_not_fit(tmp_path, capsys):
+    folder = make_set(tmp_path / "Toy", "Toy", D=1, lengths=[8], seed=0)
+    task = ["train", "--task", f"ucr:{folder}", *SMALL]
+    assert cli.main([*task, "--patience", "3", "--out", str(tmp_path / "a")]) == 1
+    assert "patience needs a validation cut" in capsys.readouterr().err
+    assert cli.main([*task, "--augment", "jitter,wobble", "--out", str(tmp_path / "b")]) == 1
+    assert "unknown augmentation 'wobble'" in capsys.readouterr().err
+    assert cli.main(["train", "--ensemble", "2", "--steps", "1"]) == 1
+    assert "--ensemble applies to --task runs only" in capsys.readouterr().err

@@ -46,13 +46,14 @@ import numpy as np
 
 from . import checks, io, parallel, runlock
 from ._version import __version__
+from .data.augment import Augmenter
 from .network import Network
 from .saving import load
 from .train import Trainer
 
 __all__ = ["NoisyTrainer", "TASKS", "TASK_FORMAT", "TASK_VERSION", "Task", "UCR_PREFIX",
            "evaluate_task", "load_task_data", "open_task_run", "plot_confusion", "plot_forecast",
-           "score_test", "train_task", "ucr_task"]
+           "score_test", "train_task", "ucr_task", "validation_cut"]
 
 TASK_FORMAT = "rnnlab-task-run"
 TASK_VERSION = 1
@@ -74,6 +75,10 @@ class Task:
     noise: float = 0.0  # std of Gaussian noise on the real steps of training batches
     readout: str = "last"  # what the head reads: "last" state, or "mean" / "max" over steps
     patch: int = 1  # ucr: tasks: read this many consecutive steps as one
+    bidirectional: bool = False  # read each sequence both ways
+    augment: str = ""  # augmentations of training batches (rnnlab.data.augment), "" none
+    val_split: float = 0.0  # share of the training split held out to keep the best epoch
+    ensemble: int = 1  # networks trained with consecutive seeds, probabilities averaged
 
 
 TASKS: dict[str, Task] = {
@@ -240,7 +245,9 @@ class NoisyTrainer(Trainer):
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
                window=None, out=None, progress=None, max_train=None, max_test=None,
-               proj_size=0, peepholes=False, tensorboard=None, echo=print, comm=None) -> Path:
+               proj_size=0, peepholes=False, bidirectional=None, augment=None,
+               val_split=None, patience=None, ensemble=None, tensorboard=None, echo=print,
+               comm=None) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -277,6 +284,24 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
+    bidirectional : bool or None
+        Read each sequence both ways (:class:`rnnlab.Network`); None for the task's own.
+    augment : str, list or None
+        Augmentations of the training batches (:class:`rnnlab.data.augment.Augmenter`:
+        ``"jitter,scale,slice,warp"``, strengths as ``name=value``), seeded from ``seed``;
+        None for the task's own, ``""`` for none.
+    val_split : float or None
+        Hold out this share of the training split (stratified by class, seeded by ``seed``:
+        :func:`validation_cut`) as validation; the parameters of the epoch with the best
+        validation loss are kept. None for the task's own, 0 for none.
+    patience : int or None
+        With a validation cut: stop after this many epochs without a better validation
+        loss (None: train all epochs, still keeping the best).
+    ensemble : int or None
+        Train this many networks, seeds ``seed``, ``seed + 1``, ... (the validation cut is
+        the same for all), and score their averaged class probabilities. The members are
+        plain model files: ``model.rnnlab`` (the first), ``model-1.rnnlab``, ...; their
+        logs ``metrics.jsonl``, ``metrics-1.jsonl``, ... None for the task's own (1).
     tensorboard : path or None
         Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
         with ten gradient-flow recordings on the first 4 training sequences.
@@ -304,6 +329,20 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.integer(seed, "seed", minimum=0)
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
+    bidirectional = checks.boolean(spec.bidirectional if bidirectional is None
+                                   else bidirectional, "bidirectional")
+    augment = spec.augment if augment is None else augment
+    if augment:
+        from .data.augment import parse_augment
+
+        parse_augment(augment)
+    val_split = spec.val_split if val_split is None else val_split
+    if val_split:
+        checks.number(val_split, "val_split", low=0, high=1, high_open=True)
+    checks.optional(checks.positive_int, patience, "patience")
+    if patience is not None and not val_split:
+        raise ValueError("patience needs a validation cut: give val_split (--val-split)")
+    ensemble = checks.positive_int(spec.ensemble if ensemble is None else ensemble, "ensemble")
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
                "peepholes": checks.boolean(peepholes, "peepholes")}
     variant = {k: v for k, v in variant.items() if v}
@@ -339,44 +378,78 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
             data = data.head(max_train or len(data.X_train), max_test or len(data.X_test))
         options.update(max_test=max_test, max_train=max_train)
         forecasting = spec.kind == "forecasting"
-        net = Network(data.input_size, hidden, data.output_size, cell=cell,
-                      num_layers=layers, output="linear" if forecasting else "softmax",
-                      readout=readout, window=window, seed=seed, **variant)
-        total = epochs * -(-len(data.X_train) // batch)
+        X, y, lengths = data.X_train, data.y_train, data.lengths_train
+        validation = None
+        if val_split:
+            keep, cut = validation_cut(y, val_split, [seed, 3])
+            validation = (X[cut], y[cut], None if lengths is None else lengths[cut])
+            X, y, lengths = X[keep], y[keep], None if lengths is None else lengths[keep]
+        members = [f"model-{i}.rnnlab" if i else "model.rnnlab" for i in range(ensemble)]
+        options.update(val_split=val_split or None, ensemble=ensemble, members=members)
+        total = epochs * -(-len(X) // batch)
+        net_options = dict(cell=cell, num_layers=layers,
+                           output="linear" if forecasting else "softmax", readout=readout,
+                           window=window, bidirectional=bidirectional, **variant)
+        nets = [Network(data.input_size, hidden, data.output_size, seed=seed + i,
+                        **net_options) for i in range(ensemble)]
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
-                  **({"window": net.config["window"]} if "window" in net.config else {}),
+                  **({"window": nets[0].config["window"]} if "window" in nets[0].config
+                     else {}),
+                  "bidirectional": bidirectional,
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
                   "readout": readout,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
-                  "input_noise": noise or None, **variant, **options}
+                  "input_noise": noise or None, "augment": augment or None,
+                  "patience": patience, "seeds": [seed + i for i in range(ensemble)],
+                  **variant, **options}
         if root:
             (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-        trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
-                               seed=seed, schedule=cosine(lr, total), log=out / "metrics.jsonl",
-                               progress=progress, noise=noise, noise_seed=[seed, 1],
-                               comm=dp if dp is not None else False,
-                               tensorboard_dir=tensorboard if root else None,
-                               diagnostics_every=None if tensorboard is None
-                               else max(1, total // 10))
         ranks = 1 if dp is None else dp.size
         echo(f"{task}: {data!r}, {data.X_train.shape[1]} steps of {data.input_size}; "
              f"{cell} H={hidden}, {epochs} epochs" + (f", {ranks} ranks" if ranks > 1 else "")
-             + f" -> {out}")
-        t0 = time.perf_counter()
-        watch = contextlib.ExitStack()
-        if dp is not None:  # a rank that dies: one line, whoever can still write it
-            watch.enter_context(dp.witnessed(out, resumes=False))
-            watch.enter_context(dp.watched())
-        with watch:
-            history = trainer.fit(data.X_train, data.y_train, epochs=epochs,
-                                  lengths=data.lengths_train)
+             + (f", {len(validation[0])} held out for validation" if validation else "")
+             + (f", {ensemble} seeds" if ensemble > 1 else "") + f" -> {out}")
+        fits, t0 = [], time.perf_counter()
+        for i, net in enumerate(nets):
+            s_i = seed + i
+            trainer = NoisyTrainer(
+                net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch, seed=s_i,
+                schedule=cosine(lr, total),
+                log=out / ("metrics.jsonl" if i == 0 else f"metrics-{i}.jsonl"),
+                progress=progress, noise=noise, noise_seed=[s_i, 1],
+                augment=None if not augment else Augmenter(augment, seed=[s_i, 2],
+                                                           patch=options["patch"] or 1),
+                # with a validation cut: the best epoch's parameters are kept (patience
+                # None: never stop early, still keep the best)
+                patience=None if validation is None else (patience or epochs),
+                comm=dp if dp is not None else False,
+                tensorboard_dir=tensorboard if root and i == 0 else None,
+                diagnostics_every=None if tensorboard is None or i else max(1, total // 10))
+            watch = contextlib.ExitStack()
+            if dp is not None:  # a rank that dies: one line, whoever can still write it
+                watch.enter_context(dp.witnessed(out, resumes=False))
+                watch.enter_context(dp.watched())
+            with watch:
+                fits.append(trainer.fit(X, y, epochs=epochs, lengths=lengths,
+                                        validation=validation))
         seconds = time.perf_counter() - t0
         if not root:
             return out
-        net.save(out / "model.rnnlab")
+        for net, name in zip(nets, members, strict=True):
+            net.save(out / name)
+        history = fits[0]
         results = {"train_loss": history.train_loss[-1], "epochs": len(history.epoch),
-                   "steps": history.steps, "seconds": round(seconds, 3),
-                   **_score(net, data, forecasting)[0]}
+                   "steps": history.steps, "seconds": round(seconds, 3)}
+        if validation is not None:
+            results.update(best_epoch=[h.best_epoch for h in fits],
+                           val_loss=[min(v for v in h.val_loss) for h in fits],
+                           n_val=len(validation[0]))
+            if not forecasting:
+                vdata = type(data)(X, y, validation[0], validation[1], lengths, validation[2],
+                                   data.meta)
+                results["val_accuracy"] = _score(nets, vdata, False)[0]["accuracy"]
+        tested = _score(nets, data, forecasting)[0]
+        results.update(tested)
         from .environment import environment
 
         info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
@@ -385,12 +458,42 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         io.write_json(out / "run.json", info)
         try:
             from .plots import plot_loss
-            plot_loss({"training": history.train_loss}, out / "loss.png", xlabel="epoch",
+            curves = {"training": history.train_loss}
+            if validation is not None:
+                curves["validation"] = history.val_loss
+            plot_loss(curves, out / "loss.png", xlabel="epoch",
                       title=f"{task}: {cell} H={hidden}")
         except ImportError:
             pass  # plotting is optional: the numbers are in metrics.jsonl
         echo(f"{task}: {_summary(results)}; training {seconds:.1f} s; wrote {out}")
     return out
+
+
+def validation_cut(y, fraction: float, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(keep, held)`` that split a training set into training and validation.
+
+    Class labels ``y`` (N,) are cut per class (stratified): of a class of n series,
+    ``round(fraction * n)`` go to validation, at least one and at most n - 1 (a class of
+    one stays in training); targets of another shape are cut at random as a whole. Seeded
+    by ``seed`` (``numpy.random.default_rng``); both index arrays sorted.
+    """
+    fraction = checks.number(fraction, "val_split", low=0, high=1, low_open=True,
+                             high_open=True)
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    groups = ([np.flatnonzero(y == c) for c in np.unique(y)] if y.ndim == 1
+              else [np.arange(len(y))])
+    held = []
+    for idx in groups:
+        n = len(idx)
+        k = min(max(round(fraction * n), 1), n - 1) if n > 1 else 0
+        held.append(rng.permutation(idx)[:k])
+    held = np.sort(np.concatenate(held)).astype(np.int64)
+    if len(held) == 0:
+        raise ValueError(f"val_split={fraction} leaves no series for validation out of "
+                         f"{len(y)}")
+    keep = np.setdiff1d(np.arange(len(y)), held)
+    return keep, held
 
 
 def _predict(net, X, lengths, chunk: int = 1000) -> np.ndarray:
@@ -399,16 +502,22 @@ def _predict(net, X, lengths, chunk: int = 1000) -> np.ndarray:
                            for i in range(0, len(X), chunk)])
 
 
-def _score(net, data, forecasting: bool) -> tuple[dict, dict]:
-    """Test results (JSON) and arrays for the plots."""
-    pred = _predict(net, data.X_test, data.lengths_test)
+def _score(nets, data, forecasting: bool) -> tuple[dict, dict]:
+    """Test results (JSON) and arrays for the plots, of one network or an ensemble (a list:
+    class probabilities, or forecasts, averaged over the members)."""
+    nets = nets if isinstance(nets, list) else [nets]
+    preds = [_predict(net, data.X_test, data.lengths_test) for net in nets]
+    pred = np.mean(preds, axis=0)
     if not forecasting:
         guess = pred.argmax(1)
         K = len(data.meta["classes"])
         matrix = np.zeros((K, K), dtype=np.int64)
         np.add.at(matrix, (data.y_test, guess), 1)
-        return ({"accuracy": float(np.mean(guess == data.y_test)), "n_test": len(guess)},
-                {"matrix": matrix})
+        results = {"accuracy": float(np.mean(guess == data.y_test)), "n_test": len(guess)}
+        if len(nets) > 1:
+            results["member_accuracy"] = [float(np.mean(p.argmax(1) == data.y_test))
+                                          for p in preds]
+        return results, {"matrix": matrix}
     from .data.series import unscale
     forecast, truth = unscale(pred, data.meta), unscale(data.y_test, data.meta)  # (N, K)
     last = unscale(data.X_test[:, -1, 0], data.meta)[:, None]  # persistence: last seen year
@@ -438,7 +547,9 @@ def score_test(run) -> dict:
     test data (prepared from the saved options, the preprocessing checked against the
     saved one), the network, the results (as :func:`evaluate_task`'s, without ``plot``) and
     the arrays behind the plot: ``matrix`` (K, K) of counts (rows: true class), or
-    ``forecast``, ``truth`` (N, horizon) in the series' units and ``years`` (N,).
+    ``forecast``, ``truth`` (N, horizon) in the series' units and ``years`` (N,). An
+    ensemble's run (``--ensemble K``) is scored on its members' averaged probabilities;
+    ``net`` is its first member.
     """
     run = Path(run)
     info = open_task_run(run)
@@ -452,9 +563,10 @@ def score_test(run) -> dict:
                          f"than the run saved; the data changed since training")
     if options.get("max_test") is not None:
         data = data.head(len(data.X_train), options["max_test"])
-    net = load(run / "model.rnnlab")
+    nets = [load(run / name) for name in options.get("members", ["model.rnnlab"])]
+    net = nets[0]
     forecasting = _task(task).kind == "forecasting"
-    results, arrays = _score(net, data, forecasting)
+    results, arrays = _score(nets, data, forecasting)
     if forecasting:
         arrays["years"] = data.meta["target_years_test"][:len(arrays["truth"])]
     return {"info": info, "data": data, "net": net, "results": results, "arrays": arrays}

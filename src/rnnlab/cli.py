@@ -15,7 +15,8 @@ import sys
 from ._version import __version__
 from .parallel import RankLost
 
-_TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test", "readout")
+_TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test", "readout",
+              "augment", "val_split", "patience", "ensemble", "bidirectional")
 _LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
 
 
@@ -66,8 +67,13 @@ def _train_task(args) -> int:
                "proj_size": args.proj_size, "peepholes": args.peepholes,
                "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
-               "max_train": args.max_train, "max_test": args.max_test, "window": args.window}
+               "max_train": args.max_train, "max_test": args.max_test, "window": args.window,
+               "augment": args.augment, "val_split": args.val_split,
+               "patience": args.patience, "ensemble": args.ensemble,
+               "bidirectional": args.bidirectional}
     options = {k: v for k, v in options.items() if v is not None}
+    if options.get("augment", "").lower() == "none":
+        options["augment"] = ""
     patch = None if args.patch is None else (
         _parse_steps(args.patch) if args.task.startswith(apps.UCR_PREFIX)
         else _parse_patch(args.patch))
@@ -436,6 +442,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--readout", choices=["last", "mean", "max"],
                    help="what the head reads: the last state, or the mean or maximum of the "
                         "top layer's outputs over the real steps (default: the task's)")
+    a.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="read each sequence both ways (default: the task's)")
+    a.add_argument("--augment", metavar="LIST",
+                   help="augment training batches: some of jitter, scale, slice, warp, "
+                        "comma-separated, each optionally =strength (jitter=0.05); 'none' "
+                        "for none (default: the task's)")
+    a.add_argument("--val-split", type=float, metavar="FRACTION",
+                   help="hold out this share of the training split (stratified) and keep "
+                        "the epoch with the best validation loss; 0 for none (default: the "
+                        "task's)")
+    a.add_argument("--patience", type=int, metavar="EPOCHS",
+                   help="with --val-split: stop after this many epochs without a better "
+                        "validation loss (default: train all epochs)")
+    a.add_argument("--ensemble", type=int, metavar="K",
+                   help="train K networks (seeds SEED..SEED+K-1) and average their class "
+                        "probabilities; model.rnnlab, model-1.rnnlab, ... (default 1)")
     a.add_argument("--max-train", type=int, metavar="N", help=argparse.SUPPRESS)
     a.add_argument("--max-test", type=int, metavar="N", help=argparse.SUPPRESS)
     t.set_defaults(func=_train)
