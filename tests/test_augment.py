@@ -134,6 +134,15 @@ def test_training_batches_only():
     plain = rnnlab.Network(3, 5, 3, cell="gru", seed=0, dtype=np.float64)
     Trainer(plain, "adam", 1e-2, batch_size=16, seed=0, progress=False).fit(X, Y, epochs=2)
     assert not np.allclose(plain.params["rnn.l0.W_h"], net.params["rnn.l0.W_h"])
+    # a task's trainer adds its noise first and then augments, and its evaluate sees neither
+    from rnnlab.apps import NoisyTrainer
+    seen.clear()
+    noisy = rnnlab.Network(3, 5, 3, cell="gru", seed=0, dtype=np.float64)
+    h = NoisyTrainer(noisy, "adam", 1e-2, batch_size=16, seed=0, progress=False, noise=0.1,
+                     augment=Counting("scale", seed=0)).fit(X, Y, epochs=1,
+                                                            validation=(Xv, Yv))
+    assert seen == [(16, 8, 3)] * 3
+    assert h.val_loss[-1] == pytest.approx(noisy.loss(Xv, Yv), rel=1e-12)
     with pytest.raises(ValueError, match="augment must be callable"):
         Trainer(net, augment="jitter")
 

@@ -225,7 +225,8 @@ class NoisyTrainer(Trainer):
     def prepare_batch(self, x, y, lengths):
         if self.parallel is not None:
             return x, y  # noised as a whole global batch, in _share
-        return self._noisy(x, lengths), y
+        # the noise first, then the Trainer's own hook (its augmentations), as in _share
+        return super().prepare_batch(self._noisy(x, lengths), y, lengths)
 
     def _share(self, x, y, lengths, reset=None):
         # the rows of the global batch are taken here, once per batch, on every rank alike
