@@ -107,13 +107,24 @@ def test_bundled_set_trains(tmp_path, capsys):
 
 def test_shape_rule():
     arrow = apps.ucr_task(36, 251)  # ArrowHead
-    assert (arrow.cell, arrow.hidden, arrow.pool, arrow.batch) == ("gru", 64, 2, 9)
-    assert arrow.readout == "mean"  # 125 steps after averaging by 2
+    assert (arrow.cell, arrow.hidden, arrow.patch, arrow.pool, arrow.batch) == (
+        "gru", 64, 7, 1, 9)  # 36 patches of 7 steps
+    assert arrow.readout == "last" and not arrow.augment and not arrow.val_split
     assert arrow.epochs == 300  # 4 updates per epoch: 1500 updates capped at 300 epochs
     big = apps.ucr_task(1000, 24)
-    assert (big.pool, big.batch, big.epochs, big.readout) == (1, 16, 30, "last")
-    basic = apps.ucr_task(40, 100)  # BasicMotions: batch 10, 4 updates per epoch
-    assert (basic.batch, basic.epochs, basic.pool) == (10, 300, 1)
+    assert (big.patch, big.batch, big.epochs, big.readout) == (1, 16, 30, "last")
+    basic = apps.ucr_task(40, 100, 6)  # BasicMotions: batch 10, 4 updates per epoch
+    assert (basic.batch, basic.epochs, basic.patch) == (10, 300, 3)
+    assert apps.ucr_task(50, 64).patch == 2 and apps.ucr_task(50, 63).patch == 1
+    with pytest.raises(ValueError, match="channels must be"):
+        apps.ucr_task(50, 64, 0)
+
+
+def test_rule_patches_the_data(tmp_path):
+    folder = make_set(tmp_path / "Long", "Long", D=1, lengths=[70, 64], seed=0)
+    data, options = apps.load_task_data(f"ucr:{folder}")
+    assert options["patch"] == 2 and data.X_train.shape == (8, 35, 2)
+    assert data.lengths_train.tolist()[:2] == [35, 32]
 
 
 def test_readout_option(tmp_path, capsys):

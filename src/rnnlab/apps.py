@@ -107,31 +107,33 @@ def _ucr_raw(source: str):
     return ucr(source, standardize_features=D > 1) if D > 1 else data
 
 
-def ucr_task(n_train: int, steps: int) -> Task:
+def ucr_task(n_train: int, steps: int, channels: int = 1) -> Task:
     """The settings of a ``ucr:`` task, decided from the set's shape alone (never from its
     test split), so an unseen set gets a recipe with no flags.
 
-    The rule: a GRU of 64 units; steps averaged in groups of ``max(1, round(T / 128))`` so
-    that a network reads at most about 128 steps (long series train slowly and forget);
-    batch ``min(16, max(4, N // 4))`` for N training series; epochs so that training makes
-    about 1500 updates, at least 30 and at most 300 epochs; Adam at 5e-3; the head reads
-    the mean of the top layer's outputs over the real steps (``readout="mean"``) when more
-    than 64 steps remain after averaging, else the last state. Apart from this,
-    multivariate sets (D > 1) have each feature standardised over the training split when
-    read (univariate UCR series are z-normalised by the archive already).
+    The rule, for N training series of T steps of D channels: a GRU of 64 units reading
+    patches of ``P = max(1, T // 32)`` consecutive steps as one step of ``P * D`` features
+    (:func:`rnnlab.data.series.patches`), so that it reads 32 to 63 steps (T of them when T
+    is below 64; no averaging); the head on the last state (``readout="last"``); batch
+    ``min(16, max(4, N // 4))``; epochs so that training makes about 1500 updates, at
+    least 30 and at most 300; Adam at 5e-3 with a cosine schedule; no augmentation, no
+    validation cut, one network. Multivariate sets (D > 1) have each feature standardised
+    over the training split when read (univariate UCR series are z-normalised by the
+    archive already). The choices and the validation runs behind them are in
+    ``docs/ucr.md``; every one can be overridden (``--patch``, ``--readout``,
+    ``--augment``, ``--val-split``, ``--ensemble``, ...).
     """
+    checks.positive_int(channels, "channels")
     batch = min(16, max(4, n_train // 4))
     per_epoch = -(-n_train // batch)
     epochs = min(300, max(30, -(-1500 // per_epoch)))
-    pool = max(1, round(steps / 128))
-    return Task("classification", "gru", 64, epochs, batch, 5e-3, pool=pool,
-                readout="mean" if steps // pool > 64 else "last")
+    return Task("classification", "gru", 64, epochs, batch, 5e-3, patch=max(1, steps // 32))
 
 
 def _task(name) -> Task:
     if isinstance(name, str) and name.startswith(UCR_PREFIX):
         data = _ucr_raw(name[len(UCR_PREFIX):])
-        return ucr_task(len(data.X_train), data.X_train.shape[1])
+        return ucr_task(len(data.X_train), data.X_train.shape[1], data.input_size)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of {list(TASKS)} or "
                          f"{UCR_PREFIX}NAME / {UCR_PREFIX}PATH")
@@ -556,6 +558,8 @@ def score_test(run) -> dict:
     info = open_task_run(run)
     task, options = info["task"], info["options"]
     patch = options.get("patch")
+    if patch is None and task.startswith(UCR_PREFIX):
+        patch = 1  # a series run saved before patches existed read its steps one by one
     data, _ = load_task_data(task, patch=patch if patch is None or isinstance(patch, int)
                              else tuple(patch), horizon=options.get("horizon", 1),
                              pool=options.get("pool"))
