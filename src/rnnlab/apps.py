@@ -11,7 +11,8 @@ state gives class probabilities (softmax) or the forecast (linear, sunspots). Tr
 
 Run folder (``out``)::
 
-    model.rnnlab    the trained network (rnnlab.load reads it)
+    model.rnnlab    the trained network (rnnlab.load reads it); with an ensemble of K,
+                    the first member, and model-1.rnnlab ... model-<K-1>.rnnlab the others
     run.json        format "rnnlab-task-run", version 1, task, ranks (1, or N under
                     mpiexec), the data set's meta (split, preprocessing), the data
                     options, the environment, and results (test accuracy or RMSE)
@@ -29,8 +30,11 @@ archive's ``NAME_TRAIN.ts`` and ``NAME_TEST.ts``; their settings come from the s
 by the rule of :func:`ucr_task` and are written to ``config.json``.
 
 A task may add Gaussian noise to the real (unpadded) steps of every training batch
-(``Task.noise``, JapaneseVowels as in its example); test data is never perturbed. What the
-examples do that this does not: ensembles over seeds (the CLI trains one network).
+(``Task.noise``, JapaneseVowels as in its example) and augment them
+(:mod:`rnnlab.data.augment`); test data is never perturbed. ``val_split`` holds out a
+stratified cut of the training split and keeps the best validation epoch's parameters;
+``ensemble=K`` trains K networks (consecutive seeds), written as ``model.rnnlab``,
+``model-1.rnnlab``, ..., and scores their averaged class probabilities.
 """
 
 from __future__ import annotations
