@@ -8,10 +8,12 @@ printed at the end. docs/ucr.md gives the numbers and the choices made from them
 
     python benchmarks/ucr_recipe.py OUT --stage 1 --seeds 4
     python benchmarks/ucr_recipe.py OUT --stage 2 --seeds 4
+    python benchmarks/ucr_recipe.py OUT --stage 3 --seeds 4
 
 Stage 1: patch lengths (1, 4, 8, 16 steps) by readout (last state, mean). Stage 2: the
 rule's patch (``max(1, T // 32)``) with the last state, the maximum, augmentations, a
-bidirectional GRU, 128 units, an LSTM.
+bidirectional GRU, 128 units, an LSTM. Stage 3: around the rule's setting, other learning
+rates, 32 units, two layers, light jitter, an ensemble of three.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ STAGES = {
         "rule-mean-bi": {"readout": "mean", "bidirectional": True},
         "rule-last-h128": {"readout": "last", "hidden": 128},
         "rule-last-lstm": {"readout": "last", "cell": "lstm"}},
+    3: {"rule-last-lr2e-3": {"lr": 2e-3},
+        "rule-last-lr1e-2": {"lr": 1e-2},
+        "rule-last-h32": {"hidden": 32},
+        "rule-last-2layers": {"layers": 2},
+        "rule-last-jitter0.01": {"augment": "jitter=0.01"},
+        "rule-last-ens3": {"ensemble": 3}},
 }
 
 
