@@ -253,3 +253,21 @@ def test_recipe_options_refused_where_they_do_not_fit(tmp_path, capsys):
     assert "unknown augmentation 'wobble'" in capsys.readouterr().err
     assert cli.main(["train", "--ensemble", "2", "--steps", "1"]) == 1
     assert "--ensemble applies to --task runs only" in capsys.readouterr().err
+
+
+def test_augment_none_and_a_run_saved_before_patches(tmp_path, capsys):
+    folder = make_set(tmp_path / "Long", "Long", D=1, lengths=[70], seed=6)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--augment", "none",
+                     "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["augment"] is None
+    # a run written before patches existed: options without a patch, steps one by one
+    old = tmp_path / "old"
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--patch", "1",
+                     "--out", str(old)]) == 0
+    info = json.loads((old / "run.json").read_text())
+    info["options"]["patch"] = None
+    (old / "run.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    assert cli.main(["eval", str(old), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == info["results"]["accuracy"]
