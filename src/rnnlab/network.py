@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import checks, io, losses
+from . import dropout as _dropout
 from . import init as _init
 from .cells import LAYERS
 from .cells.base import StackCache
@@ -115,8 +116,20 @@ class Network:
         head then reads 2H features: at every step both directions' outputs, and with
         readout "last" the forward direction's state after the last real step beside the
         reverse direction's after the first.
+    dropout : float
+        Train-time dropout between the stacked recurrent layers, as PyTorch's
+        ``nn.LSTM(dropout=p)``: the outputs of every layer but the top one (not the head's
+        input), inverted scaling, a fresh mask per step (:mod:`rnnlab.dropout`); needs
+        ``num_layers >= 2``. The identity at inference. 0 (default): none.
+    zoneout, recurrent_dropout :
+        The recurrent layers' (see :class:`rnnlab.cells.base.RecurrentLayer`); not for ffnn.
     seed : int, numpy.random.Generator or None
     dtype : float32 or float64
+
+    The train-time masks come from :meth:`draw_masks` (the Trainer calls it with its seeded
+    generator for each batch) and go to :meth:`forward` and :meth:`loss_and_grad` as
+    ``masks``; everything else (``infer``, ``predict``, ``loss``, ``step``, streaming)
+    runs the inference model.
 
     Attributes
     ----------
@@ -144,6 +157,9 @@ class Network:
         peepholes: bool = False,
         bidirectional: bool = False,
         window: int | None = None,
+        dropout: float = 0.0,
+        zoneout=0.0,
+        recurrent_dropout: float = 0.0,
         seed=None,
         dtype=np.float32,
     ):
@@ -169,6 +185,19 @@ class Network:
             raise ValueError(f"window applies to the ffnn cell only, got {window!r} with "
                              f"cell {cell!r}")
         options = {name: v for name, v in given.items() if name in layer.options}
+        self.dropout = _dropout.rate(dropout, "dropout")
+        if self.dropout and checks.positive_int(num_layers, "num_layers") < 2:
+            raise ValueError(f"dropout between layers needs num_layers >= 2, got dropout="
+                             f"{dropout!r} with num_layers={num_layers!r} (as PyTorch's, it "
+                             f"acts between stacked layers only)")
+        for name, value in (("dropout", self.dropout), ("zoneout", zoneout),
+                            ("recurrent_dropout", recurrent_dropout)):
+            if not layer.recurrent and (value if not isinstance(value, (list, tuple))
+                                        else any(value)):
+                raise ValueError(f"{name} applies to the recurrent cells only, got "
+                                 f"{value!r} with cell {cell!r}")
+        if layer.recurrent:
+            options.update(zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
                          bidirectional=bidirectional, **options)
@@ -206,8 +235,11 @@ class Network:
         """The LSTM's ``proj_size`` and ``peepholes`` where they are not off: a plain
         network's config stays what it was, so its older checkpoints still resume."""
         r = self.rnn
-        return {name: getattr(r, name) for name in ("proj_size", "peepholes")
-                if getattr(r, name, False)}
+        out = {name: getattr(r, name) for name in ("proj_size", "peepholes")
+               if getattr(r, name, False)}
+        if self.dropout:
+            out["dropout"] = self.dropout
+        return out | r.regularization
 
     def __repr__(self) -> str:
         return "Network(" + ", ".join(f"{k}={v!r}" for k, v in self.config.items()) + ")"
@@ -221,7 +253,14 @@ class Network:
         return int(sum(v.size for v in self.params.values()))
 
     # ------------------------------------------------------------------------------------
-    def forward(self, x, state=None, *, lengths=None, reset=None):
+    def draw_masks(self, rng, batch: int, steps: int):
+        """Train-time masks for a batch (:meth:`rnnlab.cells.base.RecurrentLayer.draw_masks`
+        with this network's ``dropout``); None when no option is on."""
+        if not self.rnn.recurrent:
+            return None
+        return self.rnn.draw_masks(rng, batch, steps, between=self.dropout)
+
+    def forward(self, x, state=None, *, lengths=None, reset=None, masks=None):
         """Run the network.
 
         Parameters
@@ -231,6 +270,7 @@ class Network:
         lengths : array (B,) of real steps per sequence, or None
         reset : array of bool (B, T) or (T,), or None: where the state entering a step is
             zeros (see :meth:`rnnlab.LSTM.forward`)
+        masks : train-time masks from :meth:`draw_masks`, or None (the inference model)
 
         Returns
         -------
@@ -238,7 +278,8 @@ class Network:
         state : final recurrent state
         cache : for :meth:`backward`
         """
-        z, state, caches, h2, lens, pool = self._run(x, state, lengths, keep=True, reset=reset)
+        z, state, caches, h2, lens, pool = self._run(x, state, lengths, keep=True, reset=reset,
+                                                     masks=masks)
         return z, state, NetCache(StackCache(caches, lens), h2, lens, pool)
 
     def infer(self, x, state=None, *, lengths=None, reset=None):
@@ -247,8 +288,10 @@ class Network:
         z, state, _, _, _, _ = self._run(x, state, lengths, keep=False, reset=reset)
         return z, state
 
-    def _run(self, x, state, lengths, keep: bool, reset=None):
-        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset)
+    def _run(self, x, state, lengths, keep: bool, reset=None, masks=None):
+        extra = {} if masks is None else {"masks": masks}  # the ffnn's run takes none
+        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset,
+                                              **extra)
         pool = None
         if self.readout == "all":
             h = y  # (B, T, H)
@@ -344,7 +387,8 @@ class Network:
             weight = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1).astype(self.dtype)
         return a, weight
 
-    def loss_and_grad(self, x, y, *, lengths=None, state=None, reset=None) -> LossResult:
+    def loss_and_grad(self, x, y, *, lengths=None, state=None, reset=None,
+                      masks=None) -> LossResult:
         """Forward, loss and backward in one call.
 
         Parameters
@@ -355,12 +399,13 @@ class Network:
         lengths : array (B,) or None; padded steps carry no loss
         state : initial recurrent state or None
         reset : where the state entering a step is zeros (see :meth:`forward`), or None
+        masks : train-time masks (:meth:`draw_masks`), or None
 
         Returns
         -------
         LossResult(loss, grads, state)
         """
-        z, final, cache = self.forward(x, state, lengths=lengths, reset=reset)
+        z, final, cache = self.forward(x, state, lengths=lengths, reset=reset, masks=masks)
         loss, dz = self.output_loss(z, y, cache.lengths)
         grads, _, _ = self.backward(cache, dz, input_grad=False)
         return LossResult(loss, grads, final)

@@ -125,6 +125,32 @@ class Cell:
     def step_back(self, p: dict, saved, dstate: tuple):
         raise NotImplementedError
 
+    def masked_step(self, p: dict, xp_t: np.ndarray, state: tuple, drop, keep=None):
+        """:meth:`step` under train-time masks (:mod:`rnnlab.dropout`): ``drop`` (B, P) or
+        None, recurrent dropout's scaled mask on ``h_{t-1}`` in the recurrent product;
+        ``keep``, zoneout's per-state masks at this step, which only a zoneout cell
+        (:class:`rnnlab.cells.zoneout.ZoneoutCell`) takes.
+
+        This default hands ``step`` the state with ``h_{t-1} * drop``: exact for a cell
+        whose ``h_{t-1}`` enters only the recurrent product (Elman, the LSTM); a cell that
+        reads it elsewhere too (the GRU's ``z * h_{t-1}``) overrides this and
+        :meth:`masked_step_back`.
+        """
+        if keep is not None:
+            raise ValueError(f"zoneout masks need a zoneout cell, got {type(self).__name__}")
+        if drop is None:
+            return self.step(p, xp_t, state)
+        return self.step(p, xp_t, (state[0] * drop,) + tuple(state[1:]))
+
+    def masked_step_back(self, p: dict, saved, dstate: tuple, drop):
+        """:meth:`step_back` of :meth:`masked_step`: the gradient reaching ``h_{t-1}``
+        through the product is multiplied by ``drop``."""
+        out = self.step_back(p, saved, dstate)
+        if drop is None:
+            return out
+        prev = out[2]
+        return out[:2] + ((prev[0] * drop,) + tuple(prev[1:]),) + tuple(out[3:])
+
     def extra_grads(self, p: dict, factors: tuple) -> dict:
         """The gradients of :attr:`extra_params` from the factors ``step_back`` returned,
         each stacked over all steps to (T*B, .) (zero rows at padded steps)."""

@@ -39,17 +39,18 @@ class GRUCell(Cell):
         # linear_before_reset=1 (its default 0 would compute (r * h) W_h,n + b_h,n)
         return {"linear_before_reset": 1}
 
-    def step(self, p, xp_t, state):
+    def step(self, p, xp_t, state, drop=None):
         (h,) = state
         H = h.shape[1]
-        hp = h @ p["W_h"] + p["b_h"]  # (B, 3H)
+        # recurrent dropout masks h_{t-1} in the product only; z * h_{t-1} reads it as it is
+        hp = (h if drop is None else h * drop) @ p["W_h"] + p["b_h"]  # (B, 3H)
         rz = sigmoid(xp_t[:, :2 * H] + hp[:, :2 * H])  # (B, 2H)
         r, z = rz[:, :H], rz[:, H:]
         n = np.tanh(xp_t[:, 2 * H:] + r * hp[:, 2 * H:])
         h_new = n + z * (h - n)
         return (h_new,), (h, rz, n, hp[:, 2 * H:])
 
-    def step_back(self, p, saved, dstate):
+    def step_back(self, p, saved, dstate, drop=None):
         h, rz, n, hn = saved
         (dh,) = dstate
         H = h.shape[1]
@@ -61,7 +62,18 @@ class GRUCell(Cell):
         dxp[:, 2 * H:] = dan
         dhp = dxp.copy()
         dhp[:, 2 * H:] *= r
-        return dxp, dhp, (dh * z + dhp @ p["W_h"].T,)
+        dh_product = dhp @ p["W_h"].T  # (B, H) through the recurrent product
+        if drop is not None:
+            dh_product *= drop
+        return dxp, dhp, (dh * z + dh_product,)
+
+    def masked_step(self, p, xp_t, state, drop, keep=None):
+        if keep is not None:
+            raise ValueError("zoneout masks need a zoneout cell, got GRUCell")
+        return self.step(p, xp_t, state, drop)
+
+    def masked_step_back(self, p, saved, dstate, drop):
+        return self.step_back(p, saved, dstate, drop)
 
 
 class GRU(RecurrentLayer):

@@ -1,0 +1,214 @@
+"""Zoneout, recurrent dropout and dropout between layers: gradients with the masks fixed,
+the options off being today's model, the inference model, seeded and resumable training,
+model files, the command line and ONNX."""
+
+
+import numpy as np
+import pytest
+
+import rnnlab
+from gradcheck import numerical_grad, rel_error
+from rnnlab import dropout
+
+TOL = 1e-6
+LAYERS = {"elman": rnnlab.Elman, "lstm": rnnlab.LSTM, "gru": rnnlab.GRU}
+
+
+def as_list(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def random_state(layer, B, rng):
+    parts = [rng.normal(size=s) for s in layer.state_shapes(B)]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+VARIANTS = [
+    ("elman", {}, {"zoneout": 0.3}),
+    ("elman", {}, {"recurrent_dropout": 0.4}),
+    ("gru", {}, {"zoneout": 0.3}),
+    ("gru", {}, {"recurrent_dropout": 0.4}),
+    ("lstm", {}, {"zoneout": (0.3, 0.2)}),
+    ("lstm", {}, {"zoneout": (0.0, 0.4)}),
+    ("lstm", {}, {"recurrent_dropout": 0.4}),
+    ("lstm", {"proj_size": 2, "peepholes": True}, {"zoneout": 0.3, "recurrent_dropout": 0.3}),
+    ("gru", {}, {"zoneout": 0.3, "recurrent_dropout": 0.4}),
+    ("elman", {}, {}),  # dropout between layers alone
+]
+
+
+@pytest.mark.parametrize("cell,opts,reg", VARIANTS,
+                         ids=lambda v: v if isinstance(v, str) else "-".join(map(str, v)))
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_backward_with_fixed_masks_matches_finite_differences(cell, opts, reg, num_layers,
+                                                             with_lengths):
+    rng = np.random.default_rng(11 + num_layers)
+    layer = LAYERS[cell](3, 4, num_layers, seed=3, dtype=np.float64, **opts, **reg)
+    B, T = 3, 5
+    masks = layer.draw_masks(np.random.default_rng(5), B, T, between=0.5)
+    if num_layers == 1 and not reg:
+        assert masks is None
+        return
+    x = rng.normal(size=(B, T, 3))
+    h0 = random_state(layer, B, rng)
+    lengths = np.array([5, 2, 4]) if with_lengths else None
+    wy = rng.normal(size=(B, T, layer.output_features))
+    ws = [rng.normal(size=s.shape) for s in as_list(h0)]
+
+    def loss():
+        y, s, _ = layer.forward(x, h0, lengths=lengths, masks=masks)
+        return np.sum(y * wy) + sum(np.sum(a * w) for a, w in zip(as_list(s), ws, strict=True))
+
+    _, _, cache = layer.forward(x, h0, lengths=lengths, masks=masks)
+    grads, dx, d0 = layer.backward(cache, wy, ws[0] if len(ws) == 1 else tuple(ws))
+    for name, p in layer.params.items():
+        assert rel_error(grads[name], numerical_grad(loss, p)) < TOL, name
+    assert rel_error(dx, numerical_grad(loss, x)) < TOL
+    for a, s in zip(as_list(d0), as_list(h0), strict=True):
+        assert rel_error(a, numerical_grad(loss, s)) < TOL
+    # the masks change the function: the same forward without them differs
+    y0, _, _ = layer.forward(x, h0, lengths=lengths)
+    y1, _, _ = layer.forward(x, h0, lengths=lengths, masks=masks)
+    assert not np.allclose(y0, y1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_with_fixed_masks_matches_finite_differences(cell):
+    rng = np.random.default_rng(2)
+    layer = LAYERS[cell](3, 3, 2, seed=1, dtype=np.float64, bidirectional=True,
+                         zoneout=0.25, recurrent_dropout=0.3)
+    B, T = 2, 4
+    masks = layer.draw_masks(np.random.default_rng(9), B, T, between=0.4)
+    assert masks.between.shape == (1, T, B, 6) and masks.recurrent.shape == (4, B, 3)
+    x = rng.normal(size=(B, T, 3))
+    lengths = np.array([4, 3])
+    wy = rng.normal(size=(B, T, 6))
+
+    def loss():
+        return np.sum(layer.forward(x, lengths=lengths, masks=masks)[0] * wy)
+
+    _, _, cache = layer.forward(x, lengths=lengths, masks=masks)
+    grads, dx, _ = layer.backward(cache, wy)
+    for name, p in layer.params.items():
+        assert rel_error(grads[name], numerical_grad(loss, p)) < TOL, name
+    assert rel_error(dx, numerical_grad(loss, x)) < TOL
+
+
+def test_recurrent_dropout_masks_only_the_recurrent_product():
+    """Gal's mask on h_{t-1} in h_{t-1} W_h: for the GRU the z * h_{t-1} term reads the
+    unmasked state; written out by hand for one step."""
+    layer = rnnlab.GRU(2, 3, seed=0, dtype=np.float64, recurrent_dropout=0.5)
+    rng = np.random.default_rng(0)
+    x, h0 = rng.normal(size=(2, 1, 2)), rng.normal(size=(1, 2, 3))
+    masks = layer.draw_masks(np.random.default_rng(1), 2, 1)
+    m = masks.recurrent[0]
+    assert set(np.unique(m)) <= {0.0, 2.0}
+    p = {k[3:]: v for k, v in layer.params.items()}
+    h = h0[0]
+    hp = (h * m) @ p["W_h"] + p["b_h"]
+    xp = x[:, 0] @ p["W_x"] + p["b"]
+    sig = 1 / (1 + np.exp(-(xp[:, :6] + hp[:, :6])))
+    r, z = sig[:, :3], sig[:, 3:]
+    n = np.tanh(xp[:, 6:] + r * hp[:, 6:])
+    want = (1 - z) * n + z * h
+    y, _, _ = layer.forward(x, h0, masks=masks)
+    np.testing.assert_allclose(y[:, 0], want, rtol=1e-12)
+
+
+def test_zoneout_keeps_exactly_the_masked_units():
+    layer = rnnlab.LSTM(2, 4, seed=0, dtype=np.float64, zoneout=(0.5, 0.5))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 6, 2))
+    masks = layer.draw_masks(np.random.default_rng(4), 3, 6)
+    y, _, _ = layer.forward(x, masks=masks)
+    kept = masks.zoneout[0][0].transpose(1, 0, 2).astype(bool)  # (B, T, H)
+    prev = np.concatenate([np.zeros((3, 1, 4)), y[:, :-1]], axis=1)
+    assert kept.any() and (~kept).any()
+    np.testing.assert_array_equal(y[kept], prev[kept])
+    assert not np.any(y[~kept] == prev[~kept])
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_off_is_bit_identical_to_the_plain_layer(cell):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 7, 3)).astype(np.float32)
+    plain = LAYERS[cell](3, 5, 2, seed=1)
+    off = LAYERS[cell](3, 5, 2, seed=1, zoneout=0.0, recurrent_dropout=0.0)
+    assert off.config == plain.config and type(off.cell) is type(plain.cell)
+    assert off.draw_masks(np.random.default_rng(0), 4, 7) is None
+    y0, s0, c0 = plain.forward(x)
+    y1, s1, c1 = off.forward(x, masks=None)
+    np.testing.assert_array_equal(y0, y1)
+    g0, dx0, _ = plain.backward(c0, np.ones_like(y0))
+    g1, dx1, _ = off.backward(c1, np.ones_like(y1))
+    for k in g0:
+        np.testing.assert_array_equal(g0[k], g1[k])
+    np.testing.assert_array_equal(dx0, dx1)
+    net0 = rnnlab.Network(3, 5, 2, cell=cell, num_layers=2, seed=1)
+    net1 = rnnlab.Network(3, 5, 2, cell=cell, num_layers=2, seed=1, dropout=0.0,
+                          zoneout=0.0, recurrent_dropout=0.0)
+    assert net0.config == net1.config
+    np.testing.assert_array_equal(net0.infer(x)[0], net1.infer(x)[0])
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_dropout_is_the_identity_at_inference(cell):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 6, 3)).astype(np.float32)
+    plain = rnnlab.Network(3, 5, 2, cell=cell, num_layers=2, seed=4)
+    dropped = rnnlab.Network(3, 5, 2, cell=cell, num_layers=2, seed=4, dropout=0.5,
+                             recurrent_dropout=0.5)
+    for a, b in ((plain.infer(x)[0], dropped.infer(x)[0]),
+                 (plain.forward(x)[0], dropped.forward(x)[0]),
+                 (plain.predict(x), dropped.predict(x))):
+        np.testing.assert_array_equal(a, b)
+    xt = x[:, 0]
+    np.testing.assert_array_equal(plain.step(xt)[0], dropped.step(xt)[0])
+
+
+@pytest.mark.parametrize("cell,rates", [("elman", 0.3), ("gru", 0.4), ("lstm", (0.3, 0.1))])
+def test_zoneout_inference_is_the_expectation(cell, rates):
+    layer = LAYERS[cell](3, 4, 2, seed=2, dtype=np.float64, zoneout=rates)
+    plain = LAYERS[cell](3, 4, 2, seed=2, dtype=np.float64)
+    z = dropout.zoneout_rates(rates, layer.n_state)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 5, 3))
+    # by hand: each layer's plain step, mixed with the previous state at the rates
+    states = [tuple(np.zeros((2, 4)) for _ in range(layer.n_state)) for _ in range(2)]
+    want = []
+    for t in range(5):
+        inp = x[:, t]
+        for k in range(2):
+            new, _ = plain.cell.step({n[3:]: v for n, v in plain.params.items()
+                                      if n.startswith(f"l{k}.")},
+                                     inp @ plain.params[f"l{k}.W_x"] + plain.params[f"l{k}.b"],
+                                     states[k])
+            states[k] = tuple(zk * s + (1 - zk) * n
+                              for zk, s, n in zip(z, states[k], new, strict=True))
+            inp = states[k][0]
+        want.append(inp)
+    want = np.stack(want, axis=1)
+    y, _ = layer.infer(x)
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(layer.forward(x)[0], want, rtol=1e-12, atol=1e-14)
+    stream = rnnlab.Stream(layer, 2)
+    np.testing.assert_allclose(np.stack([stream.step(x[:, t]) for t in range(5)], axis=1),
+                               want, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(plain.infer(x)[0], want)
+
+
+def test_bad_rates_are_refused_naming_the_value():
+    with pytest.raises(ValueError, match=r"zoneout must be a number in \[0, 1\), got 1.0"):
+        rnnlab.LSTM(2, 3, zoneout=1.0)
+    with pytest.raises(ValueError, match="zoneout must be a number, got"):
+        rnnlab.GRU(2, 3, zoneout=(0.1, 0.2))
+    with pytest.raises(ValueError, match=r"recurrent_dropout must be a number in \[0, 1\), "
+                                         r"got -0.1"):
+        rnnlab.Elman(2, 3, recurrent_dropout=-0.1)
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 'x'"):
+        rnnlab.Network(2, 3, 2, num_layers=2, dropout="x")
+    with pytest.raises(ValueError, match="dropout between layers needs num_layers >= 2"):
+        rnnlab.Network(2, 3, 2, dropout=0.2)
+    with pytest.raises(ValueError, match="ffnn"):
+        rnnlab.Network(2, 3, 2, cell="ffnn", zoneout=0.1)
