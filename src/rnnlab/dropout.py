@@ -68,6 +68,13 @@ class Masks(NamedTuple):
         return Masks(pick(self.between), self.recurrent,
                      None if self.zoneout is None else tuple(pick(z) for z in self.zoneout))
 
+    def rows(self, rows: slice) -> Masks:
+        """The masks of the sequences ``rows`` of the batch (a data-parallel rank's)."""
+        return Masks(None if self.between is None else self.between[:, :, rows],
+                     None if self.recurrent is None else self.recurrent[:, rows],
+                     None if self.zoneout is None else tuple(
+                         None if z is None else z[:, :, rows] for z in self.zoneout))
+
     def layer(self, k: int):
         """``(between, recurrent, zoneout)`` of row ``k`` (layer times directions): the
         input mask of layer ``k // dirs`` is the caller's; here ``recurrent`` (B, P) and

@@ -101,7 +101,11 @@ class Trainer:
         truncated to each sequence's last k steps (:func:`rnnlab.bptt.last_steps`).
     batch_size : int
     seed : int
-        Shuffling order: epoch e uses ``np.random.default_rng([seed, e])``.
+        Shuffling order: epoch e uses ``np.random.default_rng([seed, e])``. The train-time
+        masks (dropout, recurrent dropout, zoneout: :mod:`rnnlab.dropout`) come from a
+        generator of their own seeded from it (:attr:`mask_rng`), one draw per batch; its
+        state is part of the checkpoint, so a resumed run draws the masks a straight run
+        draws.
     schedule : callable step -> lr, optional (see :mod:`rnnlab.schedules`)
     on_nonfinite : {"stop", "skip"}
         A NaN or Inf in the loss or gradient stops training (:class:`NonFiniteError`, the
@@ -194,6 +198,10 @@ class Trainer:
         self.tensorboard = None  # the open rnnlab.tensorboard.TensorBoardLog, in open_logs
         self.step_count = 0
         self.skipped = 0
+        # the train-time masks' own stream, apart from the shuffling's default_rng([seed, e])
+        self.mask_rng = np.random.Generator(np.random.PCG64(
+            np.random.SeedSequence(seed, spawn_key=(1,))))
+        self._masks_from = self.mask_rng.bit_generator.state  # before the batch's draw
 
     # one update ---------------------------------------------------------------------------
     def current_lr(self) -> float:
@@ -242,6 +250,17 @@ class Trainer:
         """
         return x, y
 
+    def draw_masks(self, batch: int, steps: int):
+        """The train-time masks of one batch of ``batch`` sequences of ``steps`` steps,
+        from :attr:`mask_rng` (:meth:`rnnlab.Network.draw_masks`), or None when the network
+        has no dropout, recurrent dropout or zoneout (nothing is drawn then).
+
+        Drawn for the global batch: a data-parallel rank takes its rows, so the masks do not
+        depend on the number of ranks."""
+        self._masks_from = self.mask_rng.bit_generator.state
+        draw = getattr(self.net, "draw_masks", None)
+        return None if draw is None else draw(self.mask_rng, batch, steps)
+
     def train_step(self, x, y, *, lengths=None, state=None, reset=None):
         """Full BPTT on one batch and one update (for a many-to-one network with
         ``bptt_steps=k``, its gradient truncated to each sequence's last k steps). Returns
@@ -251,8 +270,14 @@ class Trainer:
         new document begins: see :meth:`rnnlab.LSTM.forward`). Data-parallel, ``x``, ``y``,
         ``lengths`` and ``reset`` are the global batch, of which this rank takes its rows
         (:meth:`rnnlab.parallel.DataParallel.share`), and ``state`` and the returned state
-        are those of its rows."""
+        are those of its rows.
+
+        With dropout, recurrent dropout or zoneout the batch's masks are drawn here
+        (:meth:`draw_masks`)."""
+        masks = self.draw_masks(*np.shape(x)[:2])
         if self.parallel is not None:
+            if masks is not None:
+                masks = masks.rows(self.parallel.share(len(x)))
             x, y, lengths, reset = self._share(x, y, lengths, reset)
             if len(x) == 0:  # fewer rows than ranks: this one adds nothing
                 return self.apply(*self.gathered(0.0, None, 0)), None
@@ -261,9 +286,10 @@ class Trainer:
             if reset is not None:
                 raise ValueError("reset masks need full BPTT here: truncated BPTT of a "
                                  "many-to-one network reads each sequence's last steps only")
-            res = bptt.last_steps(self.net, x, y, lengths, self.bptt[1], state)
+            res = bptt.last_steps(self.net, x, y, lengths, self.bptt[1], state, masks=masks)
         else:
-            res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
+            res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset,
+                                         masks=masks)
         return self.apply(*self.gathered(res.loss, res.grads, _count(self.net, x, lengths))), \
             res.state
 
@@ -284,7 +310,12 @@ class Trainer:
             info, state = self.train_step(x, y, lengths=lengths)
             yield Update(info, state, None, [])
             return
+        # one draw per batch, its masks for every window; a batch resumed at a later window
+        # draws again from the state the checkpoint kept from before this draw
+        masks = self.draw_masks(*np.shape(x)[:2])
         if self.parallel is not None:
+            if masks is not None:
+                masks = masks.rows(self.parallel.share(len(x)))
             x, y, lengths, _ = self._share(x, y, lengths)
             if carried:  # the global batch's states: this rank's rows
                 carried = [self.state_rows(s, self.parallel.share(
@@ -297,7 +328,7 @@ class Trainer:
                 return
         x, y = self.prepare_batch(x, y, lengths)
         tb = bptt.Truncated(self.net, x, y, lengths, *self.bptt, position=window,
-                            carried=carried)
+                            carried=carried, masks=masks)
         for res in tb:
             info = self.apply(*self.gathered(res.loss, res.grads, res.count))
             if tb.position >= tb.n_windows:
@@ -546,9 +577,13 @@ class Trainer:
         :meth:`load_checkpoint` gives all of it back. A model with NaN or Inf in its
         parameters writes nothing, so it never replaces a good checkpoint.
         """
+        position = position or checkpoint.start()
+        # in the middle of a batch (truncated BPTT) the resumed run draws that batch's
+        # masks again: the generator as it was before their draw
+        rng = self._masks_from if position["window"] else self.mask_rng.bit_generator.state
         ckpt = checkpoint.Checkpoint(
-            self.step_count, self.skipped, position or checkpoint.start(), list(states),
-            (history or History()).to_dict(), best, extra or {})
+            self.step_count, self.skipped, position, list(states),
+            (history or History()).to_dict(), best, extra or {}, rng)
         checkpoint.write(Path(path), self.net, self.opt, self.settings(), ckpt)
 
     def load_checkpoint(self, path) -> checkpoint.Checkpoint:
@@ -556,6 +591,9 @@ class Trainer:
         rest (:class:`rnnlab.checkpoint.Checkpoint`: ``states``, ``extra``, ...)."""
         ckpt = checkpoint.read(path, self.net, self.opt, self.settings(), History().to_dict())
         self.step_count, self.skipped = ckpt.step, ckpt.skipped
+        if ckpt.masks_rng is not None:
+            self.mask_rng.bit_generator.state = ckpt.masks_rng
+            self._masks_from = ckpt.masks_rng
         return ckpt
 
     def _checkpoint(self, position, states, history, best):
