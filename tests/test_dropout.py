@@ -375,3 +375,101 @@ def test_dropout_does_not_break_learning(cell):
         losses[name] = h.val_loss[-1]
     assert losses["regularized"] < 0.25 * chance
     assert losses["regularized"] < losses["plain"] + 0.1
+
+
+# model files, the command line, exports ---------------------------------------------------
+def test_model_files_round_trip_the_options(tmp_path):
+    net = rnnlab.Network(3, 5, 2, cell="lstm", seed=0, **REGULARIZED)
+    assert net.config["dropout"] == 0.3 and net.config["zoneout"] == [0.2, 0.1]
+    assert net.config["recurrent_dropout"] == 0.25
+    rnnlab.save(net, tmp_path / "net.rnnlab")
+    back = rnnlab.load(tmp_path / "net.rnnlab")
+    assert back.config == net.config and back.rnn.zoneout == (0.2, 0.1)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.predict(x), net.predict(x))
+    layer = rnnlab.GRU(3, 4, seed=1, zoneout=0.3, recurrent_dropout=0.1)
+    rnnlab.save(layer, tmp_path / "layer.rnnlab")
+    again = rnnlab.load(tmp_path / "layer.rnnlab")
+    assert again.config == layer.config and again.config["zoneout"] == [0.3]
+    np.testing.assert_array_equal(again.infer(x)[0], layer.infer(x)[0])
+
+
+def test_the_language_model_cli_trains_with_the_options_and_resumes(tmp_path):
+    from rnnlab import cli, lm
+
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("".join(f"the {w} sat on the mat.\n" for w in ["cat", "dog"] * 60),
+                      encoding="utf-8")
+    out = tmp_path / "run"
+    small = ["--hidden", "12", "--bptt", "8", "--batch", "4", "--no-progress"]
+    assert cli.main(["train", "--data", str(corpus), "--steps", "4", "--out", str(out),
+                     "--layers", "2", "--dropout", "0.2", "--recurrent-dropout", "0.1",
+                     "--zoneout", "0.1,0.05", *small]) == 0
+    cfg = lm.LMConfig.from_toml(out / "config.toml")
+    assert (cfg.dropout, cfg.recurrent_dropout, cfg.zoneout) == (0.2, 0.1, [0.1, 0.05])
+    net = rnnlab.load(out / "model.rnnlab")
+    assert (net.dropout, net.rnn.recurrent_dropout, net.rnn.zoneout) == (0.2, 0.1, (0.1, 0.05))
+    assert cli.main(["train", "--resume", str(out), "--steps", "6", "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["steps"] == 6
+    with pytest.raises(ValueError, match="dropout between layers needs layers >= 2"):
+        lm.LMConfig.from_dict({"dropout": 0.2})
+    with pytest.raises(ValueError, match=r"recurrent_dropout must be a number in \[0, 1\)"):
+        lm.LMConfig.from_dict({"recurrent_dropout": 1.5})
+
+
+def test_the_cli_refuses_a_bad_zoneout_in_one_line(capsys):
+    from rnnlab import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--zoneout", "0.1,0.2,0.3"])
+    assert "expected a rate Z or a pair ZH,ZC, got '0.1,0.2,0.3'" in capsys.readouterr().err
+
+
+def test_a_task_run_saves_the_options(tmp_path):
+    pytest.importorskip("sklearn")
+    from rnnlab import cli
+
+    out = tmp_path / "digits"
+    assert cli.main(["train", "--task", "digits", "--epochs", "1", "--hidden", "8",
+                     "--layers", "2", "--dropout", "0.1", "--zoneout", "0.1",
+                     "--max-train", "64", "--max-test", "32", "--no-progress",
+                     "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["dropout"] == 0.1 and config["zoneout"] == 0.1
+    net = rnnlab.load(out / "model.rnnlab")
+    assert net.dropout == 0.1 and net.rnn.zoneout == (0.1, 0.1)
+
+
+def test_onnx_exports_dropout_and_refuses_zoneout_in_one_line(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from rnnlab import onnx as ronnx
+
+    net = rnnlab.Network(3, 5, 2, cell="gru", num_layers=2, seed=0, dropout=0.4,
+                         recurrent_dropout=0.3)
+    path = ronnx.export(net, tmp_path / "net.onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(2, 6, 3)).astype(np.float32)
+    (got,) = s.run(None, {"x": x})
+    np.testing.assert_allclose(got, net.predict(x), rtol=1e-4, atol=1e-5)
+    for cell, rates in (("lstm", (0.1, 0.2)), ("elman", 0.1)):
+        zoned = rnnlab.Network(3, 5, 2, cell=cell, seed=0, zoneout=rates)
+        with pytest.raises(ValueError, match=r"cannot export \w+ with zoneout=\[.*\]: its "
+                                             r"inference form .* is not expressible with "
+                                             r"ONNX's (LSTM|RNN) operator") as e:
+            ronnx.export(zoned, tmp_path / "z.onnx")
+        assert "\n" not in str(e.value)
+    assert not (tmp_path / "z.onnx").exists()
+
+
+def test_to_torch_refuses_zoneout():
+    pytest.importorskip("torch")
+    from rnnlab import interop
+
+    with pytest.raises(ValueError, match=r"zoneout=\[0.2, 0.2\] has no PyTorch equivalent"):
+        interop.to_torch(rnnlab.LSTM(3, 4, zoneout=0.2))
+    module = interop.to_torch(rnnlab.LSTM(3, 4, recurrent_dropout=0.2))
+    assert module.hidden_size == 4

@@ -224,7 +224,8 @@ class NoisyTrainer(Trainer):
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
                window=None, out=None, progress=None, max_train=None, max_test=None,
-               proj_size=0, peepholes=False, tensorboard=None, echo=print, comm=None) -> Path:
+               proj_size=0, peepholes=False, dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
+               tensorboard=None, echo=print, comm=None) -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -260,6 +261,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
+    dropout, recurrent_dropout, zoneout : train-time regularization (see
+        :class:`rnnlab.Network`): dropout between stacked layers (``layers`` >= 2),
+        recurrent dropout on ``h`` in the recurrent product, zoneout (a rate, or a pair
+        ``(z_h, z_c)`` for the LSTM); 0 for none. Saved in the config and the model file.
     tensorboard : path or None
         Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
         with ten gradient-flow recordings on the first 4 training sequences.
@@ -290,6 +295,10 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
                "peepholes": checks.boolean(peepholes, "peepholes")}
     variant = {k: v for k, v in variant.items() if v}
+    zoneout = list(zoneout) if isinstance(zoneout, (list, tuple)) else zoneout
+    variant.update({k: v for k, v in (("dropout", dropout), ("zoneout", zoneout),
+                                      ("recurrent_dropout", recurrent_dropout))
+                    if (any(v) if isinstance(v, list) else v)})
     if tensorboard is not None:  # the extra and the folder, before anything is written
         from .tensorboard import check_logdir
 

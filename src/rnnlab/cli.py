@@ -43,6 +43,17 @@ def _task_name(text: str) -> str:
                                      f"{', '.join(TASKS)}, {UCR_PREFIX}NAME or {UCR_PREFIX}PATH")
 
 
+def _zoneout(text: str):
+    """``--zoneout``: one rate, or ``ZH,ZC``."""
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a rate Z or a pair ZH,ZC, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _train_task(args) -> int:
     from . import apps
 
@@ -52,7 +63,9 @@ def _train_task(args) -> int:
                              f"be given with --task")
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "proj_size": args.proj_size, "peepholes": args.peepholes,
-               "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
+               "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
+               "zoneout": args.zoneout, "epochs": args.epochs, "batch": args.batch,
+               "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
                "max_train": args.max_train, "max_test": args.max_test, "window": args.window}
     options = {k: v for k, v in options.items() if v is not None}
@@ -100,7 +113,8 @@ def _train(args) -> int:
     overrides = {
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
         "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
-        "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
+        "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
+        "zoneout": args.zoneout, "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
         "seed": args.seed, "window": args.window,
     }
@@ -380,6 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "layer's output to P < H units, as PyTorch's proj_size (default 0: none)")
     t.add_argument("--peepholes", action="store_true", default=None,
                    help="lstm only: peephole connections from the cell state to the gates")
+    t.add_argument("--dropout", type=float, metavar="P", help="train-time dropout between "
+                   "stacked layers, as PyTorch's nn.LSTM(dropout=P); needs --layers >= 2 "
+                   "(default 0: none)")
+    t.add_argument("--recurrent-dropout", type=float, metavar="P", help="train-time dropout "
+                   "on h in the recurrent product, one mask per sequence (Gal & Ghahramani "
+                   "2016; default 0: none)")
+    t.add_argument("--zoneout", type=_zoneout, metavar="Z[,ZC]", help="train-time zoneout "
+                   "rate (Krueger et al. 2016), or ZH,ZC for an LSTM's h and c; inference "
+                   "uses its expectation (default 0: none)")
     t.add_argument("--window", type=int, metavar="K", help="--cell ffnn only: inputs each "
                    "step sees, its own and the K-1 before (default 8)")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")

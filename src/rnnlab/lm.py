@@ -232,7 +232,10 @@ class _Job:
         self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed,
                                      starts=train_starts)
         variant = {k: v for k, v in (("proj_size", cfg.proj_size),
-                                     ("peepholes", cfg.peepholes)) if v}
+                                     ("peepholes", cfg.peepholes), ("dropout", cfg.dropout),
+                                     ("recurrent_dropout", cfg.recurrent_dropout),
+                                     ("zoneout", cfg.zoneout))
+                   if (any(v) if isinstance(v, list) else v)}
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", window=cfg.window, seed=cfg.seed,
                            **variant)

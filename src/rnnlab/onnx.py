@@ -99,6 +99,13 @@ def _parts(model):
     if value not in (None, 0):
         raise ValueError(f"cannot export {type(layer).__name__} with proj_size={value!r}: "
                          f"ONNX's standard LSTM operator has no output projection")
+    # train-time options: the export is the inference model, where dropout and recurrent
+    # dropout are the identity; zoneout's is its expectation, a mix no standard operator has
+    zoneout = getattr(layer, "zoneout", ())
+    if any(zoneout):
+        raise ValueError(f"cannot export {type(layer).__name__} with zoneout={list(zoneout)}: "
+                         f"its inference form s_t = z s_(t-1) + (1 - z) s~_t is not "
+                         f"expressible with ONNX's {layer.Cell.onnx_operator} operator")
     if cell.own_onnx_operator is None:
         raise ValueError(f"cannot export {type(layer).__name__}: its cell "
                          f"{type(cell).__name__} has no standard ONNX operator (rnnlab's "
