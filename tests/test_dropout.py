@@ -473,3 +473,48 @@ def test_to_torch_refuses_zoneout():
         interop.to_torch(rnnlab.LSTM(3, 4, zoneout=0.2))
     module = interop.to_torch(rnnlab.LSTM(3, 4, recurrent_dropout=0.2))
     assert module.hidden_size == 4
+
+
+@pytest.mark.parametrize("cell,rates", [("lstm", (0.3, 0.0)), ("gru", 0.3)])
+def test_gradient_flow_of_a_zoneout_layer_is_its_inference_models(cell, rates):
+    """Diagnostics read the inference model: at lag 1 the flow of a one-unit zoneout layer
+    is |dh_1/dh_0| of the expectation, by central differences."""
+    from rnnlab import diagnostics
+
+    layer = LAYERS[cell](2, 1, seed=0, dtype=np.float64, zoneout=rates)
+    x = np.random.default_rng(0).normal(size=(1, 2, 2))
+    flow = diagnostics.gradient_flow(layer, x)
+    _, s1 = layer.infer(x[:, :1])
+    parts = as_list(s1)
+
+    def h_after(eps):
+        p = [a.copy() for a in parts]
+        p[0][0, 0, 0] += eps
+        return as_list(layer.infer(x[:, 1:], p[0] if len(p) == 1 else tuple(p))[1])[0][0, 0, 0]
+
+    assert flow[1] == pytest.approx(abs(h_after(1e-6) - h_after(-1e-6)) / 2e-6, rel=1e-6)
+    net = rnnlab.Network(2, 3, 2, cell=cell, seed=0, zoneout=rates)
+    report = diagnostics.diagnose(net, x.astype(np.float32), np.zeros((1, 2), int))
+    assert np.isfinite(report.loss_gradients).all()
+
+
+@pytest.mark.parametrize("stop", [5, 11])  # mid-epoch; after an epoch's last window
+def test_a_language_model_run_with_masks_resumed_ends_as_a_straight_one(tmp_path, stop):
+    from rnnlab import lm
+
+    data = tmp_path / "tiny.txt"
+    data.write_text("".join(f"the {w} sat on the mat.\n" for w in ["cat", "dog", "bat", "rat"]
+                            * 4), encoding="utf-8")
+    quiet = dict(progress=False, echo=lambda *a: None)
+
+    def config(steps):
+        return lm.LMConfig(data=str(data), steps=steps, hidden=8, layers=2, bptt=8, batch=4,
+                           time_budget=None, eval_every=100, sample_every=0,
+                           checkpoint_every=100, eval_tokens=50, dropout=0.3,
+                           recurrent_dropout=0.2, zoneout=[0.2, 0.1])
+
+    straight = lm.open_run(lm.train(config(20), out=tmp_path / "straight", **quiet)).net
+    lm.train(config(stop), out=tmp_path / "resumed", **quiet)
+    resumed = lm.open_run(lm.train(config(20), resume=tmp_path / "resumed", **quiet)).net
+    for k, v in straight.params.items():
+        np.testing.assert_array_equal(resumed.params[k], v, err_msg=k)
