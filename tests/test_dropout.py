@@ -518,3 +518,22 @@ def test_a_language_model_run_with_masks_resumed_ends_as_a_straight_one(tmp_path
     resumed = lm.open_run(lm.train(config(20), resume=tmp_path / "resumed", **quiet)).net
     for k, v in straight.params.items():
         np.testing.assert_array_equal(resumed.params[k], v, err_msg=k)
+
+
+def test_last_steps_reads_each_steps_own_masks():
+    """Many-to-one truncated BPTT(k) with masks: the prefix runs under its steps' masks and
+    the last k steps under theirs, as a hand-made split of the same sequence does."""
+    rng = np.random.default_rng(0)
+    net = rnnlab.Network(3, 4, 2, cell="lstm", readout="last", seed=0, dtype=np.float64,
+                         **REGULARIZED)
+    B, T, k = 3, 7, 3
+    x, y = rng.normal(size=(B, T, 3)), rng.integers(0, 2, size=B)
+    masks = net.draw_masks(np.random.default_rng(1), B, T)
+    got = rnnlab.bptt.last_steps(net, x, y, None, k, masks=masks)
+    state = net.rnn.run(x[:, :T - k], None, None, keep=False, masks=masks.window(0, T - k))[1]
+    want = net.loss_and_grad(x[:, T - k:], y, state=state, masks=masks.window(T - k, T))
+    assert got.loss == pytest.approx(want.loss, rel=1e-12)
+    for name, g in want.grads.items():
+        np.testing.assert_allclose(got.grads[name], g, rtol=1e-10, atol=1e-13, err_msg=name)
+    plain = rnnlab.bptt.last_steps(net, x, y, None, k)
+    assert plain.loss != pytest.approx(got.loss, rel=1e-6)
