@@ -141,8 +141,9 @@ class Truncated:
                 xo, lo = xo[:, skip:], window_lengths(lo, skip, xo.shape[1])
                 ao += skip
             # the layer reads the network's own parameter arrays (rnnlab.network.Params)
+            mo = self._masks(ao, ao + xo.shape[1])
             _, state, cache = net.rnn.forward(xo, state, lengths=lo,
-                                              masks=self._masks(ao, ao + xo.shape[1]))
+                                              **({} if mo is None else {"masks": mo}))
             older.append(cache)
         z, final, cache = net.forward(xw, state, lengths=lw, masks=self._masks(a, b))
         loss, dz = net.output_loss(z, yw, cache.lengths)
