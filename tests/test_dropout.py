@@ -537,3 +537,61 @@ def test_last_steps_reads_each_steps_own_masks():
         np.testing.assert_allclose(got.grads[name], g, rtol=1e-10, atol=1e-13, err_msg=name)
     plain = rnnlab.bptt.last_steps(net, x, y, None, k)
     assert plain.loss != pytest.approx(got.loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_all_three_against_a_pytorch_loop_written_out(cell):
+    """The same masks in a PyTorch autograd loop written out here (PyTorch's equations and
+    gate orders): dropout between the layers on the lower layer's outputs, Gal's mask on
+    h_{t-1} in the recurrent product (for the GRU the interpolation z * h_{t-1} reads h
+    itself), zoneout mixing each state with the previous one; float64 outputs and every
+    gradient within 1e-10."""
+    torch = pytest.importorskip("torch")
+    B, T, D, H = 3, 5, 2, 4
+    zone = (0.3, 0.2) if cell == "lstm" else 0.3
+    layer = LAYERS[cell](D, H, 2, seed=0, dtype=np.float64, zoneout=zone,
+                         recurrent_dropout=0.4)
+    rng = np.random.default_rng(1)
+    x, wy = rng.normal(size=(B, T, D)), rng.normal(size=(B, T, H))
+    masks = layer.draw_masks(np.random.default_rng(2), B, T, between=0.5)
+    y, _, cache = layer.forward(x, masks=masks)
+    grads, dx, _ = layer.backward(cache, wy)
+
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in layer.params.items()}
+    xt = torch.tensor(x, requires_grad=True)
+    inp = [xt[:, s] for s in range(T)]
+    for k in range(2):
+        if k:
+            inp = [a * torch.tensor(masks.between[k - 1, s]) for s, a in enumerate(inp)]
+        m = torch.tensor(masks.recurrent[k])
+        h = torch.zeros(B, H, dtype=torch.float64)
+        c = torch.zeros(B, H, dtype=torch.float64)
+        out = []
+        for s in range(T):
+            W_x, W_h, b = t[f"l{k}.W_x"], t[f"l{k}.W_h"], t[f"l{k}.b"]
+            if cell == "lstm":  # gate order i, f, g, o, PyTorch's
+                a = inp[s] @ W_x + (h * m) @ W_h + b
+                i, f, g, o = a.split(H, dim=1)
+                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+                c_new = f * c + i * g
+                h_new = o * c_new.tanh()
+                dh, dc = (torch.tensor(z[k, s]) for z in masks.zoneout)
+                h, c = dh * h + (1 - dh) * h_new, dc * c + (1 - dc) * c_new
+            else:  # r, z, n as PyTorch's GRU
+                xp = inp[s] @ W_x + b
+                hp = (h * m) @ W_h + t[f"l{k}.b_h"]
+                r = (xp[:, :H] + hp[:, :H]).sigmoid()
+                z = (xp[:, H:2 * H] + hp[:, H:2 * H]).sigmoid()
+                n = (xp[:, 2 * H:] + r * hp[:, 2 * H:]).tanh()
+                h_new = (1 - z) * n + z * h
+                d = torch.tensor(masks.zoneout[0][k, s])
+                h = d * h + (1 - d) * h_new
+            out.append(h)
+        inp = out
+    yt = torch.stack(inp, dim=1)
+    (yt * torch.tensor(wy)).sum().backward()
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=0, atol=1e-10)
+    for name, v in t.items():
+        np.testing.assert_allclose(grads[name], v.grad.numpy(), rtol=0, atol=1e-10,
+                                   err_msg=name)
