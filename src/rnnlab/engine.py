@@ -18,6 +18,39 @@ from . import kernels, recurrent
 from .recurrent import LayerCache, layer_params
 
 
+#: the precision settings of layers, networks, the Trainer and the CLI
+PRECISIONS = ("fp32", "bf16", "auto")
+_noted = set()
+
+
+def resolved_precision(precision: str, dtype=np.float32) -> str:
+    """What ``precision`` computes in here and now: ``"fp32"`` or ``"bf16"``.
+
+    ``"fp32"`` is float32 (and float64 arrays stay float64). ``"bf16"``: the matrix
+    products in bfloat16 with float32 sums, everything else float32; where bf16 cannot
+    run (no BF16 instructions, numba absent, the plain loop asked for), float32, with a
+    one-line warning the first time. ``"auto"``: bf16 where the CPU has BF16 matrix
+    instructions (:func:`rnnlab.kernels.bf16_native`), else fp32. bf16 applies to
+    float32 arrays; float64, the exactness reference, is always computed as float64.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32" or np.dtype(dtype) != np.float32:
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if kernels.bf16_native() and kernels.bf16_available() else "fp32"
+    if kernels.bf16_available():
+        return "bf16"
+    if "bf16" not in _noted:
+        import warnings
+
+        _noted.add("bf16")
+        warnings.warn("precision 'bf16' asked for, but this CPU has no BF16 matrix "
+                      "instructions (AVX512_BF16) rnnlab can use: computing in fp32",
+                      RuntimeWarning, stacklevel=3)
+    return "fp32"
+
+
 def kernel_of(cell, fast: bool | None = None) -> str | None:
     """The id of the kernel that runs ``cell`` now, or None for the plain loop.
 
@@ -28,11 +61,14 @@ def kernel_of(cell, fast: bool | None = None) -> str | None:
     return kernel if kernel is not None and kernels.active(kernel, fast) else None
 
 
-def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True, reset=None):
+def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True, reset=None,
+                  bf16=False):
     """:func:`rnnlab.recurrent.layer_forward` on the path ``fast`` (None: the context's).
 
     ``keep=False`` (inference): no cache, and the kernels then store no per-step gates
     (but see :data:`rnnlab.kernels.layers.INPUT_BEFORE_LOOP_MAX_BYTES` at batch 1).
+    ``bf16``: the kernel's products in bf16 (:func:`resolved_precision` decided it could
+    run); the plain loop, which has none, computes in the arrays' own dtype.
     """
     kernel = kernel_of(cell, fast)
     if kernel is None:
@@ -40,7 +76,7 @@ def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True, re
                                        reset=reset)
     x = np.ascontiguousarray(x)
     y, final, hs, tape = kernels.fast_layers().layer_forward(
-        kernel, p, x, state0, mask, keep, *cell.kernel_args, reset=reset)
+        kernel, p, x, state0, mask, keep, *cell.kernel_args, reset=reset, bf16=bf16)
     return y, final, (LayerCache(x, hs, tape, mask, partial, reset) if keep else None)
 
 
@@ -54,7 +90,7 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
 
 
 def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None,
-                  keep=True, reset=None):
+                  keep=True, reset=None, bf16=False):
     """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples;
     ``reset`` (T, B, 1) or None resets every layer's state at the same steps.
 
@@ -64,7 +100,7 @@ def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=No
     caches, finals = [], []
     for k in range(num_layers):
         x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask,
-                                        partial, fast=fast, keep=keep, reset=reset)
+                                        partial, fast=fast, keep=keep, reset=reset, bf16=bf16)
         caches.append(cache)
         finals.append(state)
     return x, finals, caches
@@ -82,7 +118,7 @@ def stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=Tru
 
 
 def bi_stack_forward(cell, params, num_layers, x, states, mask, partial, lengths, *,
-                     fast=None, keep=True, reset=None):
+                     fast=None, keep=True, reset=None, bf16=False):
     """:func:`stack_forward` for bidirectional layers.
 
     Layer ``k`` runs its forward direction (parameters ``l{k}.*``) on its input and its
@@ -102,11 +138,11 @@ def bi_stack_forward(cell, params, num_layers, x, states, mask, partial, lengths
 
         def ahead(p=p_f, x=x, s=states[2 * k]):
             return layer_forward(cell, p, x, s, mask, partial, fast=fast, keep=keep,
-                                 reset=reset)
+                                 reset=reset, bf16=bf16)
 
         def back(p=p_r, x=x_r, s=states[2 * k + 1]):
             return layer_forward(cell, p, x, s, mask, partial, fast=fast, keep=keep,
-                                 reset=back_reset)
+                                 reset=back_reset, bf16=bf16)
 
         (y_f, s_f, c_f), (y_r, s_r, c_r) = _both(cell, fast, p_f, T * B, ahead, back)
         x = np.concatenate([y_f, recurrent.reversed_in_time(y_r, index)], axis=2)

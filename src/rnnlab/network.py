@@ -31,6 +31,7 @@ class NetCache(NamedTuple):
     h: np.ndarray  # (B*T, H) or (B, H): what the head read, one row per position
     lengths: np.ndarray | None
     pool: tuple | None = None  # "mean": (weights (B, T),); "max": (step per unit (B, H), T)
+    bf16: bool = False  # the head's product ran in bf16: so do its backward's
 
 
 class LossResult(NamedTuple):
@@ -146,6 +147,7 @@ class Network:
         window: int | None = None,
         seed=None,
         dtype=np.float32,
+        precision: str = "fp32",
     ):
         self.cell = checks.choice(cell, "cell", tuple(LAYERS))
         self.output = checks.choice(output, "output", OUTPUTS)
@@ -171,7 +173,7 @@ class Network:
         options = {name: v for name, v in given.items() if name in layer.options}
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
-                         bidirectional=bidirectional, **options)
+                         bidirectional=bidirectional, precision=precision, **options)
         H, K = self.rnn.output_features, self.output_size
         k = 1.0 / np.sqrt(H)
         self.params = {f"rnn.{name}": v for name, v in self.rnn.params.items()}
@@ -217,6 +219,22 @@ class Network:
         return self.rnn.dtype
 
     @property
+    def precision(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"auto"``: what the matrix products of the layers and
+        the head compute in (see :attr:`rnnlab.LSTM.precision`); not part of
+        :attr:`config` or of model files, and may be changed at any time."""
+        return self.rnn.precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self.rnn.precision = value
+
+    @property
+    def computes_in(self) -> str:
+        """What :attr:`precision` computes in here and now: ``"fp32"`` or ``"bf16"``."""
+        return self.rnn.computes_in
+
+    @property
     def n_params(self) -> int:
         return int(sum(v.size for v in self.params.values()))
 
@@ -238,8 +256,9 @@ class Network:
         state : final recurrent state
         cache : for :meth:`backward`
         """
-        z, state, caches, h2, lens, pool = self._run(x, state, lengths, keep=True, reset=reset)
-        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool)
+        z, state, caches, h2, lens, (pool, bf16) = self._run(x, state, lengths, keep=True,
+                                                             reset=reset)
+        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool, bf16)
 
     def infer(self, x, state=None, *, lengths=None, reset=None):
         """Run the network for its outputs only: ``(z, state)`` as :meth:`forward` returns
@@ -272,9 +291,10 @@ class Network:
             h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
         W = self.params["head.W_y"]
         h2 = h.reshape(-1, h.shape[-1])  # a copy when h is a transposed view: kept for backward
-        z = _matmul(h2, W).reshape(*h.shape[:-1], W.shape[1])
+        bf16 = self.rnn.precision != "fp32" and self.rnn.computes_in == "bf16"
+        z = _matmul(h2, W, bf16=bf16).reshape(*h.shape[:-1], W.shape[1])
         z += self.params["head.b_y"]
-        return z, state, caches, h2, lens, pool
+        return z, state, caches, h2, lens, (pool, bf16)
 
     def backward(self, cache: NetCache, dz, *, input_grad: bool = True):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
@@ -286,10 +306,11 @@ class Network:
         W = self.params["head.W_y"]
         K = W.shape[1]
         grads = {
-            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True),
+            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True, bf16=cache.bf16),
             "head.b_y": dz.reshape(-1, K).sum(axis=0),
         }
-        dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
+        dh = _matmul(dz.reshape(-1, K), W.T, bf16=cache.bf16).reshape(*dz.shape[:-1],
+                                                                        W.shape[0])
         if self.readout == "all":
             g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh, input_grad=input_grad)
         elif self.readout in POOLED:
