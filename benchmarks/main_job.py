@@ -23,9 +23,9 @@ import os
 import numpy as np
 
 import rnnlab
+from rnnlab import kernels
 from rnnlab.bench import cpu_description, cpu_features
 from rnnlab.bench.timing import import_torch, median_times
-from rnnlab import kernels
 from rnnlab.kernels import blas
 
 V, H, B, T = 80, 256, 32, 64

@@ -17,7 +17,6 @@ import numpy as np
 from . import kernels, recurrent
 from .recurrent import LayerCache, layer_params
 
-
 #: the precision settings of layers, networks, the Trainer and the CLI
 PRECISIONS = ("fp32", "bf16", "auto")
 _noted = set()
