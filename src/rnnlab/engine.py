@@ -19,35 +19,45 @@ from .recurrent import LayerCache, layer_params
 
 #: the precision settings of layers, networks, the Trainer and the CLI
 PRECISIONS = ("fp32", "bf16", "auto")
+#: the note given where bf16 was asked for and cannot run
+BF16_ABSENT = ("precision bf16 asked for, but bf16 products cannot run here (this CPU has "
+               "no AVX512_BF16 instructions, or the fast kernels are off): computing in fp32")
 _noted = set()
 
 
-def resolved_precision(precision: str, dtype=np.float32) -> str:
+def resolved_precision(precision: str, dtype=np.float32, *, warn: bool = True) -> str:
     """What ``precision`` computes in here and now: ``"fp32"`` or ``"bf16"``.
 
     ``"fp32"`` is float32 (and float64 arrays stay float64). ``"bf16"``: the matrix
     products in bfloat16 with float32 sums, everything else float32; where bf16 cannot
     run (no BF16 instructions, numba absent, the plain loop asked for), float32, with a
-    one-line warning the first time. ``"auto"``: bf16 where the CPU has BF16 matrix
-    instructions (:func:`rnnlab.kernels.bf16_native`), else fp32. bf16 applies to
-    float32 arrays; float64, the exactness reference, is always computed as float64.
+    one-line warning (:data:`BF16_ABSENT`) the first time unless ``warn`` is False.
+    ``"auto"``: bf16 where the CPU has BF16 matrix instructions
+    (:func:`rnnlab.kernels.bf16_native`), else fp32. bf16 applies to float32 arrays;
+    float64, the exactness reference, is always computed as float64.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ValueError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)}")
     if precision == "fp32" or np.dtype(dtype) != np.float32:
         return "fp32"
     if precision == "auto":
         return "bf16" if kernels.bf16_native() and kernels.bf16_available() else "fp32"
     if kernels.bf16_available():
         return "bf16"
-    if "bf16" not in _noted:
+    if warn and "bf16" not in _noted:
         import warnings
 
-        _noted.add("bf16")
-        warnings.warn("precision 'bf16' asked for, but this CPU has no BF16 matrix "
-                      "instructions (AVX512_BF16) rnnlab can use: computing in fp32",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(BF16_ABSENT, RuntimeWarning, stacklevel=3)
+    _noted.add("bf16")
     return "fp32"
+
+
+def precision_record(precision: str, dtype=np.float32) -> dict:
+    """What a run records of its precision: the setting, what it computes in here and the
+    BF16 instructions found (``{"asked", "computes_in", "bf16_instructions"}``). Asking
+    counts as the note: the library's warning is not given again in this process."""
+    return {"asked": precision, "computes_in": resolved_precision(precision, dtype, warn=False),
+            "bf16_instructions": kernels.bf16_native()}
 
 
 def kernel_of(cell, fast: bool | None = None) -> str | None:
