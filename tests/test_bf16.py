@@ -157,7 +157,8 @@ def test_emulation_runs_bf16_when_asked_but_auto_only_with_the_instructions(emul
 
 
 def test_bad_precision_is_refused_in_one_line():
-    with pytest.raises(ValueError, match=r"unknown precision 'fp16'; expected one of \['fp32', 'bf16', 'auto'\]"):
+    expected = r"unknown precision 'fp16'; expected one of \['fp32', 'bf16', 'auto'\]"
+    with pytest.raises(ValueError, match=expected):
         rnnlab.Network(3, 4, 2, precision="fp16")
     net = rnnlab.Network(3, 4, 2)
     with pytest.raises(ValueError, match="precision"):
