@@ -363,3 +363,47 @@ def test_bf16_training_learns_like_fp32(emulate):
         losses[precision] = info.loss
     assert losses["fp32"] < 0.3 and losses["bf16"] < 0.3  # from ln 6 = 1.79
     assert abs(losses["bf16"] - losses["fp32"]) < 0.01  # 0.1325 both (floor: ln 6 / 12)
+
+
+# where the setting shows -------------------------------------------------------------------
+
+
+def test_bench_has_bf16_columns_when_asked(emulate, tmp_path):
+    from rnnlab.bench import run_bench
+
+    result = run_bench(cells=("gru",), shapes=((3, 6, 5, 8),), repeats=1, warmup=1,
+                       memory=False, compile_time=False, torch=False, bf16=True,
+                       out_dir=str(tmp_path))
+    row = result["rows"][0]
+    assert row["train"]["rnnlab_bf16_ms"] > 0 and row["infer"]["rnnlab_bf16_ms"] > 0
+    md = (tmp_path / "bench.md").read_text()
+    assert 'bf16 (rnnlab precision="bf16"' in md and "| gru | 3,6,5,8 |" in md
+    assert "bf16_instructions" in result["machine"]
+
+
+def test_bench_refuses_bf16_columns_where_bf16_cannot_run():
+    from rnnlab.bench import run_bench
+
+    with kernels.bf16_instructions("off"), pytest.raises(ValueError, match="bf16 columns"):
+        run_bench(cells=("gru",), shapes=((3, 6, 5, 8),), repeats=1, memory=False,
+                  compile_time=False, torch=False, bf16=True, out_dir=None)
+
+
+def test_cli_records_the_precision_and_notes_when_bf16_is_absent(tmp_path, capsys):
+    import json
+
+    from rnnlab.cli import main
+
+    data = tmp_path / "text.txt"
+    data.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    with kernels.bf16_instructions("off"):
+        code = main(["train", "--data", str(data), "--steps", "2", "--hidden", "8",
+                     "--batch", "2", "--bptt", "8", "--precision", "bf16",
+                     "--out", str(tmp_path / "run")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "precision bf16 asked for" in out and "fp32) on" in out
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["precision"] == {"asked": "bf16", "computes_in": "fp32",
+                                 "bf16_instructions": None}
+    assert 'precision = "bf16"' in (tmp_path / "run" / "config.toml").read_text()
