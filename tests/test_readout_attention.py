@@ -150,8 +150,10 @@ def test_attention_parameter_count_and_refusals():
 
     net = Network(2, 5, 3, cell="gru", readout="attention", bidirectional=True, seed=0)
     assert n_params("network", net.config) == net.n_params
+    one_way = Network(2, 5, 3, cell="gru", readout="attention", seed=0)
+    assert n_params("network", one_way.config) == one_way.n_params
     with pytest.raises(ValueError, match="readout='attention'"):
-        Trainer(net, "adam", bptt_steps=(3, 3))
+        Trainer(one_way, "adam", bptt_steps=(3, 3))
 
 
 def test_attention_refused_by_onnx_export():
@@ -161,3 +163,16 @@ def test_attention_refused_by_onnx_export():
     net = Network(2, 3, 2, cell="gru", readout="attention", seed=0)
     with pytest.raises(ValueError, match="readout='attention'"):
         rnnlab_onnx.export(net, "never-written.onnx")
+
+
+def test_train_task_readout_attention(tmp_path):
+    from rnnlab import apps, cli
+    from test_apps_ucr import SMALL, make_set
+
+    folder = make_set(tmp_path / "Toy", "Toy", D=2, lengths=[9, 6], seed=3)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", f"ucr:{folder}", *SMALL, "--readout", "attention",
+                     "--out", str(out)]) == 0
+    net = apps.load(out / "model.rnnlab")
+    assert net.readout == "attention" and net.params["head.w_a"].any()
+    assert cli.main(["eval", str(out), "--json"]) == 0
