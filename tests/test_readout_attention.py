@@ -156,13 +156,37 @@ def test_attention_parameter_count_and_refusals():
         Trainer(one_way, "adam", bptt_steps=(3, 3))
 
 
-def test_attention_refused_by_onnx_export():
-    pytest.importorskip("onnx")
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_attention_exports_to_onnx(tmp_path, cell, lengths, bidirectional):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
     from rnnlab import onnx as rnnlab_onnx
 
-    net = Network(2, 3, 2, cell="gru", readout="attention", seed=0)
-    with pytest.raises(ValueError, match="readout='attention'"):
-        rnnlab_onnx.export(net, "never-written.onnx")
+    net = Network(3, 5, 4, cell=cell, num_layers=2, readout="attention",
+                  bidirectional=bidirectional, seed=4)
+    rng = np.random.default_rng(5)
+    net.params["head.w_a"] = rng.standard_normal(net.params["head.w_a"].shape).astype(
+        np.float32)
+    path = rnnlab_onnx.export(net, tmp_path / "net.onnx", lengths=lengths)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"MatMul", "Softmax", "Mul", "ReduceSum"} <= ops
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for B, T in [(1, 1), (3, 8), (5, 4)]:  # shapes other than any seen at export
+        x = rng.standard_normal((B, T, 3)).astype(np.float32)
+        lens = rng.integers(1, T + 1, size=B) if lengths else None
+        feed = {"x": x} | ({"lengths": lens.astype(np.int64)} if lengths else {})
+        (got,) = session.run(None, feed)
+        want = net.predict(x, lengths=lens)
+        assert got.shape == want.shape == (B, 4)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        if lengths:  # padded steps count for nothing, whatever they hold
+            x[np.arange(T)[None, :] >= lens[:, None]] = 40.0
+            np.testing.assert_allclose(session.run(None, feed | {"x": x})[0], want,
+                                       rtol=1e-5, atol=1e-5)
 
 
 def test_train_task_readout_attention(tmp_path):
