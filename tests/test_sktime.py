@@ -100,3 +100,17 @@ def test_the_module_never_passes_for_sktime():
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: ") and "was imported as sktime" in last
+
+
+def test_the_extra_is_in_the_test_extra_and_fits_the_installed_sktime():
+    import tomllib
+
+    import sktime
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml")
+                            .read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    assert "rnnlab[sktime]" in extras["test"]
+    (pin,) = [Requirement(r) for r in extras["sktime"] if r.startswith("sktime")]
+    assert pin.specifier.contains(sktime.__version__)
