@@ -248,7 +248,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     noise : float or None
         Standard deviation of the Gaussian noise added to the real steps of each training
         batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
-    readout : {"last", "mean", "max"} or None
+    readout : {"last", "mean", "max", "attention"} or None
         What the classifier's head reads (see :class:`rnnlab.Network`); None for the
         task's own ("last", or by :func:`ucr_task`'s rule).
     out : path or None
@@ -283,7 +283,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     lr = spec.lr if lr is None else lr
     noise = spec.noise if noise is None else noise
     readout = checks.choice(spec.readout if readout is None else readout, "readout",
-                            ("last", "mean", "max"))
+                            ("last", "mean", "max", "attention"))
     checks.number(noise, "noise", low=0)
     checks.positive_number(lr, "lr")
     checks.optional(checks.number, clip, "clip", low=0)

@@ -423,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise", type=float, metavar="STD",
                    help="Gaussian noise of this standard deviation on the real steps of each "
                         "training batch (default: the task's; 1.2 for japanese-vowels, else 0)")
-    a.add_argument("--readout", choices=["last", "mean", "max"],
-                   help="what the head reads: the last state, or the mean or maximum of the "
-                        "top layer's outputs over the real steps (default: the task's)")
+    a.add_argument("--readout", choices=["last", "mean", "max", "attention"],
+                   help="what the head reads: the last state, or the mean, maximum or a "
+                        "learned attention-weighted sum of the top layer's outputs over the "
+                        "real steps (default: the task's)")
     a.add_argument("--max-train", type=int, metavar="N", help=argparse.SUPPRESS)
     a.add_argument("--max-test", type=int, metavar="N", help=argparse.SUPPRESS)
     t.set_defaults(func=_train)
