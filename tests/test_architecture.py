@@ -137,7 +137,7 @@ def test_cells_read_no_dispatch_but_through_the_engine(edges):
 #: own row and the rows below it
 ROWS = [
     "cli",
-    "lm lmrun apps demo sweep bench interop onnx sklearn report environment",
+    "lm lmrun apps demo sweep bench interop onnx sklearn sktime report environment",
     "train bptt optim schedules clip checkpoint",
     "diagnostics",
     "saving",

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io, parallel, runlock
+from . import checks, engine, io, parallel, runlock
 from ._version import __version__
 from .network import Network
 from .saving import load
@@ -225,7 +225,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
                window=None, out=None, progress=None, max_train=None, max_test=None,
                proj_size=0, peepholes=False, dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
-               tensorboard=None, echo=print, comm=None) -> Path:
+               tensorboard=None, echo=print, comm=None, precision="auto") -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -248,7 +248,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     noise : float or None
         Standard deviation of the Gaussian noise added to the real steps of each training
         batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
-    readout : {"last", "mean", "max"} or None
+    readout : {"last", "mean", "max", "attention"} or None
         What the classifier's head reads (see :class:`rnnlab.Network`); None for the
         task's own ("last", or by :func:`ucr_task`'s rule).
     out : path or None
@@ -269,6 +269,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
         with ten gradient-flow recordings on the first 4 training sequences.
     echo : callable for the one-line summaries (``print``)
+    precision : "fp32", "bf16" or "auto" (bf16 where the CPU has BF16 instructions; see
+        :func:`rnnlab.engine.resolved_precision`); recorded in ``run.json``
     comm : as :class:`rnnlab.Trainer`'s: under ``mpiexec -n N`` each rank trains its share
         of every global batch of ``batch`` sequences (the parameters one process would
         get), and rank 0 alone writes the run folder; ``run.json`` records ``"ranks": N``
@@ -285,7 +287,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     lr = spec.lr if lr is None else lr
     noise = spec.noise if noise is None else noise
     readout = checks.choice(spec.readout if readout is None else readout, "readout",
-                            ("last", "mean", "max"))
+                            ("last", "mean", "max", "attention"))
     checks.number(noise, "noise", low=0)
     checks.positive_number(lr, "lr")
     checks.optional(checks.number, clip, "clip", low=0)
@@ -299,6 +301,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     variant.update({k: v for k, v in (("dropout", dropout), ("zoneout", zoneout),
                                       ("recurrent_dropout", recurrent_dropout))
                     if (any(v) if isinstance(v, list) else v)})
+    precision = checks.choice(precision, "precision", engine.PRECISIONS)
     if tensorboard is not None:  # the extra and the folder, before anything is written
         from .tensorboard import check_logdir
 
@@ -333,14 +336,18 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         forecasting = spec.kind == "forecasting"
         net = Network(data.input_size, hidden, data.output_size, cell=cell,
                       num_layers=layers, output="linear" if forecasting else "softmax",
-                      readout=readout, window=window, seed=seed, **variant)
+                      readout=readout, window=window, seed=seed, precision=precision,
+                      **variant)
+        computes = engine.precision_record(precision)
+        if precision == "bf16" and computes["computes_in"] != "bf16":
+            echo(f"rnnlab: {engine.BF16_ABSENT}")
         total = epochs * -(-len(data.X_train) // batch)
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
                   **({"window": net.config["window"]} if "window" in net.config else {}),
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
                   "readout": readout,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
-                  "input_noise": noise or None, **variant, **options}
+                  "input_noise": noise or None, "precision": precision, **variant, **options}
         if root:
             (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         trainer = NoisyTrainer(net, "adam", lr=lr, clip_norm=clip or None, batch_size=batch,
@@ -373,7 +380,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
 
         info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
                 "task": task, "ranks": ranks, "options": options, "meta": data.meta,
-                "results": results, "environment": environment()}
+                "results": results, "precision": computes, "environment": environment()}
         io.write_json(out / "run.json", info)
         try:
             from .plots import plot_loss

@@ -67,7 +67,8 @@ def _train_task(args) -> int:
                "zoneout": args.zoneout, "epochs": args.epochs, "batch": args.batch,
                "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
-               "max_train": args.max_train, "max_test": args.max_test, "window": args.window}
+               "max_train": args.max_train, "max_test": args.max_test, "window": args.window,
+               "precision": args.precision}
     options = {k: v for k, v in options.items() if v is not None}
     patch = None if args.patch is None else _parse_patch(args.patch)
     out = apps.train_task(args.task, patch=patch,
@@ -116,7 +117,7 @@ def _train(args) -> int:
         "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
         "zoneout": args.zoneout, "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
-        "seed": args.seed, "window": args.window,
+        "seed": args.seed, "window": args.window, "precision": args.precision,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.steps is not None and args.time_budget is None:
@@ -414,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="seconds of training (default 600)")
     t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="what the matrix products compute in: bf16 (float32 sums, weights "
+                        "and optimiser state in float32) where the CPU has BF16 "
+                        "instructions with auto (the default), else fp32")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<cell>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
     t.add_argument("--config", metavar="FILE", help="TOML file of settings (keys as options, "
@@ -441,9 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise", type=float, metavar="STD",
                    help="Gaussian noise of this standard deviation on the real steps of each "
                         "training batch (default: the task's; 1.2 for japanese-vowels, else 0)")
-    a.add_argument("--readout", choices=["last", "mean", "max"],
-                   help="what the head reads: the last state, or the mean or maximum of the "
-                        "top layer's outputs over the real steps (default: the task's)")
+    a.add_argument("--readout", choices=["last", "mean", "max", "attention"],
+                   help="what the head reads: the last state, or the mean, maximum or a "
+                        "learned attention-weighted sum of the top layer's outputs over the "
+                        "real steps (default: the task's)")
     a.add_argument("--max-train", type=int, metavar="N", help=argparse.SUPPRESS)
     a.add_argument("--max-test", type=int, metavar="N", help=argparse.SUPPRESS)
     t.set_defaults(func=_train)

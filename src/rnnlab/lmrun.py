@@ -54,6 +54,7 @@ class LMConfig:
     eval_tokens: int = 50_000  # validation tokens per estimate, spread over the text (final: all)
     sample_every: int = 1000  # updates between printed samples (0: never)
     checkpoint_every: int = 500  # updates between checkpoints
+    precision: str = "auto"  # "fp32", "bf16" or "auto" (bf16 where the CPU has BF16 instructions)
 
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
@@ -128,6 +129,7 @@ class LMConfig:
                              f"PyTorch), got {self.proj_size}")
         self._check_regularization()
         checks.integer(self.seed, "seed", minimum=0)
+        checks.choice(self.precision, "precision", ("fp32", "bf16", "auto"))
         if self.steps is None and self.time_budget is None:
             raise ValueError("give steps or time_budget (or both): training needs an end")
 

@@ -6,7 +6,16 @@ state after each sequence's last real step (``readout="last"``, many-to-one) and
 
     z = h W_y + b_y     then     softmax(z)  or  z itself (``output="linear"``)
 
-as in the notes' ``y_t = s_t W_y`` or ``y_t = softmax(s_t W_y)``.
+as in the notes' ``y_t = s_t W_y`` or ``y_t = softmax(s_t W_y)``. The pooled readouts give
+one prediction per sequence from the top outputs ``h_t`` over its real steps: their mean
+(``"mean"``), their per-unit maximum (``"max"``), or an attention-weighted sum
+(``"attention"``) with one learned vector ``w_a`` (``head.w_a``, H):
+
+    s_t = h_t · w_a,    α = softmax_t(s)  over the real steps,    h = Σ_t α_t h_t
+
+whose backward, with ``g_t = dL/dh · h_t``, is ``ds_t = α_t (g_t - Σ_u α_u g_u)``,
+``dL/dh_t = α_t dL/dh + ds_t w_a`` and ``dL/dw_a = Σ_t ds_t h_t``. ``w_a`` starts at zero, so
+an untrained attention readout is the mean.
 """
 
 from __future__ import annotations
@@ -23,15 +32,19 @@ from .cells.base import StackCache
 from .kernels import matmul as _matmul
 
 OUTPUTS = ("softmax", "linear")
-READOUTS = ("all", "last", "mean", "max")
-POOLED = ("mean", "max")  # one prediction per sequence from the top outputs over real steps
+READOUTS = ("all", "last", "mean", "max", "attention")
+# one prediction per sequence from the top outputs over real steps
+POOLED = ("mean", "max", "attention")
 
 
 class NetCache(NamedTuple):
     rnn: object  # the layer's StackCache
     h: np.ndarray  # (B*T, H) or (B, H): what the head read, one row per position
     lengths: np.ndarray | None
-    pool: tuple | None = None  # "mean": (weights (B, T),); "max": (step per unit (B, H), T)
+    # "mean": (weights (B, T),); "max": (step per unit (B, H), T);
+    # "attention": (weights α (B, T), the top outputs (B, T, H))
+    pool: tuple | None = None
+    bf16: bool = False  # the head's product ran in bf16: so do its backward's
 
 
 class LossResult(NamedTuple):
@@ -94,10 +107,11 @@ class Network:
     num_layers : int
     output : {"softmax", "linear"}
         softmax with cross-entropy loss, or linear with squared error.
-    readout : {"all", "last", "mean", "max"}
+    readout : {"all", "last", "mean", "max", "attention"}
         A prediction at every step, or one per sequence: from its final state ("last"), or
-        from the mean or the per-unit maximum of the top layer's outputs over its real steps
-        ("mean", "max"; padded steps never count).
+        from the mean, the per-unit maximum or a learned attention-weighted sum of the top
+        layer's outputs over its real steps ("mean", "max", "attention"; padded steps never
+        count).
     activation : {"tanh", "relu", "sigmoid"}
         Elman and ffnn only.
     window : int or None
@@ -135,7 +149,8 @@ class Network:
     ----------
     params : dict[str, ndarray]
         ``rnn.l{k}.*`` for the recurrent layers (see :class:`rnnlab.LSTM`), ``head.W_y``
-        (H, K), or (2H, K) when bidirectional, and ``head.b_y`` (K,). Optimisers update
+        (H, K), or (2H, K) when bidirectional, ``head.b_y`` (K,), and with readout
+        "attention" ``head.w_a`` (H,) or (2H,), the attention's scoring vector. Optimisers update
         these arrays in place; the layer holds the same arrays (:class:`Params`), also
         after an entry is replaced.
     """
@@ -162,6 +177,7 @@ class Network:
         recurrent_dropout: float = 0.0,
         seed=None,
         dtype=np.float32,
+        precision: str = "fp32",
     ):
         self.cell = checks.choice(cell, "cell", tuple(LAYERS))
         self.output = checks.choice(output, "output", OUTPUTS)
@@ -200,13 +216,15 @@ class Network:
             options.update(zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
-                         bidirectional=bidirectional, **options)
+                         bidirectional=bidirectional, precision=precision, **options)
         H, K = self.rnn.output_features, self.output_size
         k = 1.0 / np.sqrt(H)
         self.params = {f"rnn.{name}": v for name, v in self.rnn.params.items()}
         # as PyTorch's nn.Linear: U(-1/sqrt(H), 1/sqrt(H))
         self.params["head.W_y"] = _init.uniform(rng, (H, K), k).astype(self.rnn.dtype)
         self.params["head.b_y"] = _init.uniform(rng, (K,), k).astype(self.rnn.dtype)
+        if self.readout == "attention":  # zero: uniform weights, the mean, until it learns
+            self.params["head.w_a"] = np.zeros(H, dtype=self.rnn.dtype)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -249,6 +267,22 @@ class Network:
         return self.rnn.dtype
 
     @property
+    def precision(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"auto"``: what the matrix products of the layers and
+        the head compute in (see :attr:`rnnlab.LSTM.precision`); not part of
+        :attr:`config` or of model files, and may be changed at any time."""
+        return self.rnn.precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self.rnn.precision = value
+
+    @property
+    def computes_in(self) -> str:
+        """What :attr:`precision` computes in here and now: ``"fp32"`` or ``"bf16"``."""
+        return self.rnn.computes_in
+
+    @property
     def n_params(self) -> int:
         return int(sum(v.size for v in self.params.values()))
 
@@ -274,13 +308,13 @@ class Network:
 
         Returns
         -------
-        z : ndarray (B, T, K) for readout "all", (B, K) for "last": logits or values
+        z : ndarray (B, T, K) for readout "all", (B, K) for the others: logits or values
         state : final recurrent state
         cache : for :meth:`backward`
         """
-        z, state, caches, h2, lens, pool = self._run(x, state, lengths, keep=True, reset=reset,
-                                                     masks=masks)
-        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool)
+        z, state, caches, h2, lens, (pool, bf16) = self._run(x, state, lengths, keep=True,
+                                                             reset=reset, masks=masks)
+        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool, bf16)
 
     def infer(self, x, state=None, *, lengths=None, reset=None):
         """Run the network for its outputs only: ``(z, state)`` as :meth:`forward` returns
@@ -304,6 +338,12 @@ class Network:
                 w = w.astype(y.dtype)
                 h = np.einsum("bth,bt->bh", y, w)
                 pool = (w,)
+            elif self.readout == "attention":
+                s = np.where(real, y @ self.params["head.w_a"], -np.inf)  # (B, T) scores
+                a = np.exp(s - s.max(axis=1, keepdims=True))  # 0 on padded steps
+                a /= a.sum(axis=1, keepdims=True)  # (B, T): α, softmax over real steps
+                h = np.einsum("bth,bt->bh", y, a)
+                pool = (a, y)
             else:  # padded steps can never be the maximum
                 step = np.where(real[:, :, None], y, -np.inf).argmax(axis=1)  # (B, H)
                 h = np.take_along_axis(y, step[:, None, :], axis=1)[:, 0]
@@ -315,9 +355,10 @@ class Network:
             h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
         W = self.params["head.W_y"]
         h2 = h.reshape(-1, h.shape[-1])  # a copy when h is a transposed view: kept for backward
-        z = _matmul(h2, W).reshape(*h.shape[:-1], W.shape[1])
+        bf16 = self.rnn.precision != "fp32" and self.rnn.computes_in == "bf16"
+        z = _matmul(h2, W, bf16=bf16).reshape(*h.shape[:-1], W.shape[1])
         z += self.params["head.b_y"]
-        return z, state, caches, h2, lens, pool
+        return z, state, caches, h2, lens, (pool, bf16)
 
     def backward(self, cache: NetCache, dz, *, input_grad: bool = True):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
@@ -329,15 +370,22 @@ class Network:
         W = self.params["head.W_y"]
         K = W.shape[1]
         grads = {
-            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True),
+            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True, bf16=cache.bf16),
             "head.b_y": dz.reshape(-1, K).sum(axis=0),
         }
-        dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
+        dh = _matmul(dz.reshape(-1, K), W.T, bf16=cache.bf16).reshape(*dz.shape[:-1],
+                                                                        W.shape[0])
         if self.readout == "all":
             g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh, input_grad=input_grad)
         elif self.readout in POOLED:
             if self.readout == "mean":  # each real step gets its share of the mean's gradient
                 dy = cache.pool[0][:, :, None] * dh[:, None, :]  # (B, T, H)
+            elif self.readout == "attention":  # through the weights and through the sum
+                a, y = cache.pool
+                g_t = np.einsum("bth,bh->bt", y, dh)  # (B, T): dL/dα_t
+                ds = a * (g_t - (a * g_t).sum(axis=1, keepdims=True))  # (B, T): dL/ds_t
+                grads["head.w_a"] = np.einsum("bt,bth->h", ds, y)
+                dy = a[:, :, None] * dh[:, None, :] + ds[:, :, None] * self.params["head.w_a"]
             else:  # the gradient goes to the step that held each unit's maximum
                 step, T = cache.pool
                 dy = np.zeros((dh.shape[0], T, dh.shape[1]), dtype=dh.dtype)

@@ -145,6 +145,11 @@ class Trainer:
         and rank 0 alone writes the checkpoint, the log and the progress bar. None (the
         default) uses the MPI world when a launcher (``mpiexec -n N``) started more than
         one rank; False never.
+    precision : {"fp32", "bf16", "auto"} or None
+        Sets the network's :attr:`~rnnlab.Network.precision` (None keeps it): with bf16,
+        the matrix products of forward and backward round their operands to bfloat16 and
+        sum in float32; the parameters (the master weights), gradients, optimiser state,
+        clipping and loss stay float32.
     **optimizer_options
         Passed to the optimiser (``momentum``, ``weight_decay``, ...).
     """
@@ -153,9 +158,11 @@ class Trainer:
                  batch_size=32, seed=0, *, clip_value=None, schedule=None,
                  on_nonfinite="stop", checkpoint=None, checkpoint_every=None, log=None,
                  log_every=10, patience=None, progress=None, diagnostics_every=None,
-                 diagnostics_probe=None, tensorboard_dir=None, comm=None,
+                 diagnostics_probe=None, tensorboard_dir=None, comm=None, precision=None,
                  **optimizer_options):
         self.net = net
+        if precision is not None:
+            net.precision = precision
         self.parallel = parallel.DataParallel.of(comm)
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer.name
         self.opt = (optim.make_optimizer(optimizer, lr=lr, **optimizer_options)

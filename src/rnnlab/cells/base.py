@@ -107,7 +107,9 @@ class RecurrentLayer:
         bidirectional: bool = False,
         zoneout=0.0,
         recurrent_dropout: float = 0.0,
+        precision: str = "fp32",
     ):
+        self.precision = precision
         self.input_size = checks.positive_int(input_size, "input_size")
         self.hidden_size = checks.positive_int(hidden_size, "hidden_size")
         self.num_layers = checks.positive_int(num_layers, "num_layers")
@@ -143,6 +145,28 @@ class RecurrentLayer:
         or add the cell's own, drawn from ``rng``."""
 
     # configuration ----------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` (the default), ``"bf16"`` or ``"auto"``: what the fast kernels compute
+        the matrix products in (:func:`rnnlab.engine.resolved_precision`). bf16 rounds both
+        operands of every product to bfloat16 and sums in float32; the weights, states,
+        gates and gradients stay float32. A setting of the computation, not of the model:
+        it is not part of :attr:`config` nor of model files, and may be changed at any time.
+        """
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = checks.choice(value, "precision", engine.PRECISIONS)
+
+    @property
+    def computes_in(self) -> str:
+        """What :attr:`precision` computes in here and now: ``"fp32"`` or ``"bf16"`` (a cell
+        without a fused kernel runs on the plain loop, in its dtype)."""
+        if getattr(self.cell, "own_kernel", None) is None:
+            return "fp32"
+        return engine.resolved_precision(self.precision, self.dtype)
+
     @property
     def output_features(self) -> int:
         """Features of ``y`` per step: H, or 2H for a bidirectional layer."""
@@ -371,15 +395,17 @@ class RecurrentLayer:
                 partial = ~mask.all(axis=(1, 2))
         resets = None if reset is None else checks.reset_mask(reset, B, T)
         xt = np.ascontiguousarray(x.T if ids else x.transpose(1, 0, 2))  # (T, B[, D])
+        bf16 = self.precision != "fp32" and self.computes_in == "bf16"
         if self.bidirectional:
             y, finals, caches = engine.bi_stack_forward(
                 self.cell, self.params, self.num_layers, xt, states, mask, partial,
-                None if mask is None else lens, keep=keep, reset=resets, masks=masks,
+                None if mask is None else lens, keep=keep, reset=resets, bf16=bf16,
+                masks=masks,
             )
         else:
             y, finals, caches = engine.stack_forward(
                 self.cell, self.params, self.num_layers, xt, states, mask, partial,
-                keep=keep, reset=resets, masks=masks,
+                keep=keep, reset=resets, bf16=bf16, masks=masks,
             )
         return y.transpose(1, 0, 2), self.join_state(finals), caches, lens
 
