@@ -595,3 +595,17 @@ def test_all_three_against_a_pytorch_loop_written_out(cell):
     for name, v in t.items():
         np.testing.assert_allclose(grads[name], v.grad.numpy(), rtol=0, atol=1e-10,
                                    err_msg=name)
+
+
+def test_masks_that_do_not_fit_are_refused_naming_them():
+    layer = rnnlab.LSTM(3, 4, 2, seed=0, zoneout=0.1, recurrent_dropout=0.2)
+    x = np.zeros((2, 5, 3), np.float32)
+    masks = layer.draw_masks(np.random.default_rng(0), 2, 5, between=0.3)
+    with pytest.raises(ValueError, match=r"masks.between must be a \(1, 6, 2, 4\) float32 "
+                                         r"array, got \(1, 5, 2, 4\) float32"):
+        layer.forward(np.zeros((2, 6, 3), np.float32), masks=masks)
+    with pytest.raises(ValueError, match=r"masks.recurrent must be a \(2, 2, 4\) float32 "
+                                         r"array, got \(2, 2, 4\) float64"):
+        layer.forward(x, masks=masks._replace(recurrent=masks.recurrent.astype(np.float64)))
+    with pytest.raises(ValueError, match="masks.zoneout given to a layer without zoneout"):
+        rnnlab.LSTM(3, 4, 2, seed=0).forward(x, masks=masks)

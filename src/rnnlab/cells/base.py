@@ -417,15 +417,16 @@ class RecurrentLayer:
                 "recurrent": (L, B, self.state_sizes[0])}
         for name in ("between", "recurrent"):
             a = getattr(masks, name)
-            if a is not None and a.shape != want[name]:
-                raise ValueError(f"masks.{name} must have shape {want[name]}, got {a.shape}")
+            if a is not None and (a.shape != want[name] or a.dtype != self.dtype):
+                raise ValueError(f"masks.{name} must be a {want[name]} {self.dtype} array, "
+                                 f"got {a.shape} {a.dtype}")
         if masks.zoneout is not None:
             if not isinstance(self.cell, ZoneoutCell):
                 raise ValueError("masks.zoneout given to a layer without zoneout")
             for z, w in zip(masks.zoneout, self.state_sizes, strict=True):
-                if z is not None and z.shape != (L, T, B, w):
-                    raise ValueError(f"masks.zoneout must have shapes {(L, T, B, w)}, got "
-                                     f"{z.shape}")
+                if z is not None and (z.shape != (L, T, B, w) or z.dtype != self.dtype):
+                    raise ValueError(f"masks.zoneout must hold {(L, T, B, w)} {self.dtype} "
+                                     f"arrays, got {z.shape} {z.dtype}")
 
     def backward(self, cache: StackCache, dy=None, dstate=None, *, input_grad: bool = True):
         """Backpropagation through time over the sequence that ``forward`` ran.
