@@ -609,3 +609,35 @@ def test_masks_that_do_not_fit_are_refused_naming_them():
         layer.forward(x, masks=masks._replace(recurrent=masks.recurrent.astype(np.float64)))
     with pytest.raises(ValueError, match="masks.zoneout given to a layer without zoneout"):
         rnnlab.LSTM(3, 4, 2, seed=0).forward(x, masks=masks)
+
+
+@pytest.mark.parametrize("bptt", ["none", "3,5"])
+def test_two_ranks_draw_the_masks_one_process_draws(tmp_path, bptt):
+    """Data-parallel: each rank takes its rows of the global batch's masks, so 2 ranks
+    train the parameters one process trains (float64, 1e-12)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec on PATH")
+    here = Path(__file__).parent / "mpi"
+    sys.path.insert(0, str(here))
+    import train_ranks
+
+    out = tmp_path / "params.npz"
+    done = subprocess.run([mpiexec, "-n", "2", sys.executable, str(here / "train_ranks.py"),
+                           str(out), "float64", bptt, "masks"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    net, trainer, x, y, lengths = train_ranks.problem(
+        np.float64, None if bptt == "none" else (3, 5), masks=True)
+    trainer.fit(x, y, lengths=lengths, epochs=7 if bptt == "none" else 3)
+    got = np.load(out)
+    assert int(got["steps"]) == trainer.step_count
+    for name, v in net.params.items():
+        np.testing.assert_allclose(got[name], v, rtol=0, atol=1e-12 * max(1, np.abs(v).max()),
+                                   err_msg=name)
