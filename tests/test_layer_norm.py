@@ -1,0 +1,151 @@
+"""Layer-normalised LSTM and GRU (``layer_norm=True``): the reference against central finite
+differences (float64), the plain layers unchanged, the parameters, model files, the
+refusals where there is no counterpart, and a small learning run."""
+
+import numpy as np
+import pytest
+
+import rnnlab
+from gradcheck import numerical_grad, rel_error
+from rnnlab import kernels
+
+TOL = 1e-6  # central differences in float64
+LAYERS = {"lstm": rnnlab.LSTM, "gru": rnnlab.GRU}
+
+
+def parts(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def random_state(layer, B, rng, dtype=np.float64):
+    shape = (layer.num_layers * layer.directions, B, layer.hidden_size)
+    s = [rng.normal(size=shape).astype(dtype) for _ in range(layer.n_state)]
+    return s[0] if len(s) == 1 else tuple(s)
+
+
+def ln_layer(cell, D=3, H=4, num_layers=1, seed=3, dtype=np.float64, **opts):
+    """A layer-normalised layer whose gains and offsets are moved away from 1 and 0, so a
+    gradient that ignored them (or swapped two of them) would show."""
+    layer = LAYERS[cell](D, H, num_layers, layer_norm=True, seed=seed, dtype=dtype, **opts)
+    rng = np.random.default_rng(seed + 100)
+    for name, v in layer.params.items():
+        if ".ln_" in name:
+            v += (0.4 * rng.normal(size=v.shape)).astype(dtype)
+    return layer
+
+
+def check_finite_differences(layer, rng, *, with_lengths, with_reset=False):
+    """Every gradient of a random linear loss on the outputs and the final state against
+    central differences."""
+    B, T = 3, 5
+    x = rng.normal(size=(B, T, layer.input_size))
+    h0 = random_state(layer, B, rng)
+    lengths = np.array([5, 2, 4]) if with_lengths else None
+    reset = None
+    if with_reset:
+        reset = np.zeros((B, T), bool)
+        reset[0, 3] = reset[2, 1] = True
+    wy = rng.normal(size=(B, T, layer.output_features))
+    ws = [rng.normal(size=s.shape) for s in parts(h0)]
+
+    def loss():
+        y, s, _ = layer.forward(x, h0, lengths=lengths, reset=reset)
+        return np.sum(y * wy) + sum(np.sum(a * w) for a, w in zip(parts(s), ws, strict=True))
+
+    with kernels.use_fast(False):
+        _, _, cache = layer.forward(x, h0, lengths=lengths, reset=reset)
+        grads, dx, d0 = layer.backward(cache, wy, ws[0] if len(ws) == 1 else tuple(ws))
+        assert set(grads) == set(layer.params)
+        for name, p in layer.params.items():
+            assert rel_error(grads[name], numerical_grad(loss, p)) < TOL, name
+        assert rel_error(dx, numerical_grad(loss, x)) < TOL
+        for a, s in zip(parts(d0), parts(h0), strict=True):
+            assert rel_error(a, numerical_grad(loss, s)) < TOL
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_layer_norm_matches_finite_differences(cell, num_layers, bidirectional, with_lengths):
+    layer = ln_layer(cell, num_layers=num_layers, bidirectional=bidirectional)
+    check_finite_differences(layer, np.random.default_rng(7 + num_layers),
+                             with_lengths=with_lengths)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_norm_with_resets_matches_finite_differences(cell):
+    check_finite_differences(ln_layer(cell, num_layers=2, seed=5), np.random.default_rng(2),
+                             with_lengths=True, with_reset=True)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_norm_parameters_and_their_start(cell):
+    H, G = 4, {"lstm": 4, "gru": 3}[cell]
+    layer = LAYERS[cell](3, H, 2, layer_norm=True, bidirectional=True, seed=0)
+    own = {"lstm": {"ln_x_g": G * H, "ln_h_g": G * H, "ln_c_g": H, "ln_c_b": H},
+           "gru": {"ln_x_g": G * H, "ln_h_g": G * H}}[cell]
+    for prefix in ("l0.", "l0r.", "l1.", "l1r."):
+        for name, n in own.items():
+            v = layer.params[prefix + name]
+            assert v.shape == (n,) and v.dtype == np.float32
+            np.testing.assert_array_equal(v, 0 if name.endswith("_b") else 1)
+    assert layer.cell.own_kernel == f"{cell}_ln" and layer.cell.own_onnx_operator is None
+    assert layer.config["layer_norm"] is True
+    assert type(layer).count_params(layer.config) == sum(v.size for v in layer.params.values())
+    plain = LAYERS[cell](3, H, 2, bidirectional=True, seed=0)
+    assert type(plain).count_params(plain.config) + 4 * sum(own.values()) == \
+        type(layer).count_params(layer.config)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_norm_changes_the_outputs_and_normalises(cell):
+    """The same weights compute something else with the normalisation, and scaling the
+    input weights by 100 changes nothing but what the offset eps does (LN(100 u) = LN(u)
+    up to eps), where without it the outputs saturate."""
+    x = np.random.default_rng(0).normal(size=(2, 6, 3))
+    layer = ln_layer(cell, dtype=np.float64)
+    plain = LAYERS[cell](3, 4, seed=3, dtype=np.float64)
+    plain.params.update({k: v for k, v in layer.params.items() if k in plain.params})
+    y = layer.infer(x)[0]
+    assert np.abs(plain.infer(x)[0] - y).max() > 0.05
+    for net in (layer, plain):
+        net.params["l0.W_x"] *= 100
+    np.testing.assert_allclose(layer.infer(x)[0], y, rtol=0, atol=1e-3)
+    assert np.abs(plain.infer(x)[0] - y).max() > 0.05
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "kernel"])
+def test_layer_norm_false_is_the_plain_layer_to_the_bit(cell, fast):
+    """``layer_norm=False`` draws the same weights and computes the same bits as a layer
+    built without the option (the same cell class, the same path)."""
+    if fast:
+        pytest.importorskip("numba")
+    rng = np.random.default_rng(1)
+    a = LAYERS[cell](3, 5, 2, seed=4)
+    b = LAYERS[cell](3, 5, 2, seed=4, layer_norm=False)
+    assert type(a.cell) is type(b.cell) and a.cell.own_kernel == cell
+    assert a.params.keys() == b.params.keys()
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    x = rng.normal(size=(3, 6, 3)).astype(np.float32)
+    lengths = np.array([6, 2, 4])
+    dy = rng.normal(size=(3, 6, 5)).astype(np.float32)
+    out = []
+    for layer in (a, b):
+        with kernels.use_fast(fast):
+            y, s, cache = layer.forward(x, lengths=lengths)
+            g, dx, d0 = layer.backward(cache, dy)
+        out.append([y, *parts(s), dx, *parts(d0), *(g[k] for k in sorted(g))])
+    for u, v in zip(*out, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_layer_norm_refuses_projection_and_peepholes():
+    for opts in ({"proj_size": 2}, {"peepholes": True}):
+        with pytest.raises(ValueError, match="layer_norm") as e:
+            rnnlab.LSTM(3, 4, layer_norm=True, **opts)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="layer_norm"):
+        rnnlab.GRU(3, 4, layer_norm="yes")
