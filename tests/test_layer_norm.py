@@ -149,3 +149,71 @@ def test_layer_norm_refuses_projection_and_peepholes():
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="layer_norm"):
         rnnlab.GRU(3, 4, layer_norm="yes")
+
+
+# --- Network, model files, CLI, and the refusals --------------------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_model_files_keep_the_layer_norm(tmp_path, cell):
+    from rnnlab.saving import n_params
+    net = rnnlab.Network(3, 6, 4, cell=cell, num_layers=2, layer_norm=True, seed=2)
+    assert net.config["layer_norm"] is True and "rnn.l1.ln_h_g" in net.params
+    assert n_params("network", net.config) == net.n_params
+    for name, v in net.params.items():  # gains and offsets away from 1 and 0
+        if ".ln_" in name:
+            v += np.float32(0.25) * np.arange(v.size, dtype=np.float32) / v.size
+    rnnlab.save(net, tmp_path / "m.rnnlab")
+    back = rnnlab.load(tmp_path / "m.rnnlab")
+    assert back.config == net.config and back.rnn.layer_norm
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.infer(x)[0], net.infer(x)[0])
+    plain = rnnlab.Network(3, 6, 4, cell=cell, seed=2)
+    assert "layer_norm" not in plain.config  # a plain network's config is what it was
+
+
+def test_network_refuses_layer_norm_on_other_cells():
+    for cell in ("elman", "ffnn"):
+        with pytest.raises(ValueError, match="layer_norm applies to the lstm and gru") as e:
+            rnnlab.Network(3, 6, 4, cell=cell, layer_norm=True)
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_onnx_and_torch_refuse_layer_norm_in_one_line(tmp_path, cell):
+    from rnnlab import interop
+    from rnnlab import onnx as ronnx
+    layer = LAYERS[cell](3, 4, layer_norm=True)
+    with pytest.raises(ValueError, match="layer_norm=True") as e:
+        ronnx.export(rnnlab.Network(3, 4, 2, cell=cell, layer_norm=True), tmp_path / "m.onnx")
+    assert "\n" not in str(e.value) and not (tmp_path / "m.onnx").exists()
+    with pytest.raises(ValueError, match="layer_norm=True") as e:
+        interop.to_torch(layer)
+    assert "\n" not in str(e.value)
+
+
+def test_cli_trains_a_language_model_with_layer_norm(tmp_path, capsys):
+    from rnnlab import cli, lm
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("the cat sat on the mat.\n" * 80, encoding="utf-8")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(corpus), "--steps", "3", "--out", str(out),
+                     "--hidden", "12", "--cell", "gru", "--layer-norm", "--bptt", "8",
+                     "--batch", "4", "--no-progress"]) == 0
+    run = lm.open_run(out)
+    assert run.config.layer_norm and "l0.ln_x_g" in run.net.rnn.params
+    capsys.readouterr()
+    assert cli.main(["train", "--data", str(corpus), "--steps", "1", "--out",
+                     str(tmp_path / "r2"), "--cell", "elman", "--layer-norm",
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "layer_norm applies to the lstm and gru" in err and "\n" not in err
+
+
+def test_cli_trains_a_task_with_layer_norm(tmp_path):
+    from rnnlab import cli
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", "digits", "--epochs", "1", "--hidden", "8",
+                     "--layer-norm", "--max-train", "64", "--max-test", "32", "--out",
+                     str(out), "--no-progress"]) == 0
+    net = rnnlab.load(out / "model.rnnlab")
+    assert net.config["layer_norm"] is True and net.cell == "lstm"
