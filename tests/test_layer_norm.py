@@ -217,3 +217,120 @@ def test_cli_trains_a_task_with_layer_norm(tmp_path):
                      str(out), "--no-progress"]) == 0
     net = rnnlab.load(out / "model.rnnlab")
     assert net.config["layer_norm"] is True and net.cell == "lstm"
+
+
+# --- the fused kernels ("lstm_ln", "gru_ln") against the reference ---------------------------
+
+# float64: the same formulas in another order; float32: the kernels' own tanh and sigmoid
+# (within 2 ulp) and float64 sums in the normalisations, carried through time and then
+# divided by each row's deviation in backward (a row of small spread amplifies rounding)
+KTOL = {np.float64: dict(rtol=0, atol=1e-10), np.float32: dict(rtol=5e-4, atol=5e-5)}
+
+
+def kernel_case(cell, num_layers, dtype, with_lengths, B=4, T=6, D=3, H=5, seed=0, **opts):
+    rng = np.random.default_rng(seed)
+    layer = ln_layer(cell, D, H, num_layers, seed=seed + 1, dtype=dtype, **opts)
+    x = rng.normal(size=(B, T, D)).astype(dtype)
+    lengths = rng.integers(0, T + 1, size=B) if with_lengths else None
+    if with_lengths:
+        lengths[0], lengths[-1] = T, 0  # a full sequence and an empty one
+    dy = rng.normal(size=(B, T, layer.output_features)).astype(dtype)
+    return (layer, x, random_state(layer, B, rng, dtype), lengths, dy,
+            random_state(layer, B, rng, dtype))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("B", [1, 4])
+def test_kernel_matches_the_reference(cell, num_layers, with_lengths, dtype, B):
+    pytest.importorskip("numba")
+    from test_kernels import run
+    args = kernel_case(cell, num_layers, dtype, with_lengths, B=B)
+    plain, fast = run(*args, fast=False), run(*args, fast=True)
+    assert plain.keys() == fast.keys() and "grad l0.ln_h_g" in plain
+    for name in plain:
+        assert fast[name].dtype == plain[name].dtype, name
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **KTOL[dtype])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_kernel_in_runs_of_rows_with_resets_and_no_dy(cell, threads, bidirectional,
+                                                      monkeypatch):
+    """Many rows cut into runs on threads, resets, a gradient from the final state only;
+    inference gives forward's values."""
+    pytest.importorskip("numba")
+    from rnnlab.kernels import blas, layers
+    monkeypatch.setattr(blas, "PARALLEL_FROM", 0)
+    chunks, real = [], layers._rows
+    monkeypatch.setattr(layers, "_rows", lambda module, kernel, c, *a: (
+        chunks.append((kernel, c)), real(module, kernel, c, *a))[1])
+    layer, x, h0, lengths, _, ds = kernel_case(cell, 2, np.float64, True, B=9, T=7, D=6,
+                                               H=11, bidirectional=bidirectional)
+    reset = np.random.default_rng(5).random((9, 7)) < 0.2
+    res = []
+    for fast in (False, True):
+        with kernels.use_fast(fast), kernels.threads(threads):
+            y, state, cache = layer.forward(x, h0, lengths=lengths, reset=reset)
+            first = cache.layers[0][0] if bidirectional else cache.layers[0]
+            assert isinstance(first.saved, kernels.Tape) == fast
+            grads, dx, d0 = layer.backward(cache, None, ds)
+            y_inf, _ = layer.infer(x, h0, lengths=lengths, reset=reset)
+        np.testing.assert_array_equal(y_inf, y)
+        res.append([y, *parts(state), dx, *parts(d0), *(grads[k] for k in sorted(grads))])
+    for a, b in zip(*res, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
+    assert {k for k, _ in chunks} == {"forward_ln", "backward_ln"}
+    assert (max(c for _, c in chunks) > 1) == (threads > 1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_kernel_without_blas_and_for_token_ids(cell, monkeypatch):
+    pytest.importorskip("numba")
+    from rnnlab.kernels import layers
+    from test_kernels import run
+    args = kernel_case(cell, 2, np.float64, True)
+    plain = run(*args, fast=False)
+    with monkeypatch.context() as m:  # the compiled loops' own products
+        m.setattr(layers, "gemm_for", lambda dtype: None)
+        m.setattr(layers, "tile_for", lambda dtype: 0)
+        fast = run(*args, fast=True)
+    for name in plain:
+        np.testing.assert_allclose(fast[name], plain[name], err_msg=name, **KTOL[np.float64])
+    layer = ln_layer(cell, 7, 6, dtype=np.float64)
+    ids = np.random.default_rng(0).integers(0, 7, size=(3, 5))
+    out = []
+    for fast in (False, True):
+        with kernels.use_fast(fast):
+            y, _, cache = layer.forward(ids)
+            out.append((y, layer.backward(cache, np.ones_like(y))[0]))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=0, atol=1e-12)
+    for k, g in out[0][1].items():
+        np.testing.assert_allclose(out[1][1][k], g, rtol=0, atol=1e-10, err_msg=k)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_streaming_step_runs_the_kernel(cell, num_layers, monkeypatch):
+    pytest.importorskip("numba")
+    from rnnlab.kernels import layers
+    calls = []
+    real = layers.step_one
+    monkeypatch.setattr(layers, "step_one", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    layer, x, h0, _, _, _ = kernel_case(cell, num_layers, np.float64, False)
+    stream = rnnlab.Stream(layer, x.shape[0], h0)
+    with kernels.use_fast(False):
+        y_ref, _ = layer.infer(x, h0)
+    for t in range(x.shape[1]):
+        np.testing.assert_allclose(stream.step(x[:, t]), y_ref[:, t], rtol=0, atol=1e-12)
+    assert calls == [f"{cell}_ln"] * (num_layers * x.shape[1])
+
+
+def test_the_kernels_eps_is_the_cells():
+    pytest.importorskip("numba")
+    from rnnlab.cells import lstm
+    from rnnlab.kernels import lstm as klstm
+    assert klstm.LN_EPS == lstm.LN_EPS == 1e-5

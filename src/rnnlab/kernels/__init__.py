@@ -35,7 +35,7 @@ from .tape import Tape
 
 #: the kernel ids: each names a cell whose step and step_back a kernel here computes
 #: (:attr:`rnnlab.cells.Cell.kernel`)
-KERNELS = ("elman", "lstm", "lstmp", "lstm_peepholes", "gru")
+KERNELS = ("elman", "lstm", "lstmp", "lstm_peepholes", "gru", "lstm_ln", "gru_ln")
 #: True when numba can be imported, i.e. the fast path is possible at all.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
