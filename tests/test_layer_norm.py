@@ -221,10 +221,10 @@ def test_cli_trains_a_task_with_layer_norm(tmp_path):
 
 # --- the fused kernels ("lstm_ln", "gru_ln") against the reference ---------------------------
 
-# float64: the same formulas in another order; float32: the kernels' own tanh and sigmoid
-# (within 2 ulp) and float64 sums in the normalisations, carried through time and then
-# divided by each row's deviation in backward (a row of small spread amplifies rounding)
-KTOL = {np.float64: dict(rtol=0, atol=1e-10), np.float32: dict(rtol=5e-4, atol=5e-5)}
+# float64: the same formulas in another order; float32: the plain kernels' tolerance, which
+# allows the kernels' own tanh and sigmoid (within 2 ulp) carried through time; the
+# normalisations' float64 sums (the reference sums in float32) stay well inside it
+KTOL = {np.float64: dict(rtol=0, atol=1e-10), np.float32: dict(rtol=2e-4, atol=2e-5)}
 
 
 def kernel_case(cell, num_layers, dtype, with_lengths, B=4, T=6, D=3, H=5, seed=0, **opts):
@@ -334,3 +334,31 @@ def test_the_kernels_eps_is_the_cells():
     from rnnlab.cells import lstm
     from rnnlab.kernels import lstm as klstm
     assert klstm.LN_EPS == lstm.LN_EPS == 1e-5
+
+
+# --- learning ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_norm_learns_the_adding_problem(cell):
+    """Seeded: 6 epochs of the adding problem at lag 10 bring the validation loss below a
+    twentieth of the mean predictor's (measured: under 0.015 of it for both cells, where
+    the plain cells with the same seed and settings are still at 0.4-1.0)."""
+    from rnnlab.data.synthetic import adding_accuracy, adding_problem
+    from rnnlab.train import Trainer
+    X, Y = adding_problem(1000, 10, seed=0)
+    Xt, Yt = adding_problem(300, 10, seed=1)
+    net = rnnlab.Network(2, 16, 1, cell=cell, output="linear", readout="last", seed=0,
+                         layer_norm=True)
+    tr = Trainer(net, "adam", 1e-2, clip_norm=1.0, batch_size=50, seed=0, progress=False)
+    h = tr.fit(X, Y, epochs=6, validation=(Xt, Yt))
+    assert h.val_loss[-1] < 0.05 * Yt.var()  # predicting the mean would give Yt.var()
+    chance = adding_accuracy(np.full_like(Yt, Y.mean()), Yt)
+    assert adding_accuracy(net.predict(Xt), Yt) > 3 * chance
+
+
+def test_diagnose_names_the_layer_norm():
+    from rnnlab import diagnostics
+    net = rnnlab.Network(3, 6, 4, cell="gru", layer_norm=True, seed=0)
+    x = np.random.default_rng(0).normal(size=(2, 7, 3)).astype(np.float32)
+    report = diagnostics.diagnose(net, x)
+    assert "layer norm" in report.model and np.isfinite(report.flow).all()

@@ -33,7 +33,7 @@ class GRUCell(Cell):
     kernel = "gru"
 
     def nonlinear_outputs(self, saved):
-        _h, rz, n, _hn = saved  # r, z (B, 2H) and n (B, H)
+        rz, n = saved[1], saved[2]  # r, z (B, 2H) and n (B, H)
         H = n.shape[1]
         return {"r": (rz[:, :H], "sigmoid"), "z": (rz[:, H:], "sigmoid"), "n": (n, "tanh")}
 
