@@ -10,7 +10,8 @@ The kernels are leaves: they take arrays and a kernel id (a cell's
 :mod:`rnnlab.engine` is the one module that sees both them and the reference loop.
 
 The fast path is used whenever numba is importable and the cell declares a kernel
-(Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
+(Elman, LSTM, GRU, and the LSTM's and GRU's variants: ``lstmp``, ``lstm_peepholes``,
+``lstm_ln``, ``gru_ln``); otherwise the plain path runs. Choose explicitly with
 :func:`use_fast`::
 
     with rnnlab.kernels.use_fast(False):    # the plain NumPy reference

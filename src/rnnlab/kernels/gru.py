@@ -1,4 +1,5 @@
-r"""Fused GRU kernels, PyTorch's formulation as in :mod:`rnnlab.cells.gru`, compiled.
+r"""Fused GRU kernels, PyTorch's formulation as in :mod:`rnnlab.cells.gru`, compiled; also
+those of the layer-normalised GRU (``*_ln``, kernel id ``gru_ln``), below the plain ones.
 
 Shape legend: T time, B batch, H hidden units. Fused gate order ``r, z, n``.
 

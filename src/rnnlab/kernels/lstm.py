@@ -1,6 +1,7 @@
 r"""Fused LSTM kernels: the whole time loop of forward and backward, compiled; also those of
-the projected LSTM (``*_proj``, kernel id ``lstmp``) and of the peephole LSTM (``*_peep``,
-kernel id ``lstm_peepholes``), below the plain ones.
+the projected LSTM (``*_proj``, kernel id ``lstmp``), of the peephole LSTM (``*_peep``,
+kernel id ``lstm_peepholes``) and of the layer-normalised LSTM (``*_ln``, kernel id
+``lstm_ln``), below the plain ones.
 
 Shape legend: T time, B batch, H hidden units, G = 4H, P projected units. Fused gate order
 ``i, f, g, o`` (:mod:`rnnlab.cells.lstm` states the equations; this module implements
