@@ -171,6 +171,25 @@ def test_model_files_keep_the_layer_norm(tmp_path, cell):
     assert "layer_norm" not in plain.config  # a plain network's config is what it was
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_files_written_before_the_option_still_load(tmp_path, cell):
+    """A layer's record without ``layer_norm`` in its config (as files were written
+    before) loads as the plain layer it is; a layer-normalised one round-trips."""
+    from rnnlab import io as rio
+    layer = LAYERS[cell](3, 4, 2, seed=0)
+    old = {k: v for k, v in layer.config.items() if k != "layer_norm"}
+    rio.write_record(tmp_path / "old.rnnlab", "layer", old, layer.params)
+    back = rnnlab.load(tmp_path / "old.rnnlab")
+    assert back.layer_norm is False and back.config == layer.config
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.infer(x)[0], layer.infer(x)[0])
+    ln = ln_layer(cell, dtype=np.float32)
+    rnnlab.save(ln, tmp_path / "ln.rnnlab")
+    back = rnnlab.load(tmp_path / "ln.rnnlab")
+    assert back.layer_norm and back.params.keys() == ln.params.keys()
+    np.testing.assert_array_equal(back.infer(x)[0], ln.infer(x)[0])
+
+
 def test_network_refuses_layer_norm_on_other_cells():
     for cell in ("elman", "ffnn"):
         with pytest.raises(ValueError, match="layer_norm applies to the lstm and gru") as e:
