@@ -224,8 +224,8 @@ class NoisyTrainer(Trainer):
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
                window=None, out=None, progress=None, max_train=None, max_test=None,
-               proj_size=0, peepholes=False, tensorboard=None, echo=print, comm=None,
-               precision="auto") -> Path:
+               proj_size=0, peepholes=False, layer_norm=False, tensorboard=None, echo=print,
+               comm=None, precision="auto") -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -261,6 +261,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
+    layer_norm : LSTM and GRU option (see :class:`rnnlab.LSTM`): layer normalisation
     tensorboard : path or None
         Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
         with ten gradient-flow recordings on the first 4 training sequences.
@@ -291,7 +292,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
-               "peepholes": checks.boolean(peepholes, "peepholes")}
+               "peepholes": checks.boolean(peepholes, "peepholes"),
+               "layer_norm": checks.boolean(layer_norm, "layer_norm")}
     variant = {k: v for k, v in variant.items() if v}
     precision = checks.choice(precision, "precision", engine.PRECISIONS)
     if tensorboard is not None:  # the extra and the folder, before anything is written

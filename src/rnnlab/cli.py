@@ -52,7 +52,8 @@ def _train_task(args) -> int:
                              f"be given with --task")
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "proj_size": args.proj_size, "peepholes": args.peepholes,
-               "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
+               "layer_norm": args.layer_norm, "epochs": args.epochs, "batch": args.batch,
+               "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
                "max_train": args.max_train, "max_test": args.max_test, "window": args.window,
                "precision": args.precision}
@@ -101,6 +102,7 @@ def _train(args) -> int:
     overrides = {
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
         "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
+        "layer_norm": args.layer_norm,
         "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
         "seed": args.seed, "window": args.window, "precision": args.precision,
@@ -381,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "layer's output to P < H units, as PyTorch's proj_size (default 0: none)")
     t.add_argument("--peepholes", action="store_true", default=None,
                    help="lstm only: peephole connections from the cell state to the gates")
+    t.add_argument("--layer-norm", action="store_true", default=None,
+                   help="lstm and gru: layer normalisation of the gate pre-activations and "
+                        "the cell state (Ba et al. 2016, as haste's LayerNormLSTM)")
     t.add_argument("--window", type=int, metavar="K", help="--cell ffnn only: inputs each "
                    "step sees, its own and the K-1 before (default 8)")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")

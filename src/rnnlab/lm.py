@@ -232,7 +232,8 @@ class _Job:
         self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed,
                                      starts=train_starts)
         variant = {k: v for k, v in (("proj_size", cfg.proj_size),
-                                     ("peepholes", cfg.peepholes)) if v}
+                                     ("peepholes", cfg.peepholes),
+                                     ("layer_norm", cfg.layer_norm)) if v}
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", window=cfg.window, seed=cfg.seed,
                            precision=cfg.precision, **variant)
