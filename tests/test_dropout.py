@@ -34,6 +34,8 @@ VARIANTS = [
     ("lstm", {}, {"recurrent_dropout": 0.4}),
     ("lstm", {"proj_size": 2, "peepholes": True}, {"zoneout": 0.3, "recurrent_dropout": 0.3}),
     ("gru", {}, {"zoneout": 0.3, "recurrent_dropout": 0.4}),
+    ("gru", {"layer_norm": True}, {"zoneout": 0.3, "recurrent_dropout": 0.4}),
+    ("lstm", {"layer_norm": True}, {"zoneout": (0.3, 0.2), "recurrent_dropout": 0.4}),
     ("elman", {}, {}),  # dropout between layers alone
 ]
 

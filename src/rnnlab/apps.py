@@ -224,8 +224,9 @@ class NoisyTrainer(Trainer):
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
                window=None, out=None, progress=None, max_train=None, max_test=None,
-               proj_size=0, peepholes=False, dropout=0.0, recurrent_dropout=0.0, zoneout=0.0,
-               tensorboard=None, echo=print, comm=None, precision="auto") -> Path:
+               proj_size=0, peepholes=False, layer_norm=False, dropout=0.0,
+               recurrent_dropout=0.0, zoneout=0.0, tensorboard=None, echo=print, comm=None,
+               precision="auto") -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -261,6 +262,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
+    layer_norm : LSTM and GRU option (see :class:`rnnlab.LSTM`): layer normalisation
     dropout, recurrent_dropout, zoneout : train-time regularization (see
         :class:`rnnlab.Network`): dropout between stacked layers (``layers`` >= 2),
         recurrent dropout on ``h`` in the recurrent product, zoneout (a rate, or a pair
@@ -295,7 +297,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     checks.optional(checks.positive_int, max_train, "max_train")
     checks.optional(checks.positive_int, max_test, "max_test")
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
-               "peepholes": checks.boolean(peepholes, "peepholes")}
+               "peepholes": checks.boolean(peepholes, "peepholes"),
+               "layer_norm": checks.boolean(layer_norm, "layer_norm")}
     variant = {k: v for k, v in variant.items() if v}
     zoneout = list(zoneout) if isinstance(zoneout, (list, tuple)) else zoneout
     variant.update({k: v for k, v in (("dropout", dropout), ("zoneout", zoneout),

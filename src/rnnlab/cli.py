@@ -63,8 +63,9 @@ def _train_task(args) -> int:
                              f"be given with --task")
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "proj_size": args.proj_size, "peepholes": args.peepholes,
-               "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
-               "zoneout": args.zoneout, "epochs": args.epochs, "batch": args.batch,
+               "layer_norm": args.layer_norm, "dropout": args.dropout,
+               "recurrent_dropout": args.recurrent_dropout, "zoneout": args.zoneout,
+               "epochs": args.epochs, "batch": args.batch,
                "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
                "max_train": args.max_train, "max_test": args.max_test, "window": args.window,
@@ -114,8 +115,9 @@ def _train(args) -> int:
     overrides = {
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
         "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
-        "dropout": args.dropout, "recurrent_dropout": args.recurrent_dropout,
-        "zoneout": args.zoneout, "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
+        "layer_norm": args.layer_norm, "dropout": args.dropout,
+        "recurrent_dropout": args.recurrent_dropout, "zoneout": args.zoneout,
+        "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
         "seed": args.seed, "window": args.window, "precision": args.precision,
     }
@@ -395,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "layer's output to P < H units, as PyTorch's proj_size (default 0: none)")
     t.add_argument("--peepholes", action="store_true", default=None,
                    help="lstm only: peephole connections from the cell state to the gates")
+    t.add_argument("--layer-norm", action="store_true", default=None,
+                   help="lstm and gru: layer normalisation of the gate pre-activations and "
+                        "the cell state (Ba et al. 2016, as haste's LayerNormLSTM)")
     t.add_argument("--dropout", type=float, metavar="P", help="train-time dropout between "
                    "stacked layers, as PyTorch's nn.LSTM(dropout=P); needs --layers >= 2 "
                    "(default 0: none)")

@@ -291,6 +291,10 @@ def to_torch(layer: RecurrentLayer):
                 "nn.RNN offers only 'tanh' and 'relu'"
             )
         kwargs["nonlinearity"] = layer.activation
+    if getattr(layer, "layer_norm", False):
+        raise ValueError(f"a {layer.cell.torch_module} with layer_norm=True has no PyTorch "
+                         f"equivalent: nn.{layer.cell.torch_module} has no layer normalisation "
+                         f"(layer_norm must be False)")
     if getattr(layer, "peepholes", False):
         raise ValueError("an LSTM with peepholes has no PyTorch equivalent: nn.LSTM has no "
                          "peephole connections (peepholes must be False)")

@@ -232,7 +232,8 @@ class _Job:
         self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed,
                                      starts=train_starts)
         variant = {k: v for k, v in (("proj_size", cfg.proj_size),
-                                     ("peepholes", cfg.peepholes), ("dropout", cfg.dropout),
+                                     ("peepholes", cfg.peepholes),
+                                     ("layer_norm", cfg.layer_norm), ("dropout", cfg.dropout),
                                      ("recurrent_dropout", cfg.recurrent_dropout),
                                      ("zoneout", cfg.zoneout))
                    if (any(v) if isinstance(v, list) else v)}

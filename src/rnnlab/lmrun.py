@@ -40,6 +40,7 @@ class LMConfig:
     layers: int = 1  # stacked recurrent layers
     proj_size: int = 0  # LSTM only: project each layer's output to this many units (0: none)
     peepholes: bool = False  # LSTM only: peephole connections from the cell state
+    layer_norm: bool = False  # LSTM and GRU only: layer normalisation (rnnlab.LSTM's)
     dropout: float = 0.0  # train-time dropout between stacked layers (layers >= 2; 0: none)
     recurrent_dropout: float = 0.0  # train-time dropout on h in the recurrent product (0: none)
     zoneout: float | list = 0.0  # train-time zoneout rate, or [z_h, z_c] for the LSTM (0: none)
@@ -120,6 +121,10 @@ class LMConfig:
         checks.integer(self.sample_every, "sample_every", minimum=0)
         checks.integer(self.proj_size, "proj_size", minimum=0)
         checks.boolean(self.peepholes, "peepholes")
+        checks.boolean(self.layer_norm, "layer_norm")
+        if self.layer_norm and "layer_norm" not in LAYERS[self.cell].options:
+            raise ValueError(f"layer_norm applies to the lstm and gru cells only, got "
+                             f"{self.layer_norm!r} with cell {self.cell!r}")
         for name in ("proj_size", "peepholes"):  # before the corpus is read
             if getattr(self, name) and name not in LAYERS[self.cell].options:
                 raise ValueError(f"{name} applies to the lstm cell only, got "

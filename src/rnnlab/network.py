@@ -125,6 +125,9 @@ class Network:
         :class:`rnnlab.LSTM`); the head then reads P (or 2P) features.
     peepholes : bool
         LSTM cells only: peephole connections (see :class:`rnnlab.LSTM`).
+    layer_norm : bool
+        LSTM and GRU cells only: layer normalisation (see :class:`rnnlab.LSTM` and
+        :class:`rnnlab.GRU`).
     bidirectional : bool
         Recurrent layers that read each sequence both ways (see :class:`rnnlab.LSTM`); the
         head then reads 2H features: at every step both directions' outputs, and with
@@ -170,6 +173,7 @@ class Network:
         forget_bias: float | None = 1.0,
         proj_size: int = 0,
         peepholes: bool = False,
+        layer_norm: bool = False,
         bidirectional: bool = False,
         window: int | None = None,
         dropout: float = 0.0,
@@ -186,7 +190,7 @@ class Network:
         self.activation, self.forget_bias = activation, forget_bias
         layer = LAYERS[cell]
         given = {"activation": activation, "forget_bias": forget_bias,
-                 "proj_size": proj_size, "peepholes": peepholes}
+                 "proj_size": proj_size, "peepholes": peepholes, "layer_norm": layer_norm}
         if "activation" not in layer.options and activation != "tanh":
             raise ValueError(f"activation applies to the elman and ffnn cells only, got "
                              f"{activation!r} with cell {cell!r}")
@@ -194,6 +198,9 @@ class Network:
             if name not in layer.options and given[name] != off:
                 raise ValueError(f"{name} applies to the lstm cell only, got {given[name]!r} "
                                  f"with cell {cell!r}")
+        if "layer_norm" not in layer.options and layer_norm is not False:
+            raise ValueError(f"layer_norm applies to the lstm and gru cells only, got "
+                             f"{layer_norm!r} with cell {cell!r}")
         if "window" in layer.options:
             if window is not None:
                 given["window"] = window
@@ -250,10 +257,11 @@ class Network:
         } | self._variant_config()
 
     def _variant_config(self) -> dict:
-        """The LSTM's ``proj_size`` and ``peepholes`` where they are not off: a plain
-        network's config stays what it was, so its older checkpoints still resume."""
+        """The LSTM's ``proj_size`` and ``peepholes`` and the LSTM's and GRU's
+        ``layer_norm`` where they are not off: a plain network's config stays what it was,
+        so its older checkpoints still resume."""
         r = self.rnn
-        out = {name: getattr(r, name) for name in ("proj_size", "peepholes")
+        out = {name: getattr(r, name) for name in ("proj_size", "peepholes", "layer_norm")
                if getattr(r, name, False)}
         if self.dropout:
             out["dropout"] = self.dropout

@@ -104,6 +104,9 @@ def _parts(model):
     if value not in (None, 0):
         raise ValueError(f"cannot export {type(layer).__name__} with proj_size={value!r}: "
                          f"ONNX's standard LSTM operator has no output projection")
+    if getattr(layer, "layer_norm", False):
+        raise ValueError(f"cannot export {type(layer).__name__} with layer_norm=True: no "
+                         f"standard ONNX operator normalises the gate pre-activations")
     # train-time options: the export is the inference model, where dropout and recurrent
     # dropout are the identity; zoneout's is its expectation, a mix no standard operator has
     zoneout = getattr(layer, "zoneout", ())

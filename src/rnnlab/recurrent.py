@@ -120,7 +120,8 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, re
     T, B = x.shape[:2]
     H = p["W_h"].shape[0]
     xp = input_projection(x, p["W_x"])  # (T, B, G*H) all steps at once
-    xp += p["b"]
+    if cell.loop_biases:  # else the cell adds b itself, after normalising x W_x
+        xp += p["b"]
     dtype = p["W_h"].dtype
     hs = np.empty((T + 1, B, H), dtype=dtype)
     hs[0] = state0[0]
@@ -180,7 +181,8 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     dtype = dstate[0].dtype
     keep_d = need_dx or need_weights
     dxp = np.empty((T, B, GH), dtype=dtype) if keep_d else None
-    dhp = dxp if not (cell.recurrent_bias and need_weights) else np.empty((T, B, GH), dtype)
+    apart = (cell.recurrent_bias or not cell.loop_biases) and need_weights  # gh is not gx
+    dhp = dxp if not apart else np.empty((T, B, GH), dtype)
     if dy is not None and mask is not None:
         dy = dy * mask  # padded outputs are constant zeros: no gradient flows from them
     d = tuple(dstate)
@@ -228,9 +230,9 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
         grads = {
             "W_x": input_weight_gradient(x, dxp2, p["W_x"].shape[0]),
             "W_h": entering.reshape(T * B, -1).T @ dhp2,
-            "b": dxp2.sum(axis=0),
+            "b": dxp2.sum(axis=0) if cell.loop_biases else None,  # else from extra_grads
         }
-        if cell.recurrent_bias:
+        if cell.recurrent_bias and cell.loop_biases:
             grads["b_h"] = dhp2.sum(axis=0)
         if extra is not None:
             stacked = tuple(np.concatenate(f, axis=0) for f in zip(*extra[::-1], strict=True))
@@ -242,7 +244,8 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
 def step(cell, p, x_t, state):
     """One plain step of one layer: ``x_t`` (B, D), ``state`` a tuple of (B, H) -> the new
     state (a tuple of (B, H)); the reference of the streaming kernels."""
-    new, _ = cell.step(p, x_t @ p["W_x"] + p["b"], state)
+    xp = x_t @ p["W_x"]
+    new, _ = cell.step(p, xp + p["b"] if cell.loop_biases else xp, state)
     return new
 
 

@@ -19,6 +19,11 @@ from nowhere else. The maths is two functions, side by side:
   :attr:`~Cell.extra_params`, such as the LSTM's projection) returns a fourth value: a
   tuple of per-row factors (B, .) of their gradients, which the loop masks like the rest,
   stacks over all steps and hands to ``extra_grads`` once.
+
+A cell that normalises its projections before their biases are added (layer norm) sets
+:attr:`~Cell.loop_biases` False: the loop then hands ``step`` the bare ``x_t W_x``, the
+cell adds ``b`` (and ``b_h``) itself, ``d_xp`` and ``d_hp`` are the gradients at the bare
+products, and the biases' gradients come from ``extra_grads`` with the cell's own.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ class Cell:
         The cell's own per-layer parameters beyond ``W_x``, ``W_h``, ``b`` (and ``b_h``),
         whose gradients :meth:`extra_grads` computes from the factors ``step_back``
         returns; empty for the plain cells.
+    loop_biases : bool
+        Whether the loop adds ``b`` to the input projection and sums the biases'
+        gradients from ``step_back``'s (True for the plain cells). False for a cell that
+        normalises ``x_t W_x`` and ``h_{t-1} W_h`` first and adds its biases after: it
+        then gets the bare products, and :meth:`extra_grads` returns ``b`` (and ``b_h``).
     n_gates, n_state : int
         ``len(gates)`` and ``len(state)``.
     own_kernel, own_onnx_operator : str or None
@@ -81,6 +91,7 @@ class Cell:
     kernel: str | None = None
     kernel_args: tuple = ()
     extra_params: tuple = ()
+    loop_biases: bool = True
 
     #: derived from ``gates``, ``state``, ``kernel`` and ``onnx_operator`` for each class as
     #: it is defined (plain attributes: the streaming step reads them at every call)

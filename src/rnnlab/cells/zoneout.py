@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from .cell import Cell
 
-_FACTS = ("name", "gates", "state", "nonlinearities", "recurrent_bias", "torch_module",
-          "torch_gates", "onnx_gates", "kernel_args", "extra_params", "n_gates", "n_state")
+#: every fact of the protocol (:class:`rnnlab.cells.Cell`'s annotated attributes) but the
+#: kernel and the ONNX operator, which the mix does not have
+_FACTS = tuple(name for name in Cell.__annotations__
+               if name not in ("kernel", "onnx_operator", "own_kernel", "own_onnx_operator"))
 
 
 class ZoneoutCell(Cell):

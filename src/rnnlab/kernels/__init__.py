@@ -10,7 +10,8 @@ The kernels are leaves: they take arrays and a kernel id (a cell's
 :mod:`rnnlab.engine` is the one module that sees both them and the reference loop.
 
 The fast path is used whenever numba is importable and the cell declares a kernel
-(Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
+(Elman, LSTM, GRU, and the LSTM's and GRU's variants: ``lstmp``, ``lstm_peepholes``,
+``lstm_ln``, ``gru_ln``); otherwise the plain path runs. Choose explicitly with
 :func:`use_fast`::
 
     with rnnlab.kernels.use_fast(False):    # the plain NumPy reference
@@ -37,7 +38,7 @@ from .tape import Tape
 
 #: the kernel ids: each names a cell whose step and step_back a kernel here computes
 #: (:attr:`rnnlab.cells.Cell.kernel`)
-KERNELS = ("elman", "lstm", "lstmp", "lstm_peepholes", "gru")
+KERNELS = ("elman", "lstm", "lstmp", "lstm_peepholes", "gru", "lstm_ln", "gru_ln")
 #: True when numba can be imported, i.e. the fast path is possible at all.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 

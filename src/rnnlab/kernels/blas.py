@@ -241,7 +241,18 @@ def _tile_address(name: str) -> int:
 #: none (as on a CPU without them); "emulate" the bf16 tile in generic instructions,
 #: which rounds the operands as the BF16 instructions do and runs on any CPU (slower)
 BF16_MODES = (None, "off", "emulate")
-_bf16_mode: ContextVar = ContextVar("rnnlab_bf16_mode", default=None)
+
+
+def _mode_from_environment():
+    """The default of :func:`bf16_instructions`: ``RNNLAB_BF16`` ("off" or "emulate"),
+    so that a whole process (a CLI run, a test session) can be run as on another CPU."""
+    mode = os.environ.get("RNNLAB_BF16") or None
+    if mode not in BF16_MODES:
+        raise ValueError(f"RNNLAB_BF16={mode!r}: expected 'off' or 'emulate' (or unset)")
+    return mode
+
+
+_bf16_mode: ContextVar = ContextVar("rnnlab_bf16_mode", default=_mode_from_environment())
 
 
 @contextlib.contextmanager

@@ -238,6 +238,10 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     name = kernel
     ids = x if x.ndim == 2 else None
     p = _params(p, p["W_h"].dtype if ids is not None else x.dtype)
+    if name in LAYER_NORM:
+        hs, final, arrays = _ln_forward(name, p, x, state0, mask, reset)
+        y = hs[1:] if mask is None else hs[1:] * mask
+        return y, final, hs, (Tape(name, arrays) if keep else None)
     if ids is not None:  # the kernels' x, never read: the loop gets x W_x ready
         x = np.zeros(ids.shape + (0,), p["W_h"].dtype)
     T, B, D = x.shape
@@ -310,6 +314,8 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     """The fast :func:`rnnlab.recurrent.layer_backward` from what :func:`layer_forward`
     returned (``hs``, ``tape``) for ``x``, ``mask`` and ``reset``; ``(grads, dx, dstate0)``
     (``dx`` None for token ids)."""
+    if tape.kernel in LAYER_NORM:
+        return _ln_backward(p, x, hs, tape, mask, dy, dstate, need_dx, reset)
     ids = x if x.ndim == 2 else None
     if ids is not None:  # the weight gradient of W_x is summed per id below
         x, need_dx = np.zeros(ids.shape + (1,), p["W_h"].dtype), False
@@ -473,6 +479,13 @@ def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
     Writes the new state into ``out``; returns whether ``x_t`` and ``state`` were all
     finite (checked inside the kernel, where it costs nothing)."""
     name = kernel
+    if name in LAYER_NORM:
+        if not (np.isfinite(x_t).all() and all(np.isfinite(s).all() for s in state)):
+            return False
+        _, final, _ = _ln_forward(name, p, x_t[None], tuple(state), None, None)
+        for o, f in zip(out, final, strict=True):
+            o[...] = f
+        return True
     gemm = gemm_for(x_t.dtype)
     if name == "elman":
         return elman.step(gemm, elman.ACTIVATIONS[activation], p["W_x"], p["W_h"], p["b"],
@@ -487,3 +500,124 @@ def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
         return lstm.step_proj(gemm, p["W_x"], p["W_h"], p["W_hr"], p["b"], x_t, state[0],
                               state[1], out[0], out[1])
     return gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, state[0], out[0])
+
+
+# --- the layer-normalised cells ("lstm_ln", "gru_ln") -------------------------------------------
+#
+# The input side, ``LN(x_t W_x) gamma_x + b``, is normalised for all steps at once before the
+# loop (one product and a few passes over (T, B, G*H) in NumPy), and its backward after the
+# loop, with the weight gradients; the loop (``forward_ln`` / ``backward_ln`` of
+# :mod:`rnnlab.kernels.lstm` and :mod:`rnnlab.kernels.gru`) normalises the recurrent product
+# (and the LSTM's cell state) step by step. The per-step input projection inside the loop
+# and the inference's one-step buffers of the plain kernels are not used here.
+
+#: the kernels of the layer-normalised cells
+LAYER_NORM = ("lstm_ln", "gru_ln")
+
+
+def _normalised(u):
+    """The rows (last axis) of ``u`` normalised, and their inverse deviations (..., 1):
+    the cells' ``normalised``, over any leading axes."""
+    mu = u.mean(axis=-1, keepdims=True)
+    d = u - mu
+    s = 1.0 / np.sqrt((d * d).mean(axis=-1, keepdims=True) + lstm.LN_EPS)
+    return d * s, s.astype(u.dtype, copy=False)
+
+
+def _normalised_back(dn, n, s):
+    """The gradient at :func:`_normalised`'s input from ``dn`` at its output ``n``."""
+    return s * (dn - dn.mean(axis=-1, keepdims=True)
+                - n * (dn * n).mean(axis=-1, keepdims=True))
+
+
+def _ln_forward(name, p, x, state0, mask, reset):
+    """The forward loop of a layer-normalised cell: ``(hs, final, arrays)``, ``arrays``
+    what :func:`_ln_backward` reads; ``p`` C-contiguous in one dtype, ``x`` (T, B, D) or
+    token ids (T, B)."""
+    W_h = p["W_h"]
+    dtype = W_h.dtype
+    T, B = x.shape[:2]
+    H, GH = W_h.shape
+    gemm, tile = gemm_for(dtype), tile_for(dtype)
+    if x.ndim == 2:
+        u = p["W_x"][x]
+    else:
+        u = _matmul(_batched(gemm), np.ascontiguousarray(x).reshape(T * B, -1),
+                    p["W_x"]).reshape(T, B, GH)
+    nx, sx = _normalised(u)  # (T, B, GH), (T, B, 1)
+    ax = nx * p["ln_x_g"] + p["b"]
+    del u
+    hs = np.empty((T + 1, B, H), dtype)
+    hs[0] = state0[0]
+    # padded steps leave these unwritten; zeros keep the sums over all steps finite
+    empty = np.empty if mask is None else np.zeros
+    hp, nh = np.empty((B, GH), dtype), empty((T, B, GH), dtype)
+    sh, gates = np.empty((T, B), dtype), empty((T, B, GH), dtype)
+    Wp = _packed(tile, W_h)
+    m, r = _mask2d(mask), _mask2d(reset)
+    with loop_chunks(T, B, H * GH, blas_inside=not tile) as chunks:
+        if name == "lstm_ln":
+            cs = np.empty((T + 1, B, H), dtype)
+            cs[0] = state0[1]
+            ncs, scs = np.empty((T, B, H), dtype), np.empty((T, B), dtype)
+            _rows(lstm, "forward_ln", chunks, B, gemm, tile, W_h, Wp, ax, p["ln_h_g"],
+                  p["ln_c_g"], p["ln_c_b"], hp, nh, sh, gates, hs, cs, ncs, scs, m, r)
+            return hs, (hs[T].copy(), cs[T].copy()), (nx, sx, nh, sh, gates, cs, ncs, scs)
+        hns = np.empty((T, B, H), dtype)
+        _rows(gru, "forward_ln", chunks, B, gemm, tile, W_h, Wp, ax, p["ln_h_g"], p["b_h"], hp,
+              nh, sh, gates, hs, hns, m, r)
+        return hs, (hs[T].copy(),), (nx, sx, nh, sh, gates, hns)
+
+
+def _ln_backward(p, x, hs, tape, mask, dy, dstate, need_dx, reset):
+    """:func:`layer_backward` for the tape of :func:`_ln_forward`."""
+    ids = x if x.ndim == 2 else None
+    p = _params(p, hs.dtype)
+    dtype = hs.dtype
+    T, B = x.shape[:2]
+    H, GH = p["W_h"].shape
+    gemm, tile = gemm_for(dtype), tile_for(dtype)
+    m, r = _mask2d(mask), _mask2d(reset)
+    dy, dy_bt = _dy_layout(dy, dtype)
+    dh = np.array(dstate[0], dtype=dtype, order="C")
+    W_hT = np.ascontiguousarray(p["W_h"].T)
+    Wp = _packed(tile, W_hT)
+    da = np.empty((T, B, GH), dtype)  # at the pre-activations (the GRU's: at v_x)
+    dhp = np.empty((T, B, GH), dtype)  # at h_{t-1} W_h
+    with loop_chunks(T, B, H * GH, blas_inside=not tile) as chunks:
+        if tape.kernel == "lstm_ln":
+            nx, sx, nh, sh, gates, cs, ncs, scs = tape.arrays
+            dc = np.array(dstate[1], dtype=dtype, order="C")
+            dg_c, db_c = np.zeros((chunks, H)), np.zeros((chunks, H))  # float64 sums
+            _rows(lstm, "backward_ln", chunks, B, gemm, tile, W_hT, Wp, p["ln_h_g"],
+                  p["ln_c_g"], p["ln_c_b"], gates, nh, sh, cs, ncs, scs, m, r, dy, dy_bt, dh,
+                  dc, da, dhp, dg_c if chunks > 1 else dg_c[0], db_c if chunks > 1 else db_c[0])
+            d0 = (dh, dc)
+            dvh = da
+        else:
+            nx, sx, nh, sh, gates, hns = tape.arrays
+            _rows(gru, "backward_ln", chunks, B, gemm, tile, W_hT, Wp, p["ln_h_g"], gates, nh,
+                  sh, hs, hns, m, r, dy, dy_bt, dh, da, dhp)
+            d0 = (dh,)
+            dvh = da.copy()  # at v_h: v_x's, with the n block times r
+            dvh[:, :, 2 * H:] *= gates[:, :, :H]
+    del W_hT, Wp
+    dux = _normalised_back(da * p["ln_x_g"], nx, sx).reshape(T * B, GH)  # at x_t W_x
+    dhp2 = dhp.reshape(T * B, GH)
+    if ids is not None:
+        W_x, dx = summed_by_id(ids, dux, p["W_x"].shape[0]), None
+    else:
+        x2 = np.ascontiguousarray(x).reshape(T * B, -1)
+        W_x = matmul(x2, dux, trans_a=True)
+        dx = matmul(dux, np.ascontiguousarray(p["W_x"].T)).reshape(T, B, -1) if need_dx \
+            else None
+    grads = {"W_x": W_x, "W_h": matmul(_entering(hs, reset), dhp2, trans_a=True),
+             "b": da.reshape(T * B, GH).sum(axis=0)}
+    if tape.kernel == "gru_ln":
+        grads["b_h"] = dvh.reshape(T * B, GH).sum(axis=0)
+    grads["ln_x_g"] = (da * nx).reshape(T * B, GH).sum(axis=0)
+    grads["ln_h_g"] = (dvh * nh).reshape(T * B, GH).sum(axis=0)
+    if tape.kernel == "lstm_ln":
+        grads["ln_c_g"] = dg_c.sum(axis=0).astype(dtype)
+        grads["ln_c_b"] = db_c.sum(axis=0).astype(dtype)
+    return grads, dx, d0

@@ -28,6 +28,12 @@ Writes ``C[r, j] = beta * C[r, j] + sum_k A[k * aks + r * ars] * Bp[k * NR + j]`
 ``r < mr``, ``j < nc`` and nothing outside; ``Bp`` (K, NR) is one packed panel of B, ``C``
 the tile's top-left element with rows ``ldc`` apart. Rows of A read in place have
 ``aks = 1, ars = lda``; a block packed k-major would have ``aks = MR, ars = 1``.
+
+The bf16 tiles (``tile_bf16``, with the AVX512_BF16 dot product ``VDPBF16PS``, compiled
+only where the CPU has it; ``tile_bf16e``, the same rounding in generic instructions, for
+checks on any CPU) have the same signature with ``A`` and ``Bp`` holding pairs of bf16 in
+32-bit words (k = 2i in the low half, 2i + 1 in the high), ``K`` counting pairs, and float32
+``C``. See docs/performance.md, "bf16 products".
 """
 
 from __future__ import annotations
