@@ -97,7 +97,7 @@ def vowels(variant: str, seed: int, args) -> dict:
     folder = Path(args.out) / "runs" / f"vowels-{variant}-seed{seed}"
     info = _cli(["--task", "japanese-vowels", "--seed", str(seed), *options], folder)
     r = info["results"]
-    return {"score": r["test_accuracy"], "seconds": r["seconds"]}
+    return {"score": r["accuracy"], "seconds": r["seconds"]}
 
 
 SCORES = {"adding": ("solved", adding), "lm": ("val nats/char", lm),
