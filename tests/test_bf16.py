@@ -22,6 +22,7 @@ Tolerances, from the rounding:
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 
@@ -407,3 +408,19 @@ def test_cli_records_the_precision_and_notes_when_bf16_is_absent(tmp_path, capsy
     assert info["precision"] == {"asked": "bf16", "computes_in": "fp32",
                                  "bf16_instructions": None}
     assert 'precision = "bf16"' in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_the_environment_sets_the_mode_of_a_whole_process():
+    import subprocess
+    import sys
+
+    code = ("from rnnlab import engine, kernels; "
+            "print(kernels.bf16_native(), engine.resolved_precision('bf16', warn=False))")
+    runs = {}
+    for mode in ("off", "emulate", "sideways"):
+        runs[mode] = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                    text=True, env={**os.environ, "RNNLAB_BF16": mode})
+    assert runs["off"].stdout.split() == ["None", "fp32"]
+    assert runs["emulate"].stdout.split() == ["None", "bf16"]
+    assert runs["sideways"].returncode != 0
+    assert "RNNLAB_BF16='sideways': expected 'off' or 'emulate'" in runs["sideways"].stderr

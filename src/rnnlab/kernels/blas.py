@@ -252,7 +252,8 @@ def _mode_from_environment():
     return mode
 
 
-_bf16_mode: ContextVar = ContextVar("rnnlab_bf16_mode", default=_mode_from_environment())
+_BF16_DEFAULT = _mode_from_environment()
+_bf16_mode: ContextVar = ContextVar("rnnlab_bf16_mode", default=_BF16_DEFAULT)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,10 @@ ones in parts on rnnlab's threads (:func:`rnnlab.kernels.blas.product_chunks`); 
 step by step. With more than one thread allowed and enough
 work (:func:`rnnlab.kernels.blas.loop_chunks`), the batch is cut into runs of rows, one
 per thread, each running the whole time loop over its rows.
+
+With ``bf16`` (:func:`layer_forward`), every one of these products rounds its operands to
+bf16 and sums in float32 on the bf16 tile, the batched ones too (:func:`matmul_bf16`);
+the tape records it, so backward does the same.
 """
 
 from __future__ import annotations
