@@ -643,3 +643,14 @@ def test_two_ranks_draw_the_masks_one_process_draws(tmp_path, bptt):
     for name, v in net.params.items():
         np.testing.assert_allclose(got[name], v, rtol=0, atol=1e-12 * max(1, np.abs(v).max()),
                                    err_msg=name)
+
+
+def test_training_with_the_options_at_zero_is_bit_identical_to_training_without():
+    X, Y = small_task(64)
+    nets = [rnnlab.Network(3, 6, 3, num_layers=2, seed=0, **opts)
+            for opts in ({}, dict(dropout=0.0, recurrent_dropout=0.0, zoneout=(0.0, 0.0)))]
+    for net in nets:
+        rnnlab.Trainer(net, lr=1e-2, batch_size=16, bptt_steps=(2, 4), progress=False).fit(
+            X, Y, epochs=2)
+    for k, v in nets[0].params.items():
+        np.testing.assert_array_equal(nets[1].params[k], v, err_msg=k)
