@@ -129,7 +129,7 @@ def test_one_module_sees_both_the_loop_and_the_kernels(edges):
 def test_cells_read_no_dispatch_but_through_the_engine(edges):
     # the cell modules hold the maths; only the layer front (base) runs the engine
     for name in ("rnnlab.cells.cell", "rnnlab.cells.elman", "rnnlab.cells.lstm",
-                 "rnnlab.cells.gru", "rnnlab.cells.ffnn"):
+                 "rnnlab.cells.gru", "rnnlab.cells.ffnn", "rnnlab.cells.zoneout"):
         assert not any(t.startswith(("rnnlab.kernels", "rnnlab.engine")) for t in edges[name])
 
 
@@ -137,7 +137,7 @@ def test_cells_read_no_dispatch_but_through_the_engine(edges):
 #: own row and the rows below it
 ROWS = [
     "cli",
-    "lm lmrun apps demo sweep bench interop onnx sklearn report environment",
+    "lm lmrun apps demo sweep bench interop onnx sklearn sktime report environment",
     "train bptt optim schedules clip checkpoint",
     "diagnostics",
     "saving",
@@ -146,8 +146,8 @@ ROWS = [
     "cells.base stream",
     "engine",
     "recurrent kernels",
-    "cells.cell io checks init activations plots progress runlock parallel _version data "
-    "svg tensorboard",
+    "cells.cell cells.zoneout dropout io checks init activations plots progress runlock "
+    "parallel _version data svg tensorboard",
 ]
 
 

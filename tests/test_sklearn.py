@@ -246,6 +246,8 @@ def test_grid_search_over_the_hidden_size():
     ({"bidirectional": "yes"}, "bidirectional must be True or False"),
     ({"bptt": 0}, "bptt must be a positive integer, got 0"),
     ({"bptt": 4, "bidirectional": True}, "bptt=4 truncates the gradient.*use bptt=None"),
+    ({"readout": "all"}, "unknown readout 'all'; expected one of"),
+    ({"bptt": 4, "readout": "mean"}, "readout='mean' pools every step: use bptt=None"),
 ])
 def test_bad_parameters_are_named_at_fit(params, match):
     X, y = bump_task(10, seed=0)
@@ -267,6 +269,21 @@ def test_truncated_bptt_reaches_back_bptt_steps():
     assert not np.allclose(short.predict_proba(Xt),
                            RNNClassifier(hidden_size=8, epochs=15, random_state=0)
                            .fit(X, y).predict_proba(Xt), atol=1e-3)
+
+
+@pytest.mark.parametrize("readout", ["mean", "attention"])
+def test_a_pooled_readout_reads_every_real_step(readout):
+    # the sign of the mean over the real steps: every step counts, the padding none
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(int(t), 1)) + rng.choice([-0.8, 0.8]) for t in
+         rng.integers(3, 13, size=300)]
+    y = np.array([int(x.mean() > 0) for x in X])
+    clf = RNNClassifier(hidden_size=8, epochs=10, readout=readout, random_state=0).fit(X[:200],
+                                                                                    y[:200])
+    assert clf.network_.readout == readout
+    assert clf.score(X[200:], y[200:]) > 0.9
+    alone = np.concatenate([clf.predict_proba([x]) for x in X[200:205]])
+    np.testing.assert_allclose(alone, clf.predict_proba(X[200:])[:5], rtol=1e-5, atol=1e-6)
 
 
 def test_a_bidirectional_classifier_reads_the_sequence_both_ways():

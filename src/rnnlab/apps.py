@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io, parallel, runlock
+from . import checks, engine, io, parallel, runlock
 from ._version import __version__
 from .data.augment import Augmenter
 from .network import Network
@@ -252,9 +252,10 @@ class NoisyTrainer(Trainer):
 def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batch=None,
                lr=None, clip=1.0, seed=0, patch=None, horizon=1, noise=None, readout=None,
                window=None, out=None, progress=None, max_train=None, max_test=None,
-               proj_size=0, peepholes=False, bidirectional=None, augment=None,
+               proj_size=0, peepholes=False, layer_norm=False, dropout=0.0,
+               recurrent_dropout=0.0, zoneout=0.0, bidirectional=None, augment=None,
                val_split=None, patience=None, ensemble=None, tensorboard=None, echo=print,
-               comm=None) -> Path:
+               comm=None, precision="auto") -> Path:
     """Train a network on ``task`` and write a run folder; returns its path.
 
     Parameters
@@ -278,7 +279,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     noise : float or None
         Standard deviation of the Gaussian noise added to the real steps of each training
         batch (:class:`NoisyTrainer`); None for the task's own (0 but for JapaneseVowels).
-    readout : {"last", "mean", "max"} or None
+    readout : {"last", "mean", "max", "attention"} or None
         What the classifier's head reads (see :class:`rnnlab.Network`); None for the
         task's own ("last", or by :func:`ucr_task`'s rule).
     out : path or None
@@ -291,6 +292,11 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         still the full split's. Saved, so :func:`evaluate_task` scores the same test slice.
     proj_size, peepholes : LSTM options (see :class:`rnnlab.LSTM`): a projection of
         each layer's output to ``proj_size`` units (0 for none), peephole connections
+    layer_norm : LSTM and GRU option (see :class:`rnnlab.LSTM`): layer normalisation
+    dropout, recurrent_dropout, zoneout : train-time regularization (see
+        :class:`rnnlab.Network`): dropout between stacked layers (``layers`` >= 2),
+        recurrent dropout on ``h`` in the recurrent product, zoneout (a rate, or a pair
+        ``(z_h, z_c)`` for the LSTM); 0 for none. Saved in the config and the model file.
     bidirectional : bool or None
         Read each sequence both ways (:class:`rnnlab.Network`); None for the task's own.
     augment : str, list or None
@@ -313,6 +319,8 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         Also write TensorBoard event files to this folder (``Trainer(tensorboard_dir=)``),
         with ten gradient-flow recordings on the first 4 training sequences.
     echo : callable for the one-line summaries (``print``)
+    precision : "fp32", "bf16" or "auto" (bf16 where the CPU has BF16 instructions; see
+        :func:`rnnlab.engine.resolved_precision`); recorded in ``run.json``
     comm : as :class:`rnnlab.Trainer`'s: under ``mpiexec -n N`` each rank trains its share
         of every global batch of ``batch`` sequences (the parameters one process would
         get), and rank 0 alone writes the run folder; ``run.json`` records ``"ranks": N``
@@ -329,7 +337,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
     lr = spec.lr if lr is None else lr
     noise = spec.noise if noise is None else noise
     readout = checks.choice(spec.readout if readout is None else readout, "readout",
-                            ("last", "mean", "max"))
+                            ("last", "mean", "max", "attention"))
     checks.number(noise, "noise", low=0)
     checks.positive_number(lr, "lr")
     checks.optional(checks.number, clip, "clip", low=0)
@@ -351,8 +359,14 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         raise ValueError("patience needs a validation cut: give val_split (--val-split)")
     ensemble = checks.positive_int(spec.ensemble if ensemble is None else ensemble, "ensemble")
     variant = {"proj_size": checks.integer(proj_size, "proj_size", minimum=0),
-               "peepholes": checks.boolean(peepholes, "peepholes")}
+               "peepholes": checks.boolean(peepholes, "peepholes"),
+               "layer_norm": checks.boolean(layer_norm, "layer_norm")}
     variant = {k: v for k, v in variant.items() if v}
+    zoneout = list(zoneout) if isinstance(zoneout, (list, tuple)) else zoneout
+    variant.update({k: v for k, v in (("dropout", dropout), ("zoneout", zoneout),
+                                      ("recurrent_dropout", recurrent_dropout))
+                    if (any(v) if isinstance(v, list) else v)})
+    precision = checks.choice(precision, "precision", engine.PRECISIONS)
     if tensorboard is not None:  # the extra and the folder, before anything is written
         from .tensorboard import check_logdir
 
@@ -396,9 +410,13 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
         total = epochs * -(-len(X) // batch)
         net_options = dict(cell=cell, num_layers=layers,
                            output="linear" if forecasting else "softmax", readout=readout,
-                           window=window, bidirectional=bidirectional, **variant)
+                           window=window, bidirectional=bidirectional, precision=precision,
+                           **variant)
         nets = [Network(data.input_size, hidden, data.output_size, seed=seed + i,
                         **net_options) for i in range(ensemble)]
+        computes = engine.precision_record(precision)
+        if precision == "bf16" and computes["computes_in"] != "bf16":
+            echo(f"rnnlab: {engine.BF16_ABSENT}")
         config = {"task": task, "cell": cell, "hidden": hidden, "layers": layers,
                   **({"window": nets[0].config["window"]} if "window" in nets[0].config
                      else {}),
@@ -406,9 +424,9 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
                   "epochs": epochs, "batch": batch, "lr": lr, "clip": clip or None, "seed": seed,
                   "readout": readout,
                   "optimizer": "adam", "schedule": f"cosine from {lr} to 0 over {total} updates",
-                  "input_noise": noise or None, "augment": augment or None,
-                  "patience": patience, "seeds": [seed + i for i in range(ensemble)],
-                  **variant, **options}
+                  "input_noise": noise or None, "precision": precision,
+                  "augment": augment or None, "patience": patience,
+                  "seeds": [seed + i for i in range(ensemble)], **variant, **options}
         if root:
             (out / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         ranks = 1 if dp is None else dp.size
@@ -461,7 +479,7 @@ def train_task(task: str, *, cell=None, hidden=None, layers=1, epochs=None, batc
 
         info = {"format": TASK_FORMAT, "version": TASK_VERSION, "rnnlab": __version__,
                 "task": task, "ranks": ranks, "options": options, "meta": data.meta,
-                "results": results, "environment": environment()}
+                "results": results, "precision": computes, "environment": environment()}
         io.write_json(out / "run.json", info)
         try:
             from .plots import plot_loss

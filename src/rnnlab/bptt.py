@@ -79,6 +79,9 @@ class Truncated:
     carried : list or None
         To continue at ``position`` where an earlier pass stopped: what its :meth:`carried`
         returned there.
+    masks : rnnlab.dropout.Masks or None
+        The batch's train-time masks over all T steps (:meth:`rnnlab.Network.draw_masks`);
+        each window reads its own steps of them, and a window run again reads the same.
 
     Iterating calls ``net`` lazily: each item is a :class:`WindowResult` computed with the
     parameters as they are at that moment, so an optimiser may update them in between.
@@ -86,31 +89,33 @@ class Truncated:
     """
 
     def __init__(self, net, x, y, lengths, k1: int, k2: int, state=None, position: int = 0,
-                 carried=None):
+                 carried=None, masks=None):
         if net.readout != "all":
             raise ValueError("truncated BPTT in windows needs readout='all' (a loss at every "
                              f"step), got readout={net.readout!r}; readout='last' truncates "
                              "with last_steps, a pooled readout trains with full BPTT")
         self.net, self.x, self.y, self.lengths = net, x, y, lengths
+        self.masks = masks
         self.k1, self.k2 = k1, k2
         self.T = x.shape[1]
         self.n_windows = -(-self.T // k1)
         self.position = position
         self.state = net.rnn.initial_state(x.shape[0]) if state is None else state
-        # (x, lengths, start state) of the windows that the next window's k2 - k1 steps of
-        # reach fall into (the oldest, in part when k1 does not divide k2 - k1)
+        # (x, lengths, start state, first step) of the windows that the next window's
+        # k2 - k1 steps of reach fall into (the oldest, in part when k1 does not divide
+        # k2 - k1)
         self.history: deque = deque(maxlen=-(-(k2 - k1) // k1))
         if carried:
             self.state = carried[0]
             for i, start in enumerate(carried[1:]):
                 w = position - len(carried) + 1 + i
                 a, b = w * k1, min((w + 1) * k1, self.T)
-                self.history.append((x[:, a:b], window_lengths(lengths, a, b), start))
+                self.history.append((x[:, a:b], window_lengths(lengths, a, b), start, a))
 
     def carried(self) -> list:
         """The states to continue from: the one into the next window, then the start states
         of the earlier windows it reaches back into (pass them back as ``carried``)."""
-        return [self.state] + [start for _, _, start in self.history]
+        return [self.state] + [start for _, _, start, _ in self.history]
 
     def __iter__(self):
         return self
@@ -128,16 +133,19 @@ class Truncated:
         # the oldest one's first steps may lie beyond the reach: run for the state only
         older = []
         state = self.history[0][2] if self.history else self.state
-        skip = max(sum(xo.shape[1] for xo, _, _ in self.history) - (self.k2 - k1), 0)
-        for i, (xo, lo, _) in enumerate(self.history):
+        skip = max(sum(xo.shape[1] for xo, _, _, _ in self.history) - (self.k2 - k1), 0)
+        for i, (xo, lo, _, ao) in enumerate(self.history):
             if i == 0 and skip:
-                _, state = net.rnn.infer(xo[:, :skip], state,
-                                         lengths=window_lengths(lo, 0, skip))
+                state = state_only(net, xo[:, :skip], state, window_lengths(lo, 0, skip),
+                                   self._masks(ao, ao + skip))
                 xo, lo = xo[:, skip:], window_lengths(lo, skip, xo.shape[1])
+                ao += skip
             # the layer reads the network's own parameter arrays (rnnlab.network.Params)
-            _, state, cache = net.rnn.forward(xo, state, lengths=lo)
+            mo = self._masks(ao, ao + xo.shape[1])
+            _, state, cache = net.rnn.forward(xo, state, lengths=lo,
+                                              **({} if mo is None else {"masks": mo}))
             older.append(cache)
-        z, final, cache = net.forward(xw, state, lengths=lw)
+        z, final, cache = net.forward(xw, state, lengths=lw, masks=self._masks(a, b))
         loss, dz = net.output_loss(z, yw, cache.lengths)
         grads, _, dstate = net.backward(cache, dz, input_grad=False)
         for oc in reversed(older):
@@ -145,14 +153,25 @@ class Truncated:
             for k, v in g.items():
                 grads[f"rnn.{k}"] += v
         if self.history.maxlen:
-            self.history.append((xw, lw, state))
+            self.history.append((xw, lw, state, a))
         self.state = final
         self.position = w + 1
         count = int(B * (b - a) if lw is None else lw.sum())
         return WindowResult(loss, grads, final, count)
 
+    def _masks(self, a: int, b: int):
+        return None if self.masks is None else self.masks.window(a, b)
 
-def last_steps(net, x, y, lengths, k: int, state=None) -> WindowResult:
+
+def state_only(net, x, state, lengths, masks=None):
+    """The state after running ``net``'s layers over ``x`` without a cache: ``infer``, or
+    with train-time ``masks`` the same forward as training's."""
+    if masks is None:
+        return net.rnn.infer(x, state, lengths=lengths)[1]
+    return net.rnn.run(x, state, lengths, keep=False, masks=masks)[1]
+
+
+def last_steps(net, x, y, lengths, k: int, state=None, masks=None) -> WindowResult:
     """Truncated BPTT(k) for a many-to-one network: the loss at each sequence's end and its
     gradient through the sequence's last ``k`` real steps.
 
@@ -164,6 +183,7 @@ def last_steps(net, x, y, lengths, k: int, state=None) -> WindowResult:
     lengths : (B,) real steps per sequence, or None (all T)
     k : int, how far back the gradient reaches
     state : initial state or None
+    masks : the batch's train-time masks over all T steps, or None; each step keeps its own
 
     Returns
     -------
@@ -186,13 +206,15 @@ def last_steps(net, x, y, lengths, k: int, state=None) -> WindowResult:
     L = np.full(B, T, dtype=np.int64) if lengths is None else np.asarray(lengths, np.int64)
     start = np.maximum(L - k, 0)  # (B,) first step the gradient reaches
     if not start.any():
-        res = net.loss_and_grad(x, y, lengths=lengths, state=state)
+        res = net.loss_and_grad(x, y, lengths=lengths, state=state, masks=masks)
         return WindowResult(res.loss, res.grads, res.state, B)
     prefix = int(start.max())
-    _, state = net.rnn.infer(x[:, :prefix], state, lengths=start)
+    state = state_only(net, x[:, :prefix], state, start,
+                       None if masks is None else masks.window(0, prefix))
     width = min(k, T)
     steps = np.minimum(start[:, None] + np.arange(width), T - 1)  # (B, width)
     xw = x[np.arange(B)[:, None], steps]  # (B, width, D) or ids (B, width)
     lw = np.minimum(L, width)
-    res = net.loss_and_grad(xw, y, lengths=None if (lw == width).all() else lw, state=state)
+    res = net.loss_and_grad(xw, y, lengths=None if (lw == width).all() else lw, state=state,
+                            masks=None if masks is None else masks.gather(steps))
     return WindowResult(res.loss, res.grads, res.state, B)

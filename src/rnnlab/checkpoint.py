@@ -3,7 +3,9 @@
 A checkpoint is an ``.npz`` archive (:mod:`rnnlab.io`: no pickle, written atomically)::
 
     meta              JSON header: format "rnnlab-checkpoint", version, the network's and
-                      the trainer's settings, update count, position, history, extra record
+                      the trainer's settings, update count, position, history, extra record,
+                      and the state of the generator of the train-time masks (the numpy
+                      bit generator's state as JSON, ``masks_rng``)
     param/<name>      the parameters
     optim/<key>       the optimiser's state (``Optimizer.state_dict``)
     state/<i>/<j>     array j of carried recurrent state i (one array, or h and c: LSTM)
@@ -42,6 +44,9 @@ class Checkpoint:
     history: dict = field(default_factory=dict)  # the trainer's History, as a dict
     best: tuple | None = None  # (validation loss, epoch, parameters) of the best epoch
     extra: dict = field(default_factory=dict)  # any JSON record of the caller's
+    # the bit-generator state (numpy's ``bit_generator.state``, a JSON mapping) from which
+    # the next train-time masks are drawn (rnnlab.dropout); None in older checkpoints
+    masks_rng: dict | None = None
 
 
 def state_arrays(state) -> list:
@@ -66,7 +71,8 @@ def write(path, net, optimizer, settings: dict, ckpt: Checkpoint) -> None:
     meta = {"format": FORMAT, "version": VERSION, "network": net.config,
             "trainer": settings, "position": ckpt.position, "step": ckpt.step,
             "skipped": ckpt.skipped, "history": ckpt.history, "n_states": len(ckpt.states),
-            "best": None if best is None else best[:2], "extra": ckpt.extra}
+            "best": None if best is None else best[:2], "extra": ckpt.extra,
+            "masks_rng": ckpt.masks_rng}
     arrays = {f"param/{k}": v for k, v in net.params.items()}
     for k, v in optimizer.state_dict().items():
         arrays[f"optim/{k}"] = np.asarray(v)
@@ -109,12 +115,30 @@ def read(path, net, optimizer, settings: dict, history: dict | None = None) -> C
     extra = meta.get("extra", {})
     if not isinstance(extra, dict):
         bad(f"extra must be a mapping, got {_type(extra)}")
+    masks_rng = _generator_state(meta.get("masks_rng"), bad)
     io.check_params(net.params, arrays, path)
     # load_state_dict checks everything before it changes anything, and so did the above
     optimizer.load_state_dict({k[6:]: (v.item() if v.ndim == 0 else v)
                                for k, v in arrays.items() if k.startswith("optim/")})
     io.load_params(net.params, arrays, path)
-    return Checkpoint(step, skipped, position, states, history, best, extra)
+    return Checkpoint(step, skipped, position, states, history, best, extra, masks_rng)
+
+
+def _generator_state(value, bad) -> dict | None:
+    """A numpy bit generator's ``state`` as stored (JSON), checked by building that bit
+    generator with it; None when absent."""
+    if value is None:
+        return None
+    name = value.get("bit_generator") if isinstance(value, dict) else None
+    if not isinstance(name, str) or name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox",
+                                                 "SFC64"):
+        bad(f"masks_rng must be a numpy bit generator's state, got "
+            f"{io.shorten(repr(value), 60)}")
+    try:
+        getattr(np.random, name)().state = value
+    except (TypeError, ValueError, KeyError) as e:
+        bad(f"masks_rng is not a valid {name} state ({io.shorten(str(e), 60)})")
+    return value
 
 
 class _Refuse:

@@ -56,6 +56,17 @@ def _task_name(text: str) -> str:
                                      f"{', '.join(TASKS)}, {UCR_PREFIX}NAME or {UCR_PREFIX}PATH")
 
 
+def _zoneout(text: str):
+    """``--zoneout``: one rate, or ``ZH,ZC``."""
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a rate Z or a pair ZH,ZC, got {text!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _train_task(args) -> int:
     from . import apps
 
@@ -65,9 +76,13 @@ def _train_task(args) -> int:
                              f"be given with --task")
     options = {"cell": args.cell, "hidden": args.hidden, "layers": args.layers,
                "proj_size": args.proj_size, "peepholes": args.peepholes,
-               "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "clip": args.clip,
+               "layer_norm": args.layer_norm, "dropout": args.dropout,
+               "recurrent_dropout": args.recurrent_dropout, "zoneout": args.zoneout,
+               "epochs": args.epochs, "batch": args.batch,
+               "lr": args.lr, "clip": args.clip,
                "seed": args.seed, "noise": args.noise, "readout": args.readout,
                "max_train": args.max_train, "max_test": args.max_test, "window": args.window,
+               "precision": args.precision,
                "augment": args.augment, "val_split": args.val_split,
                "patience": args.patience, "ensemble": args.ensemble,
                "bidirectional": args.bidirectional}
@@ -120,9 +135,11 @@ def _train(args) -> int:
     overrides = {
         "data": args.data, "tokens": args.tokens, "cell": args.cell, "hidden": args.hidden,
         "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
+        "layer_norm": args.layer_norm, "dropout": args.dropout,
+        "recurrent_dropout": args.recurrent_dropout, "zoneout": args.zoneout,
         "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
-        "seed": args.seed, "window": args.window,
+        "seed": args.seed, "window": args.window, "precision": args.precision,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.steps is not None and args.time_budget is None:
@@ -400,6 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "layer's output to P < H units, as PyTorch's proj_size (default 0: none)")
     t.add_argument("--peepholes", action="store_true", default=None,
                    help="lstm only: peephole connections from the cell state to the gates")
+    t.add_argument("--layer-norm", action="store_true", default=None,
+                   help="lstm and gru: layer normalisation of the gate pre-activations and "
+                        "the cell state (Ba et al. 2016, as haste's LayerNormLSTM)")
+    t.add_argument("--dropout", type=float, metavar="P", help="train-time dropout between "
+                   "stacked layers, as PyTorch's nn.LSTM(dropout=P); needs --layers >= 2 "
+                   "(default 0: none)")
+    t.add_argument("--recurrent-dropout", type=float, metavar="P", help="train-time dropout "
+                   "on h in the recurrent product, one mask per sequence (Gal & Ghahramani "
+                   "2016; default 0: none)")
+    t.add_argument("--zoneout", type=_zoneout, metavar="Z[,ZC]", help="train-time zoneout "
+                   "rate (Krueger et al. 2016), or ZH,ZC for an LSTM's h and c; inference "
+                   "uses its expectation (default 0: none)")
     t.add_argument("--window", type=int, metavar="K", help="--cell ffnn only: inputs each "
                    "step sees, its own and the K-1 before (default 8)")
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")
@@ -411,6 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="seconds of training (default 600)")
     t.add_argument("--seed", type=int, help="default 0")
+    t.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="what the matrix products compute in: bf16 (float32 sums, weights "
+                        "and optimiser state in float32) where the CPU has BF16 "
+                        "instructions with auto (the default), else fp32")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<cell>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
     t.add_argument("--config", metavar="FILE", help="TOML file of settings (keys as options, "
@@ -439,9 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--noise", type=float, metavar="STD",
                    help="Gaussian noise of this standard deviation on the real steps of each "
                         "training batch (default: the task's; 1.2 for japanese-vowels, else 0)")
-    a.add_argument("--readout", choices=["last", "mean", "max"],
-                   help="what the head reads: the last state, or the mean or maximum of the "
-                        "top layer's outputs over the real steps (default: the task's)")
+    a.add_argument("--readout", choices=["last", "mean", "max", "attention"],
+                   help="what the head reads: the last state, or the mean, maximum or a "
+                        "learned attention-weighted sum of the top layer's outputs over the "
+                        "real steps (default: the task's)")
     a.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
                    help="read each sequence both ways (default: the task's)")
     a.add_argument("--augment", metavar="LIST",

@@ -17,6 +17,48 @@ import numpy as np
 from . import kernels, recurrent
 from .recurrent import LayerCache, layer_params
 
+#: the precision settings of layers, networks, the Trainer and the CLI
+PRECISIONS = ("fp32", "bf16", "auto")
+#: the note given where bf16 was asked for and cannot run
+BF16_ABSENT = ("precision bf16 asked for, but bf16 products cannot run here (this CPU has "
+               "no AVX512_BF16 instructions, or the fast kernels are off): computing in fp32")
+_noted = set()
+
+
+def resolved_precision(precision: str, dtype=np.float32, *, warn: bool = True) -> str:
+    """What ``precision`` computes in here and now: ``"fp32"`` or ``"bf16"``.
+
+    ``"fp32"`` is float32 (and float64 arrays stay float64). ``"bf16"``: the matrix
+    products in bfloat16 with float32 sums, everything else float32; where bf16 cannot
+    run (no BF16 instructions, numba absent, the plain loop asked for), float32, with a
+    one-line warning (:data:`BF16_ABSENT`) the first time unless ``warn`` is False.
+    ``"auto"``: bf16 where the CPU has BF16 matrix instructions
+    (:func:`rnnlab.kernels.bf16_native`), else fp32. bf16 applies to float32 arrays;
+    float64, the exactness reference, is always computed as float64.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)}")
+    if precision == "fp32" or np.dtype(dtype) != np.float32:
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if kernels.bf16_native() and kernels.bf16_available() else "fp32"
+    if kernels.bf16_available():
+        return "bf16"
+    if warn and "bf16" not in _noted:
+        import warnings
+
+        warnings.warn(BF16_ABSENT, RuntimeWarning, stacklevel=3)
+    _noted.add("bf16")
+    return "fp32"
+
+
+def precision_record(precision: str, dtype=np.float32) -> dict:
+    """What a run records of its precision: the setting, what it computes in here and the
+    BF16 instructions found (``{"asked", "computes_in", "bf16_instructions"}``). Asking
+    counts as the note: the library's warning is not given again in this process."""
+    return {"asked": precision, "computes_in": resolved_precision(precision, dtype, warn=False),
+            "bf16_instructions": kernels.bf16_native()}
+
 
 def kernel_of(cell, fast: bool | None = None) -> str | None:
     """The id of the kernel that runs ``cell`` now, or None for the plain loop.
@@ -28,19 +70,24 @@ def kernel_of(cell, fast: bool | None = None) -> str | None:
     return kernel if kernel is not None and kernels.active(kernel, fast) else None
 
 
-def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True, reset=None):
+def layer_forward(cell, p, x, state0, mask, partial, *, fast=None, keep=True, reset=None,
+                  bf16=False, drop=None, zone=None):
     """:func:`rnnlab.recurrent.layer_forward` on the path ``fast`` (None: the context's).
 
     ``keep=False`` (inference): no cache, and the kernels then store no per-step gates
     (but see :data:`rnnlab.kernels.layers.INPUT_BEFORE_LOOP_MAX_BYTES` at batch 1).
+    ``bf16``: the kernel's products in bf16 (:func:`resolved_precision` decided it could
+    run); the plain loop, which has none, computes in the arrays' own dtype.
+    Recurrent dropout's ``drop`` and zoneout's ``zone`` masks (train-time only) run the
+    reference loop: the kernels take no masks.
     """
     kernel = kernel_of(cell, fast)
-    if kernel is None:
+    if kernel is None or drop is not None or zone is not None:
         return recurrent.layer_forward(cell, p, x, state0, mask, partial, keep=keep,
-                                       reset=reset)
+                                       reset=reset, drop=drop, zone=zone)
     x = np.ascontiguousarray(x)
     y, final, hs, tape = kernels.fast_layers().layer_forward(
-        kernel, p, x, state0, mask, keep, *cell.kernel_args, reset=reset)
+        kernel, p, x, state0, mask, keep, *cell.kernel_args, reset=reset, bf16=bf16)
     return y, final, (LayerCache(x, hs, tape, mask, partial, reset) if keep else None)
 
 
@@ -53,19 +100,32 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True):
         *cell.kernel_args, reset=cache.reset)
 
 
+def _between(masks, k: int, x):
+    """Layer ``k``'s input after dropout between layers, and the mask (or None)."""
+    if masks is None or masks.between is None or k == 0:
+        return x, None
+    m = masks.between[k - 1]  # (T, B, F) scaled
+    return x * m, m
+
+
 def stack_forward(cell, params, num_layers, x, states, mask, partial, *, fast=None,
-                  keep=True, reset=None):
+                  keep=True, reset=None, bf16=False, masks=None):
     """Run ``num_layers`` layers; ``x`` (T, B, D), ``states`` a list of per-layer tuples;
-    ``reset`` (T, B, 1) or None resets every layer's state at the same steps.
+    ``reset`` (T, B, 1) or None resets every layer's state at the same steps; ``masks`` a
+    :class:`rnnlab.dropout.Masks` (time-major) or None: train-time dropout between the
+    layers (on the inputs of layers 1 ..), recurrent dropout and zoneout.
 
     Returns ``(y (T, B, H) of the top layer, per-layer final states, per-layer caches)``;
     with ``keep=False`` the caches are None (see :func:`layer_forward`).
     """
     caches, finals = [], []
     for k in range(num_layers):
+        x, inp = _between(masks, k, x)
+        drop, zone = (None, None) if masks is None else masks.layer(k)
         x, state, cache = layer_forward(cell, layer_params(params, k), x, states[k], mask,
-                                        partial, fast=fast, keep=keep, reset=reset)
-        caches.append(cache)
+                                        partial, fast=fast, keep=keep, reset=reset, bf16=bf16,
+                                        drop=drop, zone=zone)
+        caches.append(cache if inp is None or cache is None else cache._replace(inp=inp))
         finals.append(state)
     return x, finals, caches
 
@@ -77,12 +137,14 @@ def stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=Tru
     for k in range(num_layers - 1, -1, -1):
         g, dy, d0[k] = layer_backward(cell, layer_params(params, k), caches[k], dy, dstates[k],
                                       need_dx=need_dx or k > 0)
+        if caches[k].inp is not None:  # dropout between layers k - 1 and k
+            dy = dy * caches[k].inp
         grads.update({f"l{k}.{name}": v for name, v in g.items()})
     return grads, dy, d0
 
 
 def bi_stack_forward(cell, params, num_layers, x, states, mask, partial, lengths, *,
-                     fast=None, keep=True, reset=None):
+                     fast=None, keep=True, reset=None, bf16=False, masks=None):
     """:func:`stack_forward` for bidirectional layers.
 
     Layer ``k`` runs its forward direction (parameters ``l{k}.*``) on its input and its
@@ -91,6 +153,7 @@ def bi_stack_forward(cell, params, num_layers, x, states, mask, partial, lengths
     two outputs, the reverse one put back in time, are joined to (T, B, 2H), the next
     layer's input. ``states`` and the returned finals are lists over ``2 * num_layers``
     (layer k forward at 2k, reverse at 2k+1: PyTorch's order); each cache is a pair.
+    ``masks`` as in :func:`stack_forward`, its per-direction rows in the same order.
     """
     T, B = x.shape[:2]
     index = recurrent.reversal(lengths, T, B)
@@ -98,17 +161,25 @@ def bi_stack_forward(cell, params, num_layers, x, states, mask, partial, lengths
     caches, finals = [], []
     for k in range(num_layers):
         p_f, p_r = layer_params(params, k), layer_params(params, f"{k}r")
+        x, inp = _between(masks, k, x)
         x_r = recurrent.reversed_in_time(x, index)
+        (d_f, z_f), (d_r, z_r) = ((None, None), (None, None)) if masks is None else (
+            masks.layer(2 * k), masks.layer(2 * k + 1))
 
-        def ahead(p=p_f, x=x, s=states[2 * k]):
+        def ahead(p=p_f, x=x, s=states[2 * k], d=d_f, z=z_f):
             return layer_forward(cell, p, x, s, mask, partial, fast=fast, keep=keep,
-                                 reset=reset)
+                                 reset=reset, bf16=bf16, drop=d, zone=z)
 
-        def back(p=p_r, x=x_r, s=states[2 * k + 1]):
+        def back(p=p_r, x=x_r, s=states[2 * k + 1], d=d_r, z=z_r):
             return layer_forward(cell, p, x, s, mask, partial, fast=fast, keep=keep,
-                                 reset=back_reset)
+                                 reset=back_reset, bf16=bf16, drop=d, zone=z)
 
-        (y_f, s_f, c_f), (y_r, s_r, c_r) = _both(cell, fast, p_f, T * B, ahead, back)
+        masked = masks is not None and (masks.recurrent is not None
+                                        or masks.zoneout is not None)
+        (y_f, s_f, c_f), (y_r, s_r, c_r) = _both(cell, False if masked else fast, p_f, T * B,
+                                                 ahead, back)
+        if inp is not None and keep:
+            c_f = c_f._replace(inp=inp)
         x = np.concatenate([y_f, recurrent.reversed_in_time(y_r, index)], axis=2)
         caches.append((c_f, c_r, index) if keep else None)
         finals += [s_f, s_r]
@@ -134,6 +205,8 @@ def bi_stack_backward(cell, params, num_layers, caches, dy, dstates, *, need_dx=
             lambda p=p_r, c=c_r, d=dy_r, s=dstates[2 * k + 1], n=need: layer_backward(
                 cell, p, c, d, s, need_dx=n))
         dy = None if dx_f is None else dx_f + recurrent.reversed_in_time(dx_r, index)
+        if c_f.inp is not None:  # dropout between layers k - 1 and k
+            dy = dy * c_f.inp
         grads.update({f"l{k}.{name}": v for name, v in g_f.items()})
         grads.update({f"l{k}r.{name}": v for name, v in g_r.items()})
     return grads, dy, d0

@@ -263,8 +263,10 @@ def to_torch(layer: RecurrentLayer):
     ------
     ValueError
         For something that is not an rnnlab layer, an Elman layer with activation
-        "sigmoid", which ``nn.RNN`` does not offer, or an LSTM with peepholes, which
-        ``nn.LSTM`` does not have. An LSTM's ``proj_size`` becomes the module's.
+        "sigmoid", which ``nn.RNN`` does not offer, an LSTM with peepholes, which
+        ``nn.LSTM`` does not have, or a layer with zoneout, which none has. An LSTM's
+        ``proj_size`` becomes the module's; recurrent dropout, train-time only, is not part
+        of the module (the inference models agree).
     ImportError
         When PyTorch is not installed.
     """
@@ -289,9 +291,17 @@ def to_torch(layer: RecurrentLayer):
                 "nn.RNN offers only 'tanh' and 'relu'"
             )
         kwargs["nonlinearity"] = layer.activation
+    if getattr(layer, "layer_norm", False):
+        raise ValueError(f"a {layer.cell.torch_module} with layer_norm=True has no PyTorch "
+                         f"equivalent: nn.{layer.cell.torch_module} has no layer normalisation "
+                         f"(layer_norm must be False)")
     if getattr(layer, "peepholes", False):
         raise ValueError("an LSTM with peepholes has no PyTorch equivalent: nn.LSTM has no "
                          "peephole connections (peepholes must be False)")
+    if any(getattr(layer, "zoneout", ())):
+        raise ValueError(f"a layer with zoneout={list(layer.zoneout)} has no PyTorch "
+                         f"equivalent: nn.{layer.cell.torch_module} has no zoneout (its "
+                         f"inference model mixes each step's state with the previous one)")
     proj = getattr(layer, "proj_size", 0)
     if proj:
         kwargs["proj_size"] = proj

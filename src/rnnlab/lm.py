@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks, io, losses, parallel, runlock
+from . import checks, engine, io, losses, parallel, runlock
 from ._version import __version__
 from .data.text import StreamBatcher, Vocab, read_documents
 from .lmrun import RUN_FORMAT, RUN_VERSION, LMConfig, Run, load_corpus, open_run
@@ -232,13 +232,20 @@ class _Job:
         self.batcher = StreamBatcher(train_ids, cfg.batch, cfg.bptt, seed=cfg.seed,
                                      starts=train_starts)
         variant = {k: v for k, v in (("proj_size", cfg.proj_size),
-                                     ("peepholes", cfg.peepholes)) if v}
+                                     ("peepholes", cfg.peepholes),
+                                     ("layer_norm", cfg.layer_norm), ("dropout", cfg.dropout),
+                                     ("recurrent_dropout", cfg.recurrent_dropout),
+                                     ("zoneout", cfg.zoneout))
+                   if (any(v) if isinstance(v, list) else v)}
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", window=cfg.window, seed=cfg.seed,
-                           **variant)
+                           precision=cfg.precision, **variant)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False,
                                tensorboard_dir=tensorboard, comm=dp if dp is not None else False)
+        self.precision = engine.precision_record(cfg.precision)
+        if self.precision["computes_in"] != cfg.precision and cfg.precision == "bf16":
+            self.echo(f"rnnlab: {engine.BF16_ABSENT}")
         self.state, self.elapsed0, self.curve = None, 0.0, {"train": [], "val": []}
         self.recent: list = []  # losses since the last logged step (their mean is logged)
         if resume:
@@ -278,11 +285,12 @@ class _Job:
                      "corpus": corpus.description, "vocab_size": self.V, "tokens": cfg.tokens,
                      "train_tokens": int(len(train_ids)),
                      "validation_tokens": int(len(self.val_ids)), "parameters": net.n_params,
-                     "environment": environment()}
+                     "precision": self.precision, "environment": environment()}
         net.save(run_dir / "model.rnnlab")  # before run.json: a run folder always has a model
         io.write_json(run_dir / "run.json", self.info)
         self.echo(f"rnnlab: training a {cfg.layers}x{cfg.hidden} {cfg.cell.upper()} "
-                  f"({net.n_params:,} parameters) on {corpus.description}")
+                  f"({net.n_params:,} parameters, {self.precision['computes_in']}) on "
+                  f"{corpus.description}")
         self.echo(f"rnnlab: {len(train_ids):,} training {cfg.tokens}s, vocabulary {self.V}; "
                   f"run folder {run_dir}")
 

@@ -40,6 +40,10 @@ class LMConfig:
     layers: int = 1  # stacked recurrent layers
     proj_size: int = 0  # LSTM only: project each layer's output to this many units (0: none)
     peepholes: bool = False  # LSTM only: peephole connections from the cell state
+    layer_norm: bool = False  # LSTM and GRU only: layer normalisation (rnnlab.LSTM's)
+    dropout: float = 0.0  # train-time dropout between stacked layers (layers >= 2; 0: none)
+    recurrent_dropout: float = 0.0  # train-time dropout on h in the recurrent product (0: none)
+    zoneout: float | list = 0.0  # train-time zoneout rate, or [z_h, z_c] for the LSTM (0: none)
     bptt: int = 64  # steps per truncated-BPTT window
     batch: int = 32  # parallel streams
     lr: float = 3e-3  # Adam learning rate
@@ -51,6 +55,7 @@ class LMConfig:
     eval_tokens: int = 50_000  # validation tokens per estimate, spread over the text (final: all)
     sample_every: int = 1000  # updates between printed samples (0: never)
     checkpoint_every: int = 500  # updates between checkpoints
+    precision: str = "auto"  # "fp32", "bf16" or "auto" (bf16 where the CPU has BF16 instructions)
 
     @classmethod
     def from_dict(cls, d: dict) -> LMConfig:
@@ -116,6 +121,10 @@ class LMConfig:
         checks.integer(self.sample_every, "sample_every", minimum=0)
         checks.integer(self.proj_size, "proj_size", minimum=0)
         checks.boolean(self.peepholes, "peepholes")
+        checks.boolean(self.layer_norm, "layer_norm")
+        if self.layer_norm and "layer_norm" not in LAYERS[self.cell].options:
+            raise ValueError(f"layer_norm applies to the lstm and gru cells only, got "
+                             f"{self.layer_norm!r} with cell {self.cell!r}")
         for name in ("proj_size", "peepholes"):  # before the corpus is read
             if getattr(self, name) and name not in LAYERS[self.cell].options:
                 raise ValueError(f"{name} applies to the lstm cell only, got "
@@ -123,9 +132,32 @@ class LMConfig:
         if self.proj_size >= self.hidden:
             raise ValueError(f"proj_size must be less than hidden_size {self.hidden} (as in "
                              f"PyTorch), got {self.proj_size}")
+        self._check_regularization()
         checks.integer(self.seed, "seed", minimum=0)
+        checks.choice(self.precision, "precision", ("fp32", "bf16", "auto"))
         if self.steps is None and self.time_budget is None:
             raise ValueError("give steps or time_budget (or both): training needs an end")
+
+
+    def _check_regularization(self) -> None:
+        """dropout, recurrent_dropout and zoneout, before the corpus is read."""
+        from . import dropout
+
+        if isinstance(self.zoneout, tuple):
+            self.zoneout = list(self.zoneout)  # what TOML writes and reads back
+        dropout.rate(self.dropout, "dropout")
+        dropout.rate(self.recurrent_dropout, "recurrent_dropout")
+        rates = dropout.zoneout_rates(self.zoneout, LAYERS[self.cell].Cell.n_state)
+        on = {"dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+              "zoneout": any(rates)}
+        if not LAYERS[self.cell].recurrent:
+            for name, value in on.items():
+                if value:
+                    raise ValueError(f"{name} applies to the recurrent cells only, got "
+                                     f"{getattr(self, name)!r} with cell {self.cell!r}")
+        if self.dropout and self.layers < 2:
+            raise ValueError(f"dropout between layers needs layers >= 2, got dropout="
+                             f"{self.dropout!r} with layers={self.layers}")
 
 
 _NO_LIMIT = ("steps", "time_budget")

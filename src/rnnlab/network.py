@@ -6,7 +6,16 @@ state after each sequence's last real step (``readout="last"``, many-to-one) and
 
     z = h W_y + b_y     then     softmax(z)  or  z itself (``output="linear"``)
 
-as in the notes' ``y_t = s_t W_y`` or ``y_t = softmax(s_t W_y)``.
+as in the notes' ``y_t = s_t W_y`` or ``y_t = softmax(s_t W_y)``. The pooled readouts give
+one prediction per sequence from the top outputs ``h_t`` over its real steps: their mean
+(``"mean"``), their per-unit maximum (``"max"``), or an attention-weighted sum
+(``"attention"``) with one learned vector ``w_a`` (``head.w_a``, H):
+
+    s_t = h_t · w_a,    α = softmax_t(s)  over the real steps,    h = Σ_t α_t h_t
+
+whose backward, with ``g_t = dL/dh · h_t``, is ``ds_t = α_t (g_t - Σ_u α_u g_u)``,
+``dL/dh_t = α_t dL/dh + ds_t w_a`` and ``dL/dw_a = Σ_t ds_t h_t``. ``w_a`` starts at zero, so
+an untrained attention readout is the mean.
 """
 
 from __future__ import annotations
@@ -16,21 +25,26 @@ from typing import NamedTuple
 import numpy as np
 
 from . import checks, io, losses
+from . import dropout as _dropout
 from . import init as _init
 from .cells import LAYERS
 from .cells.base import StackCache
 from .kernels import matmul as _matmul
 
 OUTPUTS = ("softmax", "linear")
-READOUTS = ("all", "last", "mean", "max")
-POOLED = ("mean", "max")  # one prediction per sequence from the top outputs over real steps
+READOUTS = ("all", "last", "mean", "max", "attention")
+# one prediction per sequence from the top outputs over real steps
+POOLED = ("mean", "max", "attention")
 
 
 class NetCache(NamedTuple):
     rnn: object  # the layer's StackCache
     h: np.ndarray  # (B*T, H) or (B, H): what the head read, one row per position
     lengths: np.ndarray | None
-    pool: tuple | None = None  # "mean": (weights (B, T),); "max": (step per unit (B, H), T)
+    # "mean": (weights (B, T),); "max": (step per unit (B, H), T);
+    # "attention": (weights α (B, T), the top outputs (B, T, H))
+    pool: tuple | None = None
+    bf16: bool = False  # the head's product ran in bf16: so do its backward's
 
 
 class LossResult(NamedTuple):
@@ -93,10 +107,11 @@ class Network:
     num_layers : int
     output : {"softmax", "linear"}
         softmax with cross-entropy loss, or linear with squared error.
-    readout : {"all", "last", "mean", "max"}
+    readout : {"all", "last", "mean", "max", "attention"}
         A prediction at every step, or one per sequence: from its final state ("last"), or
-        from the mean or the per-unit maximum of the top layer's outputs over its real steps
-        ("mean", "max"; padded steps never count).
+        from the mean, the per-unit maximum or a learned attention-weighted sum of the top
+        layer's outputs over its real steps ("mean", "max", "attention"; padded steps never
+        count).
     activation : {"tanh", "relu", "sigmoid"}
         Elman and ffnn only.
     window : int or None
@@ -110,19 +125,35 @@ class Network:
         :class:`rnnlab.LSTM`); the head then reads P (or 2P) features.
     peepholes : bool
         LSTM cells only: peephole connections (see :class:`rnnlab.LSTM`).
+    layer_norm : bool
+        LSTM and GRU cells only: layer normalisation (see :class:`rnnlab.LSTM` and
+        :class:`rnnlab.GRU`).
     bidirectional : bool
         Recurrent layers that read each sequence both ways (see :class:`rnnlab.LSTM`); the
         head then reads 2H features: at every step both directions' outputs, and with
         readout "last" the forward direction's state after the last real step beside the
         reverse direction's after the first.
+    dropout : float
+        Train-time dropout between the stacked recurrent layers, as PyTorch's
+        ``nn.LSTM(dropout=p)``: the outputs of every layer but the top one (not the head's
+        input), inverted scaling, a fresh mask per step (:mod:`rnnlab.dropout`); needs
+        ``num_layers >= 2``. The identity at inference. 0 (default): none.
+    zoneout, recurrent_dropout :
+        The recurrent layers' (see :class:`rnnlab.cells.base.RecurrentLayer`); not for ffnn.
     seed : int, numpy.random.Generator or None
     dtype : float32 or float64
+
+    The train-time masks come from :meth:`draw_masks` (the Trainer calls it with its seeded
+    generator for each batch) and go to :meth:`forward` and :meth:`loss_and_grad` as
+    ``masks``; everything else (``infer``, ``predict``, ``loss``, ``step``, streaming)
+    runs the inference model.
 
     Attributes
     ----------
     params : dict[str, ndarray]
         ``rnn.l{k}.*`` for the recurrent layers (see :class:`rnnlab.LSTM`), ``head.W_y``
-        (H, K), or (2H, K) when bidirectional, and ``head.b_y`` (K,). Optimisers update
+        (H, K), or (2H, K) when bidirectional, ``head.b_y`` (K,), and with readout
+        "attention" ``head.w_a`` (H,) or (2H,), the attention's scoring vector. Optimisers update
         these arrays in place; the layer holds the same arrays (:class:`Params`), also
         after an entry is replaced.
     """
@@ -142,10 +173,15 @@ class Network:
         forget_bias: float | None = 1.0,
         proj_size: int = 0,
         peepholes: bool = False,
+        layer_norm: bool = False,
         bidirectional: bool = False,
         window: int | None = None,
+        dropout: float = 0.0,
+        zoneout=0.0,
+        recurrent_dropout: float = 0.0,
         seed=None,
         dtype=np.float32,
+        precision: str = "fp32",
     ):
         self.cell = checks.choice(cell, "cell", tuple(LAYERS))
         self.output = checks.choice(output, "output", OUTPUTS)
@@ -154,7 +190,7 @@ class Network:
         self.activation, self.forget_bias = activation, forget_bias
         layer = LAYERS[cell]
         given = {"activation": activation, "forget_bias": forget_bias,
-                 "proj_size": proj_size, "peepholes": peepholes}
+                 "proj_size": proj_size, "peepholes": peepholes, "layer_norm": layer_norm}
         if "activation" not in layer.options and activation != "tanh":
             raise ValueError(f"activation applies to the elman and ffnn cells only, got "
                              f"{activation!r} with cell {cell!r}")
@@ -162,6 +198,9 @@ class Network:
             if name not in layer.options and given[name] != off:
                 raise ValueError(f"{name} applies to the lstm cell only, got {given[name]!r} "
                                  f"with cell {cell!r}")
+        if "layer_norm" not in layer.options and layer_norm is not False:
+            raise ValueError(f"layer_norm applies to the lstm and gru cells only, got "
+                             f"{layer_norm!r} with cell {cell!r}")
         if "window" in layer.options:
             if window is not None:
                 given["window"] = window
@@ -169,15 +208,30 @@ class Network:
             raise ValueError(f"window applies to the ffnn cell only, got {window!r} with "
                              f"cell {cell!r}")
         options = {name: v for name, v in given.items() if name in layer.options}
+        self.dropout = _dropout.rate(dropout, "dropout")
+        if self.dropout and checks.positive_int(num_layers, "num_layers") < 2:
+            raise ValueError(f"dropout between layers needs num_layers >= 2, got dropout="
+                             f"{dropout!r} with num_layers={num_layers!r} (as PyTorch's, it "
+                             f"acts between stacked layers only)")
+        for name, value in (("dropout", self.dropout), ("zoneout", zoneout),
+                            ("recurrent_dropout", recurrent_dropout)):
+            if not layer.recurrent and (value if not isinstance(value, (list, tuple))
+                                        else any(value)):
+                raise ValueError(f"{name} applies to the recurrent cells only, got "
+                                 f"{value!r} with cell {cell!r}")
+        if layer.recurrent:
+            options.update(zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         rng = _init.rng_from(seed)
         self.rnn = layer(input_size, hidden_size, num_layers, seed=rng, dtype=dtype, init=init,
-                         bidirectional=bidirectional, **options)
+                         bidirectional=bidirectional, precision=precision, **options)
         H, K = self.rnn.output_features, self.output_size
         k = 1.0 / np.sqrt(H)
         self.params = {f"rnn.{name}": v for name, v in self.rnn.params.items()}
         # as PyTorch's nn.Linear: U(-1/sqrt(H), 1/sqrt(H))
         self.params["head.W_y"] = _init.uniform(rng, (H, K), k).astype(self.rnn.dtype)
         self.params["head.b_y"] = _init.uniform(rng, (K,), k).astype(self.rnn.dtype)
+        if self.readout == "attention":  # zero: uniform weights, the mean, until it learns
+            self.params["head.w_a"] = np.zeros(H, dtype=self.rnn.dtype)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -203,11 +257,15 @@ class Network:
         } | self._variant_config()
 
     def _variant_config(self) -> dict:
-        """The LSTM's ``proj_size`` and ``peepholes`` where they are not off: a plain
-        network's config stays what it was, so its older checkpoints still resume."""
+        """The LSTM's ``proj_size`` and ``peepholes`` and the LSTM's and GRU's
+        ``layer_norm`` where they are not off: a plain network's config stays what it was,
+        so its older checkpoints still resume."""
         r = self.rnn
-        return {name: getattr(r, name) for name in ("proj_size", "peepholes")
-                if getattr(r, name, False)}
+        out = {name: getattr(r, name) for name in ("proj_size", "peepholes", "layer_norm")
+               if getattr(r, name, False)}
+        if self.dropout:
+            out["dropout"] = self.dropout
+        return out | r.regularization
 
     def __repr__(self) -> str:
         return "Network(" + ", ".join(f"{k}={v!r}" for k, v in self.config.items()) + ")"
@@ -217,11 +275,34 @@ class Network:
         return self.rnn.dtype
 
     @property
+    def precision(self) -> str:
+        """``"fp32"``, ``"bf16"`` or ``"auto"``: what the matrix products of the layers and
+        the head compute in (see :attr:`rnnlab.LSTM.precision`); not part of
+        :attr:`config` or of model files, and may be changed at any time."""
+        return self.rnn.precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self.rnn.precision = value
+
+    @property
+    def computes_in(self) -> str:
+        """What :attr:`precision` computes in here and now: ``"fp32"`` or ``"bf16"``."""
+        return self.rnn.computes_in
+
+    @property
     def n_params(self) -> int:
         return int(sum(v.size for v in self.params.values()))
 
     # ------------------------------------------------------------------------------------
-    def forward(self, x, state=None, *, lengths=None, reset=None):
+    def draw_masks(self, rng, batch: int, steps: int):
+        """Train-time masks for a batch (:meth:`rnnlab.cells.base.RecurrentLayer.draw_masks`
+        with this network's ``dropout``); None when no option is on."""
+        if not self.rnn.recurrent:
+            return None
+        return self.rnn.draw_masks(rng, batch, steps, between=self.dropout)
+
+    def forward(self, x, state=None, *, lengths=None, reset=None, masks=None):
         """Run the network.
 
         Parameters
@@ -231,15 +312,17 @@ class Network:
         lengths : array (B,) of real steps per sequence, or None
         reset : array of bool (B, T) or (T,), or None: where the state entering a step is
             zeros (see :meth:`rnnlab.LSTM.forward`)
+        masks : train-time masks from :meth:`draw_masks`, or None (the inference model)
 
         Returns
         -------
-        z : ndarray (B, T, K) for readout "all", (B, K) for "last": logits or values
+        z : ndarray (B, T, K) for readout "all", (B, K) for the others: logits or values
         state : final recurrent state
         cache : for :meth:`backward`
         """
-        z, state, caches, h2, lens, pool = self._run(x, state, lengths, keep=True, reset=reset)
-        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool)
+        z, state, caches, h2, lens, (pool, bf16) = self._run(x, state, lengths, keep=True,
+                                                             reset=reset, masks=masks)
+        return z, state, NetCache(StackCache(caches, lens), h2, lens, pool, bf16)
 
     def infer(self, x, state=None, *, lengths=None, reset=None):
         """Run the network for its outputs only: ``(z, state)`` as :meth:`forward` returns
@@ -247,8 +330,10 @@ class Network:
         z, state, _, _, _, _ = self._run(x, state, lengths, keep=False, reset=reset)
         return z, state
 
-    def _run(self, x, state, lengths, keep: bool, reset=None):
-        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset)
+    def _run(self, x, state, lengths, keep: bool, reset=None, masks=None):
+        extra = {} if masks is None else {"masks": masks}  # the ffnn's run takes none
+        y, state, caches, lens = self.rnn.run(x, state, lengths, keep=keep, reset=reset,
+                                              **extra)
         pool = None
         if self.readout == "all":
             h = y  # (B, T, H)
@@ -261,6 +346,12 @@ class Network:
                 w = w.astype(y.dtype)
                 h = np.einsum("bth,bt->bh", y, w)
                 pool = (w,)
+            elif self.readout == "attention":
+                s = np.where(real, y @ self.params["head.w_a"], -np.inf)  # (B, T) scores
+                a = np.exp(s - s.max(axis=1, keepdims=True))  # 0 on padded steps
+                a /= a.sum(axis=1, keepdims=True)  # (B, T): α, softmax over real steps
+                h = np.einsum("bth,bt->bh", y, a)
+                pool = (a, y)
             else:  # padded steps can never be the maximum
                 step = np.where(real[:, :, None], y, -np.inf).argmax(axis=1)  # (B, H)
                 h = np.take_along_axis(y, step[:, None, :], axis=1)[:, 0]
@@ -272,9 +363,10 @@ class Network:
             h = (state[0] if isinstance(state, tuple) else state)[-1]  # (B, H) top layer
         W = self.params["head.W_y"]
         h2 = h.reshape(-1, h.shape[-1])  # a copy when h is a transposed view: kept for backward
-        z = _matmul(h2, W).reshape(*h.shape[:-1], W.shape[1])
+        bf16 = self.rnn.precision != "fp32" and self.rnn.computes_in == "bf16"
+        z = _matmul(h2, W, bf16=bf16).reshape(*h.shape[:-1], W.shape[1])
         z += self.params["head.b_y"]
-        return z, state, caches, h2, lens, pool
+        return z, state, caches, h2, lens, (pool, bf16)
 
     def backward(self, cache: NetCache, dz, *, input_grad: bool = True):
         """Gradients of every parameter, the input and the initial state from ``dL/dz``.
@@ -286,15 +378,22 @@ class Network:
         W = self.params["head.W_y"]
         K = W.shape[1]
         grads = {
-            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True),
+            "head.W_y": _matmul(h, dz.reshape(-1, K), trans_a=True, bf16=cache.bf16),
             "head.b_y": dz.reshape(-1, K).sum(axis=0),
         }
-        dh = _matmul(dz.reshape(-1, K), W.T).reshape(*dz.shape[:-1], W.shape[0])
+        dh = _matmul(dz.reshape(-1, K), W.T, bf16=cache.bf16).reshape(*dz.shape[:-1],
+                                                                        W.shape[0])
         if self.readout == "all":
             g, dx, d0 = self.rnn.backward(cache.rnn, dy=dh, input_grad=input_grad)
         elif self.readout in POOLED:
             if self.readout == "mean":  # each real step gets its share of the mean's gradient
                 dy = cache.pool[0][:, :, None] * dh[:, None, :]  # (B, T, H)
+            elif self.readout == "attention":  # through the weights and through the sum
+                a, y = cache.pool
+                g_t = np.einsum("bth,bh->bt", y, dh)  # (B, T): dL/dα_t
+                ds = a * (g_t - (a * g_t).sum(axis=1, keepdims=True))  # (B, T): dL/ds_t
+                grads["head.w_a"] = np.einsum("bt,bth->h", ds, y)
+                dy = a[:, :, None] * dh[:, None, :] + ds[:, :, None] * self.params["head.w_a"]
             else:  # the gradient goes to the step that held each unit's maximum
                 step, T = cache.pool
                 dy = np.zeros((dh.shape[0], T, dh.shape[1]), dtype=dh.dtype)
@@ -344,7 +443,8 @@ class Network:
             weight = (np.arange(T)[None, :] < lengths[:, None]).reshape(-1).astype(self.dtype)
         return a, weight
 
-    def loss_and_grad(self, x, y, *, lengths=None, state=None, reset=None) -> LossResult:
+    def loss_and_grad(self, x, y, *, lengths=None, state=None, reset=None,
+                      masks=None) -> LossResult:
         """Forward, loss and backward in one call.
 
         Parameters
@@ -355,12 +455,13 @@ class Network:
         lengths : array (B,) or None; padded steps carry no loss
         state : initial recurrent state or None
         reset : where the state entering a step is zeros (see :meth:`forward`), or None
+        masks : train-time masks (:meth:`draw_masks`), or None
 
         Returns
         -------
         LossResult(loss, grads, state)
         """
-        z, final, cache = self.forward(x, state, lengths=lengths, reset=reset)
+        z, final, cache = self.forward(x, state, lengths=lengths, reset=reset, masks=masks)
         loss, dz = self.output_loss(z, y, cache.lengths)
         grads, _, _ = self.backward(cache, dz, input_grad=False)
         return LossResult(loss, grads, final)

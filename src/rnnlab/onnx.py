@@ -17,7 +17,12 @@ rnnlab's. Its interface (:func:`signature`), with N = 1, or 2 for a bidirectiona
   :meth:`RecurrentLayer.infer <rnnlab.cells.RecurrentLayer.infer>` returns (layer k's
   forward direction at 2k, its reverse at 2k + 1 when bidirectional); of a
   :class:`~rnnlab.Network`: ``y``, what :meth:`Network.predict <rnnlab.Network.predict>`
-  returns, (B, T, K) for readout "all" and (B, K) for "last".
+  returns, (B, T, K) for readout "all" and (B, K) for "last" and "attention".
+
+A network's attention readout is written out with standard operators: the scores
+``MatMul(y, w_a)`` (T, B, 1), set to -inf past each length, ``Softmax`` over time, and
+``ReduceSum`` over time of their ``Mul`` with the top outputs. The other pooled readouts
+("mean", "max") are refused.
 
 The operators store the same numbers as rnnlab, differently (each cell states the facts:
 :attr:`rnnlab.cells.Cell.onnx_operator`, ``onnx_gates``, ``onnx_attributes``):
@@ -90,15 +95,25 @@ def _parts(model):
     else:
         raise ValueError(f"expected an rnnlab Network or recurrent layer (Elman, LSTM, GRU), "
                          f"got {type(model).__name__}")
-    if net is not None and net.readout not in ("all", "last"):
+    if net is not None and net.readout not in ("all", "last", "attention"):
         raise ValueError(f"cannot export a network with readout={net.readout!r}: rnnlab.onnx "
-                         f"exports readouts 'all' and 'last'")
+                         f"exports readouts 'all', 'last' and 'attention'")
     cell = layer.cell
     # an output projection changes what the graph must compute, and ONNX's LSTM has none
     value = getattr(layer, "proj_size", None)
     if value not in (None, 0):
         raise ValueError(f"cannot export {type(layer).__name__} with proj_size={value!r}: "
                          f"ONNX's standard LSTM operator has no output projection")
+    if getattr(layer, "layer_norm", False):
+        raise ValueError(f"cannot export {type(layer).__name__} with layer_norm=True: no "
+                         f"standard ONNX operator normalises the gate pre-activations")
+    # train-time options: the export is the inference model, where dropout and recurrent
+    # dropout are the identity; zoneout's is its expectation, a mix no standard operator has
+    zoneout = getattr(layer, "zoneout", ())
+    if any(zoneout):
+        raise ValueError(f"cannot export {type(layer).__name__} with zoneout={list(zoneout)}: "
+                         f"its inference form s_t = z s_(t-1) + (1 - z) s~_t is not "
+                         f"expressible with ONNX's {layer.Cell.onnx_operator} operator")
     if cell.own_onnx_operator is None:
         raise ValueError(f"cannot export {type(layer).__name__}: its cell "
                          f"{type(cell).__name__} has no standard ONNX operator (rnnlab's "
@@ -173,8 +188,8 @@ def export(model, path, *, lengths: bool = False, states: bool = False,
     ----------
     model : Network, Elman, LSTM or GRU
         Any ``num_layers``, one direction or bidirectional; an Elman layer with activation
-        tanh, relu or sigmoid; a network with readout "all" or "last" and a softmax or
-        linear head. A float64 model is written in float32 (its weights rounded), like
+        tanh, relu or sigmoid; a network with readout "all", "last" or "attention" and a
+        softmax or linear head. A float64 model is written in float32 (its weights rounded), like
         every exported model.
     path : str or Path
         The ``.onnx`` file, written atomically: a failure leaves what was there.
@@ -339,13 +354,15 @@ def _model_proto(onnx, layer, net, params: dict, inputs: dict, outputs: dict, op
     x = g.op("Transpose", ["x"], "x_time_major", perm=[1, 0, 2])  # (T, B, D)
     initial = {s: f"{s}0" for s in names if f"{s}0" in inputs}
     y, finals = _stack(g, layer, params, x, lens32, empty, initial)
-    if lens32 is not None and (net is None or net.readout == "all"):
-        # zeros past each length, as rnnlab's padded steps (the operators leave it open)
+    real = None
+    if lens32 is not None and (net is None or net.readout in ("all", "attention")):
         T = g.op("Gather", [g.op("Shape", ["x"], "x_shape"), g.const(1)], "T", axis=0)
         steps = g.op("Range", [g.const(0), T, g.const(1)], "steps")  # (T,)
         steps = g.op("Unsqueeze", [steps, g.const([1])], "steps_t1")  # (T, 1)
         real = g.op("Less", [steps, "lengths"], "real")  # (T, B)
         real = g.op("Unsqueeze", [real, g.const([2])], "real_tb1")  # (T, B, 1)
+    if real is not None and (net is None or net.readout == "all"):
+        # zeros past each length, as rnnlab's padded steps (the operators leave it open)
         y = g.op("Where", [real, y, g.const(0.0, np.float32)], "y_masked")
     if net is None:
         g.op("Transpose", [y], "y", perm=[1, 0, 2])  # (B, T, N*H)
@@ -358,6 +375,15 @@ def _model_proto(onnx, layer, net, params: dict, inputs: dict, outputs: dict, op
     else:
         if net.readout == "all":
             h = g.op("Transpose", [y], "h", perm=[1, 0, 2])  # (B, T, N*H)
+        elif net.readout == "attention":  # α = softmax over the real steps of y_t · w_a
+            w_a = g.weight("head.w_a", params["head.w_a"][:, None])  # (N*H, 1)
+            scores = g.op("MatMul", [y, w_a], "scores")  # (T, B, 1)
+            if real is not None:  # padded steps get no weight
+                scores = g.op("Where", [real, scores, g.const(-np.inf, np.float32)],
+                              "scores_real")
+            alpha = g.op("Softmax", [scores], "alpha", axis=0)  # (T, B, 1)
+            h = g.op("ReduceSum", [g.op("Mul", [alpha, y], "alpha_y"), g.const([0])], "h",
+                     keepdims=0)  # (B, N*H): Σ_t α_t y_t
         elif layer.directions == 1:  # the top layer's state after each sequence's last real step
             h = g.op("Squeeze", [finals["h"][-1], g.const([0])], "h")  # (B, H)
         else:  # the top layer's final h of both directions, side by side, as rnnlab

@@ -35,6 +35,8 @@ class LayerCache(NamedTuple):
     mask: np.ndarray | None  # (T, B, 1) True on real steps; None when no step is padded
     partial: np.ndarray | None  # (T,) True where some sequence is padded at that step
     reset: np.ndarray | None = None  # (T, B, 1) True where the state entering is zeros
+    drop: np.ndarray | None = None  # (B, P) recurrent dropout's scaled mask, or None
+    inp: np.ndarray | None = None  # (T, B, D) the dropout mask ``x`` was multiplied by, or None
 
 
 def input_projection(x, W_x):
@@ -79,8 +81,10 @@ def resets(reset):
     return (None, None) if reset is None else (reset, reset.any(axis=(1, 2)))
 
 
-def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, reset=None):
-    """Run one layer over a sequence with the cell's plain ``step``.
+def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, reset=None,
+                  drop=None, zone=None):
+    """Run one layer over a sequence with the cell's plain ``step`` (its ``masked_step``
+    under train-time masks).
 
     Parameters
     ----------
@@ -93,6 +97,13 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, re
     partial : ndarray (T,) of bool, or None: the steps where some sequence is padded
     reset : ndarray (T, B, 1) of bool, or None: True where the state entering step ``t``
         is zeros instead of the one carried
+    drop : ndarray (B, P) or None
+        Recurrent dropout: ``h_{t-1} * drop`` enters the recurrent product at every step
+        (the cell's ``masked_step``; the same mask at every step).
+    zone : tuple over the states of (T, B, W) arrays (or None entries), or None
+        Zoneout's masks, 1 where a unit keeps its previous value at step ``t``; only for a
+        zoneout cell (:class:`rnnlab.cells.zoneout.ZoneoutCell`), which stores them in
+        what it saves for backward.
     keep : bool
         Keep what backward needs; False (inference) returns None for the cache.
     hook : callable ``hook(t, state, saved)`` or None
@@ -109,17 +120,24 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, re
     T, B = x.shape[:2]
     H = p["W_h"].shape[0]
     xp = input_projection(x, p["W_x"])  # (T, B, G*H) all steps at once
-    xp += p["b"]
+    if cell.loop_biases:  # else the cell adds b itself, after normalising x W_x
+        xp += p["b"]
     dtype = p["W_h"].dtype
     hs = np.empty((T + 1, B, H), dtype=dtype)
     hs[0] = state0[0]
     saved = []
     state = state0
     reset, reset_steps = resets(reset)
+    masked = drop is not None or zone is not None
     for t in range(T):
         if reset is not None and reset_steps[t]:
             state = _zeroed(reset[t], state)
-        new, s = cell.step(p, xp[t], state)
+        if masked:
+            new, s = cell.masked_step(p, xp[t], state, drop,
+                                      None if zone is None else tuple(
+                                          None if z is None else z[t] for z in zone))
+        else:
+            new, s = cell.step(p, xp[t], state)
         if partial is not None and partial[t]:
             new = _held(mask[t], new, state)
         state = new
@@ -129,7 +147,7 @@ def layer_forward(cell, p, x, state0, mask, partial, *, keep=True, hook=None, re
         if hook is not None:
             hook(t, state, s)
     y = hs[1:] if mask is None else hs[1:] * mask  # a view of the cache's states (see Returns)
-    return y, state, (LayerCache(x, hs, saved, mask, partial, reset) if keep else None)
+    return y, state, (LayerCache(x, hs, saved, mask, partial, reset, drop) if keep else None)
 
 
 def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=True, hook=None):
@@ -155,7 +173,7 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     dx : ndarray (T, B, D), or None without ``need_dx`` or for token ids
     dstate0 : tuple of (B, H), gradient with respect to the initial state
     """
-    x, hs, saved, mask, partial, reset = cache
+    x, hs, saved, mask, partial, reset, drop = cache[:7]
     need_dx = need_dx and (x is None or x.ndim == 3)  # token ids have no gradient
     reset, reset_steps = resets(reset)
     T, B = len(saved), dstate[0].shape[0]
@@ -163,7 +181,8 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     dtype = dstate[0].dtype
     keep_d = need_dx or need_weights
     dxp = np.empty((T, B, GH), dtype=dtype) if keep_d else None
-    dhp = dxp if not (cell.recurrent_bias and need_weights) else np.empty((T, B, GH), dtype)
+    apart = (cell.recurrent_bias or not cell.loop_biases) and need_weights  # gh is not gx
+    dhp = dxp if not apart else np.empty((T, B, GH), dtype)
     if dy is not None and mask is not None:
         dy = dy * mask  # padded outputs are constant zeros: no gradient flows from them
     d = tuple(dstate)
@@ -176,10 +195,12 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
             d = (d[0] + dy[t],) + d[1:]
         if hook is not None:
             d = hook(t, d) or d
+        out = (cell.step_back(p, saved[t], d) if drop is None
+               else cell.masked_step_back(p, saved[t], d, drop))
         if own:
-            gx, gh, prev, factors = cell.step_back(p, saved[t], d)
+            gx, gh, prev, factors = out
         else:
-            gx, gh, prev = cell.step_back(p, saved[t], d)
+            gx, gh, prev = out
         if partial is not None and partial[t]:
             m = mask[t]
             shared = gh is gx
@@ -204,12 +225,14 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
     if need_weights:
         dhp2 = dhp.reshape(T * B, GH)
         entering = hs[:-1] if reset is None else np.where(reset, hs.dtype.type(0), hs[:-1])
+        if drop is not None:  # what the recurrent product read
+            entering = entering * drop
         grads = {
             "W_x": input_weight_gradient(x, dxp2, p["W_x"].shape[0]),
             "W_h": entering.reshape(T * B, -1).T @ dhp2,
-            "b": dxp2.sum(axis=0),
+            "b": dxp2.sum(axis=0) if cell.loop_biases else None,  # else from extra_grads
         }
-        if cell.recurrent_bias:
+        if cell.recurrent_bias and cell.loop_biases:
             grads["b_h"] = dhp2.sum(axis=0)
         if extra is not None:
             stacked = tuple(np.concatenate(f, axis=0) for f in zip(*extra[::-1], strict=True))
@@ -221,7 +244,8 @@ def layer_backward(cell, p, cache, dy, dstate, *, need_dx=True, need_weights=Tru
 def step(cell, p, x_t, state):
     """One plain step of one layer: ``x_t`` (B, D), ``state`` a tuple of (B, H) -> the new
     state (a tuple of (B, H)); the reference of the streaming kernels."""
-    new, _ = cell.step(p, x_t @ p["W_x"] + p["b"], state)
+    xp = x_t @ p["W_x"]
+    new, _ = cell.step(p, xp + p["b"] if cell.loop_biases else xp, state)
     return new
 
 

@@ -56,7 +56,7 @@ def n_params(kind: str, config: dict) -> int | None:
 
     The layer's own count (:meth:`rnnlab.cells.RecurrentLayer.count_params`); a network's
     head adds ``(H' + 1) * K`` with H' the features it reads (H, or 2H when bidirectional;
-    an LSTM with a projection reads P instead of H).
+    an LSTM with a projection reads P instead of H), and H' more with readout "attention".
     """
     cell = config.get("cell", "lstm" if kind == "network" else None)
     if not isinstance(cell, str) or cell not in LAYERS:
@@ -71,4 +71,5 @@ def n_params(kind: str, config: dict) -> int | None:
     P = config.get("proj_size") or H
     if type(P) is not int or P <= 0:
         return None
-    return total + (dirs * P + 1) * K
+    attention = dirs * P if config.get("readout") == "attention" else 0
+    return total + (dirs * P + 1) * K + attention

@@ -4,8 +4,9 @@ Shape legend: N sequences, T steps, D features per step, K classes or outputs.
 
 :class:`RNNClassifier` gives one label per sequence and :class:`RNNRegressor` one value (or
 K values) per sequence: a recurrent network reads each sequence and its head reads the
-state after the sequence's last real step (the network's ``readout="last"``). ``X`` takes
-three forms:
+state after the sequence's last real step (the network's ``readout="last"``), or with
+``readout="mean" | "max" | "attention"`` the top layer's outputs pooled over the real steps.
+``X`` takes three forms:
 
 * an array (N, T, D): N sequences of T steps of D features;
 * an array (N, T), a table as scikit-learn sees it: each row is a sequence of T steps of
@@ -50,20 +51,23 @@ from .train import Trainer
 __all__ = ["RNNClassifier", "RNNRegressor"]
 
 _CHUNK = 1024  # sequences per forward pass in predict: bounds the memory it needs
+READOUTS = ("last", "mean", "max", "attention")  # one output per sequence
 
 
 class _RNNEstimator(BaseEstimator):
     """What the classifier and the regressor share: parameters, data checks, the fit."""
 
     def __init__(self, *, cell="lstm", hidden_size=32, num_layers=1, bidirectional=False,
-                 window=None, epochs=50, batch_size=32, lr=1e-2, optimizer="adam", clip_norm=1.0,
-                 bptt=None, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 random_state=None, verbose=0, dtype=np.float32):
+                 window=None, readout="last", epochs=50, batch_size=32, lr=1e-2,
+                 optimizer="adam", clip_norm=1.0, bptt=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, random_state=None, verbose=0,
+                 dtype=np.float32):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
         self.window = window
+        self.readout = readout
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -97,7 +101,7 @@ class _RNNEstimator(BaseEstimator):
         rng = check_random_state(self.random_state)
         net_seed, train_seed, split_seed = (int(s) for s in rng.randint(2**31 - 1, size=3))
         net = Network(X.shape[2], self.hidden_size, n_outputs, cell=self.cell,
-                      num_layers=self.num_layers, output=output, readout="last",
+                      num_layers=self.num_layers, output=output, readout=self.readout,
                       seed=net_seed, dtype=dtype, **options)
         trainer = Trainer(net, optimizer=opt, lr=opt.lr, clip_norm=self.clip_norm,
                           bptt_steps=self.bptt, batch_size=self.batch_size, seed=train_seed,
@@ -124,11 +128,16 @@ class _RNNEstimator(BaseEstimator):
         checks.positive_int(self.num_layers, "num_layers")
         checks.boolean(self.bidirectional, "bidirectional")
         checks.optional(checks.positive_int, self.window, "window")
+        checks.choice(self.readout, "readout", READOUTS)
         checks.positive_int(self.epochs, "epochs")
         checks.positive_int(self.batch_size, "batch_size")
         checks.positive_number(self.lr, "lr")
         checks.optional(checks.positive_number, self.clip_norm, "clip_norm")
         checks.optional(checks.positive_int, self.bptt, "bptt")
+        if self.bptt is not None and self.readout != "last":
+            raise ValueError(f"bptt={self.bptt} truncates the gradient to each sequence's last "
+                             f"steps, but readout={self.readout!r} pools every step: use "
+                             "bptt=None, or readout='last'")
         if self.bptt is not None and self.bidirectional:
             raise ValueError(f"bptt={self.bptt} truncates the gradient to each sequence's last "
                              "steps, but bidirectional layers read whole sequences both ways: "
@@ -247,6 +256,10 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         ``bidirectional``).
     window : int or None
         ``cell="ffnn"`` only: the steps each step sees (None: 8).
+    readout : {"last", "mean", "max", "attention"}
+        What the head reads (:class:`rnnlab.Network`'s ``readout``): the state after each
+        sequence's last real step, or the top layer's outputs over its real steps pooled by
+        their mean, their per-unit maximum or learned attention weights.
     epochs : int
         Passes over the training data (fewer with ``early_stopping``).
     batch_size : int
@@ -283,7 +296,8 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
     feature_names_in_ : ndarray of str
         Column names, when ``fit`` got a table with string column names (a DataFrame).
     network_ : rnnlab.Network
-        The trained network: softmax over ``classes_`` from each sequence's last state.
+        The trained network: softmax over ``classes_`` from each sequence's last state (or
+        its pooled outputs, by ``readout``).
     history_ : rnnlab.train.History
         Training (and validation) loss per epoch and the rest of :meth:`rnnlab.Trainer.fit`'s
         record.
@@ -347,7 +361,8 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
         The standardisation of the targets: the network predicts
         ``(y - target_mean_) / target_scale_``.
     network_ : rnnlab.Network
-        The trained network: a linear head on each sequence's last state.
+        The trained network: a linear head on each sequence's last state (or its pooled
+        outputs, by ``readout``).
     history_ : rnnlab.train.History
     n_iter_ : int
         Epochs run.

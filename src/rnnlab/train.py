@@ -101,7 +101,11 @@ class Trainer:
         truncated to each sequence's last k steps (:func:`rnnlab.bptt.last_steps`).
     batch_size : int
     seed : int
-        Shuffling order: epoch e uses ``np.random.default_rng([seed, e])``.
+        Shuffling order: epoch e uses ``np.random.default_rng([seed, e])``. The train-time
+        masks (dropout, recurrent dropout, zoneout: :mod:`rnnlab.dropout`) come from a
+        generator of their own seeded from it (:attr:`mask_rng`), one draw per batch; its
+        state is part of the checkpoint, so a resumed run draws the masks a straight run
+        draws.
     schedule : callable step -> lr, optional (see :mod:`rnnlab.schedules`)
     on_nonfinite : {"stop", "skip"}
         A NaN or Inf in the loss or gradient stops training (:class:`NonFiniteError`, the
@@ -147,6 +151,11 @@ class Trainer:
         and rank 0 alone writes the checkpoint, the log and the progress bar. None (the
         default) uses the MPI world when a launcher (``mpiexec -n N``) started more than
         one rank; False never.
+    precision : {"fp32", "bf16", "auto"} or None
+        Sets the network's :attr:`~rnnlab.Network.precision` (None keeps it): with bf16,
+        the matrix products of forward and backward round their operands to bfloat16 and
+        sum in float32; the parameters (the master weights), gradients, optimiser state,
+        clipping and loss stay float32.
     **optimizer_options
         Passed to the optimiser (``momentum``, ``weight_decay``, ...).
     """
@@ -156,8 +165,10 @@ class Trainer:
                  on_nonfinite="stop", checkpoint=None, checkpoint_every=None, log=None,
                  log_every=10, patience=None, progress=None, diagnostics_every=None,
                  diagnostics_probe=None, tensorboard_dir=None, augment=None, comm=None,
-                 **optimizer_options):
+                 precision=None, **optimizer_options):
         self.net = net
+        if precision is not None:
+            net.precision = precision
         if augment is not None and not callable(augment):
             raise ValueError(f"augment must be callable (x, lengths) -> x, got {augment!r}")
         self.augment = augment
@@ -203,6 +214,10 @@ class Trainer:
         self.tensorboard = None  # the open rnnlab.tensorboard.TensorBoardLog, in open_logs
         self.step_count = 0
         self.skipped = 0
+        # the train-time masks' own stream, apart from the shuffling's default_rng([seed, e])
+        self.mask_rng = np.random.Generator(np.random.PCG64(
+            np.random.SeedSequence(seed, spawn_key=(1,))))
+        self._masks_from = self.mask_rng.bit_generator.state  # before the batch's draw
 
     # one update ---------------------------------------------------------------------------
     def current_lr(self) -> float:
@@ -253,6 +268,17 @@ class Trainer:
             return x, y
         return self.augment(x, lengths), y
 
+    def draw_masks(self, batch: int, steps: int):
+        """The train-time masks of one batch of ``batch`` sequences of ``steps`` steps,
+        from :attr:`mask_rng` (:meth:`rnnlab.Network.draw_masks`), or None when the network
+        has no dropout, recurrent dropout or zoneout (nothing is drawn then).
+
+        Drawn for the global batch: a data-parallel rank takes its rows, so the masks do not
+        depend on the number of ranks."""
+        self._masks_from = self.mask_rng.bit_generator.state
+        draw = getattr(self.net, "draw_masks", None)
+        return None if draw is None else draw(self.mask_rng, batch, steps)
+
     def train_step(self, x, y, *, lengths=None, state=None, reset=None):
         """Full BPTT on one batch and one update (for a many-to-one network with
         ``bptt_steps=k``, its gradient truncated to each sequence's last k steps). Returns
@@ -262,8 +288,14 @@ class Trainer:
         new document begins: see :meth:`rnnlab.LSTM.forward`). Data-parallel, ``x``, ``y``,
         ``lengths`` and ``reset`` are the global batch, of which this rank takes its rows
         (:meth:`rnnlab.parallel.DataParallel.share`), and ``state`` and the returned state
-        are those of its rows."""
+        are those of its rows.
+
+        With dropout, recurrent dropout or zoneout the batch's masks are drawn here
+        (:meth:`draw_masks`)."""
+        masks = self.draw_masks(*np.shape(x)[:2])
         if self.parallel is not None:
+            if masks is not None:
+                masks = masks.rows(self.parallel.share(len(x)))
             x, y, lengths, reset = self._share(x, y, lengths, reset)
             if len(x) == 0:  # fewer rows than ranks: this one adds nothing
                 return self.apply(*self.gathered(0.0, None, 0)), None
@@ -272,9 +304,10 @@ class Trainer:
             if reset is not None:
                 raise ValueError("reset masks need full BPTT here: truncated BPTT of a "
                                  "many-to-one network reads each sequence's last steps only")
-            res = bptt.last_steps(self.net, x, y, lengths, self.bptt[1], state)
+            res = bptt.last_steps(self.net, x, y, lengths, self.bptt[1], state, masks=masks)
         else:
-            res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset)
+            res = self.net.loss_and_grad(x, y, lengths=lengths, state=state, reset=reset,
+                                         masks=masks)
         return self.apply(*self.gathered(res.loss, res.grads, _count(self.net, x, lengths))), \
             res.state
 
@@ -297,7 +330,12 @@ class Trainer:
             info, state = self.train_step(x, y, lengths=lengths)
             yield Update(info, state, None, [])
             return
+        # one draw per batch, its masks for every window; a batch resumed at a later window
+        # draws again from the state the checkpoint kept from before this draw
+        masks = self.draw_masks(*np.shape(x)[:2])
         if self.parallel is not None:
+            if masks is not None:
+                masks = masks.rows(self.parallel.share(len(x)))
             x, y, lengths, _ = self._share(x, y, lengths)
             if carried:  # the global batch's states: this rank's rows
                 carried = [self.state_rows(s, self.parallel.share(
@@ -310,7 +348,7 @@ class Trainer:
                 return
         x, y = self.prepare_batch(x, y, lengths)
         tb = bptt.Truncated(self.net, x, y, lengths, *self.bptt, position=window,
-                            carried=carried)
+                            carried=carried, masks=masks)
         for res in tb:
             info = self.apply(*self.gathered(res.loss, res.grads, res.count))
             if tb.position >= tb.n_windows:
@@ -559,12 +597,16 @@ class Trainer:
         :meth:`load_checkpoint` gives all of it back. A model with NaN or Inf in its
         parameters writes nothing, so it never replaces a good checkpoint.
         """
+        position = position or checkpoint.start()
+        # in the middle of a batch (truncated BPTT) the resumed run draws that batch's
+        # masks again: the generator as it was before their draw
+        rng = self._masks_from if position["window"] else self.mask_rng.bit_generator.state
         extra = dict(extra or {})
         if hasattr(self.augment, "state_dict"):
             extra["augment"] = self.augment.state_dict()
         ckpt = checkpoint.Checkpoint(
-            self.step_count, self.skipped, position or checkpoint.start(), list(states),
-            (history or History()).to_dict(), best, extra)
+            self.step_count, self.skipped, position, list(states),
+            (history or History()).to_dict(), best, extra, rng)
         checkpoint.write(Path(path), self.net, self.opt, self.settings(), ckpt)
 
     def load_checkpoint(self, path) -> checkpoint.Checkpoint:
@@ -572,6 +614,9 @@ class Trainer:
         rest (:class:`rnnlab.checkpoint.Checkpoint`: ``states``, ``extra``, ...)."""
         ckpt = checkpoint.read(path, self.net, self.opt, self.settings(), History().to_dict())
         self.step_count, self.skipped = ckpt.step, ckpt.skipped
+        if ckpt.masks_rng is not None:
+            self.mask_rng.bit_generator.state = ckpt.masks_rng
+            self._masks_from = ckpt.masks_rng
         if hasattr(self.augment, "load_state_dict") and "augment" in ckpt.extra:
             # resumed inside a batch (a later window), the batch is drawn again
             self.augment.load_state_dict(ckpt.extra["augment"],

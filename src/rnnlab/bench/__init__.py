@@ -42,6 +42,7 @@ rnnlab.bench.report
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -58,7 +59,7 @@ from ..cells import RECURRENT
 from .compile_time import compile_times
 from .memory import peak_memory
 from .report import markdown, row_line, targets
-from .timing import GATES, import_torch, sgemm_peak, time_row
+from .timing import GATES, bf16_gemm_peak, import_torch, sgemm_peak, time_row
 
 __all__ = ["BUSY_CORES", "GATES", "GRID", "BenchConfig", "add_arguments", "markdown",
            "run_bench", "run_from_args"]
@@ -83,6 +84,9 @@ class BenchConfig:
     compile_time: bool = True  # cold and cached numba compilation, in subprocesses
     keep_freed_memory: bool = False  # call rnnlab.kernels.keep_freed_memory() first (both libs)
     blas: str = "tile"  # per-step products: "tile", "numpy" or "mkl" (rnnlab.kernels.use_blas)
+    # bf16 columns (rnnlab precision="bf16", PyTorch under bf16 autocast); None: where the
+    # CPU has BF16 instructions (elsewhere both would time an emulation)
+    bf16: bool | None = None
     out_dir: str | None = "runs/bench"  # where bench.json and bench.md go; None: nowhere
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes copied into the results
@@ -115,6 +119,11 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     torch = import_torch() if cfg.torch else None
     if torch is not None:
         torch.set_num_threads(n)
+    if cfg.bf16 is None:
+        cfg = dataclasses.replace(cfg, bf16=bool(kernels.bf16_native()))
+    if cfg.bf16 and not kernels.bf16_available():
+        raise ValueError("bf16 columns need bf16 products, which cannot run here: this CPU "
+                         "has no AVX512_BF16 instructions (or numba is absent)")
     result = {
         "config": {**dataclasses.asdict(cfg), "threads": n},
         "machine": _machine(torch),
@@ -122,6 +131,8 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     }
     with kernels.threads(n), kernels.use_blas(cfg.blas):
         result["machine"]["sgemm_peak_gflops"] = sgemm_peak(torch)
+        if cfg.bf16 and torch is not None:
+            result["machine"]["bf16_gemm_peak_gflops"] = bf16_gemm_peak(torch)
         result["compile"] = compile_times(cfg.cells) if cfg.compile_time and kernels.AVAILABLE \
             else None
         rows = []
@@ -134,9 +145,14 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
                 rows.append(row)
                 print(row_line(row), file=sys.stderr, flush=True)
     peak = result["machine"]["sgemm_peak_gflops"]["best"]
+    peak16 = result["machine"].get("bf16_gemm_peak_gflops")
     for row in rows:
         for kind in ("train", "infer"):
             row[kind]["fraction_of_peak"] = row[kind]["rnnlab_gflops"] / peak
+            if peak16 and "torch_bf16_gflops" in row[kind]:  # of the bf16 roof
+                for lib in ("rnnlab_bf16", "torch_bf16"):
+                    row[kind][f"{lib}_fraction_of_bf16_peak"] = \
+                        row[kind][f"{lib}_gflops"] / peak16
     result["rows"] = rows
     result["targets"] = targets(rows)
     result["machine"]["load_average_end"] = os.getloadavg()
@@ -189,6 +205,7 @@ def _machine(torch) -> dict:
     info = {
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "bf16_instructions": kernels.bf16_native(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
         "cpu_features": cpu_features(),
@@ -282,6 +299,9 @@ def add_arguments(ap) -> None:
     ap.add_argument("--blas", default="tile", choices=["tile", "numpy", "mkl"],
                     help="per-step products: rnnlab's tile (default), NumPy's BLAS, or MKL "
                          "(pip install mkl)")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                    help="bf16 columns: rnnlab with precision bf16 and PyTorch under bf16 "
+                         "autocast (default: where the CPU has BF16 instructions)")
     ap.add_argument("--out", default="runs/bench")
 
 
@@ -291,7 +311,7 @@ def run_from_args(a) -> dict:
         cells=tuple(a.cells), shapes=tuple(map(tuple, a.shape)) if a.shape else GRID,
         threads=a.threads, repeats=a.repeats, torch=not a.no_torch, memory=not a.no_memory,
         compile_time=not a.no_compile_time, keep_freed_memory=a.keep_freed_memory, blas=a.blas,
-        out_dir=a.out,
+        bf16=a.bf16, out_dir=a.out,
     )
     print(f"wrote {a.out}/bench.json and {a.out}/bench.md ({len(result['rows'])} rows)")
     return result

@@ -28,6 +28,8 @@ def targets(rows) -> list:
         for kind in ("train", "infer"):
             r = row[kind].get("ratio")
             t[f"{kind}_ratio_le_1"] = None if r is None else r <= 1.0
+            if "ratio_bf16" in row[kind]:
+                t[f"{kind}_bf16_ratio_le_1"] = row[kind]["ratio_bf16"] <= 1.0
             if small:
                 t[f"{kind}_ratio_le_0.5"] = None if r is None else r <= 0.5
         for kind in ("stream", "stream_lean"):
@@ -103,6 +105,8 @@ def markdown(result: dict) -> str:
             f"/ {_fmt(mt.get('rss_growth'), '.1f')} "
             f"| {_fmt((row.get('gemm_only') or {}).get('ratio'), '.2f')} |"
         )
+    if any("rnnlab_bf16_ms" in row["train"] for row in result["rows"]):
+        lines += _bf16_table(result)
     comp = result.get("compile")
     if comp:
         keys = [k for k in comp.get("cold", {}) if k != "error"]
@@ -123,6 +127,34 @@ def markdown(result: dict) -> str:
         lines.append(f"| {t['cell']} | {s['B']},{s['T']},{s['D']},{s['H']} | " + " | ".join(cells)
                      + " |")
     return "\n".join(lines) + "\n"
+
+
+def _bf16_table(result) -> list:
+    """The bf16 rows: rnnlab with precision bf16 against PyTorch under bf16 autocast."""
+    peak = result["machine"].get("bf16_gemm_peak_gflops") or {}
+    lines = ["", "bf16 (rnnlab precision=\"bf16\"; PyTorch under torch.autocast(\"cpu\", "
+             "dtype=torch.bfloat16)); bf16 GEMM roof (n=2048): "
+             + (", ".join(f"{k} {v:.0f}" for k, v in peak.items()) or "–") + " GFLOP/s.",
+             "Ratio bf16 = rnnlab bf16 / PyTorch bf16; to fp32 = rnnlab bf16 / PyTorch fp32.",
+             "", "| cell | B,T,D,H | train ms (rnnlab / torch bf16) | ratio bf16 | to fp32 "
+             "| % bf16 roof (rnnlab / torch) | infer ms (rnnlab / torch bf16) | ratio bf16 "
+             "| to fp32 |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        s, tr, inf = row["shape"], row["train"], row["infer"]
+        if "rnnlab_bf16_ms" not in tr:
+            continue
+        roof = (f"{100 * tr['rnnlab_bf16_fraction_of_bf16_peak']:.0f} / "
+                f"{100 * tr['torch_bf16_fraction_of_bf16_peak']:.0f}"
+                if "torch_bf16_fraction_of_bf16_peak" in tr else "–")
+        lines.append(
+            f"| {row['cell']} | {s['B']},{s['T']},{s['D']},{s['H']} "
+            f"| {tr['rnnlab_bf16_ms']:.2f} / {_fmt(tr.get('torch_bf16_ms'), '.2f')} "
+            f"| {_fmt(tr.get('ratio_bf16'), '.2f')} "
+            f"| {_fmt(tr.get('ratio_bf16_to_torch_fp32'), '.2f')} | {roof} "
+            f"| {inf['rnnlab_bf16_ms']:.2f} / {_fmt(inf.get('torch_bf16_ms'), '.2f')} "
+            f"| {_fmt(inf.get('ratio_bf16'), '.2f')} "
+            f"| {_fmt(inf.get('ratio_bf16_to_torch_fp32'), '.2f')} |")
+    return lines
 
 
 def _target_keys(targets) -> list:

@@ -78,6 +78,22 @@ def sgemm_peak(torch) -> dict:
     return best
 
 
+def bf16_gemm_peak(torch) -> dict:
+    """Best bf16 GEMM rate (GFLOP/s, float32 sums) of PyTorch and of rnnlab's bf16 tile,
+    n = 2048: the roof the bf16 rows are measured against."""
+    from ..kernels import fast_layers
+
+    n = 2048
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    ta = torch.from_numpy(a).to(torch.bfloat16)
+    tc = torch.empty(n, n, dtype=torch.bfloat16)
+    fns = {"torch": lambda: torch.matmul(ta, ta, out=tc),
+           "rnnlab": lambda: fast_layers().matmul_bf16(a, a)}
+    best = {k: 2 * n**3 / 1e9 / min(_repeat(f, 3)) for k, f in fns.items()}
+    best["best"] = max(best.values())
+    return best
+
+
 def _repeat(f, k):
     f()
     out = []
@@ -133,6 +149,15 @@ def time_row(cell, shape, cfg, torch) -> dict:
             streamer.step(x1)
 
     train, infer = {"rnnlab": r_train}, {"rnnlab": r_infer}
+    if cfg.bf16:  # the same weights, the products in bf16
+        layer16 = make_row(cell, shape, cfg.seed, None)[0]
+        layer16.precision = "bf16"
+
+        def r_train16():
+            _, _, cache = layer16.forward(x)
+            layer16.backward(cache, dy)
+
+        train["rnnlab_bf16"], infer["rnnlab_bf16"] = r_train16, lambda: layer16.infer(x)
     stream, stream_lean = {"rnnlab": r_stream}, {"rnnlab": r_stream_lean}
     agree = None
     if module is not None:
@@ -156,6 +181,23 @@ def time_row(cell, shape, cfg, torch) -> dict:
                     _, state = module(x1t, state)
 
         train["torch"], infer["torch"] = t_train, t_infer
+        if cfg.bf16:  # what a PyTorch user writes for bf16 on the CPU
+            def t_train16():
+                module.zero_grad(set_to_none=True)
+                xt.grad = None
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    y, _ = module(xt)
+                y.float().backward(dyt)
+
+            def t_infer16():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                    module(xt)
+
+            try:  # PyTorch's bf16 LSTM needs oneDNN's bf16 kernels, i.e. such a CPU
+                t_train16()
+                train["torch_bf16"], infer["torch_bf16"] = t_train16, t_infer16
+            except RuntimeError:
+                pass
         stream["torch"] = stream_lean["torch"] = t_stream
         with torch.inference_mode():
             y_torch = module(torch.from_numpy(x))[0].numpy()
@@ -180,6 +222,9 @@ def time_row(cell, shape, cfg, torch) -> dict:
         if "torch" in med:
             entry["ratio"] = med["rnnlab"] / med["torch"]
             entry["ratio_of_minima"] = low["rnnlab"] / low["torch"]
+        if "torch_bf16" in med:  # rnnlab bf16 against PyTorch bf16 autocast, and fp32
+            entry["ratio_bf16"] = med["rnnlab_bf16"] / med["torch_bf16"]
+            entry["ratio_bf16_to_torch_fp32"] = med["rnnlab_bf16"] / med["torch"]
         row[kind] = entry
     return row
 

@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import checks, engine
+from .. import checks, dropout, engine
 from .. import init as _init
 from ..recurrent import layer_params
+from .zoneout import ZoneoutCell
 
 
 class StackCache(NamedTuple):
@@ -58,6 +59,22 @@ class RecurrentLayer:
         weights of its own, and outputs both directions side by side, (B, T, 2H); states
         are (2L, B, H), layer k's forward direction at 2k and its reverse at 2k+1, as in
         PyTorch. Such a layer reads whole sequences: it has no streaming ``step``.
+    zoneout : float, or a pair ``(z_h, z_c)`` for the LSTM
+        Zoneout (Krueger et al. 2016; :mod:`rnnlab.cells.zoneout`): in training each unit
+        of ``h`` (and the LSTM's ``c``) keeps its previous value with this probability at
+        each step; at inference every step is the expectation,
+        ``s_t = z s_{t-1} + (1 - z) s~_t``. A number gives the LSTM's ``h`` and ``c`` the
+        same rate. 0 (default): none. Such a layer runs the reference loop (no kernel) and
+        has no ONNX export.
+    recurrent_dropout : float
+        Recurrent dropout (Gal & Ghahramani 2016; :mod:`rnnlab.dropout`): in training
+        ``h_{t-1} * m / (1 - p)`` enters the recurrent product, one mask ``m`` per
+        sequence and unit for the whole batch; the identity at inference (which keeps the
+        kernels; training with the masks runs the reference loop). 0 (default): none.
+
+    Masks are drawn only by the Trainer (:meth:`draw_masks`, from its seeded generator)
+    and passed to :meth:`forward`; without them (``infer``, ``step``, streaming,
+    evaluation) recurrent dropout is off and zoneout is its expectation.
 
     Attributes
     ----------
@@ -88,7 +105,11 @@ class RecurrentLayer:
         dtype=np.float32,
         init: str = "uniform",
         bidirectional: bool = False,
+        zoneout=0.0,
+        recurrent_dropout: float = 0.0,
+        precision: str = "fp32",
     ):
+        self.precision = precision
         self.input_size = checks.positive_int(input_size, "input_size")
         self.hidden_size = checks.positive_int(hidden_size, "hidden_size")
         self.num_layers = checks.positive_int(num_layers, "num_layers")
@@ -98,6 +119,10 @@ class RecurrentLayer:
         self.directions = 2 if self.bidirectional else 1
         self.cell = self._make_cell()
         self.n_state = self.cell.n_state  # 1 for h, 2 for the LSTM's (h, c)
+        self.zoneout = dropout.zoneout_rates(zoneout, self.n_state)
+        self.recurrent_dropout = dropout.rate(recurrent_dropout, "recurrent_dropout")
+        if any(self.zoneout):
+            self.cell = ZoneoutCell(self.cell, self.zoneout)
         rng = _init.rng_from(seed)
         self.params: dict[str, np.ndarray] = {}
         for k in range(self.num_layers):
@@ -120,6 +145,28 @@ class RecurrentLayer:
         or add the cell's own, drawn from ``rng``."""
 
     # configuration ----------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` (the default), ``"bf16"`` or ``"auto"``: what the fast kernels compute
+        the matrix products in (:func:`rnnlab.engine.resolved_precision`). bf16 rounds both
+        operands of every product to bfloat16 and sums in float32; the weights, states,
+        gates and gradients stay float32. A setting of the computation, not of the model:
+        it is not part of :attr:`config` nor of model files, and may be changed at any time.
+        """
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = checks.choice(value, "precision", engine.PRECISIONS)
+
+    @property
+    def computes_in(self) -> str:
+        """What :attr:`precision` computes in here and now: ``"fp32"`` or ``"bf16"`` (a cell
+        without a fused kernel runs on the plain loop, in its dtype)."""
+        if getattr(self.cell, "own_kernel", None) is None:
+            return "fp32"
+        return engine.resolved_precision(self.precision, self.dtype)
+
     @property
     def output_features(self) -> int:
         """Features of ``y`` per step: H, or 2H for a bidirectional layer."""
@@ -147,7 +194,29 @@ class RecurrentLayer:
             "init": self.init,
             "bidirectional": self.bidirectional,
             **{name: getattr(self, name) for name in self.options},
+            **self.regularization,
         }
+
+    @property
+    def regularization(self) -> dict:
+        """``zoneout`` (a list, one rate per state) and ``recurrent_dropout`` where they
+        are on: a layer without them has the config it always had."""
+        out = {}
+        if any(getattr(self, "zoneout", ())):
+            out["zoneout"] = list(self.zoneout)
+        if getattr(self, "recurrent_dropout", 0.0):
+            out["recurrent_dropout"] = self.recurrent_dropout
+        return out
+
+    def draw_masks(self, rng, batch: int, steps: int, *, between: float = 0.0):
+        """Train-time masks for a batch of ``batch`` sequences of ``steps`` steps, drawn
+        from ``rng`` (:func:`rnnlab.dropout.draw`); ``between`` the dropout between the
+        stacked layers (:class:`rnnlab.Network`'s ``dropout``). None when nothing is on."""
+        return dropout.draw(
+            rng, batch, steps, layers=self.num_layers, directions=self.directions,
+            features=self.output_features, widths=self.state_sizes, dtype=self.dtype,
+            dropout=between, recurrent_dropout=getattr(self, "recurrent_dropout", 0.0),
+            zoneout=getattr(self, "zoneout", ()))
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "cell")
@@ -250,7 +319,7 @@ class RecurrentLayer:
         return parts[0] if self.n_state == 1 else tuple(parts)
 
     # the contract ---------------------------------------------------------------------------
-    def forward(self, x, state=None, *, lengths=None, reset=None):
+    def forward(self, x, state=None, *, lengths=None, reset=None, masks=None):
         """Run the layer over a batch of sequences, keeping what backward needs.
 
         Parameters
@@ -266,6 +335,9 @@ class RecurrentLayer:
             True where the state entering step ``t`` is zeros instead of the one carried
             (in every layer): a new document begins at ``x[:, t]``. The gradient stops
             there too; with ``reset[:, 0]`` the given ``state`` is not read.
+        masks : rnnlab.dropout.Masks or None
+            Train-time masks (:meth:`draw_masks`; time-major, their T and B those of
+            ``x``); backward uses the same. None: the inference model.
 
         Returns
         -------
@@ -274,7 +346,8 @@ class RecurrentLayer:
         state : the final state, each sequence's own state after its last real step
         cache : StackCache for :meth:`backward`
         """
-        y, state, caches, lens = self.run(x, state, lengths, keep=True, reset=reset)
+        y, state, caches, lens = self.run(x, state, lengths, keep=True, reset=reset,
+                                          masks=masks)
         y.flags.writeable = False  # it shares memory with the cache (no copy is made)
         return y, state, StackCache(caches, lens)
 
@@ -302,13 +375,17 @@ class RecurrentLayer:
             raise ValueError(f"x must hold at least one sequence of one step, got shape {x.shape}")
         return x, ids
 
-    def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None):
+    def run(self, x, state=None, lengths=None, *, keep: bool = True, reset=None,
+            masks=None):
         """What :meth:`forward` and :meth:`infer` share, for callers that build on a layer
         (:class:`rnnlab.Network`): ``(y, state, caches, lengths)``, with ``caches`` a list
         of per-layer caches (Nones unless ``keep``) and ``lengths`` the checked (B,) array
-        or None. ``y`` is writable here; :meth:`forward` hands it out read-only."""
+        or None. ``y`` is writable here; :meth:`forward` hands it out read-only. ``masks``
+        as in :meth:`forward`."""
         x, ids = self.checked_input(x)
         B, T = x.shape[:2]
+        if masks is not None:
+            self._check_masks(masks, B, T)
         states = self.split_state(state, B)
         mask, partial, lens = None, None, None
         if lengths is not None:
@@ -318,17 +395,38 @@ class RecurrentLayer:
                 partial = ~mask.all(axis=(1, 2))
         resets = None if reset is None else checks.reset_mask(reset, B, T)
         xt = np.ascontiguousarray(x.T if ids else x.transpose(1, 0, 2))  # (T, B[, D])
+        bf16 = self.precision != "fp32" and self.computes_in == "bf16"
         if self.bidirectional:
             y, finals, caches = engine.bi_stack_forward(
                 self.cell, self.params, self.num_layers, xt, states, mask, partial,
-                None if mask is None else lens, keep=keep, reset=resets,
+                None if mask is None else lens, keep=keep, reset=resets, bf16=bf16,
+                masks=masks,
             )
         else:
             y, finals, caches = engine.stack_forward(
                 self.cell, self.params, self.num_layers, xt, states, mask, partial,
-                keep=keep, reset=resets,
+                keep=keep, reset=resets, bf16=bf16, masks=masks,
             )
         return y.transpose(1, 0, 2), self.join_state(finals), caches, lens
+
+    def _check_masks(self, masks, B: int, T: int) -> None:
+        """A ValueError naming the first mask whose shape does not fit this layer and batch,
+        or that a layer without zoneout got zoneout masks."""
+        L = self.num_layers * self.directions
+        want = {"between": (self.num_layers - 1, T, B, self.output_features),
+                "recurrent": (L, B, self.state_sizes[0])}
+        for name in ("between", "recurrent"):
+            a = getattr(masks, name)
+            if a is not None and (a.shape != want[name] or a.dtype != self.dtype):
+                raise ValueError(f"masks.{name} must be a {want[name]} {self.dtype} array, "
+                                 f"got {a.shape} {a.dtype}")
+        if masks.zoneout is not None:
+            if not isinstance(self.cell, ZoneoutCell):
+                raise ValueError("masks.zoneout given to a layer without zoneout")
+            for z, w in zip(masks.zoneout, self.state_sizes, strict=True):
+                if z is not None and (z.shape != (L, T, B, w) or z.dtype != self.dtype):
+                    raise ValueError(f"masks.zoneout must hold {(L, T, B, w)} {self.dtype} "
+                                     f"arrays, got {z.shape} {z.dtype}")
 
     def backward(self, cache: StackCache, dy=None, dstate=None, *, input_grad: bool = True):
         """Backpropagation through time over the sequence that ``forward`` ran.

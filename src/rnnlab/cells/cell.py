@@ -19,6 +19,11 @@ from nowhere else. The maths is two functions, side by side:
   :attr:`~Cell.extra_params`, such as the LSTM's projection) returns a fourth value: a
   tuple of per-row factors (B, .) of their gradients, which the loop masks like the rest,
   stacks over all steps and hands to ``extra_grads`` once.
+
+A cell that normalises its projections before their biases are added (layer norm) sets
+:attr:`~Cell.loop_biases` False: the loop then hands ``step`` the bare ``x_t W_x``, the
+cell adds ``b`` (and ``b_h``) itself, ``d_xp`` and ``d_hp`` are the gradients at the bare
+products, and the biases' gradients come from ``extra_grads`` with the cell's own.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ class Cell:
         The cell's own per-layer parameters beyond ``W_x``, ``W_h``, ``b`` (and ``b_h``),
         whose gradients :meth:`extra_grads` computes from the factors ``step_back``
         returns; empty for the plain cells.
+    loop_biases : bool
+        Whether the loop adds ``b`` to the input projection and sums the biases'
+        gradients from ``step_back``'s (True for the plain cells). False for a cell that
+        normalises ``x_t W_x`` and ``h_{t-1} W_h`` first and adds its biases after: it
+        then gets the bare products, and :meth:`extra_grads` returns ``b`` (and ``b_h``).
     n_gates, n_state : int
         ``len(gates)`` and ``len(state)``.
     own_kernel, own_onnx_operator : str or None
@@ -81,6 +91,7 @@ class Cell:
     kernel: str | None = None
     kernel_args: tuple = ()
     extra_params: tuple = ()
+    loop_biases: bool = True
 
     #: derived from ``gates``, ``state``, ``kernel`` and ``onnx_operator`` for each class as
     #: it is defined (plain attributes: the streaming step reads them at every call)
@@ -124,6 +135,32 @@ class Cell:
 
     def step_back(self, p: dict, saved, dstate: tuple):
         raise NotImplementedError
+
+    def masked_step(self, p: dict, xp_t: np.ndarray, state: tuple, drop, keep=None):
+        """:meth:`step` under train-time masks (:mod:`rnnlab.dropout`): ``drop`` (B, P) or
+        None, recurrent dropout's scaled mask on ``h_{t-1}`` in the recurrent product;
+        ``keep``, zoneout's per-state masks at this step, which only a zoneout cell
+        (:class:`rnnlab.cells.zoneout.ZoneoutCell`) takes.
+
+        This default hands ``step`` the state with ``h_{t-1} * drop``: exact for a cell
+        whose ``h_{t-1}`` enters only the recurrent product (Elman, the LSTM); a cell that
+        reads it elsewhere too (the GRU's ``z * h_{t-1}``) overrides this and
+        :meth:`masked_step_back`.
+        """
+        if keep is not None:
+            raise ValueError(f"zoneout masks need a zoneout cell, got {type(self).__name__}")
+        if drop is None:
+            return self.step(p, xp_t, state)
+        return self.step(p, xp_t, (state[0] * drop,) + tuple(state[1:]))
+
+    def masked_step_back(self, p: dict, saved, dstate: tuple, drop):
+        """:meth:`step_back` of :meth:`masked_step`: the gradient reaching ``h_{t-1}``
+        through the product is multiplied by ``drop``."""
+        out = self.step_back(p, saved, dstate)
+        if drop is None:
+            return out
+        prev = out[2]
+        return out[:2] + ((prev[0] * drop,) + tuple(prev[1:]),) + tuple(out[3:])
 
     def extra_grads(self, p: dict, factors: tuple) -> dict:
         """The gradients of :attr:`extra_params` from the factors ``step_back`` returned,

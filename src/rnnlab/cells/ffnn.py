@@ -128,7 +128,8 @@ class FFNN(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, window=DEFAULT_WINDOW,
                  activation="tanh", seed=None, dtype=np.float32, init="uniform",
-                 bidirectional=False):
+                 bidirectional=False, precision="fp32"):
+        self.precision = precision  # accepted for a common front; computes in its dtype
         self.input_size = checks.positive_int(input_size, "input_size")
         self.hidden_size = checks.positive_int(hidden_size, "hidden_size")
         self.num_layers = checks.positive_int(num_layers, "num_layers")

@@ -1,6 +1,6 @@
 """The long short-term memory layer (Hochreiter & Schmidhuber 1997, with forget gate),
-with an optional projection of its output (LSTMP, Sak et al. 2014) and optional peepholes
-(Gers & Schmidhuber 2000).
+with an optional projection of its output (LSTMP, Sak et al. 2014), optional peepholes
+(Gers & Schmidhuber 2000) or optional layer normalisation (Ba, Kiros & Hinton 2016).
 
 Shape legend: B batch, D input features, H hidden units (the cell state), P projected
 units (the output ``h``; P = H without projection). Fused gate order: ``i, f, g, o``
@@ -158,6 +158,91 @@ class LSTMVariantCell(LSTMCell):
         return out
 
 
+#: the variance offset of every layer normalisation (the LSTM's and the GRU's)
+LN_EPS = 1e-5
+
+
+def normalised(u):
+    """Each row of ``u`` (B, N) less its mean, over its standard deviation (with
+    :data:`LN_EPS` added to the variance): ``(n, s)``, ``s`` (B, 1) the inverse deviations."""
+    mu = u.mean(axis=1, keepdims=True)
+    d = u - mu
+    s = 1.0 / np.sqrt((d * d).mean(axis=1, keepdims=True) + LN_EPS)
+    return d * s, s.astype(u.dtype, copy=False)
+
+
+def normalised_back(dn, n, s):
+    """The gradient at ``u`` from the gradient ``dn`` at :func:`normalised`'s ``n``."""
+    return s * (dn - dn.mean(axis=1, keepdims=True) - n * (dn * n).mean(axis=1, keepdims=True))
+
+
+class LayerNormLSTMCell(LSTMCell):
+    r"""The layer-normalised LSTM step (haste's ``LayerNormLSTM``) and its backward.
+
+    Each of the two products is normalised over its whole 4H row (all four gate blocks
+    together, as haste does), scaled by a gain, and the bias added after; the cell state
+    is normalised over its H units before the ``tanh`` of the output (the carried ``c_t``
+    itself is not):
+
+    .. math::
+
+        a &= \mathrm{LN}(x_t W_x)\,\gamma_x + \mathrm{LN}(h_{t-1} W_h)\,\gamma_h + b \\
+        c_t &= f \odot c_{t-1} + i \odot g, \qquad
+        h_t = o \odot \tanh(\mathrm{LN}(c_t)\,\gamma_c + \beta_c)
+
+    with :math:`\mathrm{LN}(u) = (u - \bar u) / \sqrt{\mathrm{var}(u) + \epsilon}` per row,
+    :math:`\epsilon` = :data:`LN_EPS` = 1e-5. Parameters beyond the plain cell's:
+    ``ln_x_g``, ``ln_h_g`` (4H,) and ``ln_c_g``, ``ln_c_b`` (H,), gains 1 and offset 0 at
+    the start. The two products have gains only: an offset there would be ``b`` again.
+    The loop hands ``step`` the bare ``x_t W_x`` (``loop_biases`` False). Its own kernel
+    is ``"lstm_ln"`` (:mod:`rnnlab.kernels.lstm`); no ONNX operator computes it.
+    """
+
+    kernel = "lstm_ln"
+    onnx_operator = None
+    loop_biases = False
+    extra_params = ("ln_x_g", "ln_h_g", "ln_c_g", "ln_c_b")
+    nonlinearities = ("i", "f", "g", "o", "tanh(c)")
+
+    def nonlinear_outputs(self, saved):
+        return super().nonlinear_outputs(saved[:3])
+
+    def step(self, p, xp_t, state):
+        h, c = state
+        H = c.shape[1]
+        nx, sx = normalised(xp_t)  # (B, 4H), (B, 1)
+        nh, sh = normalised(h @ p["W_h"])
+        a = nx * p["ln_x_g"] + nh * p["ln_h_g"] + p["b"]  # (B, 4H) pre-activations
+        gates = sigmoid(a)
+        gates[:, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])
+        i, f, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H]
+        c_new = f * c + i * g
+        nc, sc = normalised(c_new)  # (B, H)
+        tc = np.tanh(nc * p["ln_c_g"] + p["ln_c_b"])
+        return (gates[:, 3 * H:] * tc, c_new), (gates, c, tc, nx, sx, nh, sh, nc, sc)
+
+    def step_back(self, p, saved, dstate):
+        gates, c, tc, nx, sx, nh, sh, nc, sc = saved
+        dh, dc = dstate
+        H = c.shape[1]
+        i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+        da = np.empty_like(gates)  # (B, 4H) at the pre-activations
+        da[:, 3 * H:] = dh * tc * o * (1 - o)
+        dln = dh * o * (1 - tc * tc)  # (B, H) at LN(c_t) gamma_c + beta_c
+        dc = dc + normalised_back(dln * p["ln_c_g"], nc, sc)
+        da[:, :H] = dc * g * i * (1 - i)
+        da[:, H:2 * H] = dc * c * f * (1 - f)
+        da[:, 2 * H:3 * H] = dc * i * (1 - g * g)
+        dxp = normalised_back(da * p["ln_x_g"], nx, sx)  # at x_t W_x
+        dhp = normalised_back(da * p["ln_h_g"], nh, sh)  # at h_{t-1} W_h
+        factors = (da, da * nx, da * nh, dln * nc, dln)
+        return dxp, dhp, (dhp @ p["W_h"].T, dc * f), factors
+
+    def extra_grads(self, p, factors):
+        names = ("b", "ln_x_g", "ln_h_g", "ln_c_g", "ln_c_b")
+        return {name: f.sum(axis=0) for name, f in zip(names, factors, strict=True)}
+
+
 class LSTM(RecurrentLayer):
     r"""Long short-term memory layer.
 
@@ -175,6 +260,11 @@ class LSTM(RecurrentLayer):
     peepholes : bool
         Diagonal connections from the cell state to the gates (Gers & Schmidhuber 2000):
         ``p_i``, ``p_f`` read ``c_{t-1}``, ``p_o`` reads ``c_t``. PyTorch has none.
+    layer_norm : bool
+        Layer normalisation of the two products and of the cell state (Ba, Kiros & Hinton
+        2016, as haste's ``LayerNormLSTM``): the equations are
+        :class:`LayerNormLSTMCell`'s. Not with ``proj_size`` or ``peepholes``; PyTorch
+        and ONNX have no counterpart.
 
     Notes
     -----
@@ -198,10 +288,10 @@ class LSTM(RecurrentLayer):
     """
 
     Cell = LSTMCell
-    options = ("forget_bias", "proj_size", "peepholes")
+    options = ("forget_bias", "proj_size", "peepholes", "layer_norm")
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, forget_bias=1.0,
-                 proj_size=0, peepholes=False, **kwargs):
+                 proj_size=0, peepholes=False, layer_norm=False, **kwargs):
         if forget_bias is not None and not np.isfinite(forget_bias):
             raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
         self.forget_bias = None if forget_bias is None else float(forget_bias)
@@ -211,9 +301,15 @@ class LSTM(RecurrentLayer):
             raise ValueError(f"proj_size must be less than hidden_size {H} (as in PyTorch), "
                              f"got {self.proj_size}")
         self.peepholes = checks.boolean(peepholes, "peepholes")
+        self.layer_norm = checks.boolean(layer_norm, "layer_norm")
+        if self.layer_norm and (self.proj_size or self.peepholes):
+            raise ValueError(f"layer_norm=True does not combine with proj_size="
+                             f"{self.proj_size} or peepholes={self.peepholes}: use one of them")
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
     def _make_cell(self):
+        if self.layer_norm:
+            return LayerNormLSTMCell()
         if self.proj_size or self.peepholes:
             return LSTMVariantCell(projection=self.proj_size > 0, peepholes=self.peepholes)
         return super()._make_cell()
@@ -241,5 +337,18 @@ class LSTM(RecurrentLayer):
         if self.peepholes:
             for name in ("p_i", "p_f", "p_o"):
                 p[name] = _init.uniform(rng, (H,), k)
+        if self.layer_norm:  # gains 1, offset 0: the plain normalisation at the start
+            p.update(ln_x_g=np.ones(4 * H), ln_h_g=np.ones(4 * H), ln_c_g=np.ones(H),
+                     ln_c_b=np.zeros(H))
         if self.forget_bias is not None:
             p["b"][H:2 * H] = self.forget_bias
+
+    @classmethod
+    def count_params(cls, config: dict) -> int | None:
+        """:meth:`RecurrentLayer.count_params`, with 10H per layer and direction for the
+        layer norm's gains and offset."""
+        n = super().count_params(config)
+        if n is None or config.get("layer_norm") is not True:
+            return n
+        dirs = 2 if config.get("bidirectional") is True else 1
+        return n + dirs * config.get("num_layers", 1) * 10 * config["hidden_size"]

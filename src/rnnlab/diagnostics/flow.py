@@ -44,6 +44,8 @@ def _rows(saved, sl: slice, copies: int):
     """Sequences ``sl`` of one step's saved arrays, stacked ``copies`` times along the batch."""
     if isinstance(saved, np.ndarray):
         return np.tile(saved[sl], (copies,) + (1,) * (saved.ndim - 1))
+    if saved is None or isinstance(saved, float):  # zoneout's rates, one for every row
+        return saved
     return type(saved)(_rows(s, sl, copies) for s in saved)
 
 

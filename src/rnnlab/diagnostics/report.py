@@ -71,7 +71,8 @@ def _describe(layer: RecurrentLayer) -> str:
         name += f"({layer.activation})"
     L = layer.num_layers
     extra = (f", P={layer.proj_size}" if getattr(layer, "proj_size", 0) else "") + (
-        ", peepholes" if getattr(layer, "peepholes", False) else "")
+        ", peepholes" if getattr(layer, "peepholes", False) else "") + (
+        ", layer norm" if getattr(layer, "layer_norm", False) else "")
     return f"{name}, {L} layer{'s' if L > 1 else ''}, H={layer.hidden_size}{extra}"
 
 

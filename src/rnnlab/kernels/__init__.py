@@ -10,7 +10,8 @@ The kernels are leaves: they take arrays and a kernel id (a cell's
 :mod:`rnnlab.engine` is the one module that sees both them and the reference loop.
 
 The fast path is used whenever numba is importable and the cell declares a kernel
-(Elman, LSTM, GRU); otherwise the plain path runs. Choose explicitly with
+(Elman, LSTM, GRU, and the LSTM's and GRU's variants: ``lstmp``, ``lstm_peepholes``,
+``lstm_ln``, ``gru_ln``); otherwise the plain path runs. Choose explicitly with
 :func:`use_fast`::
 
     with rnnlab.kernels.use_fast(False):    # the plain NumPy reference
@@ -31,11 +32,13 @@ import contextlib
 import importlib.util
 from contextvars import ContextVar
 
+import numpy as np
+
 from .tape import Tape
 
 #: the kernel ids: each names a cell whose step and step_back a kernel here computes
 #: (:attr:`rnnlab.cells.Cell.kernel`)
-KERNELS = ("elman", "lstm", "lstmp", "lstm_peepholes", "gru")
+KERNELS = ("elman", "lstm", "lstmp", "lstm_peepholes", "gru", "lstm_ln", "gru_ln")
 #: True when numba can be imported, i.e. the fast path is possible at all.
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
@@ -78,17 +81,50 @@ def fast_layers():
 _LAYERS = None
 
 
-def matmul(A, B, trans_a: bool = False):
+def matmul(A, B, trans_a: bool = False, bf16: bool = False):
     """``A @ B``, or ``A.T @ B`` with ``trans_a``, for 2-D arrays.
 
     On the fast path a large product of float32 or float64 arrays runs in parts on
     rnnlab's threads, each part a single-threaded BLAS call, so that BLAS's own thread
     pool, whose idle threads spin after each call, never runs against the time loops
     (:func:`rnnlab.kernels.blas.product_chunks`). Otherwise, NumPy's ``@``.
+    ``bf16`` (float32 arrays, where :func:`bf16_available`): both rounded to bf16,
+    float32 sums, on the bf16 tile.
     """
     if _fast.get() and AVAILABLE:
+        if bf16 and A.dtype == B.dtype == np.float32 and bf16_available():
+            return fast_layers().matmul_bf16(A, B, trans_a)
         return fast_layers().matmul(A, B, trans_a)
     return (A.T if trans_a else A) @ B
+
+
+def bf16_native() -> str | None:
+    """The BF16 matrix instructions the kernels use on this CPU (``"avx512_bf16"``), or
+    None: none there (or numba absent, or :func:`bf16_instructions` switched them off)."""
+    if not AVAILABLE:
+        return None
+    from . import blas
+
+    return blas.bf16_native()
+
+
+def bf16_available() -> bool:
+    """Whether bf16 products can run now: the CPU's instructions, or the emulated tile
+    inside ``bf16_instructions("emulate")``."""
+    if not (AVAILABLE and _fast.get()):
+        return False
+    from . import blas
+
+    return blas.bf16_tile() != 0
+
+
+def bf16_instructions(mode: str | None):
+    """``"off"`` (as on a CPU without BF16 instructions), ``"emulate"`` (the bf16 maths
+    in generic instructions, on any CPU) or None (detect) inside a ``with`` block; see
+    :func:`rnnlab.kernels.blas.bf16_instructions`."""
+    from . import blas
+
+    return blas.bf16_instructions(mode)
 
 
 def keep_freed_memory(limit: int = 1 << 30) -> bool:
@@ -148,5 +184,5 @@ def side_by_side(work: int, first, second):
     return blas.side_by_side(work, first, second)
 
 
-__all__ = ["AVAILABLE", "Tape", "active", "keep_freed_memory", "matmul", "side_by_side",
-           "threads", "use_blas", "use_fast"]
+__all__ = ["AVAILABLE", "Tape", "active", "bf16_available", "bf16_instructions", "bf16_native",
+           "keep_freed_memory", "matmul", "side_by_side", "threads", "use_blas", "use_fast"]

@@ -484,9 +484,118 @@ def mm_tiled(tile, A, Bp, C, beta):
 @njit(**JIT)
 def product(gemm, tile, W, Wp, A, C, beta):
     """``C = A @ W (+ C if beta)``: through the tile when ``tile`` (an address) is not 0,
-    with ``Wp`` = ``W`` packed, else through :func:`mm`. The per-step product of the loops."""
+    with ``Wp`` = ``W`` packed, else through :func:`mm`. The per-step product of the loops.
+
+    ``Wp`` packed in bf16 pairs (uint32, :func:`pack_b_bf16`) makes it a bf16 product:
+    the rows of ``A`` are rounded to bf16 first and ``tile`` is a bf16 tile (float32 sums).
+    """
     if tile != 0:
-        mm_tiled(tile, A, Wp, C, beta)
+        _tiled(tile, A, Wp, C, beta)
     else:
         mm(gemm, A, W, C, False, beta)
+
+
+def _tiled(tile, A, Wp, C, beta):
+    """``C = A @ B (+ C if beta)`` by the tile, ``Wp`` = ``B`` packed (compiled only)."""
+
+
+@overload(_tiled, jit_options=JIT)
+def _tiled_impl(tile, A, Wp, C, beta):
+    if Wp.dtype == types.uint32:
+
+        def impl(tile, A, Wp, C, beta):
+            pairs = np.empty((A.shape[0], Wp.shape[1]), np.uint32)
+            to_bf16_pairs(A, pairs)
+            mm_tiled(tile, pairs, Wp, C, beta)
+
+        return impl
+    return lambda tile, A, Wp, C, beta: mm_tiled(tile, A, Wp, C, beta)
+
+
+# bf16 operands for the bf16 tiles ---------------------------------------------------
+# bf16 is the high half of a float32 (8 exponent bits, 7 stored fraction bits); two of
+# them, for k and k + 1, share one uint32 (k in the low half), the order the AVX512_BF16
+# dot product reads. Rounding is to nearest, ties to even, as the instructions' own
+# conversion (VCVTNEPS2BF16) does, except that float32 subnormals are kept (that
+# instruction flushes them to zero); a NaN stays a (quiet) NaN, so it still reaches the
+# loss and the training loop's guard.
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The bits of a float32 as a uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@njit(**JIT)
+def bf16_of(x):
+    """The bf16 nearest the float32 ``x`` (ties to even), as its 16 bits in an int64."""
+    u = np.int64(_bits(x))
+    rounded = (u + (0x7FFF + ((u >> 16) & 1))) >> 16
+    return ((u >> 16) | 0x40) if (u & 0x7FFFFFFF) > 0x7F800000 else rounded
+
+
+@njit(**JIT)
+def to_bf16_pairs(A, out):
+    """``out`` (M, ceil(K/2)) = the rows of ``A`` (M, K) float32 rounded to bf16, two
+    consecutive columns per uint32 (the last one's high half zero when K is odd)."""
+    M, K = A.shape
+    K2 = K // 2
+    for m in range(M):
+        a, o = A[m], out[m]
+        for k in range(K2):
+            o[k] = np.uint32(bf16_of(a[2 * k]) | (bf16_of(a[2 * k + 1]) << 16))
+        if K % 2:
+            o[K2] = np.uint32(bf16_of(a[K - 1]))
+
+
+@njit(parallel=True, **JIT)
+def to_bf16_pairs_t(A, out, parts):
+    """``out`` (M, ceil(K/2)) = ``A.T`` for ``A`` (K, M) float32, rounded and paired as in
+    :func:`to_bf16_pairs` (pairs along A's rows), in ``parts`` runs of rows of ``out``."""
+    K, M = A.shape
+    K2 = K // 2
+    for c in prange(parts):
+        for m in range(M * c // parts, M * (c + 1) // parts):
+            o = out[m]
+            for k in range(K2):
+                o[k] = np.uint32(bf16_of(A[2 * k, m]) | (bf16_of(A[2 * k + 1, m]) << 16))
+            if K % 2:
+                o[K2] = np.uint32(bf16_of(A[K - 1, m]))
+
+
+@njit(parallel=True, **JIT)
+def pack_b_bf16(B, Bp, parts):
+    """``Bp`` (P, ceil(K/2), NR) = ``B`` (K, N) float32 in panels of NR columns as
+    :func:`pack_b` cuts them, rounded to bf16 and paired along K (zero-padded), in
+    ``parts`` runs of panels."""
+    K, N = B.shape
+    P, K2, NR = Bp.shape
+    for c in prange(parts):
+        for p in range(P * c // parts, P * (c + 1) // parts):
+            for k2 in range(K2):
+                out = Bp[p, k2]
+                k = 2 * k2
+                for j in range(NR):
+                    col = p * NR + j
+                    lo = bf16_of(B[k, col]) if col < N else 0
+                    hi = bf16_of(B[k + 1, col]) if col < N and k + 1 < K else 0
+                    out[j] = np.uint32(lo | (hi << 16))
+
+
+@njit(parallel=True, **JIT)
+def mm_tiled_par(tile, A, Bp, C, parts):
+    """:func:`mm_tiled` (``beta`` 0) with the panels of ``Bp`` shared out among ``parts``
+    threads: for the batched products (weight gradients, output layer) in bf16."""
+    P, _, NR = Bp.shape
+    N = C.shape[1]
+    for c in prange(parts):
+        p0, p1 = P * c // parts, P * (c + 1) // parts
+        if p1 > p0:
+            mm_tiled(tile, A, Bp[p0:p1], C[:, p0 * NR:min(N, p1 * NR)], 0)
 

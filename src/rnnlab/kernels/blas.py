@@ -210,9 +210,21 @@ def tile_for(dtype) -> int:
     to a BLAS (``use_blas("numpy")``/``("mkl")``, or the tile could not be compiled)."""
     if _backend.get() != "tile" or _tile_failed:
         return 0
-    name = "tile_f32" if dtype == np.float32 else "tile_f64"
-    address = _tile_addresses.get(name)
-    if address is None:
+    address = _tile_addresses.get("tile_f32" if dtype == np.float32 else "tile_f64")
+    return address if address is not None else \
+        _tile_address("tile_f32" if dtype == np.float32 else "tile_f64")
+
+
+_tile_failed = False
+_tile_addresses: dict[str, int] = {}  # kept here: cheaper than asking the tile module per call
+
+
+def _tile_address(name: str) -> int:
+    """Address of the tile function ``name``, 0 when this CPU has none by that name or the
+    tile could not be compiled."""
+    if _tile_failed:
+        return 0
+    if not _tile_addresses:
         from . import tile
 
         try:
@@ -220,12 +232,59 @@ def tile_for(dtype) -> int:
         except Exception as err:  # noqa: BLE001 - any LLVM failure: fall back, say so once
             _tile_fallback(err)
             return 0
-        address = _tile_addresses[name]
-    return address
+    return _tile_addresses.get(name, 0)
 
 
-_tile_failed = False
-_tile_addresses: dict[str, int] = {}  # kept here: cheaper than asking the tile module per call
+# bf16 -----------------------------------------------------------------------------------
+
+#: what :func:`bf16_tile` may use: None the CPU's instructions where it has them; "off"
+#: none (as on a CPU without them); "emulate" the bf16 tile in generic instructions,
+#: which rounds the operands as the BF16 instructions do and runs on any CPU (slower)
+BF16_MODES = (None, "off", "emulate")
+
+
+def _mode_from_environment():
+    """The default of :func:`bf16_instructions`: ``RNNLAB_BF16`` ("off" or "emulate"),
+    so that a whole process (a CLI run, a test session) can be run as on another CPU."""
+    mode = os.environ.get("RNNLAB_BF16") or None
+    if mode not in BF16_MODES:
+        raise ValueError(f"RNNLAB_BF16={mode!r}: expected 'off' or 'emulate' (or unset)")
+    return mode
+
+
+_BF16_DEFAULT = _mode_from_environment()
+_bf16_mode: ContextVar = ContextVar("rnnlab_bf16_mode", default=_BF16_DEFAULT)
+
+
+@contextlib.contextmanager
+def bf16_instructions(mode: str | None):
+    """Inside the block, bf16 products use ``mode`` (:data:`BF16_MODES`): ``"off"`` runs
+    as on a CPU without BF16 instructions, ``"emulate"`` runs the bf16 maths on any CPU.
+    For tests and for comparing; a context variable, as :func:`use_blas`."""
+    if mode not in BF16_MODES:
+        raise ValueError(f"unknown bf16 mode {mode!r}; expected one of {BF16_MODES}")
+    token = _bf16_mode.set(mode)
+    try:
+        yield
+    finally:
+        _bf16_mode.reset(token)
+
+
+def bf16_native() -> str | None:
+    """The BF16 matrix instructions rnnlab uses on this CPU (``"avx512_bf16"``), or None
+    (none there, or switched off by :func:`bf16_instructions`)."""
+    if _bf16_mode.get() is not None:
+        return None
+    return "avx512_bf16" if _tile_address("tile_bf16") else None
+
+
+def bf16_tile() -> int:
+    """Address of the bf16 tile that runs now (the AVX512_BF16 one, or the emulated one
+    when :func:`bf16_instructions` asks for it), or 0 when bf16 products cannot run."""
+    mode = _bf16_mode.get()
+    if mode == "off":
+        return 0
+    return _tile_address("tile_bf16e" if mode == "emulate" else "tile_bf16")
 
 
 def _tile_fallback(err: Exception) -> None:

@@ -1,4 +1,5 @@
-r"""Fused GRU kernels, PyTorch's formulation as in :mod:`rnnlab.cells.gru`, compiled.
+r"""Fused GRU kernels, PyTorch's formulation as in :mod:`rnnlab.cells.gru`, compiled; also
+those of the layer-normalised GRU (``*_ln``, kernel id ``gru_ln``), below the plain ones.
 
 Shape legend: T time, B batch, H hidden units. Fused gate order ``r, z, n``.
 
@@ -24,8 +25,10 @@ from ._jit import (
     one_like,
     product,
     reset_rows,
+    sigmoid_,
     tanh_,
 )
+from .lstm import LN_EPS, norm_back_row, norm_row
 
 
 @njit(**JIT)
@@ -199,3 +202,139 @@ def step(gemm, W_x, W_h, bias, b_h, x, h, h_out):
     for b in range(x.shape[0]):
         _cell_row(a[b], b_h, bias, xg[b], h[b], hn[b], h_out[b], H)
     return all_finite(x) and all_finite(h)
+
+
+# --- the layer-normalised GRU (kernel id "gru_ln") ---------------------------------------------
+#
+# As the layer-normalised LSTM's (:mod:`rnnlab.kernels.lstm`): the input side's
+# ``LN(x_t W_x) gamma_x + b`` over all steps before the loop, its backward after; the loop
+# normalises the recurrent product, then adds ``b_h``, at each step.
+
+
+@njit(**JIT)
+def _ln_row(vx, nh, gamma_h, b_h, g, h, hn, h_new, H):
+    """One row's step: ``vx`` (3H) the input side, ``nh`` (3H) ``LN(h W_h)``; ``g`` out:
+    ``r, z, n``; ``hn`` out: the ``n`` block of ``LN(h W_h) gamma_h + b_h``."""
+    for j in range(3 * H):
+        g[j] = vx[j] + nh[j] * gamma_h[j] + b_h[j]
+    for j in range(2 * H):
+        g[j] = sigmoid_(g[j])
+    r, z, n = g[:H], g[H:2 * H], g[2 * H:]
+    gn, bn, vn = gamma_h[2 * H:], b_h[2 * H:], vx[2 * H:]
+    nn = nh[2 * H:]
+    for j in range(H):
+        hn[j] = nn[j] * gn[j] + bn[j]
+    for j in range(H):
+        n[j] = tanh_(vn[j] + r[j] * hn[j])
+    for j in range(H):
+        h_new[j] = n[j] + z[j] * (h[j] - n[j])
+
+
+@njit(**JIT)
+def forward_ln(gemm, tile, W_h, Wp, vx, gamma_h, b_h, hp, nh, sh, gates, hs, hns, mask, reset,
+               b0, b1):
+    """Run rows ``b0:b1`` of the batch over all steps.
+
+    Parameters
+    ----------
+    W_h : ndarray (H, 3H); ``Wp`` the same packed for ``tile``
+    vx : ndarray (T, B, 3H), ``LN(x_t W_x) gamma_x + b``
+    gamma_h, b_h : ndarray (3H,)
+    hp : ndarray (B, 3H), one step's ``h_{t-1} W_h`` (scratch)
+    nh : ndarray (T, B, 3H), out: ``LN(h_{t-1} W_h)``; ``sh`` (T, B) its inverse deviations
+    gates : ndarray (T, B, 3H), out: ``r, z, n``
+    hs : ndarray (T+1, B, H); hns : ndarray (T, B, H), out: the ``n`` block of ``v_h``
+    mask, reset, b0, b1 : as in :func:`forward`
+    """
+    T = hs.shape[0] - 1
+    H = hs.shape[2]
+    masked, resetting = mask.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, H), hs.dtype)
+    zero = np.zeros(H, hs.dtype)
+    for t in range(T):
+        if resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev):
+            product(gemm, tile, W_h, Wp, prev, hp[b0:b1], 0)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], hp[b0:b1], 0)
+        for b in range(b0, b1):
+            fresh = resetting and reset[t, b]
+            if not masked or mask[t, b]:
+                sh[t, b] = norm_row(hp[b], nh[t, b], LN_EPS)
+                _ln_row(vx[t, b], nh[t, b], gamma_h, b_h, gates[t, b],
+                        zero if fresh else hs[t, b], hns[t, b], hs[t + 1, b], H)
+            elif fresh:
+                hs[t + 1, b] = 0
+            else:
+                hs[t + 1, b] = hs[t, b]
+
+
+@njit(parallel=True, **JIT)
+def forward_ln_par(gemm, tile, W_h, Wp, vx, gamma_h, b_h, hp, nh, sh, gates, hs, hns, mask,
+                   reset, chunks):
+    """:func:`forward_ln` with the batch cut into ``chunks`` runs of rows, one per thread."""
+    B = hs.shape[1]
+    for c in prange(chunks):
+        forward_ln(gemm, tile, W_h, Wp, vx, gamma_h, b_h, hp, nh, sh, gates, hs, hns, mask,
+                   reset, c * B // chunks, (c + 1) * B // chunks)
+
+
+@njit(**JIT)
+def backward_ln(gemm, tile, W_hT, Wp, gamma_h, gates, nh, sh, hs, hns, mask, reset, dy, dy_bt,
+                dh, dvx, dhp, b0, b1):
+    """Backpropagate rows ``b0:b1`` of the batch through all steps.
+
+    ``dvx`` (T, B, 3H) out: the gradient at ``v_x`` (the input side after its
+    normalisation and bias; zero at padded steps), whose ``r, z`` blocks are also those at
+    ``v_h`` and whose ``n`` block times ``r`` is ``v_h``'s; ``dhp`` (T, B, 3H) out: the
+    gradient at ``h_{t-1} W_h``. The rest as in :func:`backward`.
+    """
+    T, B, G = gates.shape
+    H = G // 3
+    carry = dh[b0:b1].copy()
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
+    zero = np.zeros(H, hs.dtype)
+    dn = np.empty(G, hs.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(b0, b1):
+            if not masked or mask[t, b]:
+                if has_dy:
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
+                h = zero if resetting and reset[t, b] else hs[t, b]
+                g, d, hn, dhb = gates[t, b], dvx[t, b], hns[t, b], dh[b]
+                one = one_like(g[0])
+                r, z, n = g[:H], g[H:2 * H], g[2 * H:]
+                d_r, d_z, d_n = d[:H], d[H:2 * H], d[2 * H:]
+                for j in range(H):
+                    dan = dhb[j] * (one - z[j]) * (one - n[j] * n[j])
+                    d_n[j] = dan
+                    d_r[j] = dan * hn[j] * r[j] * (one - r[j])
+                    d_z[j] = dhb[j] * (h[j] - n[j]) * z[j] * (one - z[j])
+                gr, gz, gn = gamma_h[:H], gamma_h[H:2 * H], gamma_h[2 * H:]
+                for j in range(H):
+                    dn[j] = d_r[j] * gr[j]
+                    dn[H + j] = d_z[j] * gz[j]
+                    dn[2 * H + j] = d_n[j] * r[j] * gn[j]
+                norm_back_row(dn, nh[t, b], sh[t, b], dhp[t, b], 0)
+                c = carry[b - b0]
+                for j in range(H):
+                    c[j] = dhb[j] * z[j]
+            else:
+                dvx[t, b] = 0
+                dhp[t, b] = 0
+                carry[b - b0] = dh[b]
+        product(gemm, tile, W_hT, Wp, dhp[t, b0:b1], carry, 1)
+        dh[b0:b1] = carry
+        if resetting:
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
+
+
+@njit(parallel=True, **JIT)
+def backward_ln_par(gemm, tile, W_hT, Wp, gamma_h, gates, nh, sh, hs, hns, mask, reset, dy,
+                    dy_bt, dh, dvx, dhp, chunks):
+    """:func:`backward_ln` in ``chunks`` runs of rows, one per thread."""
+    B = gates.shape[1]
+    for c in prange(chunks):
+        backward_ln(gemm, tile, W_hT, Wp, gamma_h, gates, nh, sh, hs, hns, mask, reset, dy,
+                    dy_bt, dh, dvx, dhp, c * B // chunks, (c + 1) * B // chunks)

@@ -16,6 +16,10 @@ ones in parts on rnnlab's threads (:func:`rnnlab.kernels.blas.product_chunks`); 
 step by step. With more than one thread allowed and enough
 work (:func:`rnnlab.kernels.blas.loop_chunks`), the batch is cut into runs of rows, one
 per thread, each running the whole time loop over its rows.
+
+With ``bf16`` (:func:`layer_forward`), every one of these products rounds its operands to
+bf16 and sums in float32 on the bf16 tile, the batched ones too (:func:`matmul_bf16`);
+the tape records it, so backward does the same.
 """
 
 from __future__ import annotations
@@ -25,9 +29,21 @@ from pathlib import Path
 import numpy as np
 
 from . import elman, gru, lstm
-from ._jit import add_rows, gemm_views, gradients_par, matmul_par, mm_tiled, pack_b
+from ._jit import (
+    add_rows,
+    gemm_views,
+    gradients_par,
+    matmul_par,
+    mm_tiled,
+    mm_tiled_par,
+    pack_b,
+    pack_b_bf16,
+    to_bf16_pairs,
+    to_bf16_pairs_t,
+)
 from .blas import (
     allowed_threads,
+    bf16_tile,
     gemm_for,
     loop_chunks,
     product_chunks,
@@ -107,15 +123,64 @@ def _matmul(gemm, A, B, *, ta=False, tb=False):
     return C
 
 
-def _packed(tile, W):
-    """``W`` (K, N) packed in panels for the tile product; an empty stand-in without it."""
+def _packed(tile, W, bf16=False):
+    """``W`` (K, N) packed in panels for the tile product; an empty stand-in without it.
+    With ``bf16`` (``W`` float32), rounded to bf16 and paired along K for the bf16 tile
+    (uint32, (panels, ceil(K/2), NR))."""
     if not tile:
         return np.zeros((0, 0, 0), W.dtype)
     K, N = W.shape
     panel = nr(W.itemsize)
+    if bf16:
+        Wp = np.empty((-(-N // panel), -(-K // 2), panel), np.uint32)
+        pack_b_bf16(W, Wp, _parts(K * N))
+        return Wp
     Wp = np.empty((-(-N // panel), K, panel), W.dtype)
     pack_b(W, Wp)
     return Wp
+
+
+#: elements from which the bf16 conversions run on rnnlab's threads
+CONVERT_PARALLEL_FROM = 1 << 16
+
+
+def _parts(elements: int) -> int:
+    """Threads for converting ``elements`` values to bf16."""
+    return allowed_threads() if elements >= CONVERT_PARALLEL_FROM else 1
+
+
+def _tile_product(tile, A, Wp, C):
+    """``C = A @ B`` for ``A`` (M, K) C-contiguous and ``Wp`` = ``B`` packed by
+    :func:`_packed` (bf16 pairs or not), on one thread."""
+    if Wp.dtype == np.uint32:
+        pairs = np.empty((A.shape[0], Wp.shape[1]), np.uint32)
+        to_bf16_pairs(A, pairs)
+        A = pairs
+    mm_tiled(tile, A, Wp, C, 0)
+
+
+def matmul_bf16(A, B, trans_a=False, tile=None):
+    """``A @ B`` (``A.T @ B`` with ``trans_a``) with both rounded to bf16 and float32 sums,
+    on the bf16 tile (``tile``, default :func:`rnnlab.kernels.blas.bf16_tile`, which must
+    not be 0), its panels shared out among rnnlab's threads; float32 in and out."""
+    tile = bf16_tile() if tile is None else tile
+    A = np.ascontiguousarray(A, dtype=np.float32)
+    K, M = A.shape if trans_a else A.shape[::-1]
+    N = B.shape[1]
+    parts = allowed_threads() if M * N * K >= PRODUCTS_PARALLEL_FROM_BF16 else 1
+    pairs = np.empty((M, -(-K // 2)), np.uint32)
+    if trans_a:
+        to_bf16_pairs_t(A, pairs, _parts(A.size))
+    else:
+        to_bf16_pairs(A, pairs)
+    Bp = _packed(tile, np.ascontiguousarray(B, dtype=np.float32), bf16=True)
+    C = np.empty((M, N), np.float32)
+    mm_tiled_par(tile, pairs, Bp, C, min(parts, Bp.shape[0]))
+    return C
+
+
+#: multiply-adds from which a bf16 product's panels are shared among threads
+PRODUCTS_PARALLEL_FROM_BF16 = 1 << 20
 
 
 def _dy_layout(dy, dtype):
@@ -153,7 +218,8 @@ def _rows(module, kernel, chunks, B, *args):
         getattr(module, kernel + "_par")(*args, chunks)
 
 
-def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, reset=None):
+def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, reset=None,
+                  bf16=False):
     """The fast :func:`rnnlab.recurrent.layer_forward` of the cell ``kernel`` names.
 
     ``x`` (T, B, D) C-contiguous, or (T, B) of token ids (the input projection is then
@@ -161,6 +227,10 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     and ``reset`` (T, B, 1) or None; ``activation`` the Elman cell's. Returns
     ``(y, final, hs, tape)``: ``hs`` (T+1, B, H) the states and ``tape`` the
     :class:`Tape` that :func:`layer_backward` reads (None when not ``keep``).
+
+    ``bf16`` (float32 only): the products in bf16 with float32 sums, on the bf16 tile
+    (:func:`rnnlab.kernels.blas.bf16_tile`; the caller checks that it is not 0), and the
+    backward of the tape too. Everything else (gates, states, sums) stays float32.
 
     ``keep=False`` (inference): no cache (None), and with the tile the gates (and the
     LSTM's cell states) live in one step's buffer, overwritten every step, instead of T
@@ -172,13 +242,20 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     name = kernel
     ids = x if x.ndim == 2 else None
     p = _params(p, p["W_h"].dtype if ids is not None else x.dtype)
+    if name in LAYER_NORM:
+        hs, final, arrays = _ln_forward(name, p, x, state0, mask, reset)
+        y = hs[1:] if mask is None else hs[1:] * mask
+        return y, final, hs, (Tape(name, arrays) if keep else None)
     if ids is not None:  # the kernels' x, never read: the loop gets x W_x ready
         x = np.zeros(ids.shape + (0,), p["W_h"].dtype)
     T, B, D = x.shape
     H = p["W_h"].shape[0]
     GH = p["W_h"].shape[1]
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
-    Wp, Wxp = _packed(tile, p["W_h"]), _packed(tile, p["W_x"])
+    bf16 = bool(bf16) and x.dtype == np.float32
+    if bf16:
+        tile = bf16_tile()
+    Wp, Wxp = _packed(tile, p["W_h"], bf16), _packed(tile, p["W_x"], bf16)
     # with the tile and B >= INPUT_IN_LOOP_FROM, x_t W_x is computed step by step inside
     # the loop (each run of rows on its thread, the rows still in cache for the gates);
     # for one row the tile would read all of W_x for that row alone every step, so the T
@@ -194,7 +271,7 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
         xg = np.empty((1 if rolling else T, B, GH), x.dtype)
     elif tile:
         xg = np.empty((T, B, GH), x.dtype)
-        mm_tiled(tile, x.reshape(T * B, D), Wxp, xg.reshape(T * B, GH), 0)
+        _tile_product(tile, x.reshape(T * B, D), Wxp, xg.reshape(T * B, GH))
         Wxp = Wxp[:0]
     else:
         xg = _matmul(_batched(gemm), x.reshape(T * B, D), p["W_x"]).reshape(T, B, GH)
@@ -224,7 +301,7 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
             cs[0] = state0[1]
             ms = np.empty((xg.shape[0], B, Hc), x.dtype)  # o * tanh(c), as xg: T or 1 steps
             _rows(lstm, "forward_proj", chunks, B, gemm, tile, p["W_h"], Wp, p["W_hr"],
-                  _packed(tile, p["W_hr"]), x, p["W_x"], Wxp, p["b"], xg, hs, cs, ms, m, r)
+                  _packed(tile, p["W_hr"], bf16), x, p["W_x"], Wxp, p["b"], xg, hs, cs, ms, m, r)
             arrays = (xg, cs, ms)
             final = (hs[T].copy(), cs[T % 2 if rolling else T].copy())
         else:
@@ -233,7 +310,7 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
                   p["b_h"], p["b"], xg, hs, hns, m, r)
             arrays, final = (xg, hns), (hs[T].copy(),)
     y = hs[1:] if mask is None else hs[1:] * mask  # a view: the caller protects it
-    return y, final, hs, (Tape(name, arrays) if keep else None)
+    return y, final, hs, (Tape(name, arrays, bf16) if keep else None)
 
 
 def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="tanh", *,
@@ -241,6 +318,8 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     """The fast :func:`rnnlab.recurrent.layer_backward` from what :func:`layer_forward`
     returned (``hs``, ``tape``) for ``x``, ``mask`` and ``reset``; ``(grads, dx, dstate0)``
     (``dx`` None for token ids)."""
+    if tape.kernel in LAYER_NORM:
+        return _ln_backward(p, x, hs, tape, mask, dy, dstate, need_dx, reset)
     ids = x if x.ndim == 2 else None
     if ids is not None:  # the weight gradient of W_x is summed per id below
         x, need_dx = np.zeros(ids.shape + (1,), p["W_h"].dtype), False
@@ -248,11 +327,14 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     T, B, D = x.shape
     H, GH = p["W_h"].shape
     gemm, tile = gemm_for(x.dtype), tile_for(x.dtype)
+    bf16 = tape.bf16
+    if bf16:
+        tile = bf16_tile()
     m, r = _mask2d(mask), _mask2d(reset)
     dy, dy_bt = _dy_layout(dy, x.dtype)
     dh = np.array(dstate[0], dtype=x.dtype, order="C")  # (B, H), becomes dL/dh_0
     W_hT = np.ascontiguousarray(p["W_h"].T)  # (G*H, H)
-    Wp = _packed(tile, W_hT)
+    Wp = _packed(tile, W_hT, bf16)
     dxp = np.empty((T, B, GH), x.dtype)  # gradient at the pre-activations x_t W_x + b
     with loop_chunks(T, B, H * GH, blas_inside=not tile) as chunks:
         # float64 sums, one row per run of rows, summed inside the loop while each row is
@@ -282,7 +364,7 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
             W_hrT = np.ascontiguousarray(p["W_hr"].T)  # (P, H_c)
             dhs = np.empty((T, B, H), x.dtype)  # dL/dh_t at each step, for W_hr's gradient
             _rows(lstm, "backward_proj", chunks, B, gemm, tile, W_hT, Wp, W_hrT,
-                  _packed(tile, W_hrT), gates, hs, cs, m, r, dy, dy_bt, dh, dc, dxp, dhs,
+                  _packed(tile, W_hrT, bf16), gates, hs, cs, m, r, dy, dy_bt, dh, dc, dxp, dhs,
                   db if chunks > 1 else db[0])
             d0 = (dh, dc)
         else:
@@ -299,8 +381,11 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     dhn2 = dhn.reshape(T * B, H) if tape.kernel == "gru" else None
     W_x_ids = None if ids is None else summed_by_id(ids, dxp2, p["W_x"].shape[0])
     work = 0 if gemm is None else T * B * ((2 if need_dx else 1) * D + H) * GH
-    with product_chunks(T * B, work) as parts:
-        if parts > 1:
+    with product_chunks(T * B, 0 if bf16 else work) as parts:
+        if bf16:
+            W_x, W_h, dx = _products_bf16(tile, x2, hs2, dxp2, dhn2, p["W_x"],
+                                          need_dx and ids is None, ids is None)
+        elif parts > 1:
             W_x, W_h, dx = _products_par(gemm, parts, x2, hs2, dxp2, dhn2, p["W_x"], need_dx)
         else:
             g2 = _batched(gemm)
@@ -324,6 +409,22 @@ def layer_backward(p, x, hs, tape, mask, dy, dstate, need_dx=True, activation="t
     if tape.kernel == "gru":
         grads["b_h"] = np.concatenate([b[:2 * H], dbn.sum(axis=0).astype(x.dtype)])
     return grads, None if dx is None else dx.reshape(T, B, D), d0
+
+
+def _products_bf16(tile, x2, hs2, dxp2, dhn2, W_x, need_dx, dense):
+    """The weight gradients and ``dx`` of :func:`layer_backward` in bf16 (float32 sums):
+    ``(dW_x, dW_h, dx)``, ``dW_x`` None for token ids (summed per id by the caller) and
+    ``dx`` None unless ``need_dx``; ``W_x`` the layer's input weights (D, G*H)."""
+    H = hs2.shape[1]
+    if dhn2 is None:
+        dW_h = matmul_bf16(hs2, dxp2, trans_a=True, tile=tile)
+    else:  # the GRU: dxp's r, z blocks, then dhn
+        dW_h = np.concatenate([
+            matmul_bf16(hs2, np.ascontiguousarray(dxp2[:, :2 * H]), trans_a=True, tile=tile),
+            matmul_bf16(hs2, dhn2, trans_a=True, tile=tile)], axis=1)
+    dW_x = matmul_bf16(x2, dxp2, trans_a=True, tile=tile) if dense else None
+    dx = matmul_bf16(dxp2, np.ascontiguousarray(W_x.T), tile=tile) if need_dx else None
+    return dW_x, dW_h, dx
 
 
 def summed_by_id(ids, rows, n: int):
@@ -382,6 +483,13 @@ def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
     Writes the new state into ``out``; returns whether ``x_t`` and ``state`` were all
     finite (checked inside the kernel, where it costs nothing)."""
     name = kernel
+    if name in LAYER_NORM:
+        if not (np.isfinite(x_t).all() and all(np.isfinite(s).all() for s in state)):
+            return False
+        _, final, _ = _ln_forward(name, p, x_t[None], tuple(state), None, None)
+        for o, f in zip(out, final, strict=True):
+            o[...] = f
+        return True
     gemm = gemm_for(x_t.dtype)
     if name == "elman":
         return elman.step(gemm, elman.ACTIVATIONS[activation], p["W_x"], p["W_h"], p["b"],
@@ -396,3 +504,124 @@ def step_one(kernel, p, x_t, state, out, activation="tanh") -> bool:
         return lstm.step_proj(gemm, p["W_x"], p["W_h"], p["W_hr"], p["b"], x_t, state[0],
                               state[1], out[0], out[1])
     return gru.step(gemm, p["W_x"], p["W_h"], p["b"], p["b_h"], x_t, state[0], out[0])
+
+
+# --- the layer-normalised cells ("lstm_ln", "gru_ln") -------------------------------------------
+#
+# The input side, ``LN(x_t W_x) gamma_x + b``, is normalised for all steps at once before the
+# loop (one product and a few passes over (T, B, G*H) in NumPy), and its backward after the
+# loop, with the weight gradients; the loop (``forward_ln`` / ``backward_ln`` of
+# :mod:`rnnlab.kernels.lstm` and :mod:`rnnlab.kernels.gru`) normalises the recurrent product
+# (and the LSTM's cell state) step by step. The per-step input projection inside the loop
+# and the inference's one-step buffers of the plain kernels are not used here.
+
+#: the kernels of the layer-normalised cells
+LAYER_NORM = ("lstm_ln", "gru_ln")
+
+
+def _normalised(u):
+    """The rows (last axis) of ``u`` normalised, and their inverse deviations (..., 1):
+    the cells' ``normalised``, over any leading axes."""
+    mu = u.mean(axis=-1, keepdims=True)
+    d = u - mu
+    s = 1.0 / np.sqrt((d * d).mean(axis=-1, keepdims=True) + lstm.LN_EPS)
+    return d * s, s.astype(u.dtype, copy=False)
+
+
+def _normalised_back(dn, n, s):
+    """The gradient at :func:`_normalised`'s input from ``dn`` at its output ``n``."""
+    return s * (dn - dn.mean(axis=-1, keepdims=True)
+                - n * (dn * n).mean(axis=-1, keepdims=True))
+
+
+def _ln_forward(name, p, x, state0, mask, reset):
+    """The forward loop of a layer-normalised cell: ``(hs, final, arrays)``, ``arrays``
+    what :func:`_ln_backward` reads; ``p`` C-contiguous in one dtype, ``x`` (T, B, D) or
+    token ids (T, B)."""
+    W_h = p["W_h"]
+    dtype = W_h.dtype
+    T, B = x.shape[:2]
+    H, GH = W_h.shape
+    gemm, tile = gemm_for(dtype), tile_for(dtype)
+    if x.ndim == 2:
+        u = p["W_x"][x]
+    else:
+        u = _matmul(_batched(gemm), np.ascontiguousarray(x).reshape(T * B, -1),
+                    p["W_x"]).reshape(T, B, GH)
+    nx, sx = _normalised(u)  # (T, B, GH), (T, B, 1)
+    ax = nx * p["ln_x_g"] + p["b"]
+    del u
+    hs = np.empty((T + 1, B, H), dtype)
+    hs[0] = state0[0]
+    # padded steps leave these unwritten; zeros keep the sums over all steps finite
+    empty = np.empty if mask is None else np.zeros
+    hp, nh = np.empty((B, GH), dtype), empty((T, B, GH), dtype)
+    sh, gates = np.empty((T, B), dtype), empty((T, B, GH), dtype)
+    Wp = _packed(tile, W_h)
+    m, r = _mask2d(mask), _mask2d(reset)
+    with loop_chunks(T, B, H * GH, blas_inside=not tile) as chunks:
+        if name == "lstm_ln":
+            cs = np.empty((T + 1, B, H), dtype)
+            cs[0] = state0[1]
+            ncs, scs = np.empty((T, B, H), dtype), np.empty((T, B), dtype)
+            _rows(lstm, "forward_ln", chunks, B, gemm, tile, W_h, Wp, ax, p["ln_h_g"],
+                  p["ln_c_g"], p["ln_c_b"], hp, nh, sh, gates, hs, cs, ncs, scs, m, r)
+            return hs, (hs[T].copy(), cs[T].copy()), (nx, sx, nh, sh, gates, cs, ncs, scs)
+        hns = np.empty((T, B, H), dtype)
+        _rows(gru, "forward_ln", chunks, B, gemm, tile, W_h, Wp, ax, p["ln_h_g"], p["b_h"], hp,
+              nh, sh, gates, hs, hns, m, r)
+        return hs, (hs[T].copy(),), (nx, sx, nh, sh, gates, hns)
+
+
+def _ln_backward(p, x, hs, tape, mask, dy, dstate, need_dx, reset):
+    """:func:`layer_backward` for the tape of :func:`_ln_forward`."""
+    ids = x if x.ndim == 2 else None
+    p = _params(p, hs.dtype)
+    dtype = hs.dtype
+    T, B = x.shape[:2]
+    H, GH = p["W_h"].shape
+    gemm, tile = gemm_for(dtype), tile_for(dtype)
+    m, r = _mask2d(mask), _mask2d(reset)
+    dy, dy_bt = _dy_layout(dy, dtype)
+    dh = np.array(dstate[0], dtype=dtype, order="C")
+    W_hT = np.ascontiguousarray(p["W_h"].T)
+    Wp = _packed(tile, W_hT)
+    da = np.empty((T, B, GH), dtype)  # at the pre-activations (the GRU's: at v_x)
+    dhp = np.empty((T, B, GH), dtype)  # at h_{t-1} W_h
+    with loop_chunks(T, B, H * GH, blas_inside=not tile) as chunks:
+        if tape.kernel == "lstm_ln":
+            nx, sx, nh, sh, gates, cs, ncs, scs = tape.arrays
+            dc = np.array(dstate[1], dtype=dtype, order="C")
+            dg_c, db_c = np.zeros((chunks, H)), np.zeros((chunks, H))  # float64 sums
+            _rows(lstm, "backward_ln", chunks, B, gemm, tile, W_hT, Wp, p["ln_h_g"],
+                  p["ln_c_g"], p["ln_c_b"], gates, nh, sh, cs, ncs, scs, m, r, dy, dy_bt, dh,
+                  dc, da, dhp, dg_c if chunks > 1 else dg_c[0], db_c if chunks > 1 else db_c[0])
+            d0 = (dh, dc)
+            dvh = da
+        else:
+            nx, sx, nh, sh, gates, hns = tape.arrays
+            _rows(gru, "backward_ln", chunks, B, gemm, tile, W_hT, Wp, p["ln_h_g"], gates, nh,
+                  sh, hs, hns, m, r, dy, dy_bt, dh, da, dhp)
+            d0 = (dh,)
+            dvh = da.copy()  # at v_h: v_x's, with the n block times r
+            dvh[:, :, 2 * H:] *= gates[:, :, :H]
+    del W_hT, Wp
+    dux = _normalised_back(da * p["ln_x_g"], nx, sx).reshape(T * B, GH)  # at x_t W_x
+    dhp2 = dhp.reshape(T * B, GH)
+    if ids is not None:
+        W_x, dx = summed_by_id(ids, dux, p["W_x"].shape[0]), None
+    else:
+        x2 = np.ascontiguousarray(x).reshape(T * B, -1)
+        W_x = matmul(x2, dux, trans_a=True)
+        dx = matmul(dux, np.ascontiguousarray(p["W_x"].T)).reshape(T, B, -1) if need_dx \
+            else None
+    grads = {"W_x": W_x, "W_h": matmul(_entering(hs, reset), dhp2, trans_a=True),
+             "b": da.reshape(T * B, GH).sum(axis=0)}
+    if tape.kernel == "gru_ln":
+        grads["b_h"] = dvh.reshape(T * B, GH).sum(axis=0)
+    grads["ln_x_g"] = (da * nx).reshape(T * B, GH).sum(axis=0)
+    grads["ln_h_g"] = (dvh * nh).reshape(T * B, GH).sum(axis=0)
+    if tape.kernel == "lstm_ln":
+        grads["ln_c_g"] = dg_c.sum(axis=0).astype(dtype)
+        grads["ln_c_b"] = db_c.sum(axis=0).astype(dtype)
+    return grads, dx, d0

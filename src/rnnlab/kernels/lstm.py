@@ -1,6 +1,7 @@
 r"""Fused LSTM kernels: the whole time loop of forward and backward, compiled; also those of
-the projected LSTM (``*_proj``, kernel id ``lstmp``) and of the peephole LSTM (``*_peep``,
-kernel id ``lstm_peepholes``), below the plain ones.
+the projected LSTM (``*_proj``, kernel id ``lstmp``), of the peephole LSTM (``*_peep``,
+kernel id ``lstm_peepholes``) and of the layer-normalised LSTM (``*_ln``, kernel id
+``lstm_ln``), below the plain ones.
 
 Shape legend: T time, B batch, H hidden units, G = 4H, P projected units. Fused gate order
 ``i, f, g, o`` (:mod:`rnnlab.cells.lstm` states the equations; this module implements
@@ -24,6 +25,8 @@ and a None would double the variants, and the first-call compile time, per argum
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -480,3 +483,209 @@ def step_peep(gemm, W_x, W_h, bias, peep, x, h, c, h_out, c_out):
     for b in range(B):
         _peep_row(bias, a[b], c[b], c_out[b], h_out[b], peep, H)
     return all_finite(x) and all_finite(h) and all_finite(c)
+
+
+# --- the layer-normalised LSTM (kernel id "lstm_ln") -------------------------------------------
+#
+# The input side's normalisation, LN(x_t W_x) gamma_x + b over all steps, is one batched
+# NumPy pass before the loop (:mod:`rnnlab.kernels.layers`), and its backward one after;
+# the loop normalises the recurrent product and the cell state at each step.
+
+#: the variance offset of every layer normalisation (the cells' ``LN_EPS``)
+LN_EPS = 1e-5
+
+
+@njit(**JIT)
+def norm_row(u, n, eps):
+    """``n = (u - mean(u)) / sqrt(var(u) + eps)`` for one row (sums in float64); returns
+    the inverse deviation."""
+    N = u.shape[0]
+    acc = 0.0
+    for j in range(N):
+        acc += u[j]
+    mu = acc / N
+    acc = 0.0
+    for j in range(N):
+        d = u[j] - mu
+        acc += d * d
+    s = 1.0 / math.sqrt(acc / N + eps)
+    for j in range(N):
+        n[j] = (u[j] - mu) * s
+    return s
+
+
+@njit(**JIT)
+def norm_back_row(dn, n, s, du, beta):
+    """The gradient at :func:`norm_row`'s ``u`` from ``dn`` at its ``n``:
+    ``du = s (dn - mean(dn) - n mean(dn n))``, added to ``du`` when ``beta`` is 1."""
+    N = dn.shape[0]
+    a, b = 0.0, 0.0
+    for j in range(N):
+        a += dn[j]
+        b += dn[j] * n[j]
+    a, b = a / N, b / N
+    if beta:
+        for j in range(N):
+            du[j] += s * (dn[j] - a - n[j] * b)
+    else:
+        for j in range(N):
+            du[j] = s * (dn[j] - a - n[j] * b)
+
+
+@njit(**JIT)
+def _ln_row(ax, nh, gamma_h, gamma_c, beta_c, g, c, c_new, nc, h_new, H):
+    """One row's step from the normalised products; returns the cell state's inverse
+    deviation."""
+    for j in range(4 * H):
+        g[j] = ax[j] + nh[j] * gamma_h[j]
+    for j in range(2 * H):
+        g[j] = sigmoid_(g[j])
+    gg = g[2 * H:3 * H]
+    for j in range(H):
+        gg[j] = tanh_(gg[j])
+    o = g[3 * H:]
+    for j in range(H):
+        o[j] = sigmoid_(o[j])
+    i, f = g[:H], g[H:2 * H]
+    for j in range(H):
+        c_new[j] = f[j] * c[j] + i[j] * gg[j]
+    s = norm_row(c_new, nc, LN_EPS)
+    for j in range(H):
+        h_new[j] = o[j] * tanh_(nc[j] * gamma_c[j] + beta_c[j])
+    return s
+
+
+@njit(**JIT)
+def forward_ln(gemm, tile, W_h, Wp, ax, gamma_h, gamma_c, beta_c, hp, nh, sh, gates, hs, cs,
+               ncs, scs, mask, reset, b0, b1):
+    """Run rows ``b0:b1`` of the batch over all steps.
+
+    Parameters
+    ----------
+    W_h : ndarray (H, 4H); ``Wp`` the same packed for ``tile``
+    ax : ndarray (T, B, 4H), ``LN(x_t W_x) gamma_x + b``
+    gamma_h : (4H,); gamma_c, beta_c : (H,)
+    hp : ndarray (B, 4H), one step's ``h_{t-1} W_h`` (scratch)
+    nh : ndarray (T, B, 4H), out: ``LN(h_{t-1} W_h)``; ``sh`` (T, B) its inverse deviations
+    gates : ndarray (T, B, 4H), out: ``i, f, g, o``
+    hs, cs : ndarray (T+1, B, H), in: the initial states, out: the states after each step
+    ncs : ndarray (T, B, H), out: ``LN(c_t)``; ``scs`` (T, B) its inverse deviations
+    mask, reset, b0, b1 : as in :func:`forward`
+    """
+    T = hs.shape[0] - 1
+    H = hs.shape[2]
+    masked, resetting = mask.shape[0] > 0, reset.shape[0] > 0
+    prev = np.empty((b1 - b0 if resetting else 0, H), hs.dtype)
+    zero = np.zeros(H, hs.dtype)
+    for t in range(T):
+        if resetting and reset_rows(hs[t, b0:b1], reset[t, b0:b1], prev):
+            product(gemm, tile, W_h, Wp, prev, hp[b0:b1], 0)
+        else:
+            product(gemm, tile, W_h, Wp, hs[t, b0:b1], hp[b0:b1], 0)
+        for b in range(b0, b1):
+            fresh = resetting and reset[t, b]
+            if not masked or mask[t, b]:
+                sh[t, b] = norm_row(hp[b], nh[t, b], LN_EPS)
+                scs[t, b] = _ln_row(ax[t, b], nh[t, b], gamma_h, gamma_c, beta_c, gates[t, b],
+                                    zero if fresh else cs[t, b], cs[t + 1, b], ncs[t, b],
+                                    hs[t + 1, b], H)
+            elif fresh:
+                hs[t + 1, b] = 0
+                cs[t + 1, b] = 0
+            else:
+                hs[t + 1, b] = hs[t, b]
+                cs[t + 1, b] = cs[t, b]
+
+
+@njit(parallel=True, **JIT)
+def forward_ln_par(gemm, tile, W_h, Wp, ax, gamma_h, gamma_c, beta_c, hp, nh, sh, gates, hs,
+                   cs, ncs, scs, mask, reset, chunks):
+    """:func:`forward_ln` with the batch cut into ``chunks`` runs of rows, one per thread."""
+    B = hs.shape[1]
+    for c in prange(chunks):
+        forward_ln(gemm, tile, W_h, Wp, ax, gamma_h, gamma_c, beta_c, hp, nh, sh, gates, hs,
+                   cs, ncs, scs, mask, reset, c * B // chunks, (c + 1) * B // chunks)
+
+
+@njit(**JIT)
+def _ln_back_row(g, c_prev, nc, sc, gamma_c, beta_c, dh, dc, da, dln, dg_c, db_c, H):
+    """One row of the step's backward down to the pre-activations ``da``; ``dc`` in:
+    dL/dc_t, out: dL/dc_{t-1}; ``dg_c``, ``db_c`` (float64) collect the cell norm's
+    gain and offset gradients; ``dln`` (H) scratch."""
+    one = one_like(g[0])
+    i, f, gg, o = g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+    da_i, da_f, da_g, da_o = da[:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:]
+    for j in range(H):
+        tc = tanh_(nc[j] * gamma_c[j] + beta_c[j])
+        da_o[j] = dh[j] * tc * o[j] * (one - o[j])
+        d = dh[j] * o[j] * (one - tc * tc)
+        dg_c[j] += d * nc[j]
+        db_c[j] += d
+        dln[j] = d * gamma_c[j]
+    norm_back_row(dln, nc, sc, dc, 1)
+    for j in range(H):
+        d = dc[j]
+        da_i[j] = d * gg[j] * i[j] * (one - i[j])
+        da_f[j] = d * c_prev[j] * f[j] * (one - f[j])
+        da_g[j] = d * i[j] * (one - gg[j] * gg[j])
+        dc[j] = d * f[j]
+
+
+@njit(**JIT)
+def backward_ln(gemm, tile, W_hT, Wp, gamma_h, gamma_c, beta_c, gates, nh, sh, cs, ncs, scs,
+                mask, reset, dy, dy_bt, dh, dc, da, dhp, dg_c, db_c, b0, b1):
+    """Backpropagate rows ``b0:b1`` of the batch through all steps.
+
+    Parameters
+    ----------
+    W_hT : ndarray (4H, H), ``W_h.T`` made contiguous; ``Wp`` the same packed for ``tile``
+    gates, nh, sh, cs, ncs, scs : from :func:`forward_ln`
+    dy, dy_bt, dh, dc : as in :func:`backward`
+    da : ndarray (T, B, 4H), out: the gradient at the pre-activations (zero at padded steps)
+    dhp : ndarray (T, B, 4H), out: the gradient at ``h_{t-1} W_h`` (zero at padded steps)
+    dg_c, db_c : ndarray (H,) of float64, zeros in; out: the gradients of the cell norm's
+        gain and offset over these rows
+    """
+    T, B, G = gates.shape
+    H = G // 4
+    carry = dh[b0:b1].copy()
+    masked, has_dy, resetting = mask.shape[0] > 0, dy.shape[0] > 0, reset.shape[0] > 0
+    zero = np.zeros(H, cs.dtype)
+    dln = np.empty(H, cs.dtype)
+    dn = np.empty(G, cs.dtype)
+    for t in range(T - 1, -1, -1):
+        for b in range(b0, b1):
+            if not masked or mask[t, b]:
+                if has_dy:
+                    dh[b] += dy[b, t] if dy_bt else dy[t, b]
+                c_prev = zero if resetting and reset[t, b] else cs[t, b]
+                _ln_back_row(gates[t, b], c_prev, ncs[t, b], scs[t, b], gamma_c, beta_c, dh[b],
+                             dc[b], da[t, b], dln, dg_c, db_c, H)
+                d = da[t, b]
+                for j in range(G):
+                    dn[j] = d[j] * gamma_h[j]
+                norm_back_row(dn, nh[t, b], sh[t, b], dhp[t, b], 0)
+                carry[b - b0] = 0
+            else:
+                da[t, b] = 0
+                dhp[t, b] = 0
+                carry[b - b0] = dh[b]
+        product(gemm, tile, W_hT, Wp, dhp[t, b0:b1], carry, 1)
+        dh[b0:b1] = carry
+        if resetting:
+            for b in range(b0, b1):
+                if reset[t, b]:
+                    dh[b] = 0
+                    dc[b] = 0
+
+
+@njit(parallel=True, **JIT)
+def backward_ln_par(gemm, tile, W_hT, Wp, gamma_h, gamma_c, beta_c, gates, nh, sh, cs, ncs, scs,
+                    mask, reset, dy, dy_bt, dh, dc, da, dhp, dg_c, db_c, chunks):
+    """:func:`backward_ln` in ``chunks`` runs of rows, one per thread; ``dg_c``, ``db_c``
+    (chunks, H) receive each run's sums."""
+    B = gates.shape[1]
+    for c in prange(chunks):
+        backward_ln(gemm, tile, W_hT, Wp, gamma_h, gamma_c, beta_c, gates, nh, sh, cs, ncs, scs,
+                    mask, reset, dy, dy_bt, dh, dc, da, dhp, dg_c[c], db_c[c],
+                    c * B // chunks, (c + 1) * B // chunks)

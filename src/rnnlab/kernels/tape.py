@@ -15,3 +15,4 @@ class Tape(NamedTuple):
 
     kernel: str  # the kernel id: "elman", "lstm" or "gru"
     arrays: tuple  # the cell's arrays over time, see rnnlab.kernels.layers
+    bf16: bool = False  # the forward's products ran in bf16: so do the backward's

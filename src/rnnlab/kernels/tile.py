@@ -28,6 +28,12 @@ Writes ``C[r, j] = beta * C[r, j] + sum_k A[k * aks + r * ars] * Bp[k * NR + j]`
 ``r < mr``, ``j < nc`` and nothing outside; ``Bp`` (K, NR) is one packed panel of B, ``C``
 the tile's top-left element with rows ``ldc`` apart. Rows of A read in place have
 ``aks = 1, ars = lda``; a block packed k-major would have ``aks = MR, ars = 1``.
+
+The bf16 tiles (``tile_bf16``, with the AVX512_BF16 dot product ``VDPBF16PS``, compiled
+only where the CPU has it; ``tile_bf16e``, the same rounding in generic instructions, for
+checks on any CPU) have the same signature with ``A`` and ``Bp`` holding pairs of bf16 in
+32-bit words (k = 2i in the low half, 2i + 1 in the high), ``K`` counting pairs, and float32
+``C``. See docs/performance.md, "bf16 products".
 """
 
 from __future__ import annotations
@@ -45,22 +51,102 @@ def nr(itemsize: int) -> int:
     return VECTORS * LANES["float" if itemsize == 4 else "double"]
 
 
-def _tile_ir(fty: str) -> str:
-    """IR of one tile function for the floating type ``fty`` ("float" or "double")."""
+#: the tile functions: name -> (accumulator type, element type of A and of the packed B)
+KINDS = {
+    "tile_f32": ("float", "float"),
+    "tile_f64": ("double", "double"),
+    # bf16 operands, two per 32-bit word (a pair of consecutive k), float32 sums: with the
+    # AVX512_BF16 instruction, and the same products spelt in generic IR for any CPU
+    "tile_bf16": ("float", "i32"),
+    "tile_bf16e": ("float", "i32"),
+}
+
+
+def _k_step(name: str, W: int, vt: str, mr: int) -> list[str]:
+    """IR of one step of the sum over K (over a pair of k for the bf16 tiles): the
+    accumulators ``%acc{r}_{v}`` become ``%n{r}_{v}``; ``%bp`` and ``%ap`` point at this
+    step's packed B and at row 0 of A."""
+    fty, ety = KINDS[name]
+    L = []
+    if ety != "i32":
+        for v in range(VECTORS):
+            L.append(f"  %bq{v} = getelementptr {fty}, {fty}* %bp, i64 {v * W}")
+            L.append(f"  %bv{v} = bitcast {fty}* %bq{v} to {vt}*")
+            L.append(f"  %b{v} = load {vt}, {vt}* %bv{v}, align 1")
+        for r in range(mr):
+            L.append(f"  %aq{r} = getelementptr {fty}, {fty}* %ap, i64 %ro{r}")
+            L.append(f"  %a{r} = load {fty}, {fty}* %aq{r}")
+            L.append(f"  %ai{r} = insertelement {vt} undef, {fty} %a{r}, i32 0")
+            L.append(f"  %as{r} = shufflevector {vt} %ai{r}, {vt} undef, <{W} x i32> "
+                     "zeroinitializer")
+            for v in range(VECTORS):
+                L.append(f"  %n{r}_{v} = call {vt} @llvm.fma.{_sfx(fty, W)}({vt} %as{r}, "
+                         f"{vt} %b{v}, {vt} %acc{r}_{v})")
+        return L
+    it = f"<{W} x i32>"
+    high = "<" + ", ".join(["i32 -65536"] * W) + ">"  # 0xFFFF0000 in every lane
+    sixteen = "<" + ", ".join(["i32 16"] * W) + ">"
+    for v in range(VECTORS):
+        L.append(f"  %bq{v} = getelementptr i32, i32* %bp, i64 {v * W}")
+        L.append(f"  %bv{v} = bitcast i32* %bq{v} to {it}*")
+        L.append(f"  %b{v} = load {it}, {it}* %bv{v}, align 4")
+        if name == "tile_bf16":
+            L.append(f"  %bb{v} = bitcast {it} %b{v} to <{2 * W} x bfloat>")
+        else:  # bf16 is the high half of a float32: the even k shifted up, the odd masked
+            L.append(f"  %bl{v}i = shl {it} %b{v}, {sixteen}")
+            L.append(f"  %bl{v} = bitcast {it} %bl{v}i to {vt}")
+            L.append(f"  %bh{v}i = and {it} %b{v}, {high}")
+            L.append(f"  %bh{v} = bitcast {it} %bh{v}i to {vt}")
+    for r in range(mr):
+        L.append(f"  %aq{r} = getelementptr i32, i32* %ap, i64 %ro{r}")
+        L.append(f"  %a{r} = load i32, i32* %aq{r}")
+        if name == "tile_bf16":
+            L.append(f"  %ai{r} = insertelement {it} undef, i32 %a{r}, i32 0")
+            L.append(f"  %as{r} = shufflevector {it} %ai{r}, {it} undef, <{W} x i32> "
+                     "zeroinitializer")
+            L.append(f"  %ab{r} = bitcast {it} %as{r} to <{2 * W} x bfloat>")
+            for v in range(VECTORS):
+                L.append(f"  %n{r}_{v} = call {vt} @llvm.x86.avx512bf16.dpbf16ps.512("
+                         f"{vt} %acc{r}_{v}, <{2 * W} x bfloat> %ab{r}, "
+                         f"<{2 * W} x bfloat> %bb{v})")
+            continue
+        for half, op in (("l", f"shl i32 %a{r}, 16"), ("h", f"and i32 %a{r}, -65536")):
+            L.append(f"  %a{half}{r}i = {op}")
+            L.append(f"  %a{half}{r}f = bitcast i32 %a{half}{r}i to float")
+            L.append(f"  %a{half}{r}v = insertelement {vt} undef, float %a{half}{r}f, i32 0")
+            L.append(f"  %a{half}{r} = shufflevector {vt} %a{half}{r}v, {vt} undef, "
+                     f"<{W} x i32> zeroinitializer")
+        for v in range(VECTORS):
+            L.append(f"  %m{r}_{v} = call {vt} @llvm.fma.{_sfx(fty, W)}({vt} %al{r}, "
+                     f"{vt} %bl{v}, {vt} %acc{r}_{v})")
+            L.append(f"  %n{r}_{v} = call {vt} @llvm.fma.{_sfx(fty, W)}({vt} %ah{r}, "
+                     f"{vt} %bh{v}, {vt} %m{r}_{v})")
+    return L
+
+
+def _sfx(fty: str, W: int) -> str:
+    return f"v{W}f{32 if fty == 'float' else 64}"
+
+
+def _tile_ir(name: str) -> str:
+    """IR of one tile function (a name of :data:`KINDS`)."""
+    fty, ety = KINDS[name]
     W = LANES[fty]
     NR = VECTORS * W
-    sfx = f"v{W}f{32 if fty == 'float' else 64}"
+    sfx = _sfx(fty, W)
     vt = f"<{W} x {fty}>"
     mt = f"<{W} x i1>"
-    name = f"tile_f{32 if fty == 'float' else 64}"
     L = [f"declare {vt} @llvm.fma.{sfx}({vt}, {vt}, {vt})",
          f"declare {vt} @llvm.masked.load.{sfx}.p0({vt}*, i32, {mt}, {vt})",
          f"declare void @llvm.masked.store.{sfx}.p0({vt}, {vt}*, i32, {mt})"]
+    if name == "tile_bf16":
+        L.append(f"declare {vt} @llvm.x86.avx512bf16.dpbf16ps.512({vt}, <{2 * W} x bfloat>, "
+                 f"<{2 * W} x bfloat>)")
     masks = [f"%m{v}" for v in range(VECTORS)]
     # one body per row count mr = 1..MR, each with its accumulators in registers
     for mr in range(1, MR + 1):
-        L.append(f"define internal void @{name}_{mr}(i64 %K, {fty}* noalias %Ap, i64 %aks, "
-                 f"i64 %ars, {fty}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, "
+        L.append(f"define internal void @{name}_{mr}(i64 %K, {ety}* noalias %Ap, i64 %aks, "
+                 f"i64 %ars, {ety}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, "
                  + ", ".join(f"{mt} %m{v}" for v in range(VECTORS)) + ") alwaysinline {")
         L.append("entry:")
         for r in range(mr):
@@ -88,26 +174,14 @@ def _tile_ir(fty: str) -> str:
         L.append("  br i1 %any, label %loop, label %done")
         L.append("loop:")
         L.append("  %k = phi i64 [0, %check], [%k1, %loop]")
-        L.append(f"  %ap = phi {fty}* [%Ap, %check], [%ap1, %loop]")
-        L.append(f"  %bp = phi {fty}* [%Bp, %check], [%bp1, %loop]")
+        L.append(f"  %ap = phi {ety}* [%Ap, %check], [%ap1, %loop]")
+        L.append(f"  %bp = phi {ety}* [%Bp, %check], [%bp1, %loop]")
         for r in range(mr):
             for v in range(VECTORS):
                 L.append(f"  %acc{r}_{v} = phi {vt} [%s{r}_{v}, %check], [%n{r}_{v}, %loop]")
-        for v in range(VECTORS):
-            L.append(f"  %bq{v} = getelementptr {fty}, {fty}* %bp, i64 {v * W}")
-            L.append(f"  %bv{v} = bitcast {fty}* %bq{v} to {vt}*")
-            L.append(f"  %b{v} = load {vt}, {vt}* %bv{v}, align 1")
-        for r in range(mr):
-            L.append(f"  %aq{r} = getelementptr {fty}, {fty}* %ap, i64 %ro{r}")
-            L.append(f"  %a{r} = load {fty}, {fty}* %aq{r}")
-            L.append(f"  %ai{r} = insertelement {vt} undef, {fty} %a{r}, i32 0")
-            L.append(f"  %as{r} = shufflevector {vt} %ai{r}, {vt} undef, <{W} x i32> "
-                     "zeroinitializer")
-            for v in range(VECTORS):
-                L.append(f"  %n{r}_{v} = call {vt} @llvm.fma.{sfx}({vt} %as{r}, {vt} %b{v}, "
-                         f"{vt} %acc{r}_{v})")
-        L.append(f"  %ap1 = getelementptr {fty}, {fty}* %ap, i64 %aks")
-        L.append(f"  %bp1 = getelementptr {fty}, {fty}* %bp, i64 {NR}")
+        L.extend(_k_step(name, W, vt, mr))
+        L.append(f"  %ap1 = getelementptr {ety}, {ety}* %ap, i64 %aks")
+        L.append(f"  %bp1 = getelementptr {ety}, {ety}* %bp, i64 {NR}")
         L.append("  %k1 = add i64 %k, 1")
         L.append("  %more = icmp slt i64 %k1, %K")
         L.append("  br i1 %more, label %loop, label %done")
@@ -123,8 +197,8 @@ def _tile_ir(fty: str) -> str:
         L.append("}")
     # the entry point: column masks from nc, then the body for mr rows
     iota = [", ".join(f"i64 {i + v * W}" for i in range(W)) for v in range(VECTORS)]
-    L.append(f"define void @{name}(i64 %K, {fty}* noalias %Ap, i64 %aks, i64 %ars, "
-             f"{fty}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, i64 %mr, "
+    L.append(f"define void @{name}(i64 %K, {ety}* noalias %Ap, i64 %aks, i64 %ars, "
+             f"{ety}* noalias %Bp, {fty}* noalias %C, i64 %ldc, i32 %beta, i64 %mr, "
              "i64 %nc) #0 {")
     L.append("entry:")
     L.append(f"  %ncv = insertelement <{W} x i64> undef, i64 %nc, i32 0")
@@ -137,8 +211,8 @@ def _tile_ir(fty: str) -> str:
     L.append(f"  switch i64 %mr, label %exit [{cases}]")
     for m in range(1, MR + 1):
         L.append(f"t{m}:")
-        L.append(f"  call void @{name}_{m}(i64 %K, {fty}* %Ap, i64 %aks, i64 %ars, "
-                 f"{fty}* %Bp, {fty}* %C, i64 %ldc, i32 %beta, {margs})")
+        L.append(f"  call void @{name}_{m}(i64 %K, {ety}* %Ap, i64 %aks, i64 %ars, "
+                 f"{ety}* %Bp, {fty}* %C, i64 %ldc, i32 %beta, {margs})")
         L.append("  br label %exit")
     L.append("exit:")
     L.append("  ret void")
@@ -146,12 +220,50 @@ def _tile_ir(fty: str) -> str:
     return "\n".join(L)
 
 
-def module_ir() -> str:
-    """The whole module: ``tile_f32`` and ``tile_f64``."""
+def module_ir(names=("tile_f32", "tile_f64", "tile_bf16e")) -> str:
+    """The module of the tile functions ``names`` (each declaration once)."""
     # Clang marks functions that use 512-bit vectors this way; without it LLVM splits
     # them in two on CPUs where it prefers 256-bit vectors (Intel's AVX-512 cores).
     attrs = 'attributes #0 = { nounwind "min-legal-vector-width"="512" }'
-    return "\n".join([_tile_ir("float"), _tile_ir("double"), attrs])
+    lines, declared = [], set()
+    for name in names:
+        for line in _tile_ir(name).split("\n"):
+            if line.startswith("declare"):
+                if line in declared:
+                    continue
+                declared.add(line)
+            lines.append(line)
+    return "\n".join(lines + [attrs])
+
+
+def has_bf16(features: str) -> bool:
+    """Whether LLVM's feature string of a CPU (``+avx512bf16,...``) holds the AVX512_BF16
+    instructions. LLVM reports a feature only when the operating system saves its
+    registers too, so this is what the code may use, not only what the chip has."""
+    return "+avx512bf16" in features.split(",")
+
+
+def functions(features: str) -> tuple[str, ...]:
+    """The tile functions compiled for a CPU with LLVM ``features``: the float32 and
+    float64 tiles and the emulated bf16 one everywhere, the AVX512_BF16 one where it runs."""
+    return ("tile_f32", "tile_f64", "tile_bf16e") + (("tile_bf16",) if has_bf16(features)
+                                                     else ())
+
+
+def assembly(names, cpu: str, features: str = "") -> str:
+    """The machine code of the tile functions ``names`` for ``cpu``, as assembly text, for
+    reading (and for tests that the bf16 tile uses the instruction on a CPU that has it,
+    on machines that have not)."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    tm = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features,
+                                                                 opt=3)
+    module = llvm.parse_assembly(module_ir(names))
+    module.verify()
+    _optimise(llvm, module, tm)
+    return tm.emit_assembly(module)
 
 
 _lock = threading.Lock()
@@ -218,7 +330,8 @@ def _read_checked(path) -> bytes | None:
 
 
 def addresses() -> dict[str, int]:
-    """``{"tile_f32": address, "tile_f64": address}``, compiling the module on first call.
+    """``{name: address}`` of the tile functions for this CPU (:func:`functions`), compiling
+    the module on first call.
 
     The machine code lives as long as the process (the engine is kept here). It is also
     kept on disk, keyed by the IR, the CPU and llvmlite's version, so later processes
@@ -239,7 +352,8 @@ def addresses() -> dict[str, int]:
             cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
             target = llvm.Target.from_default_triple()
             tm = target.create_target_machine(cpu=cpu, features=features, opt=3)
-            text = module_ir()
+            names = functions(features)
+            text = module_ir(names)
             cache = _cache_file(text, cpu, features)
             cached = _read_checked(cache)
             module = llvm.parse_assembly(text)
@@ -252,6 +366,6 @@ def addresses() -> dict[str, int]:
                 getbuffer_func=lambda mod: cached)
             engine.finalize_object()
             _engine = engine
-            for name in ("tile_f32", "tile_f64"):
+            for name in names:
                 _addresses[name] = engine.get_function_address(name)
     return dict(_addresses)
