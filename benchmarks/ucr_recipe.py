@@ -9,11 +9,13 @@ printed at the end. docs/ucr.md gives the numbers and the choices made from them
     python benchmarks/ucr_recipe.py OUT --stage 1 --seeds 4
     python benchmarks/ucr_recipe.py OUT --stage 2 --seeds 4
     python benchmarks/ucr_recipe.py OUT --stage 3 --seeds 4
+    python benchmarks/ucr_recipe.py OUT --stage 4 --seeds 4
 
 Stage 1: patch lengths (1, 4, 8, 16 steps) by readout (last state, mean). Stage 2: the
 rule's patch (``max(1, T // 32)``) with the last state, the maximum, augmentations, a
 bidirectional GRU, 128 units, an LSTM. Stage 3: around the rule's setting, other learning
-rates, 32 units, two layers, light jitter, an ensemble of three.
+rates, 32 units, two layers, light jitter, an ensemble of three. Stage 4: the attention
+readout, one and two directions.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ STAGES = {
         "rule-last-2layers": {"layers": 2},
         "rule-last-jitter0.01": {"augment": "jitter=0.01"},
         "rule-last-ens3": {"ensemble": 3}},
+    4: {"rule-attention": {"readout": "attention"},
+        "rule-attention-bi": {"readout": "attention", "bidirectional": True}},
 }
 
 
