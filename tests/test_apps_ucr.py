@@ -161,6 +161,10 @@ def test_patches_shape_lengths_and_order(tmp_path):
     assert patched.X_train.shape == (8, 3, 12) and patched.lengths_train.tolist()[:3] == [2, 3, 2]
     assert patched.meta["preprocessing"]["patch"] == 4
     np.testing.assert_array_equal(patched.X_test[1, 0], plain.X_test[1, :4].ravel())
+    if "GunPoint" in ucr_names():
+        from rnnlab.data.series import gunpoint
+        g = gunpoint(patch=8)
+        assert g.X_train.shape == (50, 19, 8) and g.meta["preprocessing"]["patch"] == 8
 
 
 def test_patch_option_is_saved_and_rebuilt(tmp_path, capsys):

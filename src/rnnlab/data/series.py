@@ -405,8 +405,10 @@ def ucr(name: str, *, standardize_features: bool = False, patch: int | None = No
     return Dataset(X_tr, label, X_te, label_te, len_tr, len_te, meta)
 
 
-def gunpoint() -> Dataset:
+def gunpoint(*, patch: int | None = None) -> Dataset:
     """GunPoint (UCR): the hand's x-coordinate while an actor draws a gun or points a finger.
+
+    ``patch`` reads that many consecutive steps as one (as :func:`ucr`).
 
     Returns
     -------
@@ -416,7 +418,7 @@ def gunpoint() -> Dataset:
         (point). Published 1-NN error rates on this split (UCR archive, Dau et al. 2018):
         Euclidean 0.087, DTW with learned window 0.087, full DTW 0.093.
     """
-    return ucr("GunPoint")
+    return ucr("GunPoint", patch=patch)
 
 
 # ----------------------------------------------------------------------------------------
