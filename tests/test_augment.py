@@ -179,3 +179,35 @@ def test_resumed_augmented_run_is_bit_identical(tmp_path, bptt_steps, step):
     second.fit(X, Y, epochs=3, resume=ckpt)
     for k, v in straight.params.items():
         np.testing.assert_array_equal(resumed.params[k], v, err_msg=k)
+
+
+@pytest.mark.skipif(__import__("shutil").which("mpiexec") is None,
+                    reason="no mpiexec on PATH (the mpich wheel provides it)")
+def test_ranks_augment_the_global_batch_as_one_process(tmp_path):
+    """``mpiexec -n 2 rnnlab train --task ucr:PATH --augment ...``: each rank augments the
+    whole global batch with the same generator and takes its rows, so the parameters are
+    one process's (float32, 1e-5)."""
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("mpi4py")
+    from rnnlab import cli, load
+    from test_apps_ucr import make_set
+
+    folder = make_set(tmp_path / "Toy", "Toy", D=2, lengths=[12, 9], seed=1)
+    args = ["train", "--task", f"ucr:{folder}", "--epochs", "3", "--hidden", "6",
+            "--batch", "5", "--no-progress", "--augment", "jitter,scale,slice,warp",
+            "--patch", "2", "--seed", "4"]
+    assert cli.main([*args, "--out", str(tmp_path / "one")]) == 0
+    done = subprocess.run([shutil.which("mpiexec"), "-n", "2", sys.executable, "-m", "rnnlab",
+                           *args, "--out", str(tmp_path / "many")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, many = load(tmp_path / "one" / "model.rnnlab"), load(tmp_path / "many" / "model.rnnlab")
+    for name, v in one.params.items():
+        np.testing.assert_allclose(many.params[name], v, rtol=0, atol=1e-5, err_msg=name)
+    plain = tmp_path / "plain"
+    assert cli.main([*args[:-6], "--patch", "2", "--seed", "4", "--out", str(plain)]) == 0
+    assert not np.allclose(load(plain / "model.rnnlab").params["rnn.l0.W_h"],
+                           one.params["rnn.l0.W_h"])  # the augmentations did something
