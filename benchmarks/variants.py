@@ -94,6 +94,8 @@ def lm(variant: str, seed: int, args) -> dict:
 
 def vowels(variant: str, seed: int, args) -> dict:
     options = [str(_filled(o, 64)) if o == "{half}" else o for o in VARIANTS[variant][0]]
+    if "--cell" not in options:  # the task's own cell may be another
+        options = ["--cell", "lstm", *options]
     folder = Path(args.out) / "runs" / f"vowels-{variant}-seed{seed}"
     info = _cli(["--task", "japanese-vowels", "--seed", str(seed), *options], folder)
     r = info["results"]

@@ -347,3 +347,35 @@ def test_predict_checks_what_fit_saw():
 @parametrize_with_checks([RNNClassifier(**SMALL), RNNRegressor(**SMALL)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("options", [
+    {"cell": "lstm", "proj_size": 4}, {"cell": "lstm", "peepholes": True},
+    {"cell": "gru", "layer_norm": True}, {"cell": "lstm", "num_layers": 2, "dropout": 0.2},
+    {"cell": "gru", "recurrent_dropout": 0.2}, {"cell": "elman", "zoneout": 0.1},
+    {"cell": "lstm", "zoneout": (0.1, 0.05)},
+])
+def test_cell_variants_reach_the_network(options):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((24, 6, 2)).astype(np.float32)
+    y = (X[:, -1, 0] > 0).astype(int)
+    clf = RNNClassifier(hidden_size=8, epochs=2, random_state=0, **options).fit(X, y)
+    net = clf.network_
+    for name, value in options.items():
+        if name == "cell":
+            assert net.cell == value
+        elif name == "num_layers":
+            assert net.rnn.num_layers == value
+        elif name in ("dropout",):
+            assert net.dropout == value
+        else:
+            got = getattr(net.rnn, name)
+            assert got == value or tuple(np.atleast_1d(got)) == tuple(np.atleast_1d(value)), name
+    assert clf.predict(X).shape == (24,)
+    assert clone(clf).get_params() == clf.get_params()
+
+
+def test_a_variant_the_cell_lacks_is_refused_at_fit_in_one_line():
+    X = np.zeros((8, 3, 1), np.float32)
+    with pytest.raises(ValueError, match="peepholes applies to the lstm cell only"):
+        RNNClassifier(cell="gru", peepholes=True, epochs=1).fit(X, np.arange(8) % 2)

@@ -52,6 +52,15 @@ __all__ = ["RNNClassifier", "RNNRegressor"]
 
 _CHUNK = 1024  # sequences per forward pass in predict: bounds the memory it needs
 READOUTS = ("last", "mean", "max", "attention")  # one output per sequence
+#: the network's cell options the estimators pass on when they are not off
+_VARIANTS = ("proj_size", "peepholes", "layer_norm", "dropout", "recurrent_dropout", "zoneout")
+
+
+def _off(value) -> bool:
+    """Whether a variant's value is its off setting (0, 0.0, False, or all zeros)."""
+    if isinstance(value, (tuple, list)):
+        return all(_off(v) for v in value)
+    return value is False or (not isinstance(value, bool) and value == 0)
 
 
 class _RNNEstimator(BaseEstimator):
@@ -61,7 +70,9 @@ class _RNNEstimator(BaseEstimator):
                  window=None, readout="last", epochs=50, batch_size=32, lr=1e-2,
                  optimizer="adam", clip_norm=1.0, bptt=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, random_state=None, verbose=0,
-                 dtype=np.float32):
+                 dtype=np.float32,
+                 proj_size=0, peepholes=False, layer_norm=False, dropout=0.0,
+                 recurrent_dropout=0.0, zoneout=0.0, precision="fp32"):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -80,6 +91,13 @@ class _RNNEstimator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.proj_size = proj_size
+        self.peepholes = peepholes
+        self.layer_norm = layer_norm
+        self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
+        self.zoneout = zoneout
+        self.precision = precision
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -151,9 +169,14 @@ class _RNNEstimator(BaseEstimator):
         checks.float_dtype(self.dtype)
 
     def _network_options(self) -> dict:
-        """The network's options beyond its sizes: ``bidirectional`` (and ``window``)."""
+        """The network's options beyond its sizes: ``bidirectional``, ``precision`` and
+        the cell variants that are on (``window``, ``proj_size``, ...), which the network
+        checks (a variant another cell does not have is refused there, in one line)."""
         extra = {} if self.window is None else {"window": self.window}
-        return {"bidirectional": bool(self.bidirectional), **extra}
+        variants = {name: getattr(self, name) for name in _VARIANTS
+                    if not _off(getattr(self, name))}
+        return {"bidirectional": bool(self.bidirectional), "precision": self.precision,
+                **extra, **variants}
 
     # the inputs ---------------------------------------------------------------------------
     def _sequences(self, X, *, reset: bool):
@@ -286,6 +309,13 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         A progress bar on standard error.
     dtype : float32 or float64
         The network's floating-point type.
+    proj_size, peepholes, layer_norm : the LSTM's projection and peepholes, layer
+        normalisation of the LSTM and GRU (:class:`rnnlab.LSTM`); 0 / False for none
+    dropout, recurrent_dropout, zoneout : train-time dropout between stacked layers,
+        variational dropout on the recurrent state, zoneout (:class:`rnnlab.Network`);
+        0 for none
+    precision : {"fp32", "bf16", "auto"}
+        What the matrix products compute in (:attr:`rnnlab.Network.precision`).
 
     Attributes
     ----------

@@ -39,7 +39,8 @@ class RNNClassifier(BaseClassifier):
     ----------
     cell, hidden_size, num_layers, bidirectional, window, readout, epochs, batch_size, lr,
     optimizer, clip_norm, bptt, early_stopping, validation_fraction, n_iter_no_change,
-    random_state, verbose, dtype
+    random_state, verbose, dtype, proj_size, peepholes, layer_norm, dropout,
+    recurrent_dropout, zoneout, precision
         Those of :class:`rnnlab.sklearn.RNNClassifier`, with the same defaults: an LSTM of
         32 units whose head reads each series' last state, 50 epochs of Adam at 1e-2 in
         batches of 32, float32 (``dtype`` given as a name, as sktime's checks want it).
@@ -81,7 +82,9 @@ class RNNClassifier(BaseClassifier):
                  window=None, readout="last", epochs=50, batch_size=32, lr=1e-2,
                  optimizer="adam", clip_norm=1.0, bptt=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, random_state=None, verbose=0,
-                 dtype="float32"):
+                 dtype="float32",
+                 proj_size=0, peepholes=False, layer_norm=False, dropout=0.0,
+                 recurrent_dropout=0.0, zoneout=0.0, precision="fp32"):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -100,6 +103,13 @@ class RNNClassifier(BaseClassifier):
         self.random_state = random_state
         self.verbose = verbose
         self.dtype = dtype
+        self.proj_size = proj_size
+        self.peepholes = peepholes
+        self.layer_norm = layer_norm
+        self.dropout = dropout
+        self.recurrent_dropout = recurrent_dropout
+        self.zoneout = zoneout
+        self.precision = precision
         super().__init__()
 
     @staticmethod
