@@ -625,7 +625,8 @@ def test_tile_machine_code_is_cached_on_disk(tmp_path):
     code = ("import numpy as np; from rnnlab.kernels import tile, _jit; "
             "a = tile.addresses()['tile_f64']; rng = np.random.default_rng(0); "
             "A = rng.normal(size=(5, 7)); B = rng.normal(size=(7, 40)); "
-            "Bp = np.empty((3, 7, 16)); _jit.pack_b(B, Bp); C = np.empty((5, 40)); "
+            "nr = tile.nr(8); Bp = np.empty((-(-40 // nr), 7, nr)); _jit.pack_b(B, Bp); "
+            "C = np.empty((5, 40)); "
             "_jit.mm_tiled(a, A, Bp, C, 0); "
             "print(float(np.abs(C - A @ B).max()))")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}

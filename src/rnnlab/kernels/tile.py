@@ -40,10 +40,30 @@ from __future__ import annotations
 
 import threading
 
-#: rows of a tile (MR) and vectors per row; NR = VECTORS * lanes (32 float32, 16 float64)
-MR = 8
+
+def _host_wide() -> bool:
+    """Whether this CPU has 512-bit vector registers (AVX-512) that the operating system
+    enables, as LLVM sees it; False where LLVM cannot tell."""
+    try:
+        import llvmlite.binding as llvm
+
+        return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+    except Exception:  # noqa: BLE001 - no llvmlite, or a platform it cannot query
+        return False
+
+
+#: (rows MR, float32 lanes per vector) of a tile on a CPU with 32 vector registers of
+#: 512 bits (AVX-512: 8 x 2 accumulators of 16 float32), and on one with 16 of 256 bits
+#: (AVX2: 6 x 2 of 8, the classic 6 x 16 kernel). With the AVX-512 shape on an AVX2 CPU
+#: each 16-lane vector takes two registers, the 16 accumulators 32 of the 16, and LLVM
+#: spills them to memory every step of the sum (measurements: docs/performance.md).
+GEOMETRY = {True: (8, 16), False: (6, 8)}
+WIDE = _host_wide()
+#: rows of a tile (MR) and vectors per row; NR = VECTORS * lanes (float32 lanes 16 with
+#: AVX-512, else 8; float64 half as many)
+MR = GEOMETRY[WIDE][0]
 VECTORS = 2
-LANES = {"float": 16, "double": 8}
+LANES = {"float": GEOMETRY[WIDE][1], "double": GEOMETRY[WIDE][1] // 2}
 
 
 def nr(itemsize: int) -> int:
@@ -128,10 +148,12 @@ def _sfx(fty: str, W: int) -> str:
     return f"v{W}f{32 if fty == 'float' else 64}"
 
 
-def _tile_ir(name: str) -> str:
-    """IR of one tile function (a name of :data:`KINDS`)."""
+def _tile_ir(name: str, wide: bool = WIDE) -> str:
+    """IR of one tile function (a name of :data:`KINDS`), for the geometry of a CPU with
+    512-bit vectors (``wide``) or without."""
     fty, ety = KINDS[name]
-    W = LANES[fty]
+    MR, lanes = GEOMETRY[wide]
+    W = lanes if fty == "float" else lanes // 2
     NR = VECTORS * W
     sfx = _sfx(fty, W)
     vt = f"<{W} x {fty}>"
@@ -220,14 +242,15 @@ def _tile_ir(name: str) -> str:
     return "\n".join(L)
 
 
-def module_ir(names=("tile_f32", "tile_f64", "tile_bf16e")) -> str:
-    """The module of the tile functions ``names`` (each declaration once)."""
+def module_ir(names=("tile_f32", "tile_f64", "tile_bf16e"), wide: bool = WIDE) -> str:
+    """The module of the tile functions ``names`` (each declaration once), in the geometry
+    of a CPU with 512-bit vectors (``wide``) or without."""
     # Clang marks functions that use 512-bit vectors this way; without it LLVM splits
     # them in two on CPUs where it prefers 256-bit vectors (Intel's AVX-512 cores).
     attrs = 'attributes #0 = { nounwind "min-legal-vector-width"="512" }'
     lines, declared = [], set()
     for name in names:
-        for line in _tile_ir(name).split("\n"):
+        for line in _tile_ir(name, wide).split("\n"):
             if line.startswith("declare"):
                 if line in declared:
                     continue
@@ -246,11 +269,11 @@ def has_bf16(features: str) -> bool:
 def functions(features: str) -> tuple[str, ...]:
     """The tile functions compiled for a CPU with LLVM ``features``: the float32 and
     float64 tiles and the emulated bf16 one everywhere, the AVX512_BF16 one where it runs."""
-    return ("tile_f32", "tile_f64", "tile_bf16e") + (("tile_bf16",) if has_bf16(features)
-                                                     else ())
+    return ("tile_f32", "tile_f64", "tile_bf16e") + (
+        ("tile_bf16",) if has_bf16(features) and WIDE else ())
 
 
-def assembly(names, cpu: str, features: str = "") -> str:
+def assembly(names, cpu: str, features: str = "", wide: bool = True) -> str:
     """The machine code of the tile functions ``names`` for ``cpu``, as assembly text, for
     reading (and for tests that the bf16 tile uses the instruction on a CPU that has it,
     on machines that have not)."""
@@ -260,7 +283,7 @@ def assembly(names, cpu: str, features: str = "") -> str:
     llvm.initialize_native_asmprinter()
     tm = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features,
                                                                  opt=3)
-    module = llvm.parse_assembly(module_ir(names))
+    module = llvm.parse_assembly(module_ir(names, wide))
     module.verify()
     _optimise(llvm, module, tm)
     return tm.emit_assembly(module)
