@@ -221,7 +221,7 @@ def _machine(torch) -> dict:
         from ..kernels import blas
 
         info["numba"] = numba.__version__
-        info["blas"] = blas.blas().path
+        info["blas"] = Path(blas.blas().path or "").name or None  # the library, not where
     return info
 
 
