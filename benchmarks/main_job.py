@@ -1,6 +1,6 @@
 """The default ``rnnlab train`` update against PyTorch, fp32 and bf16, side by side.
 
-    python benchmarks/main_job.py [--repeats 30] [--threads N] [--json FILE]
+    python benchmarks/main_job.py [--repeats 30] [--threads N] [--system-malloc] [--json FILE]
 
 The update of ``rnnlab train`` (1x256 LSTM, V = 80, 32 streams of 64 steps, Adam, clip 1):
 rnnlab fed token ids at each precision this CPU runs natively (``fp32``, and ``bf16``
@@ -12,6 +12,12 @@ and the column would time the emulation). Also the same LSTM's forward only, in 
 mode. Each is timed in short alternating blocks in one process
 (:func:`rnnlab.bench.timing.median_times`); the medians and their ratios are printed with
 the CPU and its features.
+
+As ``rnnlab train`` does, the process first calls :func:`rnnlab.kernels.keep_freed_memory`
+(glibc keeps freed blocks for the next update instead of unmapping them and faulting them
+in again); the setting is the process's, so PyTorch's updates run with it too.
+``--system-malloc`` leaves glibc's defaults, for the figures a library user gets who
+does not call it.
 """
 
 from __future__ import annotations
@@ -75,8 +81,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc defaults (rnnlab train changes them)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
+    kept = False if args.system_malloc else kernels.keep_freed_memory()
     torch = import_torch()
     if torch is None:
         raise SystemExit("benchmarks/main_job.py compares with PyTorch: pip install "
@@ -94,7 +103,7 @@ def main() -> None:
         up, _ = median_times(updates, args.repeats, warmup=2)
         fw, _ = median_times(forwards, args.repeats, warmup=2)
     print(f"{cpu_description()}; {args.threads} threads; {args.repeats} timed calls each, "
-          "in alternating blocks")
+          f"in alternating blocks; freed memory kept: {kept}")
     print(f"bf16 matrix instructions: {native or 'none (bf16 columns left out)'}")
     print("\n| work | " + " | ".join(updates) + " |")
     print("|---|" + "---|" * len(updates))
@@ -110,6 +119,7 @@ def main() -> None:
     if args.json:
         record = {"cpu": cpu_description(), "cpu_features": cpu_features(),
                   "bf16": native, "threads": args.threads, "repeats": args.repeats,
+                  "keep_freed_memory": kept,
                   "update_seconds": up, "inference_seconds": fw}
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)

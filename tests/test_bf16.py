@@ -63,8 +63,10 @@ def test_rounding_matches_ml_dtypes_on_every_kind_of_float32():
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
     special = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7F7FFFFF, 0x00000001,
-                        0x007FFFFF, 0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7F8000],
-                       np.uint32)  # zeros, infinities, the largest, subnormals, ties
+                        0x007FFFFF, 0x3F808000, 0x3F818000, 0x3F80FFFF, 0x7F7F8000,
+                        0x7F800001, 0xFF800001, 0x7FC00000],
+                       np.uint32)  # zeros, infinities, the largest, subnormals, ties, NaNs
+                                   # whose payload lies in the bits rounding drops
     bits = np.concatenate([special, bits])
     x = bits.view(np.float32)
     x = x[:x.size // 2 * 2].reshape(1, -1)
@@ -87,6 +89,18 @@ def test_odd_k_pads_with_zero():
     out = np.empty((1, 2), np.uint32)
     to_bf16_pairs(x, out)
     assert out[0, 1] >> 16 == 0 and (out[0, 1] & 0xFFFF) << 16 == np.float32(3).view(np.uint32)
+
+
+@pytest.mark.parametrize("K,M", [(1, 1), (2, 3), (7, 5), (64, 33), (255, 17)])
+def test_row_pairs_are_the_pairs_of_the_transpose(K, M):
+    from rnnlab.kernels._jit import to_bf16_pairs, to_bf16_row_pairs
+
+    A = np.random.default_rng(K + M).standard_normal((K, M)).astype(np.float32)
+    want = np.empty((M, (K + 1) // 2), np.uint32)
+    to_bf16_pairs(np.ascontiguousarray(A.T), want)
+    got = np.full(((K + 1) // 2, M), 0xDEADBEEF, np.uint32)
+    to_bf16_row_pairs(A, got, 2)
+    assert np.array_equal(got.T, want)
 
 
 # the tile ------------------------------------------------------------------------------------

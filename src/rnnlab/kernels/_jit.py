@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, prange, types, uint32
 from numba.extending import intrinsic, overload
 
 from .tile import MR
@@ -460,8 +460,10 @@ def pack_b(B, Bp):
 def mm_tiled(tile, A, Bp, C, beta):
     """``C = A @ B (+ C if beta)`` with ``B`` packed by :func:`pack_b`, tile by tile.
 
-    ``A`` (M, K) and ``C`` (M, N) may be row ranges of larger arrays (each row
-    contiguous). The tile reads the rows of ``A`` in place (packing them k-major first
+    ``A`` (M, K) and ``C`` (M, N) may be row ranges of larger arrays (each row of ``C``
+    contiguous); ``A`` is read through its strides, rows in place, or k-major (a
+    transposed view, as :func:`to_bf16_row_pairs` lays out the weight gradients' A). The
+    tile reads the rows of ``A`` in place (packing them k-major first
     did not pay at the per-step sizes, least of all at K = 4H in backward; measurements:
     docs/performance.md), panel by panel
     so that each panel of ``B`` meets every block of rows while it is in the L1 cache
@@ -471,12 +473,12 @@ def mm_tiled(tile, A, Bp, C, beta):
     N = C.shape[1]
     P, _, NR = Bp.shape
     size = A.itemsize
-    lda, ldc = A.strides[0] // size, C.strides[0] // size
+    lda, aks, ldc = A.strides[0] // size, A.strides[1] // size, C.strides[0] // size
     a0, c0, bp = A.ctypes.data, C.ctypes.data, Bp.ctypes.data
     blocks = (M + MR - 1) // MR
     for p in range(P):
         for i in range(blocks):
-            _call_tile(tile, K, a0 + i * MR * lda * size, 1, lda, bp + p * K * NR * size,
+            _call_tile(tile, K, a0 + i * MR * lda * size, aks, lda, bp + p * K * NR * size,
                        c0 + (i * MR * ldc + p * NR) * size, ldc, beta, min(MR, M - i * MR),
                        min(NR, N - p * NR))
 
@@ -532,12 +534,27 @@ def _bits(typingctx, x):
     return sig, codegen
 
 
+@njit(inline="always", **JIT)
+def _bf16_bits(u):
+    """The bf16 nearest the float32 of bits ``u`` (uint32; ties to even), its 16 bits in a
+    uint32. Written in uint32 arithmetic without branches, so that LLVM vectorises the
+    loops that call it (16 lanes with AVX-512): no float32 that is not a NaN overflows
+    ``u + 0x8000``, and a NaN takes the other arm of the select."""
+    rounded = (u + uint32(0x7FFF) + ((u >> uint32(16)) & uint32(1))) >> uint32(16)
+    quiet = (u >> uint32(16)) | uint32(0x40)
+    return quiet if (u & uint32(0x7FFFFFFF)) > uint32(0x7F800000) else rounded
+
+
+@njit(inline="always", **JIT)
+def _bf16_pair(lo, hi):
+    """Two float32 rounded to bf16 in one uint32: ``lo`` in the low half."""
+    return _bf16_bits(_bits(lo)) | (_bf16_bits(_bits(hi)) << uint32(16))
+
+
 @njit(**JIT)
 def bf16_of(x):
     """The bf16 nearest the float32 ``x`` (ties to even), as its 16 bits in an int64."""
-    u = np.int64(_bits(x))
-    rounded = (u + (0x7FFF + ((u >> 16) & 1))) >> 16
-    return ((u >> 16) | 0x40) if (u & 0x7FFFFFFF) > 0x7F800000 else rounded
+    return np.int64(_bf16_bits(_bits(x)))
 
 
 @njit(**JIT)
@@ -549,24 +566,34 @@ def to_bf16_pairs(A, out):
     for m in range(M):
         a, o = A[m], out[m]
         for k in range(K2):
-            o[k] = np.uint32(bf16_of(a[2 * k]) | (bf16_of(a[2 * k + 1]) << 16))
+            o[k] = _bf16_pair(a[2 * k], a[2 * k + 1])
         if K % 2:
-            o[K2] = np.uint32(bf16_of(a[K - 1]))
+            o[K2] = _bf16_bits(_bits(a[K - 1]))
 
 
 @njit(parallel=True, **JIT)
-def to_bf16_pairs_t(A, out, parts):
-    """``out`` (M, ceil(K/2)) = ``A.T`` for ``A`` (K, M) float32, rounded and paired as in
-    :func:`to_bf16_pairs` (pairs along A's rows), in ``parts`` runs of rows of ``out``."""
+def to_bf16_row_pairs(A, out, parts):
+    """``out`` (ceil(K/2), M) = ``A`` (K, M) float32 rounded to bf16, rows ``2i`` and
+    ``2i + 1`` paired in each uint32 (the last row's high half zero when K is odd), in
+    ``parts`` runs of rows.
+
+    ``out.T`` is then ``A.T`` as bf16 pairs along its rows, laid out k-major (strides
+    ``(1, M)`` words): the A operand of the tile for ``A.T @ B`` (the weight gradients),
+    converted row by row in contiguous passes rather than by a transposing one (five times
+    faster at 2048 x 256; measurements: docs/performance.md).
+    """
     K, M = A.shape
-    K2 = K // 2
+    K2 = out.shape[0]
     for c in prange(parts):
-        for m in range(M * c // parts, M * (c + 1) // parts):
-            o = out[m]
-            for k in range(K2):
-                o[k] = np.uint32(bf16_of(A[2 * k, m]) | (bf16_of(A[2 * k + 1, m]) << 16))
-            if K % 2:
-                o[K2] = np.uint32(bf16_of(A[K - 1, m]))
+        for i in range(K2 * c // parts, K2 * (c + 1) // parts):
+            lo, o = A[2 * i], out[i]
+            if 2 * i + 1 < K:
+                hi = A[2 * i + 1]
+                for m in range(M):
+                    o[m] = _bf16_pair(lo[m], hi[m])
+            else:
+                for m in range(M):
+                    o[m] = _bf16_bits(_bits(lo[m]))
 
 
 @njit(parallel=True, **JIT)
@@ -578,14 +605,19 @@ def pack_b_bf16(B, Bp, parts):
     P, K2, NR = Bp.shape
     for c in prange(parts):
         for p in range(P * c // parts, P * (c + 1) // parts):
-            for k2 in range(K2):
-                out = Bp[p, k2]
-                k = 2 * k2
-                for j in range(NR):
-                    col = p * NR + j
-                    lo = bf16_of(B[k, col]) if col < N else 0
-                    hi = bf16_of(B[k + 1, col]) if col < N and k + 1 < K else 0
-                    out[j] = np.uint32(lo | (hi << 16))
+            c0 = p * NR
+            w = min(NR, N - c0)
+            for i in range(K2):
+                out, lo = Bp[p, i], B[2 * i, c0:c0 + w]
+                if 2 * i + 1 < K:
+                    hi = B[2 * i + 1, c0:c0 + w]
+                    for j in range(w):
+                        out[j] = _bf16_pair(lo[j], hi[j])
+                else:
+                    for j in range(w):
+                        out[j] = _bf16_bits(_bits(lo[j]))
+                for j in range(w, NR):
+                    out[j] = 0
 
 
 @njit(parallel=True, **JIT)

@@ -39,7 +39,7 @@ from ._jit import (
     pack_b,
     pack_b_bf16,
     to_bf16_pairs,
-    to_bf16_pairs_t,
+    to_bf16_row_pairs,
 )
 from .blas import (
     allowed_threads,
@@ -168,10 +168,12 @@ def matmul_bf16(A, B, trans_a=False, tile=None):
     K, M = A.shape if trans_a else A.shape[::-1]
     N = B.shape[1]
     parts = allowed_threads() if M * N * K >= PRODUCTS_PARALLEL_FROM_BF16 else 1
-    pairs = np.empty((M, -(-K // 2)), np.uint32)
-    if trans_a:
-        to_bf16_pairs_t(A, pairs, _parts(A.size))
+    if trans_a:  # A.T's pairs laid out k-major, converted in contiguous passes
+        pairs = np.empty((-(-K // 2), M), np.uint32)
+        to_bf16_row_pairs(A, pairs, _parts(A.size))
+        pairs = pairs.T
     else:
+        pairs = np.empty((M, -(-K // 2)), np.uint32)
         to_bf16_pairs(A, pairs)
     Bp = _packed(tile, np.ascontiguousarray(B, dtype=np.float32), bf16=True)
     C = np.empty((M, N), np.float32)
@@ -255,7 +257,9 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     bf16 = bool(bf16) and x.dtype == np.float32
     if bf16:
         tile = bf16_tile()
-    Wp, Wxp = _packed(tile, p["W_h"], bf16), _packed(tile, p["W_x"], bf16)
+    Wp = _packed(tile, p["W_h"], bf16)
+    # token ids need no packed W_x (its rows are gathered): an empty one of Wp's type
+    Wxp = _packed(tile, p["W_x"], bf16) if ids is None else Wp[:0]
     # with the tile and B >= INPUT_IN_LOOP_FROM, x_t W_x is computed step by step inside
     # the loop (each run of rows on its thread, the rows still in cache for the gates);
     # for one row the tile would read all of W_x for that row alone every step, so the T
@@ -266,7 +270,6 @@ def layer_forward(kernel, p, x, state0, mask, keep=True, activation="tanh", *, r
     rolling = in_loop and not keep  # the kernels reuse one step's buffers (see their docs)
     if ids is not None:
         xg = p["W_x"][ids]  # (T, B, GH) a new array: the rows of the ids
-        Wxp = Wxp[:0]
     elif in_loop:
         xg = np.empty((1 if rolling else T, B, GH), x.dtype)
     elif tile:
