@@ -43,7 +43,10 @@ eval_every = 10
 eval_tokens = 200
 sample_every = 0
 checkpoint_every = {every}
+lr_decay = 0
 """
+# a constant rate: each launch gives the run another end (FOREVER, then the target), and a
+# decaying rate follows the end it is given, so only a constant one ends as a straight run
 FOREVER = 10**9  # --steps of the launches that are killed: they never end on their own
 
 

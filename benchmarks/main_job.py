@@ -8,8 +8,8 @@ where it has BF16 matrix instructions), against what a PyTorch user writes for t
 model: ``nn.LSTM`` over one-hot inputs and an ``nn.Linear`` head, cross-entropy, Adam,
 ``clip_grad_norm_``, in fp32 and under ``torch.autocast("cpu", dtype=torch.bfloat16)``
 (the bf16 column only where the CPU has BF16 instructions; elsewhere PyTorch emulates it
-and the column would time the emulation). Also the same LSTM's forward only, in inference
-mode. Each is timed in short alternating blocks in one process
+and the column would time the emulation). Also the same model's forward only (the scores
+for every step), in inference mode. Each is timed in short alternating blocks in one process
 (:func:`rnnlab.bench.timing.median_times`); the medians and their ratios are printed with
 the CPU and its features.
 
@@ -70,9 +70,9 @@ def torch_update(torch, bf16: bool):
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    def forward():
+    def forward():  # the scores, as rnnlab's infer returns them
         with torch.inference_mode(), context():
-            lstm(x)
+            head(lstm(x)[0])
 
     return update, forward
 

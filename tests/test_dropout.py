@@ -513,7 +513,8 @@ def test_a_language_model_run_with_masks_resumed_ends_as_a_straight_one(tmp_path
         return lm.LMConfig(data=str(data), steps=steps, hidden=8, layers=2, bptt=8, batch=4,
                            time_budget=None, eval_every=100, sample_every=0,
                            checkpoint_every=100, eval_tokens=50, dropout=0.3,
-                           recurrent_dropout=0.2, zoneout=[0.2, 0.1])
+                           recurrent_dropout=0.2, zoneout=[0.2, 0.1],
+                           lr_decay=0)  # constant: the run stopped early plans no decay
 
     straight = lm.open_run(lm.train(config(20), out=tmp_path / "straight", **quiet)).net
     lm.train(config(stop), out=tmp_path / "resumed", **quiet)

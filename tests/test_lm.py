@@ -1,5 +1,6 @@
 """Language-model runs: an interrupted and resumed run ends where a straight one does."""
 
+import itertools
 import json
 import os
 import signal
@@ -30,14 +31,16 @@ def params(run):
 
 @pytest.mark.parametrize("stop", [5, 11, 16])  # mid-epoch; after an epoch's last window; end
 def test_a_shorter_run_resumed_ends_as_a_straight_one(tmp_path, stop):
-    straight = params(lm.train(config(tmp_path, 20), out=tmp_path / "straight", **QUIET))
-    lm.train(config(tmp_path, stop), out=tmp_path / "resumed", **QUIET)
+    # at a constant rate: a decaying one falls towards the end each run was given
+    straight = params(lm.train(config(tmp_path, 20, lr_decay=0), out=tmp_path / "straight",
+                               **QUIET))
+    lm.train(config(tmp_path, stop, lr_decay=0), out=tmp_path / "resumed", **QUIET)
     resumed = params(lm.train(config(tmp_path, 20), resume=tmp_path / "resumed", **QUIET))
     for k, v in straight.items():
         np.testing.assert_array_equal(resumed[k], v, err_msg=k)
 
 
-@pytest.mark.parametrize("stop", [5, 11])
+@pytest.mark.parametrize("stop", [5, 11])  # with the default decay of the rate, by steps here
 def test_ctrl_c_then_resume_ends_as_a_straight_run(tmp_path, stop, monkeypatch):
     straight = params(lm.train(config(tmp_path, 20), out=tmp_path / "straight", **QUIET))
     apply = Trainer.apply
@@ -96,3 +99,44 @@ def test_trainer_resume_truncates_its_log(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "step" in r] == [1, 2, 3, 4, 5, 6]
     assert [r["epoch"] for r in logged if "train_loss" in r] == [1, 2]
+
+
+def logged_rates(run):
+    lines = (json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())
+    return {r["step"]: r["lr"] for r in lines if "lr" in r}
+
+
+def test_the_rate_falls_linearly_over_the_last_share_of_the_steps(tmp_path):
+    run = lm.train(config(tmp_path, 40, lr=0.01, lr_decay=0.5), out=tmp_path / "d", **QUIET)
+    rates = logged_rates(run)
+    # update k is made at progress (k - 1) / 40: full rate up to half-way, then linear to 0
+    assert rates[10] == rates[20] == 0.01
+    assert rates[30] == pytest.approx(0.01 * (1 - 29 / 40) / 0.5)
+    assert rates[40] == pytest.approx(0.01 * (1 - 39 / 40) / 0.5)
+    constant = lm.train(config(tmp_path, 40, lr=0.01, lr_decay=0), out=tmp_path / "c", **QUIET)
+    assert set(logged_rates(constant).values()) == {0.01}
+    assert lm.open_run(run).config.lr_decay == 0.5  # in config.toml, for --resume
+
+
+def test_the_rate_follows_the_time_budget_when_it_ends_the_run(tmp_path, monkeypatch):
+    clock = itertools.count()  # each reading of the clock: one second later
+    monkeypatch.setattr(lm.time, "perf_counter", lambda: float(next(clock)))
+    cfg = config(tmp_path, None, time_budget=1000.0, lr=0.01, lr_decay=0.5)
+    run = lm.train(cfg, out=tmp_path / "t", **QUIET)
+    rates = logged_rates(run)
+    assert rates[10] == 0.01 and 0 < min(rates.values()) < 0.01 * 0.2
+    assert list(rates.values()) == sorted(rates.values(), reverse=True)
+
+
+def test_tail_decay():
+    d = lm.TailDecay(1.0, 0.25)
+    for progress, want in ((0.0, 1.0), (0.75, 1.0), (0.8, 0.8), (0.95, 0.2), (1.0, 0.0)):
+        d.progress = progress
+        assert d(7) == pytest.approx(want)
+    assert lm.TailDecay(0.5, 0)(3) == 0.5
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "0.3", float("nan")])
+def test_a_bad_decay_share_is_refused(bad):
+    with pytest.raises(ValueError, match="lr_decay"):
+        lm.LMConfig(lr_decay=bad).check()

@@ -145,7 +145,10 @@ def test_a_language_model_writes_its_logged_values(tmp_path):
     assert s["train/loss"] == {r["step"]: f32(r["loss"]) for r in lines if "loss" in r}
     assert s["validation/loss"] == {r["step"]: f32(r["val_nats"]) for r in lines
                                     if "val_nats" in r}
-    assert s["train/learning_rate"] == {10: f32(cfg.lr), 20: f32(cfg.lr)}
+    # the rate as logged: full at update 10, decayed over the last 30 % of the 20 updates
+    assert s["train/learning_rate"] == {r["step"]: f32(r["lr"]) for r in lines if "lr" in r}
+    assert s["train/learning_rate"][10] == f32(cfg.lr)
+    assert s["train/learning_rate"][20] == f32(cfg.lr * (1 - 19 / 20) / 0.3)
     assert {"gradient_flow/update_0", "gradient_flow/update_10",
             "gradient_flow/update_20"} <= set(s)
     assert s["gradient_flow/update_0"][0] == 1.0  # relative: lag 0 is the identity

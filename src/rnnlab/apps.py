@@ -591,6 +591,8 @@ def score_test(run) -> dict:
     if options.get("max_test") is not None:
         data = data.head(len(data.X_train), options["max_test"])
     nets = [load(run / name) for name in options.get("members", ["model.rnnlab"])]
+    for n in nets:  # scored as trained (a model file keeps no precision; older runs: fp32)
+        n.precision = info.get("precision", {}).get("asked", "fp32")
     net = nets[0]
     forecasting = _task(task).kind == "forecasting"
     results, arrays = _score(nets, data, forecasting)

@@ -17,7 +17,7 @@ from .parallel import RankLost
 
 _TASK_ONLY = ("epochs", "patch", "horizon", "noise", "max_train", "max_test", "readout",
               "augment", "val_split", "patience", "ensemble", "bidirectional")
-_LM_ONLY = ("data", "tokens", "bptt", "steps", "time_budget", "resume", "config")
+_LM_ONLY = ("data", "tokens", "bptt", "lr_decay", "steps", "time_budget", "resume", "config")
 
 
 def _parse_patch(text: str) -> tuple[int, int]:
@@ -137,7 +137,7 @@ def _train(args) -> int:
         "layers": args.layers, "proj_size": args.proj_size, "peepholes": args.peepholes,
         "layer_norm": args.layer_norm, "dropout": args.dropout,
         "recurrent_dropout": args.recurrent_dropout, "zoneout": args.zoneout,
-        "bptt": args.bptt, "batch": args.batch, "lr": args.lr,
+        "bptt": args.bptt, "batch": args.batch, "lr": args.lr, "lr_decay": args.lr_decay,
         "clip": args.clip, "steps": args.steps, "time_budget": args.time_budget,
         "seed": args.seed, "window": args.window, "precision": args.precision,
     }
@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bptt", type=int, metavar="T", help="steps per BPTT window (default 64)")
     t.add_argument("--batch", type=int, metavar="B", help="parallel streams (default 32)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default 3e-3)")
+    t.add_argument("--lr-decay", type=float, metavar="SHARE",
+                   help="language model: the share of the run at its end over which the "
+                        "learning rate falls linearly to 0 (default 0.3; 0: constant)")
     t.add_argument("--clip", type=float, help="global gradient-norm clip, 0 for none "
                    "(default 1)")
     t.add_argument("--steps", type=int, help="updates to make (alone: no time limit)")

@@ -167,7 +167,10 @@ def _train(job: _Job) -> None:
     with job.metrics_file():
         with sigint_flag() as interrupted:
             try:
-                while not job.agreed(job.finished()):
+                while True:
+                    done, job.decay.progress = job.shared((job.finished(), job.progress()))
+                    if done:
+                        break
                     x, y, reset = next(job.windows)
                     # one update on the Trainer's loop: forward, backward, guard, clip, step
                     # (token ids go in as they are: the input projection is a row gather)
@@ -240,9 +243,11 @@ class _Job:
         self.net = Network(self.V, cfg.hidden, self.V, cell=cfg.cell, num_layers=cfg.layers,
                            output="softmax", readout="all", window=cfg.window, seed=cfg.seed,
                            precision=cfg.precision, **variant)
+        self.decay = TailDecay(cfg.lr, cfg.lr_decay)
         self.trainer = Trainer(self.net, "adam", cfg.lr, clip_norm=cfg.clip or None,
                                batch_size=cfg.batch, seed=cfg.seed, log=None, progress=False,
-                               tensorboard_dir=tensorboard, comm=dp if dp is not None else False)
+                               tensorboard_dir=tensorboard, comm=dp if dp is not None else False,
+                               schedule=self.decay)
         self.precision = engine.precision_record(cfg.precision)
         if self.precision["computes_in"] != cfg.precision and cfg.precision == "bf16":
             self.echo(f"rnnlab: {engine.BF16_ABSENT}")
@@ -297,7 +302,21 @@ class _Job:
     def agreed(self, mine: bool) -> bool:
         """Rank 0's answer, on every rank (each has its own clock and Ctrl-C): the ranks
         stop together, or none does."""
-        return mine if self.dp is None else bool(self.dp.comm.bcast(mine))
+        return bool(self.shared(mine))
+
+    def shared(self, mine):
+        """Rank 0's value of ``mine``, on every rank (its clock decides for all)."""
+        return mine if self.dp is None else self.dp.comm.bcast(mine)
+
+    def progress(self) -> float:
+        """How far the run has gone towards its end, 0 to 1: the larger of the shares of
+        its steps and of its time budget used."""
+        cfg, shares = self.cfg, [0.0]
+        if cfg.steps is not None:
+            shares.append(self.trainer.step_count / cfg.steps)
+        if cfg.time_budget is not None:
+            shares.append(self.elapsed() / cfg.time_budget)
+        return min(1.0, max(shares))
 
     @contextmanager
     def metrics_file(self):
@@ -333,8 +352,9 @@ class _Job:
             loss10 = float(np.mean(self.recent))
             self.recent.clear()
             self.curve["train"].append((s, loss10))
+            # the rate of the update just made (the schedule follows the run's progress)
             self._write({"step": s, "loss": loss10, "grad_norm": info.grad_norm,
-                         "clipped": info.clipped})
+                         "clipped": info.clipped, "lr": self.trainer.current_lr()})
             if self.trainer.tensorboard is not None:
                 self.trainer.tensorboard.scalars(s, {
                     "train/loss": loss10, "train/grad_norm": info.grad_norm,
@@ -437,6 +457,31 @@ def _remove_temporaries(run_dir: Path) -> None:
         for tmp in run_dir.glob(f".{name}.*"):
             if tmp.name.endswith(".tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+class TailDecay:
+    """The language model's learning rate: ``lr`` until the last ``share`` of the run,
+    then falling linearly to 0 at its end (``share`` 0: constant).
+
+    A run ends at a number of steps or at a time budget, and how many steps the time
+    allows is known only as it goes, so the schedule follows :attr:`progress`, the share
+    of the run done (steps or time, whichever is further), which the training loop sets
+    before each update; called with the step index as a :mod:`rnnlab.schedules` schedule
+    is, it returns the rate for that update. A constant rate's loss stops falling at the
+    level its step size allows; the decay takes it below (measurements: README, "The
+    default run, measured").
+    """
+
+    def __init__(self, lr: float, share: float):
+        self.lr, self.share, self.progress = lr, share, 0.0
+
+    def __call__(self, step: int) -> float:
+        if not self.share:
+            return self.lr
+        return self.lr * min(1.0, max(0.0, 1.0 - self.progress) / self.share)
+
+    def __repr__(self) -> str:
+        return f"TailDecay(lr={self.lr!r}, share={self.share!r})"
 
 
 def _endless(batcher):

@@ -47,6 +47,9 @@ class LMConfig:
     bptt: int = 64  # steps per truncated-BPTT window
     batch: int = 32  # parallel streams
     lr: float = 3e-3  # Adam learning rate
+    # share of the run (by steps or time, whichever ends it) at its end over which the
+    # learning rate falls linearly from lr to 0 (0: constant)
+    lr_decay: float = 0.3
     clip: float = 1.0  # global gradient-norm clip (0: none)
     steps: int | None = None  # updates to make; None (0 in TOML): until the time budget
     time_budget: float | None = 600.0  # seconds of training; None (0 in TOML): until steps
@@ -114,6 +117,7 @@ class LMConfig:
             raise ValueError(f"window applies to the ffnn cell only, got {self.window!r} "
                              f"with cell {self.cell!r}")
         checks.positive_number(self.lr, "lr")
+        checks.number(self.lr_decay, "lr_decay", low=0, high=1)
         checks.optional(checks.positive_number, self.time_budget, "time_budget")
         checks.number(self.clip, "clip", low=0)
         checks.number(self.validation_fraction, "validation_fraction", low=0, high=1,
