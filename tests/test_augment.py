@@ -198,7 +198,9 @@ def test_ranks_augment_the_global_batch_as_one_process(tmp_path):
     folder = make_set(tmp_path / "Toy", "Toy", D=2, lengths=[12, 9], seed=1)
     args = ["train", "--task", f"ucr:{folder}", "--epochs", "3", "--hidden", "6",
             "--batch", "5", "--no-progress", "--augment", "jitter,scale,slice,warp",
-            "--patch", "2", "--seed", "4"]
+            "--patch", "2", "--seed", "4", "--precision", "fp32"]
+    # fp32: in bf16 a weight a rounding's width from a bf16 tie rounds either way after the
+    # ranks' float32 sums, and the runs part by far more than 1e-5 within a few updates
     assert cli.main([*args, "--out", str(tmp_path / "one")]) == 0
     done = subprocess.run([shutil.which("mpiexec"), "-n", "2", sys.executable, "-m", "rnnlab",
                            *args, "--out", str(tmp_path / "many")],
@@ -208,6 +210,7 @@ def test_ranks_augment_the_global_batch_as_one_process(tmp_path):
     for name, v in one.params.items():
         np.testing.assert_allclose(many.params[name], v, rtol=0, atol=1e-5, err_msg=name)
     plain = tmp_path / "plain"
-    assert cli.main([*args[:-6], "--patch", "2", "--seed", "4", "--out", str(plain)]) == 0
+    assert cli.main([*args[:-8], "--patch", "2", "--seed", "4", "--precision", "fp32",
+                     "--out", str(plain)]) == 0
     assert not np.allclose(load(plain / "model.rnnlab").params["rnn.l0.W_h"],
                            one.params["rnn.l0.W_h"])  # the augmentations did something

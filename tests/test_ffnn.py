@@ -321,7 +321,7 @@ def test_recall_within_the_window_is_learned_and_beyond_it_is_not(lag, low, high
 
 TEXT = "to be, or not to be, that is the question:\nwhether 'tis nobler in the mind\n" * 20
 SMALL = ["--cell", "ffnn", "--window", "5", "--hidden", "16", "--bptt", "8", "--batch", "4",
-         "--no-progress"]
+         "--no-progress", "--lr-decay", "0"]  # constant: the 6-update run plans no decay
 
 
 def test_language_model_trains_samples_evaluates_and_resumes_exactly(tmp_path, capsys):

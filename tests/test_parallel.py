@@ -132,7 +132,10 @@ def test_a_rank_that_dies_ends_the_run_and_leaves_a_checkpoint_that_loads(tmp_pa
 
 
 TASK = ["--task", "digits", "--max-train", "50", "--max-test", "30", "--epochs", "2",
-        "--hidden", "8", "--batch", "9", "--noise", "0.5", "--seed", "3"]
+        "--hidden", "8", "--batch", "9", "--noise", "0.5", "--seed", "3",
+        # fp32: in bf16 the ranks' float32 sums tip weights near a bf16 tie either way,
+        # and the runs part by more than 1e-5 within a few updates
+        "--precision", "fp32"]
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH (the mpich wheel provides it)")
