@@ -13,11 +13,11 @@ for every step), in inference mode. Each is timed in short alternating blocks in
 (:func:`rnnlab.bench.timing.median_times`); the medians and their ratios are printed with
 the CPU and its features.
 
-As ``rnnlab train`` does, the process first calls :func:`rnnlab.kernels.keep_freed_memory`
-(glibc keeps freed blocks for the next update instead of unmapping them and faulting them
-in again); the setting is the process's, so PyTorch's updates run with it too.
-``--system-malloc`` leaves glibc's defaults, for the figures a library user gets who
-does not call it.
+rnnlab's first fast call keeps freed memory for the process
+(:func:`rnnlab.kernels.keep_freed_memory`: glibc keeps freed blocks for the next update
+instead of unmapping them and faulting them in again), so PyTorch's updates in the same
+process run with it too; ``--system-malloc`` (``RNNLAB_KEEP_FREED_MEMORY=0``) leaves glibc's
+defaults, for both.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def main() -> None:
                     help="leave glibc's malloc defaults (rnnlab train changes them)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
-    kept = False if args.system_malloc else kernels.keep_freed_memory()
+    if args.system_malloc:
+        os.environ["RNNLAB_KEEP_FREED_MEMORY"] = "0"  # before rnnlab's first fast call
     torch = import_torch()
     if torch is None:
         raise SystemExit("benchmarks/main_job.py compares with PyTorch: pip install "
@@ -102,6 +103,7 @@ def main() -> None:
     with kernels.threads(args.threads):
         up, _ = median_times(updates, args.repeats, warmup=2)
         fw, _ = median_times(forwards, args.repeats, warmup=2)
+    kept = kernels.freed_memory_kept()
     print(f"{cpu_description()}; {args.threads} threads; {args.repeats} timed calls each, "
           f"in alternating blocks; freed memory kept: {kept}")
     print(f"bf16 matrix instructions: {native or 'none (bf16 columns left out)'}")

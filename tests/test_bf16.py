@@ -383,14 +383,28 @@ def test_bf16_training_learns_like_fp32(emulate):
 # where the setting shows -------------------------------------------------------------------
 
 
-def test_bench_has_bf16_columns_when_asked(emulate, tmp_path):
-    from rnnlab.bench import run_bench
+@pytest.mark.parametrize("with_torch", [False, True])
+def test_bench_has_bf16_columns_when_asked(emulate, tmp_path, monkeypatch, with_torch):
+    import rnnlab.bench
+    from rnnlab.bench import run_bench, timing
 
+    if with_torch:
+        pytest.importorskip("torch")
+        # the bf16 roof on a small product: PyTorch emulates bf16 on a CPU without it
+        monkeypatch.setattr(rnnlab.bench, "bf16_gemm_peak",
+                            lambda torch: timing.bf16_gemm_peak(torch, n=64))
     result = run_bench(cells=("gru",), shapes=((3, 6, 5, 8),), repeats=1, warmup=1,
-                       memory=False, compile_time=False, torch=False, bf16=True,
+                       memory=False, compile_time=False, torch=with_torch, bf16=True,
                        out_dir=str(tmp_path))
     row = result["rows"][0]
     assert row["train"]["rnnlab_bf16_ms"] > 0 and row["infer"]["rnnlab_bf16_ms"] > 0
+    if with_torch:  # each row's share of the bf16 roof, for both libraries
+        peak = result["machine"]["bf16_gemm_peak_gflops"]
+        assert set(peak) == {"torch", "rnnlab", "best"} and peak["best"] > 0
+        for kind in ("train", "infer"):
+            for lib in ("rnnlab_bf16", "torch_bf16"):
+                share = row[kind][f"{lib}_fraction_of_bf16_peak"]
+                assert share == pytest.approx(row[kind][f"{lib}_gflops"] / peak["best"])
     md = (tmp_path / "bench.md").read_text()
     assert 'bf16 (rnnlab precision="bf16"' in md and "| gru | 3,6,5,8 |" in md
     assert "bf16_instructions" in result["machine"]

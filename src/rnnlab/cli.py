@@ -121,12 +121,8 @@ def _report(args) -> int:
 
 
 def _train(args) -> int:
-    from . import kernels, lm
+    from . import lm
 
-    # Every update allocates the same large arrays again; keeping freed memory in the
-    # process saves re-faulting them (the default job: 60 updates 11.9-12.8 s -> 10.7-10.8 s
-    # on one thread). The CLI owns its process, so the process-wide setting is harmless here.
-    kernels.keep_freed_memory()
     if args.task is not None:
         return _train_task(args)
     for k in _TASK_ONLY:

@@ -43,6 +43,7 @@ rnnlab.bench.report
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -82,7 +83,9 @@ class BenchConfig:
     torch: bool = True  # compare with PyTorch when it can be imported
     memory: bool = True  # peak memory of a training step, one subprocess per row and library
     compile_time: bool = True  # cold and cached numba compilation, in subprocesses
-    keep_freed_memory: bool = False  # call rnnlab.kernels.keep_freed_memory() first (both libs)
+    # glibc keeps freed memory (rnnlab.kernels.keep_freed_memory, what rnnlab's first fast
+    # call does; process-wide, both libraries); False: its defaults, in a fresh process only
+    keep_freed_memory: bool = True
     blas: str = "tile"  # per-step products: "tile", "numpy" or "mkl" (rnnlab.kernels.use_blas)
     # bf16 columns (rnnlab precision="bf16", PyTorch under bf16 autocast); None: where the
     # CPU has BF16 instructions (elsewhere both would time an emulation)
@@ -112,9 +115,33 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     ``targets`` (the speed targets, met or not, row by row).
     """
     cfg = _validated(dataclasses.replace(config or BenchConfig(), **_checked(overrides)))
-    n = cfg.threads or len(os.sched_getaffinity(0))
     if cfg.keep_freed_memory:
         kernels.keep_freed_memory()  # process-wide: PyTorch's allocations benefit alike
+    elif kernels.freed_memory_kept():
+        raise ValueError("keep_freed_memory=False needs a process in which rnnlab has not "
+                         "run yet (its first fast call keeps freed memory): run the "
+                         "benchmark in a fresh one")
+    with _environment(RNNLAB_KEEP_FREED_MEMORY="1" if cfg.keep_freed_memory else "0"):
+        return _run(cfg)
+
+
+@contextlib.contextmanager
+def _environment(**values):
+    """Environment variables set inside the block (the memory subprocesses inherit them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run(cfg: BenchConfig) -> dict:
+    n = cfg.threads or len(os.sched_getaffinity(0))
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     torch = import_torch() if cfg.torch else None
     if torch is not None:
@@ -145,7 +172,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
                 rows.append(row)
                 print(row_line(row), file=sys.stderr, flush=True)
     peak = result["machine"]["sgemm_peak_gflops"]["best"]
-    peak16 = result["machine"].get("bf16_gemm_peak_gflops")
+    peak16 = result["machine"].get("bf16_gemm_peak_gflops", {}).get("best")
     for row in rows:
         for kind in ("train", "infer"):
             row[kind]["fraction_of_peak"] = row[kind]["rnnlab_gflops"] / peak
@@ -157,6 +184,7 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     result["targets"] = targets(rows)
     result["machine"]["load_average_end"] = os.getloadavg()
     result["machine"]["threading_layer"] = _threading_layer()
+    result["machine"]["freed_memory_kept"] = kernels.freed_memory_kept()
     cpu_end, wall = _cpu_seconds(), time.perf_counter() - wall0
     others = None
     if cpu0 is not None and cpu_end is not None and wall > 0:
@@ -294,8 +322,9 @@ def add_arguments(ap) -> None:
     ap.add_argument("--no-torch", action="store_true", help="rnnlab's own figures only")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-compile-time", action="store_true")
-    ap.add_argument("--keep-freed-memory", action="store_true",
-                    help="rnnlab.kernels.keep_freed_memory() first (process-wide, both libraries)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's defaults instead of keeping freed memory for reuse, "
+                         "which rnnlab's first fast call does (process-wide, both libraries)")
     ap.add_argument("--blas", default="tile", choices=["tile", "numpy", "mkl"],
                     help="per-step products: rnnlab's tile (default), NumPy's BLAS, or MKL "
                          "(pip install mkl)")
@@ -310,7 +339,7 @@ def run_from_args(a) -> dict:
     result = run_bench(
         cells=tuple(a.cells), shapes=tuple(map(tuple, a.shape)) if a.shape else GRID,
         threads=a.threads, repeats=a.repeats, torch=not a.no_torch, memory=not a.no_memory,
-        compile_time=not a.no_compile_time, keep_freed_memory=a.keep_freed_memory, blas=a.blas,
+        compile_time=not a.no_compile_time, keep_freed_memory=not a.system_malloc, blas=a.blas,
         bf16=a.bf16, out_dir=a.out,
     )
     print(f"wrote {a.out}/bench.json and {a.out}/bench.md ({len(result['rows'])} rows)")

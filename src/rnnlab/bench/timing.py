@@ -78,12 +78,11 @@ def sgemm_peak(torch) -> dict:
     return best
 
 
-def bf16_gemm_peak(torch) -> dict:
+def bf16_gemm_peak(torch, n: int = 2048) -> dict:
     """Best bf16 GEMM rate (GFLOP/s, float32 sums) of PyTorch and of rnnlab's bf16 tile,
-    n = 2048: the roof the bf16 rows are measured against."""
+    n x n x n: the roof the bf16 rows are measured against."""
     from ..kernels import fast_layers
 
-    n = 2048
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     ta = torch.from_numpy(a).to(torch.bfloat16)
     tc = torch.empty(n, n, dtype=torch.bfloat16)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 from contextvars import ContextVar
 
 import numpy as np
@@ -69,13 +70,26 @@ def active(kernel: str | None, fast: bool | None = None) -> bool:
 
 
 def fast_layers():
-    """:mod:`rnnlab.kernels.layers`, imported on first use (it imports numba)."""
+    """:mod:`rnnlab.kernels.layers`, imported on first use (it imports numba); the first
+    use also keeps freed memory for the process (:func:`keep_freed_memory`) unless
+    ``RNNLAB_KEEP_FREED_MEMORY=0``."""
     global _LAYERS
     if _LAYERS is None:
         from . import layers
 
+        if _keep_by_default():
+            keep_freed_memory()
         _LAYERS = layers
     return _LAYERS
+
+
+def _keep_by_default() -> bool:
+    """``RNNLAB_KEEP_FREED_MEMORY``: "1" (or unset) keeps freed memory from the first fast
+    call on, "0" leaves the C allocator's defaults."""
+    value = os.environ.get("RNNLAB_KEEP_FREED_MEMORY", "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"RNNLAB_KEEP_FREED_MEMORY={value!r}: expected 0 or 1 (or unset)")
+    return value == "1"
 
 
 _LAYERS = None
@@ -130,12 +144,15 @@ def bf16_instructions(mode: str | None):
 def keep_freed_memory(limit: int = 1 << 30) -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the system.
 
-    Process-wide and opt-in. Every training step allocates its caches and gradients
-    afresh (several MB at the benchmark's sizes); with glibc's defaults much of that is
-    handed back to the kernel when freed and page-faulted in again, zeroed, on the next
-    step, and those page faults can cost as much as the step's arithmetic (measurements:
-    docs/performance.md). The price is that the process keeps its peak heap until it
-    exits.
+    Process-wide; done by the first fast call (:func:`fast_layers`) unless the
+    environment has ``RNNLAB_KEEP_FREED_MEMORY=0``. Every training step allocates its
+    caches and gradients afresh (several MB at the benchmark's sizes); with glibc's
+    defaults much of that is handed back to the kernel when freed and page-faulted in
+    again, zeroed, on the next step, and those page faults can cost as much as the step's
+    arithmetic (an LSTM step at B=128, T=28, H=128: 18.1 ms against 9.3 ms without them;
+    measurements: docs/performance.md). The price is that the process keeps its peak heap
+    until it exits. Other code in the process (PyTorch's CPU tensors among it) allocates
+    through the same ``malloc`` and gains alike.
 
     Parameters
     ----------
@@ -158,7 +175,18 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
     ok = mallopt(M_MMAP_THRESHOLD, int(limit)) == 1
-    return mallopt(M_TRIM_THRESHOLD, 2 * int(limit)) == 1 and ok
+    ok = mallopt(M_TRIM_THRESHOLD, 2 * int(limit)) == 1 and ok
+    _kept.append(ok)
+    return ok
+
+
+_kept: list = []  # what each keep_freed_memory() call achieved, in order
+
+
+def freed_memory_kept() -> bool:
+    """Whether :func:`keep_freed_memory` has taken effect in this process (the benchmarks
+    record it)."""
+    return any(_kept)
 
 
 def threads(n: int | None):
@@ -185,4 +213,5 @@ def side_by_side(work: int, first, second):
 
 
 __all__ = ["AVAILABLE", "Tape", "active", "bf16_available", "bf16_instructions", "bf16_native",
-           "keep_freed_memory", "matmul", "side_by_side", "threads", "use_blas", "use_fast"]
+           "freed_memory_kept", "keep_freed_memory", "matmul", "side_by_side", "threads",
+           "use_blas", "use_fast"]
