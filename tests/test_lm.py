@@ -140,3 +140,14 @@ def test_tail_decay():
 def test_a_bad_decay_share_is_refused(bad):
     with pytest.raises(ValueError, match="lr_decay"):
         lm.LMConfig(lr_decay=bad).check()
+
+
+def test_a_run_written_before_the_decay_existed_resumes_at_a_constant_rate(tmp_path):
+    run = lm.train(config(tmp_path, 10, lr_decay=0), out=tmp_path / "old", **QUIET)
+    toml = run / "config.toml"
+    toml.write_text("".join(line for line in toml.read_text().splitlines(keepends=True)
+                            if not line.startswith("lr_decay")))
+    assert lm.open_run(run).config.lr_decay == 0
+    resumed = lm.train(config(tmp_path, 20), resume=run, **QUIET)
+    assert set(logged_rates(resumed).values()) == {lm.LMConfig().lr}  # through step 20
+    assert lm.LMConfig.from_toml(toml).lr_decay == 0.3  # a settings file: the default

@@ -54,7 +54,7 @@ from .train import Trainer
 
 LN2 = math.log(2.0)
 # the run folder's configuration and opening, in their own module, named here as before
-__all__ = ["LMConfig", "RUN_FORMAT", "RUN_VERSION", "Run", "evaluate", "generate",
+__all__ = ["LMConfig", "RUN_FORMAT", "RUN_VERSION", "Run", "TailDecay", "evaluate", "generate",
            "load_corpus", "open_run", "sample", "stream_loss", "train"]
 
 

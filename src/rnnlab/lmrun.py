@@ -73,7 +73,9 @@ class LMConfig:
         return cfg
 
     @classmethod
-    def from_toml(cls, path) -> LMConfig:
+    def from_toml(cls, path, missing: dict | None = None) -> LMConfig:
+        """Read a TOML file of settings; ``missing`` gives values for keys it lacks (else
+        the defaults)."""
         path = Path(path)
         if not path.is_file():
             what = "is not a file" if path.exists() else "does not exist"
@@ -88,7 +90,7 @@ class LMConfig:
             raise ValueError(f"config file {path} is not valid TOML: {e}") from None
         except ValueError as e:  # an integer of too many digits
             raise ValueError(f"config file {path} is not valid TOML: {str(e)[:120]}") from None
-        return cls.from_dict(d)
+        return cls.from_dict({**(missing or {}), **d})
 
     def to_toml(self) -> str:
         lines = ["# rnnlab language-model run configuration"]
@@ -187,11 +189,16 @@ class Run:
     info: dict
 
 
+#: settings a run folder's config.toml lacks when written before they existed: the value
+#: that keeps the run as it was (a resumed run goes on as it began)
+WRITTEN_BEFORE = {"lr_decay": 0.0}
+
+
 def open_run(path) -> Run:
     """Open a run folder written by :func:`train`; refuses other versions and broken files."""
     path = Path(path)
     info = io.read_run_info(path, RUN_FORMAT, RUN_VERSION)
-    cfg = LMConfig.from_toml(path / "config.toml")
+    cfg = LMConfig.from_toml(path / "config.toml", missing=WRITTEN_BEFORE)
     vocab_file = path / "vocab.json"
     if not vocab_file.is_file():
         raise ValueError(f"{path} has no vocab.json")
