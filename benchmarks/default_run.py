@@ -41,8 +41,9 @@ def main():
     p.add_argument("--out", default="runs/default-bench")
     a = p.parse_args()
     if a.metrics is None:
-        from rnnlab import lm
+        from rnnlab import kernels, lm
 
+        kernels.keep_freed_memory()  # as rnnlab train does
         run = lm.train(lm.LMConfig(), out=a.out)
         a.metrics = run / "metrics.jsonl"
     report(a.metrics, a.metrics.parent / "run.json")

@@ -13,11 +13,10 @@ for every step), in inference mode. Each is timed in short alternating blocks in
 (:func:`rnnlab.bench.timing.median_times`); the medians and their ratios are printed with
 the CPU and its features.
 
-rnnlab's first fast call keeps freed memory for the process
-(:func:`rnnlab.kernels.keep_freed_memory`: glibc keeps freed blocks for the next update
-instead of unmapping them and faulting them in again), so PyTorch's updates in the same
-process run with it too; ``--system-malloc`` (``RNNLAB_KEEP_FREED_MEMORY=0``) leaves glibc's
-defaults, for both.
+As ``rnnlab train`` does, the process first calls :func:`rnnlab.kernels.keep_freed_memory`
+(glibc keeps freed blocks for the next update instead of unmapping them and faulting them
+in again); the setting is the process's, so PyTorch's updates run with it too.
+``--system-malloc`` leaves glibc's defaults, for both.
 """
 
 from __future__ import annotations
@@ -85,8 +84,8 @@ def main() -> None:
                     help="leave glibc's malloc defaults (rnnlab train changes them)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
-    if args.system_malloc:
-        os.environ["RNNLAB_KEEP_FREED_MEMORY"] = "0"  # before rnnlab's first fast call
+    if not args.system_malloc:
+        kernels.keep_freed_memory()
     torch = import_torch()
     if torch is None:
         raise SystemExit("benchmarks/main_job.py compares with PyTorch: pip install "

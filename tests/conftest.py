@@ -1,11 +1,12 @@
 """Before any test: the kernels compiled once, in a child process, into numba's cache.
 
 numba's cached machine code of a kernel can differ in the last bits from the code a
-process compiles for itself (1 to 4 float32 ulp measured for the LSTM and GRU loops); the
-tests that compare a run in a child process (killed, resumed, data-parallel) with one in
-this process bit for bit would then compare two builds of the kernels. Compiled here by a
-child first, every process loads the same build from the cache. Variants that the warm-up
-does not reach still compile where they are first used.
+process compiles for itself (1 to 4 float32 ulp measured for the LSTM and GRU loops; in
+bf16 products too, and in the memory demo's float64 LSTM, on an AMD Zen 4 with
+AVX512_BF16); the tests that compare a run in a child process (killed, resumed,
+data-parallel) with one in this process bit for bit would then compare two builds of the
+kernels. Compiled here by a child first, every process loads the same build from the
+cache. Variants that the warm-up does not reach still compile where they are first used.
 """
 
 import subprocess
@@ -17,10 +18,12 @@ import rnnlab
 from rnnlab import kernels
 if kernels.AVAILABLE:
     rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
+    # float32 in bf16 too where the CPU has it ("auto"), as the language model runs it
+    for dtype, precision in ((np.float32, "fp32"), (np.float32, "auto"), (np.float64, "fp32")):
         for cell in ("lstm", "gru", "elman"):
             for B, threads in ((1, 1), (4, 1), (64, 2)):
-                net = rnnlab.Network(6, 8, 6, cell=cell, seed=0, dtype=dtype)
+                net = rnnlab.Network(6, 8, 6, cell=cell, seed=0, dtype=dtype,
+                                     precision=precision)
                 ids = rng.integers(0, 6, size=(B, 9))
                 with kernels.threads(threads):
                     net.loss_and_grad(ids, ids)
@@ -28,6 +31,11 @@ if kernels.AVAILABLE:
                                       lengths=np.full(B, 5))
                     net.infer(ids)
                     net.step(np.zeros((B, 6), dtype))
+    import tempfile
+    from rnnlab import demo  # its float64 LSTM and Elman with the gradient-flow probes
+    with tempfile.TemporaryDirectory() as d:
+        demo.memory(demo.MemoryConfig.quick(lags=(2,), tasks=("recall",), epochs=1, train=16,
+                                            test=8), out=d + "/memory", echo=None)
 """
 
 

@@ -187,10 +187,9 @@ def test_bench_records_whether_freed_memory_was_kept(tmp_path, system):
     out = tmp_path / "bench"
     args = ["bench", "--cells", "elman", "--shape", "2", "5", "3", "4", "--repeats", "1",
             "--no-memory", "--no-compile-time", "--no-torch", "--out", str(out)]
-    env = {k: v for k, v in os.environ.items() if k != "RNNLAB_KEEP_FREED_MEMORY"}
     r = subprocess.run([sys.executable, "-m", "rnnlab", *args,
                         *(["--system-malloc"] if system else [])],
-                       capture_output=True, text=True, env=env, timeout=300)
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     result = json.loads((out / "bench.json").read_text())
     kept = result["machine"]["freed_memory_kept"]

@@ -121,8 +121,12 @@ def _report(args) -> int:
 
 
 def _train(args) -> int:
-    from . import lm
+    from . import kernels, lm
 
+    # Every update allocates the same large arrays again; keeping freed memory in the
+    # process saves re-faulting them (measurements: docs/performance.md, "Memory and page
+    # faults"). The CLI owns its process, so the process-wide setting is harmless here.
+    kernels.keep_freed_memory()
     if args.task is not None:
         return _train_task(args)
     for k in _TASK_ONLY:

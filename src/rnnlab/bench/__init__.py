@@ -43,7 +43,6 @@ rnnlab.bench.report
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -83,8 +82,8 @@ class BenchConfig:
     torch: bool = True  # compare with PyTorch when it can be imported
     memory: bool = True  # peak memory of a training step, one subprocess per row and library
     compile_time: bool = True  # cold and cached numba compilation, in subprocesses
-    # glibc keeps freed memory (rnnlab.kernels.keep_freed_memory, what rnnlab's first fast
-    # call does; process-wide, both libraries); False: its defaults, in a fresh process only
+    # glibc keeps freed memory (rnnlab.kernels.keep_freed_memory, as rnnlab train does;
+    # process-wide, both libraries); False: its defaults (a process that has not called it)
     keep_freed_memory: bool = True
     blas: str = "tile"  # per-step products: "tile", "numpy" or "mkl" (rnnlab.kernels.use_blas)
     # bf16 columns (rnnlab precision="bf16", PyTorch under bf16 autocast); None: where the
@@ -118,26 +117,9 @@ def run_bench(config: BenchConfig | None = None, **overrides) -> dict:
     if cfg.keep_freed_memory:
         kernels.keep_freed_memory()  # process-wide: PyTorch's allocations benefit alike
     elif kernels.freed_memory_kept():
-        raise ValueError("keep_freed_memory=False needs a process in which rnnlab has not "
-                         "run yet (its first fast call keeps freed memory): run the "
-                         "benchmark in a fresh one")
-    with _environment(RNNLAB_KEEP_FREED_MEMORY="1" if cfg.keep_freed_memory else "0"):
-        return _run(cfg)
-
-
-@contextlib.contextmanager
-def _environment(**values):
-    """Environment variables set inside the block (the memory subprocesses inherit them)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        raise ValueError("keep_freed_memory=False needs a process that has not called "
+                         "rnnlab.kernels.keep_freed_memory(): run the benchmark in a fresh one")
+    return _run(cfg)
 
 
 def _run(cfg: BenchConfig) -> dict:
@@ -324,7 +306,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--no-compile-time", action="store_true")
     ap.add_argument("--system-malloc", action="store_true",
                     help="leave glibc's defaults instead of keeping freed memory for reuse, "
-                         "which rnnlab's first fast call does (process-wide, both libraries)")
+                         "as rnnlab train does (process-wide, both libraries)")
     ap.add_argument("--blas", default="tile", choices=["tile", "numpy", "mkl"],
                     help="per-step products: rnnlab's tile (default), NumPy's BLAS, or MKL "
                          "(pip install mkl)")

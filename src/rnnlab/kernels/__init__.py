@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 from contextvars import ContextVar
 
 import numpy as np
@@ -70,26 +69,13 @@ def active(kernel: str | None, fast: bool | None = None) -> bool:
 
 
 def fast_layers():
-    """:mod:`rnnlab.kernels.layers`, imported on first use (it imports numba); the first
-    use also keeps freed memory for the process (:func:`keep_freed_memory`) unless
-    ``RNNLAB_KEEP_FREED_MEMORY=0``."""
+    """:mod:`rnnlab.kernels.layers`, imported on first use (it imports numba)."""
     global _LAYERS
     if _LAYERS is None:
         from . import layers
 
-        if _keep_by_default():
-            keep_freed_memory()
         _LAYERS = layers
     return _LAYERS
-
-
-def _keep_by_default() -> bool:
-    """``RNNLAB_KEEP_FREED_MEMORY``: "1" (or unset) keeps freed memory from the first fast
-    call on, "0" leaves the C allocator's defaults."""
-    value = os.environ.get("RNNLAB_KEEP_FREED_MEMORY", "1")
-    if value not in ("0", "1"):
-        raise ValueError(f"RNNLAB_KEEP_FREED_MEMORY={value!r}: expected 0 or 1 (or unset)")
-    return value == "1"
 
 
 _LAYERS = None
@@ -144,8 +130,7 @@ def bf16_instructions(mode: str | None):
 def keep_freed_memory(limit: int = 1 << 30) -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the system.
 
-    Process-wide; done by the first fast call (:func:`fast_layers`) unless the
-    environment has ``RNNLAB_KEEP_FREED_MEMORY=0``. Every training step allocates its
+    Process-wide and opt-in (``rnnlab train`` calls it). Every training step allocates its
     caches and gradients afresh (several MB at the benchmark's sizes); with glibc's
     defaults much of that is handed back to the kernel when freed and page-faulted in
     again, zeroed, on the next step, and those page faults can cost as much as the step's
