@@ -1,12 +1,13 @@
 """Before any test: the kernels compiled once, in a child process, into numba's cache.
 
-numba's cached machine code of a kernel can differ in the last bits from the code a
-process compiles for itself (1 to 4 float32 ulp measured for the LSTM and GRU loops; in
-bf16 products too, and in the memory demo's float64 LSTM, on an AMD Zen 4 with
-AVX512_BF16); the tests that compare a run in a child process (killed, resumed,
-data-parallel) with one in this process bit for bit would then compare two builds of the
-kernels. Compiled here by a child first, every process loads the same build from the
-cache. Variants that the warm-up does not reach still compile where they are first used.
+Every test process then loads the kernels instead of compiling its own. That is quicker,
+and it was once needed for exactness: with fastmath's ``reassoc`` a kernel compiled in a
+process and its cached build summed in different orders, 1 to 4 float32 ulps apart, so
+the tests that compare a run in a child process (killed, resumed, data-parallel) with one
+in this process bit for bit compared two builds. The kernels no longer allow it
+(:data:`rnnlab.kernels._jit.JIT`), and ``tests/test_kernels.py`` checks that a fresh
+build and a cached one agree bit for bit. Variants that the warm-up does not reach
+compile where they are first used.
 """
 
 import subprocess

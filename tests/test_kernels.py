@@ -341,6 +341,38 @@ def test_keep_freed_memory_reports_whether_it_applied():
     assert kernels.freed_memory_kept() is kernels.keep_freed_memory()
 
 
+BUILDS = """
+import hashlib, numpy as np, rnnlab
+rng = np.random.default_rng(0)
+ids = rng.integers(0, 6, size=(4, 9))
+digest = hashlib.sha256()
+for cell in ("lstm", "gru"):
+    for options in ({}, {"precision": "auto"}, {"layer_norm": True}):
+        net = rnnlab.Network(6, 8, 6, cell=cell, seed=0, output="softmax", readout="all",
+                             **options)
+        _, grads = net.loss_and_grad(ids, ids)[:2]
+        for k in sorted(grads):
+            digest.update(np.ascontiguousarray(grads[k]).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_a_kernel_compiled_here_computes_what_its_cached_build_does(tmp_path):
+    """The LSTM's and GRU's gradients (float32, bf16 where the CPU has it, layer norm) in
+    a process that compiles the kernels and in one that loads them from the cache it
+    wrote: bit for bit the same (with fastmath's ``reassoc`` they were not; see
+    :data:`rnnlab.kernels._jit.JIT`)."""
+    import subprocess
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = [subprocess.run([sys.executable, "-c", BUILDS], env=env, capture_output=True,
+                           text=True, timeout=600) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    assert any((tmp_path / "numba").rglob("*.nbc"))  # the first one compiled and cached
+    assert runs[0].stdout == runs[1].stdout
+
+
 PAGE_FAULTS = """
 import json, resource, sys, numpy as np, rnnlab
 from rnnlab import kernels

@@ -25,15 +25,55 @@ from numba.extending import intrinsic, overload
 from .tile import MR
 
 #: Options of every kernel. ``error_model="numpy"`` drops the division-by-zero checks
-#: that stop LLVM vectorising; the fastmath flags allow FMA contraction, reciprocal
-#: approximations and reassociation, but not ``nnan``/``ninf``: a NaN must still travel
-#: to the loss, where the training loop's NaN guard looks for it.
+#: that stop LLVM vectorising; the fastmath flags allow FMA contraction and reciprocal
+#: approximations, but not ``nnan``/``ninf``: a NaN must still travel to the loss, where
+#: the training loop's NaN guard looks for it. Nor ``reassoc``: with it, a kernel compiled
+#: in a process and the same kernel loaded from numba's cache summed in different orders
+#: (1-4 float32 ulps apart in the LSTM's and GRU's backward, on an AMD Zen 4), so a run
+#: resumed in another process was no longer bit for bit a straight one. Sums that want
+#: vector lanes say so (:func:`sum_lanes`).
 JIT = {
     "cache": True,
     "error_model": "numpy",
-    "fastmath": {"nsz", "arcp", "contract", "afn", "reassoc"},
+    "fastmath": {"nsz", "arcp", "contract", "afn"},
     "nogil": True,
 }
+
+@njit(inline="always", **JIT)
+def sum_lanes(u, v):
+    """``(sum(u), sum(u * v))`` in float64, each in eight interleaved partial sums combined
+    pairwise: an order fixed by the code, which LLVM can run in vector lanes without being
+    allowed to reassociate (see :data:`JIT`)."""
+    N = u.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+    E = N - N % 8
+    for j in range(0, E, 8):
+        x0, x1, x2, x3 = float(u[j]), float(u[j + 1]), float(u[j + 2]), float(u[j + 3])
+        x4, x5, x6, x7 = float(u[j + 4]), float(u[j + 5]), float(u[j + 6]), float(u[j + 7])
+        a0 += x0
+        a1 += x1
+        a2 += x2
+        a3 += x3
+        a4 += x4
+        a5 += x5
+        a6 += x6
+        a7 += x7
+        b0 += x0 * v[j]
+        b1 += x1 * v[j + 1]
+        b2 += x2 * v[j + 2]
+        b3 += x3 * v[j + 3]
+        b4 += x4 * v[j + 4]
+        b5 += x5 * v[j + 5]
+        b6 += x6 * v[j + 6]
+        b7 += x7 * v[j + 7]
+    a = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    b = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7))
+    for j in range(E, N):
+        a += u[j]
+        b += float(u[j]) * v[j]
+    return a, b
+
 
 # CBLAS enumerations
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112

@@ -42,6 +42,7 @@ from ._jit import (
     product,
     reset_rows,
     sigmoid_,
+    sum_lanes,
     tanh_,
 )
 
@@ -495,20 +496,41 @@ def step_peep(gemm, W_x, W_h, bias, peep, x, h, c, h_out, c_out):
 LN_EPS = 1e-5
 
 
+@njit(inline="always", **JIT)
+def _squares_about(u, mu):
+    """``sum((u - mu)^2)`` in float64, in eight interleaved partial sums (see
+    :func:`rnnlab.kernels._jit.sum_lanes`)."""
+    N = u.shape[0]
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0.0
+    E = N - N % 8
+    for j in range(0, E, 8):
+        d0, d1, d2, d3 = u[j] - mu, u[j + 1] - mu, u[j + 2] - mu, u[j + 3] - mu
+        d4, d5, d6, d7 = u[j + 4] - mu, u[j + 5] - mu, u[j + 6] - mu, u[j + 7] - mu
+        c0 += d0 * d0
+        c1 += d1 * d1
+        c2 += d2 * d2
+        c3 += d3 * d3
+        c4 += d4 * d4
+        c5 += d5 * d5
+        c6 += d6 * d6
+        c7 += d7 * d7
+    c = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7))
+    for j in range(E, N):
+        d = u[j] - mu
+        c += d * d
+    return c
+
+
 @njit(**JIT)
 def norm_row(u, n, eps):
     """``n = (u - mean(u)) / sqrt(var(u) + eps)`` for one row (sums in float64); returns
     the inverse deviation."""
     N = u.shape[0]
-    acc = 0.0
-    for j in range(N):
-        acc += u[j]
-    mu = acc / N
-    acc = 0.0
-    for j in range(N):
-        d = u[j] - mu
-        acc += d * d
-    s = 1.0 / math.sqrt(acc / N + eps)
+    total, _ = sum_lanes(u, u)
+    mu = total / N
+    # the variance as E[u^2] - mu^2 would lose digits where mu is large against the
+    # spread; summed about mu instead, in a second pass
+    s = 1.0 / math.sqrt(_squares_about(u, mu) / N + eps)
     for j in range(N):
         n[j] = (u[j] - mu) * s
     return s
@@ -519,10 +541,7 @@ def norm_back_row(dn, n, s, du, beta):
     """The gradient at :func:`norm_row`'s ``u`` from ``dn`` at its ``n``:
     ``du = s (dn - mean(dn) - n mean(dn n))``, added to ``du`` when ``beta`` is 1."""
     N = dn.shape[0]
-    a, b = 0.0, 0.0
-    for j in range(N):
-        a += dn[j]
-        b += dn[j] * n[j]
+    a, b = sum_lanes(dn, n)
     a, b = a / N, b / N
     if beta:
         for j in range(N):
