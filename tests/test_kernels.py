@@ -335,8 +335,6 @@ def test_stream_matches_repeated_layer_step(cell, opts, fast, num_layers):
 
 
 def test_keep_freed_memory_reports_whether_it_applied():
-    import sys
-
     assert kernels.keep_freed_memory() is True or not sys.platform.startswith("linux")
     assert kernels.freed_memory_kept() is kernels.keep_freed_memory()
 

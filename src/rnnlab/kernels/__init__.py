@@ -161,17 +161,18 @@ def keep_freed_memory(limit: int = 1 << 30) -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
     ok = mallopt(M_MMAP_THRESHOLD, int(limit)) == 1
     ok = mallopt(M_TRIM_THRESHOLD, 2 * int(limit)) == 1 and ok
-    _kept.append(ok)
+    global _KEPT
+    _KEPT = _KEPT or ok
     return ok
 
 
-_kept: list = []  # what each keep_freed_memory() call achieved, in order
+_KEPT = False  # whether a keep_freed_memory() call has taken effect
 
 
 def freed_memory_kept() -> bool:
     """Whether :func:`keep_freed_memory` has taken effect in this process (the benchmarks
     record it)."""
-    return any(_kept)
+    return _KEPT
 
 
 def threads(n: int | None):

@@ -39,6 +39,7 @@ JIT = {
     "nogil": True,
 }
 
+
 @njit(inline="always", **JIT)
 def sum_lanes(u, v):
     """``(sum(u), sum(u * v))`` in float64, each in eight interleaved partial sums combined
@@ -73,6 +74,31 @@ def sum_lanes(u, v):
         a += u[j]
         b += float(u[j]) * v[j]
     return a, b
+
+
+@njit(inline="always", **JIT)
+def squares_about(u, mu):
+    """``sum((u - mu)^2)`` in float64, in eight interleaved partial sums as
+    :func:`sum_lanes`'s."""
+    N = u.shape[0]
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0.0
+    E = N - N % 8
+    for j in range(0, E, 8):
+        d0, d1, d2, d3 = u[j] - mu, u[j + 1] - mu, u[j + 2] - mu, u[j + 3] - mu
+        d4, d5, d6, d7 = u[j + 4] - mu, u[j + 5] - mu, u[j + 6] - mu, u[j + 7] - mu
+        c0 += d0 * d0
+        c1 += d1 * d1
+        c2 += d2 * d2
+        c3 += d3 * d3
+        c4 += d4 * d4
+        c5 += d5 * d5
+        c6 += d6 * d6
+        c7 += d7 * d7
+    c = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7))
+    for j in range(E, N):
+        d = u[j] - mu
+        c += d * d
+    return c
 
 
 # CBLAS enumerations
@@ -589,12 +615,6 @@ def _bf16_bits(u):
 def _bf16_pair(lo, hi):
     """Two float32 rounded to bf16 in one uint32: ``lo`` in the low half."""
     return _bf16_bits(_bits(lo)) | (_bf16_bits(_bits(hi)) << uint32(16))
-
-
-@njit(**JIT)
-def bf16_of(x):
-    """The bf16 nearest the float32 ``x`` (ties to even), as its 16 bits in an int64."""
-    return np.int64(_bf16_bits(_bits(x)))
 
 
 @njit(**JIT)

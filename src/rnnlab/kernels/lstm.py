@@ -42,6 +42,7 @@ from ._jit import (
     product,
     reset_rows,
     sigmoid_,
+    squares_about,
     sum_lanes,
     tanh_,
 )
@@ -496,31 +497,6 @@ def step_peep(gemm, W_x, W_h, bias, peep, x, h, c, h_out, c_out):
 LN_EPS = 1e-5
 
 
-@njit(inline="always", **JIT)
-def _squares_about(u, mu):
-    """``sum((u - mu)^2)`` in float64, in eight interleaved partial sums (see
-    :func:`rnnlab.kernels._jit.sum_lanes`)."""
-    N = u.shape[0]
-    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = 0.0
-    E = N - N % 8
-    for j in range(0, E, 8):
-        d0, d1, d2, d3 = u[j] - mu, u[j + 1] - mu, u[j + 2] - mu, u[j + 3] - mu
-        d4, d5, d6, d7 = u[j + 4] - mu, u[j + 5] - mu, u[j + 6] - mu, u[j + 7] - mu
-        c0 += d0 * d0
-        c1 += d1 * d1
-        c2 += d2 * d2
-        c3 += d3 * d3
-        c4 += d4 * d4
-        c5 += d5 * d5
-        c6 += d6 * d6
-        c7 += d7 * d7
-    c = ((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7))
-    for j in range(E, N):
-        d = u[j] - mu
-        c += d * d
-    return c
-
-
 @njit(**JIT)
 def norm_row(u, n, eps):
     """``n = (u - mean(u)) / sqrt(var(u) + eps)`` for one row (sums in float64); returns
@@ -530,7 +506,7 @@ def norm_row(u, n, eps):
     mu = total / N
     # the variance as E[u^2] - mu^2 would lose digits where mu is large against the
     # spread; summed about mu instead, in a second pass
-    s = 1.0 / math.sqrt(_squares_about(u, mu) / N + eps)
+    s = 1.0 / math.sqrt(squares_about(u, mu) / N + eps)
     for j in range(N):
         n[j] = (u[j] - mu) * s
     return s
